@@ -1,0 +1,326 @@
+//! The device aggregate: a push token on a platform, typed properties, and an
+//! optional link to a user.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Aggregate;
+use crate::error::DomainError;
+use crate::event::DomainEvent;
+use crate::ids::{ExternalId, UserId};
+use crate::platform::{DevicePlatform, SendPlatform};
+use crate::properties::{Properties, PropertyPatch};
+
+pub fn stream(external_id: &ExternalId) -> String {
+    format!("device:{external_id}")
+}
+
+pub const MAX_PUSH_TOKEN_BYTES: usize = 4096;
+/// `random_bucket` is drawn from 1..=RANDOM_BUCKETS at registration.
+pub const RANDOM_BUCKETS: u16 = 10_000;
+
+/// A push token: 1 to 4096 bytes, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PushToken(String);
+
+impl PushToken {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(DomainError::invalid("push_token", "must not be empty"));
+        }
+        if raw.len() > MAX_PUSH_TOKEN_BYTES {
+            return Err(DomainError::invalid(
+                "push_token",
+                format!("must be at most {MAX_PUSH_TOKEN_BYTES} bytes"),
+            ));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(DomainError::invalid("push_token", "must not contain control characters"));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What to do with a device's user link.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum UserLink {
+    /// Leave it as it is.
+    #[default]
+    Keep,
+    Link(UserId),
+    Unlink,
+}
+
+/// `PUT /v1/devices/{external_id}`: register, or update what changed.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub push_token: PushToken,
+    pub send_platform: SendPlatform,
+    pub device_platform: DevicePlatform,
+    pub user: UserLink,
+    /// `None` keeps the current value (true for a new device).
+    pub has_permission: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeviceCommand {
+    /// `random_bucket` is used only when the device is new.
+    Register { external_id: ExternalId, registration: Registration, random_bucket: u16 },
+    SetProperties { external_id: ExternalId, patch: PropertyPatch },
+    Delete { external_id: ExternalId },
+    /// Deletes the device only if it belongs to this user.
+    DeleteOwned { external_id: ExternalId, user_id: UserId },
+    /// The user was deleted: drop the link if it still points at them.
+    UnlinkDeletedUser { external_id: ExternalId, user_id: UserId },
+    /// A push provider said the token is dead.
+    InvalidateToken { external_id: ExternalId, push_token: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum DeviceEvent {
+    #[serde(rename = "device.registered")]
+    Registered {
+        external_id: ExternalId,
+        push_token: PushToken,
+        send_platform: SendPlatform,
+        device_platform: DevicePlatform,
+        random_bucket: u16,
+        user_id: Option<UserId>,
+        has_permission: bool,
+    },
+    /// Only the fields that changed are present.
+    #[serde(rename = "device.updated")]
+    Updated {
+        external_id: ExternalId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        push_token: Option<PushToken>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        send_platform: Option<SendPlatform>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_platform: Option<DevicePlatform>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        has_permission: Option<bool>,
+    },
+    #[serde(rename = "device.user_linked")]
+    UserLinked { external_id: ExternalId, user_id: UserId },
+    #[serde(rename = "device.user_unlinked")]
+    UserUnlinked {
+        external_id: ExternalId,
+        user_id: UserId,
+        /// `request` or `user_deleted`.
+        reason: String,
+    },
+    #[serde(rename = "device.properties_changed")]
+    PropertiesChanged {
+        external_id: ExternalId,
+        set: Properties,
+        removed: Vec<String>,
+    },
+    #[serde(rename = "device.push_token_invalidated")]
+    PushTokenInvalidated { external_id: ExternalId, push_token: String, reason: String },
+    #[serde(rename = "device.deleted")]
+    Deleted { external_id: ExternalId },
+}
+
+impl DomainEvent for DeviceEvent {}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub live: bool,
+    pub push_token: Option<PushToken>,
+    pub send_platform: Option<SendPlatform>,
+    pub device_platform: Option<DevicePlatform>,
+    pub user_id: Option<UserId>,
+    pub has_permission: bool,
+    pub token_valid: bool,
+    pub random_bucket: u16,
+    pub properties: Properties,
+}
+
+fn changed<T: PartialEq>(old: &Option<T>, new: T) -> Option<T> {
+    if old.as_ref() == Some(&new) { None } else { Some(new) }
+}
+
+impl Device {
+    fn register(&self, external_id: ExternalId, r: Registration, bucket: u16) -> Vec<DeviceEvent> {
+        if !self.live {
+            let user_id = match r.user {
+                UserLink::Link(u) => Some(u),
+                UserLink::Keep | UserLink::Unlink => None,
+            };
+            return vec![DeviceEvent::Registered {
+                external_id,
+                push_token: r.push_token,
+                send_platform: r.send_platform,
+                device_platform: r.device_platform,
+                random_bucket: bucket,
+                user_id,
+                has_permission: r.has_permission.unwrap_or(true),
+            }];
+        }
+        let mut events = Vec::new();
+        // A re-registration of a token found dead revives it.
+        let push_token = if self.token_valid {
+            changed(&self.push_token, r.push_token)
+        } else {
+            Some(r.push_token)
+        };
+        let send_platform = changed(&self.send_platform, r.send_platform);
+        let device_platform = changed(&self.device_platform, r.device_platform);
+        let has_permission = r.has_permission.filter(|p| *p != self.has_permission);
+        if push_token.is_some()
+            || send_platform.is_some()
+            || device_platform.is_some()
+            || has_permission.is_some()
+        {
+            events.push(DeviceEvent::Updated {
+                external_id: external_id.clone(),
+                push_token,
+                send_platform,
+                device_platform,
+                has_permission,
+            });
+        }
+        match (r.user, &self.user_id) {
+            (UserLink::Link(new), Some(old)) if &new == old => {}
+            (UserLink::Link(new), old) => {
+                if let Some(old) = old {
+                    events.push(DeviceEvent::UserUnlinked {
+                        external_id: external_id.clone(),
+                        user_id: old.clone(),
+                        reason: "request".into(),
+                    });
+                }
+                events.push(DeviceEvent::UserLinked { external_id, user_id: new });
+            }
+            (UserLink::Unlink, Some(old)) => events.push(DeviceEvent::UserUnlinked {
+                external_id,
+                user_id: old.clone(),
+                reason: "request".into(),
+            }),
+            (UserLink::Unlink | UserLink::Keep, _) => {}
+        }
+        events
+    }
+}
+
+impl Aggregate for Device {
+    type Command = DeviceCommand;
+    type Event = DeviceEvent;
+
+    fn decide(&self, command: DeviceCommand) -> Result<Vec<DeviceEvent>, DomainError> {
+        match command {
+            DeviceCommand::Register { external_id, registration, random_bucket } => {
+                Ok(self.register(external_id, registration, random_bucket))
+            }
+            DeviceCommand::SetProperties { external_id, patch } => {
+                if !self.live {
+                    return Err(DomainError::NotFound("device"));
+                }
+                Ok(patch
+                    .against("properties", &self.properties)?
+                    .map(|diff| DeviceEvent::PropertiesChanged {
+                        external_id,
+                        set: diff.set,
+                        removed: diff.remove.into_iter().collect(),
+                    })
+                    .into_iter()
+                    .collect())
+            }
+            DeviceCommand::Delete { external_id } => {
+                if !self.live {
+                    return Err(DomainError::NotFound("device"));
+                }
+                Ok(vec![DeviceEvent::Deleted { external_id }])
+            }
+            DeviceCommand::DeleteOwned { external_id, user_id } => {
+                if !self.live || self.user_id.as_ref() != Some(&user_id) {
+                    return Err(DomainError::NotFound("device"));
+                }
+                Ok(vec![DeviceEvent::Deleted { external_id }])
+            }
+            DeviceCommand::UnlinkDeletedUser { external_id, user_id } => {
+                if !self.live || self.user_id.as_ref() != Some(&user_id) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![DeviceEvent::UserUnlinked {
+                    external_id,
+                    user_id,
+                    reason: "user_deleted".into(),
+                }])
+            }
+            DeviceCommand::InvalidateToken { external_id, push_token, reason } => {
+                // Only the token that failed: a newer one registered meanwhile stays.
+                let current = self.push_token.as_ref().map(PushToken::as_str);
+                if !self.live || !self.token_valid || current != Some(push_token.as_str()) {
+                    return Ok(vec![]);
+                }
+                Ok(vec![DeviceEvent::PushTokenInvalidated { external_id, push_token, reason }])
+            }
+        }
+    }
+
+    fn evolve(&mut self, event: &DeviceEvent) {
+        match event {
+            DeviceEvent::Registered {
+                push_token,
+                send_platform,
+                device_platform,
+                random_bucket,
+                user_id,
+                has_permission,
+                ..
+            } => {
+                *self = Device {
+                    live: true,
+                    push_token: Some(push_token.clone()),
+                    send_platform: Some(*send_platform),
+                    device_platform: Some(*device_platform),
+                    user_id: user_id.clone(),
+                    has_permission: *has_permission,
+                    token_valid: true,
+                    random_bucket: *random_bucket,
+                    properties: Properties::new(),
+                };
+            }
+            DeviceEvent::Updated {
+                push_token, send_platform, device_platform, has_permission, ..
+            } => {
+                if let Some(t) = push_token {
+                    self.push_token = Some(t.clone());
+                    self.token_valid = true;
+                }
+                if let Some(p) = send_platform {
+                    self.send_platform = Some(*p);
+                }
+                if let Some(p) = device_platform {
+                    self.device_platform = Some(*p);
+                }
+                if let Some(p) = has_permission {
+                    self.has_permission = *p;
+                }
+            }
+            DeviceEvent::UserLinked { user_id, .. } => self.user_id = Some(user_id.clone()),
+            DeviceEvent::UserUnlinked { .. } => self.user_id = None,
+            DeviceEvent::PropertiesChanged { set, removed, .. } => {
+                for key in removed {
+                    self.properties.remove(key);
+                }
+                for (key, value) in set {
+                    self.properties.insert(key.clone(), value.clone());
+                }
+            }
+            DeviceEvent::PushTokenInvalidated { .. } => self.token_valid = false,
+            DeviceEvent::Deleted { .. } => *self = Device::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

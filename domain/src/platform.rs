@@ -1,0 +1,54 @@
+//! Where a device runs and which provider delivers its pushes.
+
+use serde::{Deserialize, Serialize};
+
+/// The push service a device's token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SendPlatform {
+    Fcm,
+    Apns,
+    Webpush,
+}
+
+/// The kind of device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DevicePlatform {
+    Android,
+    Ios,
+    Web,
+}
+
+impl SendPlatform {
+    pub const ALL: [SendPlatform; 3] = [SendPlatform::Fcm, SendPlatform::Apns, SendPlatform::Webpush];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendPlatform::Fcm => "fcm",
+            SendPlatform::Apns => "apns",
+            SendPlatform::Webpush => "webpush",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+}
+
+impl DevicePlatform {
+    pub const ALL: [DevicePlatform; 3] =
+        [DevicePlatform::Android, DevicePlatform::Ios, DevicePlatform::Web];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DevicePlatform::Android => "android",
+            DevicePlatform::Ios => "ios",
+            DevicePlatform::Web => "web",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+}
