@@ -1,1 +1,11 @@
+//! Herald's HTTP API.
 
+pub mod cli;
+pub mod error;
+pub mod extract;
+mod fallback;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use server::{app, serve};

@@ -30,7 +30,11 @@ pub struct NewApiKey {
 
 #[derive(Debug, Clone)]
 pub enum AppCommand {
-    Create { app_id: AppId, name: Name, first_key: NewApiKey },
+    Create {
+        app_id: AppId,
+        name: Name,
+        first_key: NewApiKey,
+    },
     CreateApiKey(NewApiKey),
     RevokeApiKey(ApiKeyId),
 }
@@ -41,7 +45,12 @@ pub enum AppEvent {
     #[serde(rename = "app.created")]
     Created { app_id: AppId, name: String },
     #[serde(rename = "api_key.created")]
-    ApiKeyCreated { key_id: ApiKeyId, name: String, roles: Vec<Role>, token_sha256: String },
+    ApiKeyCreated {
+        key_id: ApiKeyId,
+        name: String,
+        roles: Vec<Role>,
+        token_sha256: String,
+    },
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked { key_id: ApiKeyId },
 }
@@ -79,12 +88,19 @@ impl Aggregate for App {
 
     fn decide(&self, command: AppCommand) -> Result<Vec<AppEvent>, DomainError> {
         match command {
-            AppCommand::Create { app_id, name, first_key } => {
+            AppCommand::Create {
+                app_id,
+                name,
+                first_key,
+            } => {
                 if self.exists {
                     return Err(DomainError::StateConflict("the app already exists".into()));
                 }
                 Ok(vec![
-                    AppEvent::Created { app_id, name: name.as_str().to_owned() },
+                    AppEvent::Created {
+                        app_id,
+                        name: name.as_str().to_owned(),
+                    },
                     key_created(first_key),
                 ])
             }
@@ -136,7 +152,10 @@ mod tests {
 
     fn created() -> Vec<AppEvent> {
         vec![
-            AppEvent::Created { app_id: AppId(uuid::Uuid::nil()), name: "a".into() },
+            AppEvent::Created {
+                app_id: AppId(uuid::Uuid::nil()),
+                name: "a".into(),
+            },
             key_created(key(1, &Role::ALL)),
         ]
     }
@@ -147,14 +166,25 @@ mod tests {
             .when(AppCommand::Create {
                 app_id: AppId(uuid::Uuid::nil()),
                 name: Name::parse("name", "a").unwrap_or_else(|e| panic!("{e}")),
-                first_key: key(1, &[Role::Read, Role::Admin, Role::Write, Role::Audit, Role::Read]),
+                first_key: key(
+                    1,
+                    &[
+                        Role::Read,
+                        Role::Admin,
+                        Role::Write,
+                        Role::Audit,
+                        Role::Read,
+                    ],
+                ),
             })
             .then(created());
     }
 
     #[test]
     fn a_key_needs_a_role() {
-        let err = given::<App>(created()).when(AppCommand::CreateApiKey(key(2, &[]))).then_refused();
+        let err = given::<App>(created())
+            .when(AppCommand::CreateApiKey(key(2, &[])))
+            .then_refused();
         assert!(matches!(err, DomainError::Invalid(ref f) if f[0].field == "roles"));
     }
 
@@ -163,8 +193,12 @@ mod tests {
         let mut history = created();
         given::<App>(history.clone())
             .when(AppCommand::RevokeApiKey(ApiKeyId(uuid::Uuid::from_u128(1))))
-            .then([AppEvent::ApiKeyRevoked { key_id: ApiKeyId(uuid::Uuid::from_u128(1)) }]);
-        history.push(AppEvent::ApiKeyRevoked { key_id: ApiKeyId(uuid::Uuid::from_u128(1)) });
+            .then([AppEvent::ApiKeyRevoked {
+                key_id: ApiKeyId(uuid::Uuid::from_u128(1)),
+            }]);
+        history.push(AppEvent::ApiKeyRevoked {
+            key_id: ApiKeyId(uuid::Uuid::from_u128(1)),
+        });
         given::<App>(history)
             .when(AppCommand::RevokeApiKey(ApiKeyId(uuid::Uuid::from_u128(1))))
             .then_error(DomainError::NotFound("api key"));

@@ -36,7 +36,10 @@ impl PushToken {
             ));
         }
         if raw.chars().any(char::is_control) {
-            return Err(DomainError::invalid("push_token", "must not contain control characters"));
+            return Err(DomainError::invalid(
+                "push_token",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(raw))
     }
@@ -70,15 +73,34 @@ pub struct Registration {
 #[derive(Debug, Clone)]
 pub enum DeviceCommand {
     /// `random_bucket` is used only when the device is new.
-    Register { external_id: ExternalId, registration: Registration, random_bucket: u16 },
-    SetProperties { external_id: ExternalId, patch: PropertyPatch },
-    Delete { external_id: ExternalId },
+    Register {
+        external_id: ExternalId,
+        registration: Registration,
+        random_bucket: u16,
+    },
+    SetProperties {
+        external_id: ExternalId,
+        patch: PropertyPatch,
+    },
+    Delete {
+        external_id: ExternalId,
+    },
     /// Deletes the device only if it belongs to this user.
-    DeleteOwned { external_id: ExternalId, user_id: UserId },
+    DeleteOwned {
+        external_id: ExternalId,
+        user_id: UserId,
+    },
     /// The user was deleted: drop the link if it still points at them.
-    UnlinkDeletedUser { external_id: ExternalId, user_id: UserId },
+    UnlinkDeletedUser {
+        external_id: ExternalId,
+        user_id: UserId,
+    },
     /// A push provider said the token is dead.
-    InvalidateToken { external_id: ExternalId, push_token: String, reason: String },
+    InvalidateToken {
+        external_id: ExternalId,
+        push_token: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +130,10 @@ pub enum DeviceEvent {
         has_permission: Option<bool>,
     },
     #[serde(rename = "device.user_linked")]
-    UserLinked { external_id: ExternalId, user_id: UserId },
+    UserLinked {
+        external_id: ExternalId,
+        user_id: UserId,
+    },
     #[serde(rename = "device.user_unlinked")]
     UserUnlinked {
         external_id: ExternalId,
@@ -123,7 +148,11 @@ pub enum DeviceEvent {
         removed: Vec<String>,
     },
     #[serde(rename = "device.push_token_invalidated")]
-    PushTokenInvalidated { external_id: ExternalId, push_token: String, reason: String },
+    PushTokenInvalidated {
+        external_id: ExternalId,
+        push_token: String,
+        reason: String,
+    },
     #[serde(rename = "device.deleted")]
     Deleted { external_id: ExternalId },
 }
@@ -144,7 +173,11 @@ pub struct Device {
 }
 
 fn changed<T: PartialEq>(old: &Option<T>, new: T) -> Option<T> {
-    if old.as_ref() == Some(&new) { None } else { Some(new) }
+    if old.as_ref() == Some(&new) {
+        None
+    } else {
+        Some(new)
+    }
 }
 
 impl Device {
@@ -197,7 +230,10 @@ impl Device {
                         reason: "request".into(),
                     });
                 }
-                events.push(DeviceEvent::UserLinked { external_id, user_id: new });
+                events.push(DeviceEvent::UserLinked {
+                    external_id,
+                    user_id: new,
+                });
             }
             (UserLink::Unlink, Some(old)) => events.push(DeviceEvent::UserUnlinked {
                 external_id,
@@ -216,9 +252,11 @@ impl Aggregate for Device {
 
     fn decide(&self, command: DeviceCommand) -> Result<Vec<DeviceEvent>, DomainError> {
         match command {
-            DeviceCommand::Register { external_id, registration, random_bucket } => {
-                Ok(self.register(external_id, registration, random_bucket))
-            }
+            DeviceCommand::Register {
+                external_id,
+                registration,
+                random_bucket,
+            } => Ok(self.register(external_id, registration, random_bucket)),
             DeviceCommand::SetProperties { external_id, patch } => {
                 if !self.live {
                     return Err(DomainError::NotFound("device"));
@@ -239,13 +277,19 @@ impl Aggregate for Device {
                 }
                 Ok(vec![DeviceEvent::Deleted { external_id }])
             }
-            DeviceCommand::DeleteOwned { external_id, user_id } => {
+            DeviceCommand::DeleteOwned {
+                external_id,
+                user_id,
+            } => {
                 if !self.live || self.user_id.as_ref() != Some(&user_id) {
                     return Err(DomainError::NotFound("device"));
                 }
                 Ok(vec![DeviceEvent::Deleted { external_id }])
             }
-            DeviceCommand::UnlinkDeletedUser { external_id, user_id } => {
+            DeviceCommand::UnlinkDeletedUser {
+                external_id,
+                user_id,
+            } => {
                 if !self.live || self.user_id.as_ref() != Some(&user_id) {
                     return Ok(vec![]);
                 }
@@ -255,13 +299,21 @@ impl Aggregate for Device {
                     reason: "user_deleted".into(),
                 }])
             }
-            DeviceCommand::InvalidateToken { external_id, push_token, reason } => {
+            DeviceCommand::InvalidateToken {
+                external_id,
+                push_token,
+                reason,
+            } => {
                 // Only the token that failed: a newer one registered meanwhile stays.
                 let current = self.push_token.as_ref().map(PushToken::as_str);
                 if !self.live || !self.token_valid || current != Some(push_token.as_str()) {
                     return Ok(vec![]);
                 }
-                Ok(vec![DeviceEvent::PushTokenInvalidated { external_id, push_token, reason }])
+                Ok(vec![DeviceEvent::PushTokenInvalidated {
+                    external_id,
+                    push_token,
+                    reason,
+                }])
             }
         }
     }
@@ -290,7 +342,11 @@ impl Aggregate for Device {
                 };
             }
             DeviceEvent::Updated {
-                push_token, send_platform, device_platform, has_permission, ..
+                push_token,
+                send_platform,
+                device_platform,
+                has_permission,
+                ..
             } => {
                 if let Some(t) = push_token {
                     self.push_token = Some(t.clone());

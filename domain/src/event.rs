@@ -21,7 +21,9 @@ pub trait DomainEvent: Sized + Serialize + DeserializeOwned {
         if schema_version == Self::SCHEMA_VERSION {
             Ok(data)
         } else {
-            Err(UnknownEvent(format!("{event_type} schema version {schema_version}")))
+            Err(UnknownEvent(format!(
+                "{event_type} schema version {schema_version}"
+            )))
         }
     }
 

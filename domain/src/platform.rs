@@ -21,7 +21,8 @@ pub enum DevicePlatform {
 }
 
 impl SendPlatform {
-    pub const ALL: [SendPlatform; 3] = [SendPlatform::Fcm, SendPlatform::Apns, SendPlatform::Webpush];
+    pub const ALL: [SendPlatform; 3] =
+        [SendPlatform::Fcm, SendPlatform::Apns, SendPlatform::Webpush];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,8 +38,11 @@ impl SendPlatform {
 }
 
 impl DevicePlatform {
-    pub const ALL: [DevicePlatform; 3] =
-        [DevicePlatform::Android, DevicePlatform::Ios, DevicePlatform::Web];
+    pub const ALL: [DevicePlatform; 3] = [
+        DevicePlatform::Android,
+        DevicePlatform::Ios,
+        DevicePlatform::Web,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

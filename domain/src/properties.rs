@@ -17,8 +17,13 @@ pub const MAX_STRING_BYTES: usize = 1024;
 pub const MAX_LIST_ITEMS: usize = 100;
 
 /// Search keys that are columns of a device, not properties.
-pub const BUILT_IN_KEYS: [&str; 5] =
-    ["device_platform", "send_platform", "user_id", "random_bucket", "has_permission"];
+pub const BUILT_IN_KEYS: [&str; 5] = [
+    "device_platform",
+    "send_platform",
+    "user_id",
+    "random_bucket",
+    "has_permission",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -74,22 +79,37 @@ impl PropertyPatch {
             }
         }
         if map.len() > MAX_PROPERTIES * 2 {
-            errors.push(FieldError::new(prefix, format!("too many keys in one request ({})", map.len())));
+            errors.push(FieldError::new(
+                prefix,
+                format!("too many keys in one request ({})", map.len()),
+            ));
         }
-        if errors.is_empty() { Ok(patch) } else { Err(DomainError::Invalid(errors)) }
+        if errors.is_empty() {
+            Ok(patch)
+        } else {
+            Err(DomainError::Invalid(errors))
+        }
     }
 
     /// The part of this patch that changes `current`, or `None` if nothing
     /// would change. Refuses a result over [`MAX_PROPERTIES`].
-    pub fn against(&self, prefix: &str, current: &Properties) -> Result<Option<PropertyPatch>, DomainError> {
+    pub fn against(
+        &self,
+        prefix: &str,
+        current: &Properties,
+    ) -> Result<Option<PropertyPatch>, DomainError> {
         let set: Properties = self
             .set
             .iter()
             .filter(|(k, v)| current.get(*k) != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let remove: BTreeSet<String> =
-            self.remove.iter().filter(|k| current.contains_key(*k)).cloned().collect();
+        let remove: BTreeSet<String> = self
+            .remove
+            .iter()
+            .filter(|k| current.contains_key(*k))
+            .cloned()
+            .collect();
         let added = set.keys().filter(|k| !current.contains_key(*k)).count();
         let total = current.len() + added - remove.len();
         if total > MAX_PROPERTIES {
@@ -119,13 +139,20 @@ impl PropertyPatch {
 fn check_key(key: &str) -> Result<(), String> {
     let len = key.chars().count();
     if len == 0 || len > MAX_KEY_CHARS {
-        return Err(format!("property names are 1 to {MAX_KEY_CHARS} characters"));
+        return Err(format!(
+            "property names are 1 to {MAX_KEY_CHARS} characters"
+        ));
     }
-    if !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+    if !key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
         return Err("property names may hold only A-Z, a-z, 0-9, '_', '.' and '-'".into());
     }
     if BUILT_IN_KEYS.contains(&key) {
-        return Err(format!("'{key}' is a built-in key and cannot be a property"));
+        return Err(format!(
+            "'{key}' is a built-in key and cannot be a property"
+        ));
     }
     Ok(())
 }
@@ -145,7 +172,9 @@ fn parse_value(value: &Value) -> Result<Option<PropertyValue>, String> {
         Value::Number(n) => match n.as_i64() {
             Some(i) => Ok(Some(PropertyValue::Int(i))),
             None if n.is_u64() => Err("integers must fit in a signed 64-bit integer".into()),
-            None => Err("floating-point numbers are not supported; use an integer or a string".into()),
+            None => {
+                Err("floating-point numbers are not supported; use an integer or a string".into())
+            }
         },
         Value::String(s) => check_string(s).map(|()| Some(PropertyValue::Str(s.clone()))),
         Value::Array(items) => {
@@ -155,7 +184,9 @@ fn parse_value(value: &Value) -> Result<Option<PropertyValue>, String> {
             let mut list = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Value::String(s) = item else {
-                    return Err(format!("list item {i} is not a string; lists hold strings only"));
+                    return Err(format!(
+                        "list item {i} is not a string; lists hold strings only"
+                    ));
                 };
                 check_string(s).map_err(|m| format!("list item {i}: {m}"))?;
                 list.push(s.clone());
@@ -188,7 +219,10 @@ mod tests {
         assert_eq!(patch.set["plan"], PropertyValue::Str("pro".into()));
         assert_eq!(patch.set["age"], PropertyValue::Int(31));
         assert_eq!(patch.set["beta"], PropertyValue::Bool(true));
-        assert_eq!(patch.set["tags"], PropertyValue::List(vec!["a".into(), "b".into()]));
+        assert_eq!(
+            patch.set["tags"],
+            PropertyValue::List(vec!["a".into(), "b".into()])
+        );
         assert!(patch.remove.contains("old"));
     }
 
@@ -221,7 +255,9 @@ mod tests {
         current.insert("b".into(), PropertyValue::Str("x".into()));
         let patch = PropertyPatch::parse("p", &json!({"a": 1, "b": 2, "c": null}))
             .unwrap_or_else(|e| panic!("{e}"));
-        let diff = patch.against("p", &current).unwrap_or_else(|e| panic!("{e}"));
+        let diff = patch
+            .against("p", &current)
+            .unwrap_or_else(|e| panic!("{e}"));
         let diff = diff.unwrap_or_default();
         assert_eq!(diff.set.len(), 1);
         assert_eq!(diff.set["b"], PropertyValue::Int(2));
@@ -233,9 +269,11 @@ mod tests {
 
     #[test]
     fn the_property_count_is_bounded() {
-        let current: Properties =
-            (0..100).map(|i| (format!("k{i}"), PropertyValue::Int(i))).collect();
-        let one_more = PropertyPatch::parse("p", &json!({"new": 1})).unwrap_or_else(|e| panic!("{e}"));
+        let current: Properties = (0..100)
+            .map(|i| (format!("k{i}"), PropertyValue::Int(i)))
+            .collect();
+        let one_more =
+            PropertyPatch::parse("p", &json!({"new": 1})).unwrap_or_else(|e| panic!("{e}"));
         assert!(one_more.against("p", &current).is_err());
         let swap = PropertyPatch::parse("p", &json!({"new": 1, "k1": null}))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -12,7 +12,9 @@ pub struct Given<A: Aggregate> {
 
 pub fn given<A: Aggregate>(history: impl IntoIterator<Item = A::Event>) -> Given<A> {
     let history: Vec<A::Event> = history.into_iter().collect();
-    Given { state: A::replay(history.iter()) }
+    Given {
+        state: A::replay(history.iter()),
+    }
 }
 
 pub struct When<A: Aggregate> {
@@ -21,7 +23,9 @@ pub struct When<A: Aggregate> {
 
 impl<A: Aggregate> Given<A> {
     pub fn when(self, command: A::Command) -> When<A> {
-        When { outcome: self.state.decide(command) }
+        When {
+            outcome: self.state.decide(command),
+        }
     }
 }
 

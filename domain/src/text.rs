@@ -24,7 +24,10 @@ impl Name {
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(DomainError::invalid(field, "must not contain control characters"));
+            return Err(DomainError::invalid(
+                field,
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -40,7 +43,10 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(Name::parse("name", "  Acme ").map(|n| n.0), Ok("Acme".to_owned()));
+        assert_eq!(
+            Name::parse("name", "  Acme ").map(|n| n.0),
+            Ok("Acme".to_owned())
+        );
         assert!(Name::parse("name", "   ").is_err());
         assert!(Name::parse("name", &"x".repeat(201)).is_err());
         assert!(Name::parse("name", &"é".repeat(200)).is_ok());

@@ -1,1 +1,14 @@
+//! Herald's outside world: the event store, command handling, the
+//! projection runner, configuration, telemetry, and the application services
+//! the HTTP API calls.
 
+pub mod commands;
+pub mod config;
+pub mod database;
+pub mod herald;
+pub mod projection_runner;
+pub mod root_token;
+pub mod secrets;
+pub mod services;
+pub mod store;
+pub mod telemetry;

@@ -39,7 +39,11 @@ fn registered(t: &str) -> DeviceEvent {
 }
 
 fn register(t: &str) -> DeviceCommand {
-    DeviceCommand::Register { external_id: id(), registration: registration(t), random_bucket: 42 }
+    DeviceCommand::Register {
+        external_id: id(),
+        registration: registration(t),
+        random_bucket: 42,
+    }
 }
 
 fn patch(v: serde_json::Value) -> DeviceCommand {
@@ -51,35 +55,58 @@ fn patch(v: serde_json::Value) -> DeviceCommand {
 
 #[test]
 fn a_new_device_is_registered_with_its_bucket() {
-    given::<Device>([]).when(register("t1")).then([registered("t1")]);
+    given::<Device>([])
+        .when(register("t1"))
+        .then([registered("t1")]);
 }
 
 #[test]
 fn registering_the_same_again_changes_nothing() {
-    given::<Device>([registered("t1")]).when(register("t1")).then([]);
+    given::<Device>([registered("t1")])
+        .when(register("t1"))
+        .then([]);
 }
 
 #[test]
 fn a_new_token_is_an_update_of_that_field_only() {
-    given::<Device>([registered("t1")]).when(register("t2")).then([DeviceEvent::Updated {
-        external_id: id(),
-        push_token: Some(token("t2")),
-        send_platform: None,
-        device_platform: None,
-        has_permission: None,
-    }]);
+    given::<Device>([registered("t1")])
+        .when(register("t2"))
+        .then([DeviceEvent::Updated {
+            external_id: id(),
+            push_token: Some(token("t2")),
+            send_platform: None,
+            device_platform: None,
+            has_permission: None,
+        }]);
 }
 
 #[test]
 fn linking_moves_a_device_between_users() {
     let mut r = registration("t1");
     r.user = UserLink::Link(user("b"));
-    given::<Device>([registered("t1"), DeviceEvent::UserLinked { external_id: id(), user_id: user("a") }])
-        .when(DeviceCommand::Register { external_id: id(), registration: r, random_bucket: 1 })
-        .then([
-            DeviceEvent::UserUnlinked { external_id: id(), user_id: user("a"), reason: "request".into() },
-            DeviceEvent::UserLinked { external_id: id(), user_id: user("b") },
-        ]);
+    given::<Device>([
+        registered("t1"),
+        DeviceEvent::UserLinked {
+            external_id: id(),
+            user_id: user("a"),
+        },
+    ])
+    .when(DeviceCommand::Register {
+        external_id: id(),
+        registration: r,
+        random_bucket: 1,
+    })
+    .then([
+        DeviceEvent::UserUnlinked {
+            external_id: id(),
+            user_id: user("a"),
+            reason: "request".into(),
+        },
+        DeviceEvent::UserLinked {
+            external_id: id(),
+            user_id: user("b"),
+        },
+    ]);
 }
 
 #[test]
@@ -99,29 +126,45 @@ fn properties_change_once() {
             removed: vec![],
         },
     ];
-    given::<Device>(history.clone()).when(patch(json!({"plan": "pro", "gone": null}))).then([]);
-    given::<Device>(history).when(patch(json!({"plan": null, "age": 3}))).then([
-        DeviceEvent::PropertiesChanged {
+    given::<Device>(history.clone())
+        .when(patch(json!({"plan": "pro", "gone": null})))
+        .then([]);
+    given::<Device>(history)
+        .when(patch(json!({"plan": null, "age": 3})))
+        .then([DeviceEvent::PropertiesChanged {
             external_id: id(),
             set: [("age".to_owned(), PropertyValue::Int(3))].into(),
             removed: vec!["plan".into()],
-        },
-    ]);
+        }]);
 }
 
 #[test]
 fn an_unknown_device_has_no_properties_to_set() {
-    given::<Device>([]).when(patch(json!({"a": 1}))).then_error(DomainError::NotFound("device"));
+    given::<Device>([])
+        .when(patch(json!({"a": 1})))
+        .then_error(DomainError::NotFound("device"));
 }
 
 #[test]
 fn only_the_owner_deletes_through_the_user() {
-    let linked = [registered("t1"), DeviceEvent::UserLinked { external_id: id(), user_id: user("a") }];
+    let linked = [
+        registered("t1"),
+        DeviceEvent::UserLinked {
+            external_id: id(),
+            user_id: user("a"),
+        },
+    ];
     given::<Device>(linked.clone())
-        .when(DeviceCommand::DeleteOwned { external_id: id(), user_id: user("b") })
+        .when(DeviceCommand::DeleteOwned {
+            external_id: id(),
+            user_id: user("b"),
+        })
         .then_error(DomainError::NotFound("device"));
     given::<Device>(linked)
-        .when(DeviceCommand::DeleteOwned { external_id: id(), user_id: user("a") })
+        .when(DeviceCommand::DeleteOwned {
+            external_id: id(),
+            user_id: user("a"),
+        })
         .then([DeviceEvent::Deleted { external_id: id() }]);
 }
 
@@ -132,14 +175,16 @@ fn only_the_current_token_is_invalidated() {
         push_token: t.into(),
         reason: "unregistered".into(),
     };
-    given::<Device>([registered("t1")]).when(invalidate("old")).then([]);
-    given::<Device>([registered("t1")]).when(invalidate("t1")).then([
-        DeviceEvent::PushTokenInvalidated {
+    given::<Device>([registered("t1")])
+        .when(invalidate("old"))
+        .then([]);
+    given::<Device>([registered("t1")])
+        .when(invalidate("t1"))
+        .then([DeviceEvent::PushTokenInvalidated {
             external_id: id(),
             push_token: "t1".into(),
             reason: "unregistered".into(),
-        },
-    ]);
+        }]);
 }
 
 #[test]
@@ -154,13 +199,15 @@ fn re_registering_a_dead_token_revives_it() {
     ];
     let state = Device::replay(dead.iter());
     assert!(!state.token_valid);
-    given::<Device>(dead).when(register("t1")).then([DeviceEvent::Updated {
-        external_id: id(),
-        push_token: Some(token("t1")),
-        send_platform: None,
-        device_platform: None,
-        has_permission: None,
-    }]);
+    given::<Device>(dead)
+        .when(register("t1"))
+        .then([DeviceEvent::Updated {
+            external_id: id(),
+            push_token: Some(token("t1")),
+            send_platform: None,
+            device_platform: None,
+            has_permission: None,
+        }]);
 }
 
 #[test]
@@ -174,6 +221,9 @@ fn events_round_trip_through_the_log_form() {
     };
     let (event_type, data) = event.encode();
     assert_eq!(event_type, "device.updated");
-    assert_eq!(data, json!({"external_id": "dev-1", "send_platform": "apns", "has_permission": false}));
+    assert_eq!(
+        data,
+        json!({"external_id": "dev-1", "send_platform": "apns", "has_permission": false})
+    );
     assert_eq!(DeviceEvent::decode(&event_type, 1, &data), Ok(event));
 }

@@ -1,0 +1,92 @@
+//! The `herald` command line. Every flag has a `HERALD_*` environment
+//! variable; flags win over the environment, which wins over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use infra::config::Config;
+use infra::secrets::Secret;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Event-sourced devices, users, push campaigns and integrations"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API, the read models and the reactors.
+    Serve(ServeArgs),
+    /// Apply database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DatabaseArgs {
+    /// Where SQLite keeps its file and Herald its root token.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = Config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// `postgres://user@host/db` moves the log and read models to PostgreSQL.
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Database connections in the pool.
+    #[arg(long, env = "HERALD_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "HERALD_LISTEN", default_value = Config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// The root token; generated and saved in the data directory if unset.
+    #[arg(long, env = "HERALD_ROOT_TOKEN", hide_env_values = true)]
+    pub root_token: Option<String>,
+    /// OTLP/gRPC endpoint for traces, e.g. http://localhost:4317.
+    #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "HERALD_LOG_JSON")]
+    pub log_json: bool,
+    /// Seconds in-flight requests may take to finish after SIGTERM.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl DatabaseArgs {
+    pub fn config(&self) -> Config {
+        let mut config = Config::with_data_dir(&self.data_dir);
+        config.database_url = self
+            .database_url
+            .clone()
+            .filter(|u| !u.is_empty())
+            .map(Secret::new);
+        config.db.max_connections = self.db_max_connections;
+        config
+    }
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Config {
+        let mut config = self.database.config();
+        config.listen = self.listen;
+        config.root_token = self
+            .root_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
+        config.otlp_endpoint = self.otlp_endpoint.clone().filter(|e| !e.is_empty());
+        config.log_json = self.log_json;
+        config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
+        config
+    }
+}

@@ -1,0 +1,117 @@
+//! Who is calling. `Key<R>` admits an app's API key that has role `R`;
+//! `Root` admits the root token. A missing, unknown or revoked token is 401;
+//! a valid one without the role is 403.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use domain::ids::{ApiKeyId, AppId};
+use domain::role::Role;
+use infra::services::RequestContext;
+use infra::services::tenancy::{Principal, authenticate};
+
+use super::context::request_context;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub trait RequiredRole: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+macro_rules! role {
+    ($name:ident, $role:expr) => {
+        pub struct $name;
+        impl RequiredRole for $name {
+            const ROLE: Role = $role;
+        }
+    };
+}
+
+role!(Admin, Role::Admin);
+role!(Write, Role::Write);
+role!(Read, Role::Read);
+role!(Audit, Role::Audit);
+
+/// An app's API key holding role `R`.
+pub struct Key<R> {
+    pub app_id: AppId,
+    pub key_id: ApiKeyId,
+    pub ctx: RequestContext,
+    _role: PhantomData<R>,
+}
+
+/// The root token.
+pub struct Root {
+    pub ctx: RequestContext,
+}
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    let value = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("send an API key as 'Authorization: Bearer <key>'".into())
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(|| {
+        ApiError::Unauthorized("the Authorization header must be 'Bearer <key>'".into())
+    })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must be 'Bearer <key>'".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    let token = bearer(parts)?;
+    authenticate(&state.herald, token)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the API key is unknown or revoked".into()))
+}
+
+impl<R: RequiredRole> FromRequestParts<AppState> for Key<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match principal(parts, state).await? {
+            Principal::Root => Err(ApiError::Forbidden(
+                "the root token manages apps only; use one of the app's API keys".into(),
+            )),
+            Principal::Key {
+                app_id,
+                key_id,
+                roles,
+            } => {
+                if !roles.contains(&R::ROLE) {
+                    return Err(ApiError::Forbidden(format!(
+                        "this API key lacks the '{}' role",
+                        R::ROLE
+                    )));
+                }
+                let ctx = request_context(&parts.headers, format!("key:{key_id}"));
+                Ok(Key {
+                    app_id,
+                    key_id,
+                    ctx,
+                    _role: PhantomData,
+                })
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Root {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match principal(parts, state).await? {
+            Principal::Root => Ok(Root {
+                ctx: request_context(&parts.headers, "root".into()),
+            }),
+            Principal::Key { .. } => Err(ApiError::Forbidden("this needs the root token".into())),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The ids that tie a request to the events it writes.
+
+use axum::http::HeaderMap;
+use infra::services::RequestContext;
+use uuid::Uuid;
+
+/// Builds the request context: the request id (set by the request-id layer,
+/// or the client's `X-Request-Id`), a correlation id (the client's
+/// `X-Correlation-Id`, else the trace id of `traceparent`, else new), and the
+/// trace id.
+pub fn request_context(headers: &HeaderMap, actor: String) -> RequestContext {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+            .map(str::to_owned)
+    };
+    let traceparent_id = header("traceparent").and_then(|tp| trace_id_of(&tp));
+    let trace_id = infra::telemetry::current_trace_id().or_else(|| traceparent_id.clone());
+    RequestContext {
+        actor,
+        request_id: header("x-request-id"),
+        correlation_id: Some(
+            header("x-correlation-id")
+                .or(traceparent_id)
+                .unwrap_or_else(|| Uuid::now_v7().to_string()),
+        ),
+        causation_id: None,
+        trace_id,
+    }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.split('-');
+    let (_version, trace_id) = (parts.next()?, parts.next()?);
+    let valid = trace_id.len() == 32
+        && trace_id.chars().all(|c| c.is_ascii_hexdigit())
+        && trace_id.chars().any(|c| c != '0');
+    valid.then(|| trace_id.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn correlation_comes_from_the_header_then_traceparent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let ctx = request_context(&headers, "root".into());
+        assert_eq!(
+            ctx.correlation_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        headers.insert("x-correlation-id", HeaderValue::from_static("order-17"));
+        let ctx = request_context(&headers, "root".into());
+        assert_eq!(ctx.correlation_id.as_deref(), Some("order-17"));
+    }
+
+    #[test]
+    fn a_fresh_correlation_id_otherwise() {
+        let ctx = request_context(&HeaderMap::new(), "root".into());
+        assert!(
+            ctx.correlation_id
+                .is_some_and(|c| Uuid::parse_str(&c).is_ok())
+        );
+    }
+}

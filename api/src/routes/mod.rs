@@ -1,0 +1,39 @@
+//! Every route, each module owning its own. Routes are registered through
+//! `OpenApiRouter`, so each one is in the OpenAPI document by construction.
+
+mod api_keys;
+mod apps;
+mod devices;
+mod events;
+mod health;
+pub mod openapi;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use self::openapi::BearerAuth;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Herald", description = "Event-sourced devices, users, push campaigns and integrations."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "apps", description = "Tenants (root token)"),
+        (name = "api-keys", description = "An app's API keys"),
+        (name = "devices", description = "Devices and their push tokens"),
+        (name = "events", description = "The log, for auditors"),
+        (name = "operations", description = "Health and documentation"),
+    )
+)]
+struct ApiDoc;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(apps::router())
+        .merge(api_keys::router())
+        .merge(devices::router())
+        .merge(events::router())
+        .merge(openapi::router())
+}

@@ -1,0 +1,160 @@
+//! The command path: load the stream, `decide`, append with the expected
+//! version, and retry a bounded number of times when another writer got
+//! there first.
+
+use std::sync::Arc;
+
+use domain::ids::AppId;
+use domain::{Aggregate, DomainError, DomainEvent, Metadata, RecordedEvent};
+use uuid::Uuid;
+
+use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, NewEvent, StoreError};
+
+/// Attempts per command before a conflict is reported.
+const MAX_ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The command was refused (4xx).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Other writers kept changing the stream (409).
+    #[error("the resource was changed concurrently; try again")]
+    Conflict,
+    /// The database is down or overloaded (503).
+    #[error("the event store is unavailable")]
+    Unavailable(String),
+    /// Anything else (500).
+    #[error("the command failed: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for CommandError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict { .. } => CommandError::Conflict,
+            StoreError::Unavailable(m) => CommandError::Unavailable(m),
+            other => CommandError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Executed<A: Aggregate> {
+    /// The stream's history before the command.
+    pub history: Vec<RecordedEvent>,
+    /// The state after the command.
+    pub state: A,
+    /// The events written (empty when the command changed nothing).
+    pub events: Vec<A::Event>,
+    /// Where they were written.
+    pub appended: Option<Appended>,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The version of the stream after the command.
+    pub fn version(&self) -> i64 {
+        self.appended.map_or_else(
+            || self.history.last().map_or(0, |e| e.stream_version),
+            |a| a.stream_version,
+        )
+    }
+}
+
+#[derive(Clone)]
+pub struct CommandBus {
+    store: Arc<dyn EventStore>,
+}
+
+impl CommandBus {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Loads and folds a stream.
+    pub async fn load<A: Aggregate>(
+        &self,
+        app_id: AppId,
+        stream: &str,
+    ) -> Result<(Vec<RecordedEvent>, A), CommandError> {
+        let history = self.store.load_stream(app_id, stream).await?;
+        let mut state = A::default();
+        for recorded in &history {
+            let event = A::Event::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.data,
+            )
+            .map_err(|e| CommandError::Internal(e.to_string()))?;
+            state.evolve(&event);
+        }
+        Ok((history, state))
+    }
+
+    /// Runs `command` against the stream.
+    #[tracing::instrument(skip_all, fields(stream = %stream))]
+    pub async fn execute<A>(
+        &self,
+        stream: &str,
+        metadata: &Metadata,
+        command: A::Command,
+    ) -> Result<Executed<A>, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let app_id = metadata.app_id;
+        for _ in 0..MAX_ATTEMPTS {
+            let (history, mut state) = self.load::<A>(app_id, stream).await?;
+            let events = state.decide(command.clone())?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    history,
+                    state,
+                    events,
+                    appended: None,
+                });
+            }
+            let request = AppendRequest {
+                stream: stream.to_owned(),
+                expected: ExpectedVersion::from_loaded(
+                    history.last().map_or(0, |e| e.stream_version),
+                ),
+                events: events
+                    .iter()
+                    .map(|e| {
+                        let (event_type, data) = e.encode();
+                        NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_type,
+                            schema_version: A::Event::SCHEMA_VERSION,
+                            data,
+                        }
+                    })
+                    .collect(),
+                metadata: metadata.clone(),
+            };
+            match self.store.append(request).await {
+                Ok(appended) => {
+                    for event in &events {
+                        state.evolve(event);
+                    }
+                    return Ok(Executed {
+                        history,
+                        state,
+                        events,
+                        appended: Some(appended),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+}

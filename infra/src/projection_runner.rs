@@ -1,0 +1,274 @@
+//! Runs projections: catch up at start, then follow the log. Each batch is
+//! read, applied and checkpointed in one transaction, so a crash never applies
+//! an event twice or skips one. On PostgreSQL the checkpoint row is locked
+//! (`FOR UPDATE`) for the batch, so any number of nodes can run the same
+//! projection safely; whoever holds the row applies, the others see the
+//! checkpoint move.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::Projection;
+use projections::db::{Db, Tx};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::store::{EventStore, StoreError, read_after_in};
+
+/// Events read, applied and checkpointed per transaction.
+const BATCH: usize = 1000;
+
+struct Entry {
+    projection: Arc<dyn Projection>,
+    checkpoint: watch::Sender<i64>,
+}
+
+#[derive(Clone)]
+pub struct ProjectionRunner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    store: Arc<dyn EventStore>,
+    entries: HashMap<&'static str, Entry>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.lock() {
+            for task in tasks.iter() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projection(#[from] projections::ProjectionError),
+}
+
+impl From<sqlx::Error> for RunnerError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl ProjectionRunner {
+    pub fn new(db: Db, store: Arc<dyn EventStore>, projections: Vec<Arc<dyn Projection>>) -> Self {
+        let entries = projections
+            .into_iter()
+            .map(|p| {
+                (
+                    p.name(),
+                    Entry {
+                        projection: p,
+                        checkpoint: watch::Sender::new(0),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                store,
+                entries,
+                tasks: std::sync::Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Prepares every checkpoint (resetting a projection whose stored version
+    /// differs from the code's) and starts following the log.
+    pub async fn start(&self) -> Result<(), RunnerError> {
+        for entry in self.inner.entries.values() {
+            let position = prepare(&self.inner.db, entry.projection.as_ref()).await?;
+            entry.checkpoint.send_replace(position);
+        }
+        let mut tasks = self.inner.tasks.lock().map_err(|_| {
+            RunnerError::Store(StoreError::Internal(
+                "projection runner lock poisoned".into(),
+            ))
+        })?;
+        for name in self.inner.entries.keys() {
+            tasks.push(tokio::spawn(follow(Arc::downgrade(&self.inner), name)));
+        }
+        Ok(())
+    }
+
+    /// Waits until projection `name` has applied `position`, at most `timeout`.
+    /// Returns whether it got there.
+    pub async fn wait_for(&self, name: &str, position: i64, timeout: Duration) -> bool {
+        let Some(entry) = self.inner.entries.get(name) else {
+            return false;
+        };
+        let mut rx = entry.checkpoint.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|cp| *cp >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Waits until every projection has applied `position`.
+    pub async fn wait_for_all(&self, position: i64, timeout: Duration) -> bool {
+        for name in self.inner.entries.keys() {
+            if !self.wait_for(name, position, timeout).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The checkpoints this process knows, by projection name.
+    pub fn checkpoints(&self) -> Vec<(&'static str, i32, i64)> {
+        let mut all: Vec<_> = self
+            .inner
+            .entries
+            .iter()
+            .map(|(name, e)| (*name, e.projection.version(), *e.checkpoint.borrow()))
+            .collect();
+        all.sort();
+        all
+    }
+}
+
+/// Reads the stored checkpoint; creates it, or resets the projection when
+/// its version changed.
+async fn prepare(db: &Db, projection: &dyn Projection) -> Result<i64, RunnerError> {
+    let mut tx = db.begin().await?;
+    let stored = read_checkpoint(&mut tx, projection.name()).await?;
+    let position = match stored {
+        Some((version, position)) if version == projection.version() => position,
+        stored => {
+            if stored.is_some() {
+                tracing::warn!(
+                    projection = projection.name(),
+                    "projection version changed; rebuilding it from the start of the log"
+                );
+            }
+            for table in projection.tables() {
+                let sql = format!("DELETE FROM {table}");
+                projections::on_tx!(&mut tx, |c| {
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?;
+                });
+            }
+            write_checkpoint(&mut tx, projection.name(), projection.version(), 0).await?;
+            0
+        }
+    };
+    tx.commit().await?;
+    Ok(position)
+}
+
+async fn read_checkpoint(tx: &mut Tx, name: &str) -> Result<Option<(i32, i64)>, RunnerError> {
+    let row: Option<(i32, i64)> = match tx {
+        Tx::Sqlite(c) => {
+            sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **c)
+                .await?
+        }
+        Tx::Pg(c) => {
+            sqlx::query_as(
+                "SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            )
+            .bind(name)
+            .fetch_optional(&mut **c)
+            .await?
+        }
+    };
+    Ok(row)
+}
+
+async fn write_checkpoint(
+    tx: &mut Tx,
+    name: &str,
+    version: i32,
+    position: i64,
+) -> Result<(), RunnerError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    projections::on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, version, position, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
+             SET version = excluded.version, position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(position)
+        .bind(now)
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Applies one batch. Returns the checkpoint after it and whether the batch
+/// was full (more may be waiting).
+async fn step(db: &Db, projection: &dyn Projection) -> Result<(i64, bool), RunnerError> {
+    let mut tx = db.begin().await?;
+    let Some((_, position)) = read_checkpoint(&mut tx, projection.name()).await? else {
+        return Err(RunnerError::Store(StoreError::Internal(format!(
+            "checkpoint of {} is missing",
+            projection.name()
+        ))));
+    };
+    let events = read_after_in(&mut tx, position, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok((position, false));
+    };
+    let relevant: Vec<_> = events
+        .iter()
+        .filter(|e| projection.handles(&e.event_type))
+        .collect();
+    if !relevant.is_empty() {
+        projection.apply(&mut tx, &relevant).await?;
+    }
+    write_checkpoint(&mut tx, projection.name(), projection.version(), last).await?;
+    tx.commit().await?;
+    Ok((last, events.len() == BATCH))
+}
+
+async fn follow(inner: std::sync::Weak<Inner>, name: &'static str) {
+    let mut head = match inner.upgrade() {
+        Some(i) => i.store.subscribe(),
+        None => return,
+    };
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let Some(entry) = strong.entries.get(name) else {
+            return;
+        };
+        match step(&strong.db, entry.projection.as_ref()).await {
+            Ok((position, more)) => {
+                backoff = Duration::from_millis(100);
+                entry.checkpoint.send_if_modified(|cp| {
+                    let moved = *cp != position;
+                    *cp = position;
+                    moved
+                });
+                if more {
+                    continue;
+                }
+                drop(strong);
+                if head.wait_for(|h| *h > position).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(projection = name, error = %e, "projection batch failed; retrying");
+                drop(strong);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}

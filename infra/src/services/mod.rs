@@ -1,0 +1,61 @@
+//! The application services the HTTP layer calls: each takes a request
+//! context, builds commands, runs them, and waits for the read models the
+//! caller will read next (read-your-writes).
+
+pub mod devices;
+pub mod tenancy;
+
+use domain::Metadata;
+use domain::ids::AppId;
+use uuid::Uuid;
+
+use crate::commands::CommandError;
+use crate::herald::Herald;
+use crate::store::StoreError;
+
+/// Who is asking, and the ids that tie their request to what it causes.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// `key:<id>`, `root`, or `system:<reactor>`.
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub causation_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, app_id: AppId) -> Metadata {
+        Metadata {
+            app_id,
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id,
+            trace_id: self.trace_id.clone(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for CommandError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
+/// Waits (bounded) until the named read model has applied `position`.
+pub(crate) async fn settle(herald: &Herald, projection: &str, position: Option<i64>) {
+    let Some(position) = position else { return };
+    let timeout = herald.config.read_your_writes_timeout;
+    if !herald
+        .projections
+        .wait_for(projection, position, timeout)
+        .await
+    {
+        tracing::warn!(
+            projection,
+            position,
+            "read model did not catch up in time; answering anyway"
+        );
+    }
+}

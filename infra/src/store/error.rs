@@ -1,0 +1,55 @@
+use thiserror::Error;
+
+/// Why the store did not do what was asked. `Conflict` and `Invalid` are the
+/// caller's to handle; `Unavailable` means "try again later".
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum StoreError {
+    #[error("stream {stream} is at version {actual}, not the expected {expected}")]
+    Conflict {
+        stream: String,
+        expected: String,
+        actual: i64,
+    },
+    #[error("some of the event ids are stored already, as other events")]
+    DuplicateEventIds,
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the database failed: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+                StoreError::Unavailable(e.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: BUSY / LOCKED / CANTOPEN / IOERR families (primary codes 5, 6, 14, 10).
+                // PostgreSQL: class 08 (connection), 57P (shutdown), 53 (resources).
+                let sqlite_transient =
+                    matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6 | 10 | 14));
+                if sqlite_transient
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code.starts_with("53")
+                {
+                    StoreError::Unavailable(e.to_string())
+                } else {
+                    StoreError::Internal(e.to_string())
+                }
+            }
+            _ => StoreError::Internal(e.to_string()),
+        }
+    }
+}

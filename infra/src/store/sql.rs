@@ -1,0 +1,197 @@
+//! The event store over either database: reads are plain SQL shared by both
+//! backends; appends go through the group-commit appender with the
+//! backend's batch writer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::RecordedEvent;
+use domain::ids::AppId;
+use projections::db::Db;
+use projections::on_db;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::appender::{Appender, BatchWriter, advance};
+use super::postgres::{PgWriter, listen, names};
+use super::sqlite::SqliteWriter;
+use super::{AppendRequest, Appended, EventStore, StoreError, rows};
+
+/// How often the head is re-read, to notice other processes' appends where
+/// no notification arrives (SQLite, or a lost PostgreSQL listener).
+const HEAD_POLL: Duration = Duration::from_millis(500);
+
+pub struct SqlEventStore {
+    db: Db,
+    appender: Appender,
+    head: watch::Sender<i64>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for SqlEventStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl SqlEventStore {
+    /// Opens the store on a migrated database and starts its background tasks.
+    pub async fn open(db: Db) -> Result<Self, StoreError> {
+        let head = watch::Sender::new(read_head(&db).await?);
+        let mut tasks = Vec::new();
+        let writer: Arc<dyn BatchWriter> = match &db {
+            Db::Sqlite(s) => Arc::new(SqliteWriter {
+                pool: s.writer.clone(),
+            }),
+            Db::Postgres(p) => {
+                let (lock_key, channel) = names(&p.schema);
+                tasks.push(tokio::spawn(listen(
+                    p.pool.clone(),
+                    channel.clone(),
+                    head.clone(),
+                )));
+                Arc::new(PgWriter {
+                    pool: p.pool.clone(),
+                    lock_key,
+                    channel,
+                })
+            }
+        };
+        tasks.push(tokio::spawn(poll_head(db.clone(), head.clone())));
+        let appender = Appender::spawn(writer, head.clone());
+        Ok(Self {
+            db,
+            appender,
+            head,
+            tasks,
+        })
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+async fn read_head(db: &Db) -> Result<i64, StoreError> {
+    let head: Option<i64> = on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT MAX(position) FROM events")
+            .fetch_one(pool)
+            .await?
+    });
+    Ok(head.unwrap_or(0))
+}
+
+async fn poll_head(db: Db, head: watch::Sender<i64>) {
+    loop {
+        tokio::time::sleep(HEAD_POLL).await;
+        if let Ok(position) = read_head(&db).await {
+            advance(&head, position);
+        }
+    }
+}
+
+#[async_trait]
+impl EventStore for SqlEventStore {
+    #[tracing::instrument(skip_all, fields(stream = %request.stream, events = request.events.len()))]
+    async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        self.appender.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        app_id: AppId,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_db!(&self.db, |pool| {
+            let rows = sqlx::query(
+                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
+                   schema_version, data, metadata, recorded_at, hash FROM events \
+                 WHERE app_id = $1 AND stream = $2 AND stream_version >= $3 \
+                 ORDER BY stream_version LIMIT $4",
+            )
+            .bind(app_id.0)
+            .bind(stream)
+            .bind(from_version)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(rows::decode).collect()
+        })
+    }
+
+    async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_db!(&self.db, |pool| {
+            let rows = sqlx::query(
+                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
+                   schema_version, data, metadata, recorded_at, hash FROM events \
+                 WHERE position > $1 ORDER BY position LIMIT $2",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(rows::decode).collect()
+        })
+    }
+
+    async fn read_app(
+        &self,
+        app_id: AppId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_db!(&self.db, |pool| {
+            let rows = sqlx::query(
+                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
+                   schema_version, data, metadata, recorded_at, hash FROM events \
+                 WHERE app_id = $1 AND position > $2 ORDER BY position LIMIT $3",
+            )
+            .bind(app_id.0)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(rows::decode).collect()
+        })
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        let head = read_head(&self.db).await?;
+        advance(&self.head, head);
+        Ok(head)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+}
+
+/// Reads events after `after` inside a write transaction (the projection
+/// runner reads and applies in one transaction).
+pub(crate) async fn read_after_in(
+    tx: &mut projections::db::Tx,
+    after: i64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    projections::on_tx!(tx, |c| {
+        let rows = sqlx::query(
+            "SELECT position, event_id, app_id, stream, stream_version, event_type, \
+               schema_version, data, metadata, recorded_at, hash FROM events \
+             WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(c)
+        .await?;
+        rows.iter().map(rows::decode).collect()
+    })
+}

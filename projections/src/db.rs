@@ -1,0 +1,122 @@
+//! The database the read models live in: SQLite or PostgreSQL, the same one
+//! that holds the log. Code that must run on both writes its SQL once with
+//! `$n` placeholders (SQLite accepts them) and runs it through [`on_tx!`] or
+//! [`on_db!`], which compile the same body once per backend.
+
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite(SqliteDb),
+    Postgres(PgDb),
+}
+
+/// SQLite allows one writer at a time. In-process writers share one
+/// connection, so they queue in order instead of sleeping in SQLite's busy
+/// handler; readers use their own pool (WAL lets them read while it writes).
+#[derive(Clone, Debug)]
+pub struct SqliteDb {
+    pub writer: SqlitePool,
+    pub reader: SqlitePool,
+}
+
+#[derive(Clone, Debug)]
+pub struct PgDb {
+    pub pool: PgPool,
+    /// The schema Herald's tables live in; names its advisory locks and
+    /// notification channel so that several Herald databases can share one
+    /// PostgreSQL server.
+    pub schema: String,
+}
+
+/// A write transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Pg(Transaction<'static, Postgres>),
+}
+
+impl Db {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), so it cannot fail later on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(db) => Tx::Sqlite(db.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(db) => Tx::Pg(db.pool.begin().await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite(db) => {
+                db.writer.close().await;
+                db.reader.close().await;
+            }
+            Db::Postgres(db) => db.pool.close().await,
+        }
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Pg(tx) => tx.commit().await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Pg(_) => Backend::Postgres,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection
+/// (`&mut SqliteConnection` or `&mut PgConnection`).
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$c:ident| $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(tx) => {
+                let $c = &mut **tx;
+                $body
+            }
+            $crate::db::Tx::Pg(tx) => {
+                let $c = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+/// Runs `$body` with `$p` bound to a pool for reads (`&SqlitePool` or
+/// `&PgPool`).
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite(db) => {
+                let $p = &db.reader;
+                $body
+            }
+            $crate::db::Db::Postgres(db) => {
+                let $p = &db.pool;
+                $body
+            }
+        }
+    };
+}
