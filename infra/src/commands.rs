@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, NewEvent, StoreError};
 
-/// Attempts per command before a conflict is reported.
-const MAX_ATTEMPTS: usize = 5;
+/// Attempts per command before a conflict is reported. Every round lets at
+/// least one contender through, so this many writers racing for one stream
+/// all succeed.
+const MAX_ATTEMPTS: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -109,7 +111,13 @@ impl CommandBus {
         A::Command: Clone,
     {
         let app_id = metadata.app_id;
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            if attempt > 0 {
+                // A little jitter keeps racing writers from colliding in lockstep.
+                let jitter =
+                    u64::from(crate::secrets::random_in_1_to(1000)) * attempt.min(4) as u64;
+                tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
+            }
             let (history, mut state) = self.load::<A>(app_id, stream).await?;
             let events = state.decide(command.clone())?;
             if events.is_empty() {

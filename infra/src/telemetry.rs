@@ -38,8 +38,10 @@ pub fn init(otlp_endpoint: Option<&str>, json: bool) -> anyhow::Result<Telemetry
             .with_current_span(true)
             .boxed()
     } else {
+        use std::io::IsTerminal;
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .boxed()
     };
     let provider = otlp_endpoint.map(tracer_provider).transpose()?;

@@ -1,1 +1,10 @@
+//! Herald's integration tests: one binary, one module per area. Tests that
+//! need a database run on SQLite and on PostgreSQL (see `on_both!`).
 
+mod apps_and_keys;
+mod devices;
+mod events;
+mod http_basics;
+mod process;
+mod projections;
+mod store;

@@ -75,7 +75,7 @@ fn view_after(done: &Executed<Device>) -> Result<Option<DeviceRecord>, CommandEr
     Ok(view.into_record())
 }
 
-pub(crate) fn fold(history: &[RecordedEvent]) -> Result<DeviceView, CommandError> {
+pub fn fold(history: &[RecordedEvent]) -> Result<DeviceView, CommandError> {
     let mut view = DeviceView::default();
     for recorded in history {
         let event = device::DeviceEvent::decode(

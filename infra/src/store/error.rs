@@ -26,13 +26,19 @@ impl StoreError {
     }
 }
 
+/// Connection-level failures (refused, reset, garbled, pool exhausted) mean
+/// "the database is unavailable"; server-side failures are classified by
+/// their SQLSTATE / SQLite code.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         match &e {
-            E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
-                StoreError::Unavailable(e.to_string())
-            }
+            E::Io(_)
+            | E::Tls(_)
+            | E::Protocol(_)
+            | E::PoolTimedOut
+            | E::PoolClosed
+            | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // SQLite: BUSY / LOCKED / CANTOPEN / IOERR families (primary codes 5, 6, 14, 10).

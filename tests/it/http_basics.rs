@@ -1,0 +1,162 @@
+//! HTTP conventions: problem documents everywhere, limits, health, OpenAPI.
+
+use herald_tests::backend::{pg_addr, pg_url_via};
+use herald_tests::proxy::Proxy;
+use herald_tests::{Backend, TestApp, TestDb, on_both};
+use reqwest::Method;
+use serde_json::json;
+
+on_both!(every_error_is_a_problem_document, problems_everywhere);
+async fn problems_everywhere(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    let unknown = app.get("/v1/nothing-here", &key.token).await;
+    unknown.problem(404);
+    let wrong_method = app
+        .send(
+            Method::PATCH,
+            "/v1/devices/x",
+            Some(&key.token),
+            Some(&json!({})),
+        )
+        .await;
+    wrong_method.problem(405);
+    assert!(
+        wrong_method
+            .header("allow")
+            .is_some_and(|a| a.contains("PUT"))
+    );
+    let bad_path = app.get("/v1/devices/%FF%FE", &key.token).await;
+    bad_path.problem(400);
+}
+
+on_both!(bodies_over_one_mebibyte_are_refused, body_limit);
+async fn body_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    let before = app.events(&key.token).await.len();
+    let huge = json!({"push_token": "x".repeat(1 << 20), "send_platform": "fcm", "device_platform": "android"});
+    app.put("/v1/devices/big", &key.token, huge)
+        .await
+        .problem(413);
+    // Just under the limit parses (and is refused for its content, not its size).
+    let padded = json!({"push_token": "x".repeat((1 << 20) - 200), "send_platform": "fcm", "device_platform": "android"});
+    assert_eq!(
+        app.put("/v1/devices/big", &key.token, padded)
+            .await
+            .invalid_fields(),
+        ["push_token"]
+    );
+    assert_eq!(app.events(&key.token).await.len(), before);
+}
+
+on_both!(health_and_readiness, health);
+async fn health(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let healthz = app.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(
+        (healthz.status, healthz.body["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let readyz = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (readyz.status, readyz.body["status"].as_str()),
+        (200, Some("ready"))
+    );
+    assert!(healthz.header("x-request-id").is_some());
+    let given = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await;
+    let given = given.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        given
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("abc-123")
+    );
+}
+
+/// With the database cut off: not ready, commands 503, nothing panics; and
+/// all is well again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_is_503_then_recovers() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let proxy = Proxy::start(pg_addr().await).await;
+    let pool = TestDb::connect_pg(&db.schema, &pg_url_via(proxy.addr), 6).await;
+    let app = TestApp::spawn_with(db, pool, |_| {}).await;
+    let key = app.create_app("a").await;
+    let body = json!({"push_token": "t", "send_platform": "fcm", "device_platform": "android"});
+    assert_eq!(
+        app.put("/v1/devices/d1", &key.token, body.clone())
+            .await
+            .status,
+        201
+    );
+
+    proxy.cut();
+    app.send(Method::GET, "/readyz", None, None)
+        .await
+        .problem(503);
+    let down = app.put("/v1/devices/d2", &key.token, body.clone()).await;
+    down.problem(503);
+    assert!(down.header("retry-after").is_some());
+    assert_eq!(
+        app.send(Method::GET, "/healthz", None, None).await.status,
+        200
+    );
+
+    proxy.restore().await;
+    assert_eq!(
+        app.send(Method::GET, "/readyz", None, None).await.status,
+        200
+    );
+    assert_eq!(
+        app.put("/v1/devices/d2", &key.token, body).await.status,
+        201
+    );
+    assert_eq!(app.get("/v1/devices/d1", &key.token).await.status, 200);
+}
+
+on_both!(the_openapi_document_covers_every_route, openapi);
+async fn openapi(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let doc = app.send(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let expected = [
+        ("post", "/v1/apps"),
+        ("post", "/v1/api-keys"),
+        ("get", "/v1/api-keys"),
+        ("delete", "/v1/api-keys/{id}"),
+        ("put", "/v1/devices/{external_id}"),
+        ("get", "/v1/devices/{external_id}"),
+        ("get", "/v1/events"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/openapi.json"),
+    ];
+    for (method, path) in expected {
+        assert!(
+            doc.body["paths"][path][method].is_object(),
+            "{method} {path} is missing from the OpenAPI document"
+        );
+    }
+}
