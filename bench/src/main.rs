@@ -1,1 +1,32 @@
-fn main() {}
+//! Herald's benchmarks. Each prints JSON lines (one per measurement) so the
+//! scripts in `bench/` can put Herald and its peers side by side.
+
+mod append;
+mod databases;
+mod echo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "herald-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Append throughput: Herald's log, Herald's command path, and plain
+    /// multi-row INSERTs of the same rows (the limit).
+    Append(append::Args),
+    /// A bare axum JSON echo server (the HTTP baseline).
+    Echo(echo::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Append(args) => append::run(args).await,
+        Command::Echo(args) => echo::run(args).await,
+    }
+}
