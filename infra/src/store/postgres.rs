@@ -59,108 +59,118 @@ impl BatchWriter for PgWriter {
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
         let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
         if !rows.is_empty() {
-            insert(&mut tx, &rows).await?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(&self.channel)
-                .bind(snapshot.head.to_string())
-                .execute(&mut *tx)
-                .await?;
+            insert(&mut tx, &rows, &self.channel, snapshot.head).await?;
         }
         tx.commit().await?;
         Ok((outcomes, snapshot.head))
     }
 }
 
+/// Reads the snapshot in one round trip: the head (`h`), the version of
+/// each stream (`v`), the last hash of each app (`c`) and, on the careful
+/// path, the stored copies of the batch's event ids (`e`).
+const SNAPSHOT: &str = "\
+    SELECT 'h'::text AS kind, NULL::uuid AS id, NULL::uuid AS app_id, NULL::text AS stream, \
+           h.position AS n1, h.recorded_at AS n2, NULL::bigint AS n3, NULL::bytea AS hash \
+      FROM (SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1) h \
+    UNION ALL \
+    SELECT 'v', NULL, s.app_id, s.stream, \
+           (SELECT MAX(e.stream_version) FROM events e WHERE e.app_id = s.app_id AND e.stream = s.stream), \
+           NULL, NULL, NULL \
+      FROM UNNEST($1::uuid[], $2::text[]) AS s(app_id, stream) \
+    UNION ALL \
+    SELECT 'c', NULL, a.app_id, NULL, NULL, NULL, NULL, \
+           (SELECT e.hash FROM events e WHERE e.app_id = a.app_id ORDER BY e.position DESC LIMIT 1) \
+      FROM UNNEST($3::uuid[]) AS a(app_id) \
+    UNION ALL \
+    SELECT 'e', e.event_id, e.app_id, e.stream, e.stream_version, e.position, e.recorded_at, NULL \
+      FROM events e WHERE e.event_id = ANY($4::uuid[])";
+
 async fn snapshot(
     conn: &mut PgConnection,
     batch: &[&AppendRequest],
     careful: bool,
 ) -> Result<Snapshot, StoreError> {
-    let mut snap = Snapshot::default();
-    if let Some(row) =
-        sqlx::query("SELECT position, recorded_at FROM events ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?
-    {
-        snap.head = row.try_get(0)?;
-        snap.last_recorded_at = row.try_get(1)?;
-    }
     let streams: BTreeSet<(Uuid, &str)> = batch
         .iter()
         .map(|r| (r.app_id().0, r.stream.as_str()))
         .collect();
-    let (apps, names): (Vec<Uuid>, Vec<&str>) = streams.into_iter().unzip();
-    let rows = sqlx::query(
-        "SELECT s.app_id, s.stream, (SELECT MAX(e.stream_version) FROM events e \
-           WHERE e.app_id = s.app_id AND e.stream = s.stream) \
-         FROM UNNEST($1::uuid[], $2::text[]) AS s(app_id, stream)",
-    )
-    .bind(&apps)
-    .bind(&names)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let version: Option<i64> = row.try_get(2)?;
-        snap.versions
-            .insert((row.try_get(0)?, row.try_get(1)?), version.unwrap_or(0));
-    }
+    let (stream_apps, stream_names): (Vec<Uuid>, Vec<&str>) = streams.into_iter().unzip();
     let apps: Vec<Uuid> = batch
         .iter()
         .map(|r| r.app_id().0)
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let rows = sqlx::query(
-        "SELECT a.app_id, (SELECT e.hash FROM events e WHERE e.app_id = a.app_id \
-           ORDER BY e.position DESC LIMIT 1) \
-         FROM UNNEST($1::uuid[]) AS a(app_id)",
-    )
-    .bind(&apps)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in rows {
-        let hash: Option<Vec<u8>> = row.try_get(1)?;
-        if let Some(hash) = hash {
-            snap.chain_heads.insert(row.try_get(0)?, to_hash(&hash)?);
-        }
-    }
-    if careful {
-        let ids: Vec<Uuid> = batch
+    let ids: Vec<Uuid> = if careful {
+        batch
             .iter()
             .flat_map(|r| &r.events)
             .map(|e| e.event_id)
-            .collect();
-        let rows = sqlx::query(
-            "SELECT event_id, app_id, stream, stream_version, position, recorded_at \
-             FROM events WHERE event_id = ANY($1)",
-        )
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let rows = sqlx::query(SNAPSHOT)
+        .bind(&stream_apps)
+        .bind(&stream_names)
+        .bind(&apps)
         .bind(&ids)
         .fetch_all(&mut *conn)
         .await?;
-        let mut existing = HashMap::new();
-        for row in rows {
-            existing.insert(
-                row.try_get(0)?,
-                StoredId {
-                    app_id: row.try_get(1)?,
-                    stream: row.try_get(2)?,
-                    stream_version: row.try_get(3)?,
-                    position: row.try_get(4)?,
-                    recorded_at: row.try_get(5)?,
-                },
-            );
+    let mut snap = Snapshot::default();
+    let mut existing = HashMap::new();
+    for row in rows {
+        let kind: String = row.try_get(0)?;
+        match kind.as_str() {
+            "h" => {
+                snap.head = row.try_get(4)?;
+                snap.last_recorded_at = row.try_get(5)?;
+            }
+            "v" => {
+                let version: Option<i64> = row.try_get(4)?;
+                snap.versions
+                    .insert((row.try_get(2)?, row.try_get(3)?), version.unwrap_or(0));
+            }
+            "c" => {
+                let hash: Option<Vec<u8>> = row.try_get(7)?;
+                if let Some(hash) = hash {
+                    snap.chain_heads.insert(row.try_get(2)?, to_hash(&hash)?);
+                }
+            }
+            _ => {
+                existing.insert(
+                    row.try_get(1)?,
+                    StoredId {
+                        app_id: row.try_get(2)?,
+                        stream: row.try_get(3)?,
+                        stream_version: row.try_get(4)?,
+                        position: row.try_get(5)?,
+                        recorded_at: row.try_get(6)?,
+                    },
+                );
+            }
         }
+    }
+    if careful {
         snap.existing = Some(existing);
     }
     Ok(snap)
 }
 
-async fn insert(conn: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreError> {
+/// Inserts the rows and notifies listeners of the new head, in one round trip.
+async fn insert(
+    conn: &mut PgConnection,
+    rows: &[EventRow],
+    channel: &str,
+    head: i64,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO events (position, event_id, app_id, stream, stream_version, event_type, \
-           schema_version, data, metadata, recorded_at, hash) \
+        "WITH written AS (INSERT INTO events (position, event_id, app_id, stream, stream_version, \
+           event_type, schema_version, data, metadata, recorded_at, hash) \
          SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], \
-           $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::bytea[])",
+           $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::bytea[]) RETURNING 1) \
+         SELECT pg_notify($12, $13) FROM (SELECT count(*) FROM written) AS w",
     )
     .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
@@ -177,6 +187,8 @@ async fn insert(conn: &mut PgConnection, rows: &[EventRow]) -> Result<(), StoreE
     .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>())
+    .bind(channel)
+    .bind(head.to_string())
     .execute(&mut *conn)
     .await?;
     Ok(())
