@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod conditions;
 pub mod device;
 pub mod envelope;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod platform;
 pub mod properties;
 pub mod role;
 pub mod text;
+pub mod user;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
