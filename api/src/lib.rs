@@ -1,6 +1,7 @@
 //! Herald's HTTP API.
 
 pub mod cli;
+mod cursor;
 pub mod error;
 pub mod extract;
 mod fallback;

@@ -52,6 +52,8 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// Where they were written.
     pub appended: Option<Appended>,
+    /// The ids of the events written, in order.
+    pub event_ids: Vec<Uuid>,
 }
 
 impl<A: Aggregate> Executed<A> {
@@ -126,6 +128,7 @@ impl CommandBus {
                     state,
                     events,
                     appended: None,
+                    event_ids: Vec::new(),
                 });
             }
             let request = AppendRequest {
@@ -147,6 +150,7 @@ impl CommandBus {
                     .collect(),
                 metadata: metadata.clone(),
             };
+            let event_ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
             match self.store.append(request).await {
                 Ok(appended) => {
                     for event in &events {
@@ -157,6 +161,7 @@ impl CommandBus {
                         state,
                         events,
                         appended: Some(appended),
+                        event_ids,
                     });
                 }
                 Err(StoreError::Conflict { .. }) => continue,

@@ -7,6 +7,7 @@ use projections::Projection;
 use projections::apps::AppsProjection;
 use projections::db::Db;
 use projections::devices::DevicesProjection;
+use projections::users::UsersProjection;
 
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -27,7 +28,11 @@ pub struct Herald {
 
 /// Every projection this build runs.
 pub fn all_projections() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(AppsProjection), Arc::new(DevicesProjection)]
+    vec![
+        Arc::new(AppsProjection),
+        Arc::new(DevicesProjection),
+        Arc::new(UsersProjection),
+    ]
 }
 
 /// What `start` found out that the caller should tell the operator.

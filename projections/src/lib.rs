@@ -6,6 +6,7 @@ pub mod apps;
 pub mod db;
 pub mod devices;
 mod time;
+pub mod users;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;

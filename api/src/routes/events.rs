@@ -71,6 +71,12 @@ pub struct EventPage {
     next_after: i64,
 }
 
+impl EventPage {
+    pub fn new(events: Vec<EventBody>, next_after: i64) -> Self {
+        Self { events, next_after }
+    }
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_events))
 }

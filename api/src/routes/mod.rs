@@ -7,6 +7,7 @@ mod devices;
 mod events;
 mod health;
 pub mod openapi;
+mod users;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,6 +23,7 @@ use crate::state::AppState;
         (name = "apps", description = "Tenants (root token)"),
         (name = "api-keys", description = "An app's API keys"),
         (name = "devices", description = "Devices and their push tokens"),
+        (name = "users", description = "Users and their devices"),
         (name = "events", description = "The log, for auditors"),
         (name = "operations", description = "Health and documentation"),
     )
@@ -34,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(apps::router())
         .merge(api_keys::router())
         .merge(devices::router())
+        .merge(users::router())
         .merge(events::router())
         .merge(openapi::router())
 }

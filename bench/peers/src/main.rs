@@ -51,7 +51,10 @@ impl Backend {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "peer-bench", about = "Append benchmark for cqrs-es (postgres-es / sqlite-es)")]
+#[command(
+    name = "peer-bench",
+    about = "Append benchmark for cqrs-es (postgres-es / sqlite-es)"
+)]
 struct Args {
     /// Storage backend.
     #[arg(long, value_enum)]
@@ -140,8 +143,22 @@ impl Aggregate for NoteStream {
             )));
         }
         let text = command.text.to_string();
-        sink.write(NoteAppended { n: command.n, text: text.clone() }, self).await;
-        sink.write(NoteAppended { n: command.n + 1, text }, self).await;
+        sink.write(
+            NoteAppended {
+                n: command.n,
+                text: text.clone(),
+            },
+            self,
+        )
+        .await;
+        sink.write(
+            NoteAppended {
+                n: command.n + 1,
+                text,
+            },
+            self,
+        )
+        .await;
         Ok(())
     }
 
@@ -172,9 +189,14 @@ struct Outcome {
 
 /// Runs `writers` tasks that together execute `commands` commands, and times
 /// them. Writer `w` owns aggregates `w{w}-a{0..100}` and cycles through them.
-async fn run_writers<ES>(framework: CqrsFramework<NoteStream, ES>, writers: u64, commands: u64) -> Result<Outcome>
+async fn run_writers<ES>(
+    framework: CqrsFramework<NoteStream, ES>,
+    writers: u64,
+    commands: u64,
+) -> Result<Outcome>
 where
     ES: EventStore<NoteStream> + 'static,
+    ES::AC: Send,
 {
     let framework = Arc::new(framework);
     let conflicts = Arc::new(AtomicU64::new(0));
@@ -192,19 +214,27 @@ where
         let conflicts = Arc::clone(&conflicts);
         let text = Arc::clone(&text);
         handles.push(tokio::spawn(async move {
-            let ids: Vec<String> = (0..AGGREGATES_PER_WRITER).map(|a| format!("w{w}-a{a}")).collect();
+            let ids: Vec<String> = (0..AGGREGATES_PER_WRITER)
+                .map(|a| format!("w{w}-a{a}"))
+                .collect();
             let mut next_n = vec![0i64; ids.len()];
             for i in 0..my_commands {
                 let slot = (i % AGGREGATES_PER_WRITER) as usize;
                 loop {
-                    let cmd = AppendPair { n: next_n[slot], text: Arc::clone(&text) };
+                    let cmd = AppendPair {
+                        n: next_n[slot],
+                        text: Arc::clone(&text),
+                    };
                     match framework.execute(&ids[slot], cmd).await {
                         Ok(()) => break,
                         Err(AggregateError::AggregateConflict) => {
                             conflicts.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {
-                            return Err(anyhow::anyhow!("writer {w}, aggregate {}: {e}", ids[slot]));
+                            return Err(anyhow::anyhow!(
+                                "writer {w}, aggregate {}: {e}",
+                                ids[slot]
+                            ));
                         }
                     }
                 }
@@ -220,7 +250,11 @@ where
     }
     let seconds = start.elapsed().as_secs_f64();
 
-    Ok(Outcome { events, seconds, conflicts: conflicts.load(Ordering::Relaxed) })
+    Ok(Outcome {
+        events,
+        seconds,
+        conflicts: conflicts.load(Ordering::Relaxed),
+    })
 }
 
 /// Opens every pool connection once before timing, so connection set-up is
@@ -235,12 +269,19 @@ async fn warm_pool<DB: sqlx::Database>(pool: &Pool<DB>, size: u32) -> Result<()>
 }
 
 fn pool_size(writers: u64) -> u32 {
-    u32::try_from(writers.saturating_add(4)).unwrap_or(MAX_POOL).min(MAX_POOL)
+    u32::try_from(writers.saturating_add(4))
+        .unwrap_or(MAX_POOL)
+        .min(MAX_POOL)
 }
 
 fn random_suffix() -> String {
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
 }
@@ -269,10 +310,14 @@ async fn bench_postgres(args: &Args, commands: u64) -> Result<Outcome> {
     let base = PgConnectOptions::from_str(&args.pg_url).context("parsing --pg-url")?;
 
     // Setup on a separate admin connection (no search_path override).
-    let mut admin = sqlx::PgConnection::connect_with(&base).await.context("connecting to PostgreSQL")?;
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut admin).await?;
+    let mut admin = sqlx::PgConnection::connect_with(&base)
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&mut admin)
+        .await?;
 
-    let result = async {
+    let result: Result<Outcome> = async {
         let opts = base.clone().options([("search_path", schema.as_str())]);
         let size = pool_size(args.writers);
         let pool = PgPoolOptions::new()
@@ -281,13 +326,18 @@ async fn bench_postgres(args: &Args, commands: u64) -> Result<Outcome> {
             .connect_with(opts)
             .await
             .context("creating PostgreSQL pool")?;
-        sqlx::query(PG_EVENTS_DDL).execute(&pool).await.context("creating events table")?;
+        sqlx::query(PG_EVENTS_DDL)
+            .execute(&pool)
+            .await
+            .context("creating events table")?;
         warm_pool(&pool, size).await?;
 
         let framework = postgres_es::postgres_cqrs::<NoteStream>(pool.clone(), vec![], ());
         let outcome = run_writers(framework, args.writers, commands).await?;
 
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await?;
         verify_count(stored, outcome.events)?;
         pool.close().await;
         Ok(outcome)
@@ -295,7 +345,9 @@ async fn bench_postgres(args: &Args, commands: u64) -> Result<Outcome> {
     .await;
 
     // Always drop the schema, even if the run failed.
-    let dropped = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&mut admin).await;
+    let dropped = sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&mut admin)
+        .await;
     admin.close().await.ok();
     let outcome = result?;
     dropped.context("dropping benchmark schema")?;
@@ -325,7 +377,7 @@ async fn bench_sqlite(args: &Args, commands: u64) -> Result<Outcome> {
         .with_context(|| format!("creating {}", args.sqlite_dir.display()))?;
     let db = args.sqlite_dir.join(format!("peer-{}.db", random_suffix()));
 
-    let result = async {
+    let result: Result<Outcome> = async {
         let opts = SqliteConnectOptions::new()
             .filename(&db)
             .create_if_missing(true)
@@ -339,13 +391,18 @@ async fn bench_sqlite(args: &Args, commands: u64) -> Result<Outcome> {
             .connect_with(opts)
             .await
             .context("opening SQLite database")?;
-        sqlx::query(SQLITE_EVENTS_DDL).execute(&pool).await.context("creating events table")?;
+        sqlx::query(SQLITE_EVENTS_DDL)
+            .execute(&pool)
+            .await
+            .context("creating events table")?;
         warm_pool(&pool, size).await?;
 
         let framework = sqlite_es::sqlite_cqrs::<NoteStream>(pool.clone(), vec![], ());
         let outcome = run_writers(framework, args.writers, commands).await?;
 
-        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&pool).await?;
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await?;
         verify_count(stored, outcome.events)?;
         pool.close().await;
         Ok(outcome)
@@ -368,6 +425,18 @@ fn verify_count(stored: i64, written: u64) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------
+
+/// The one output line; field order is the documented key order.
+#[derive(Serialize)]
+struct Report {
+    system: &'static str,
+    backend: &'static str,
+    writers: u64,
+    events: u64,
+    seconds: f64,
+    events_per_sec: f64,
+    conflicts: u64,
+}
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -393,15 +462,15 @@ async fn main() -> Result<()> {
         Backend::Sqlite => bench_sqlite(&args, commands).await?,
     };
 
-    let line = serde_json::json!({
-        "system": "cqrs-es",
-        "backend": args.backend.name(),
-        "writers": args.writers,
-        "events": outcome.events,
-        "seconds": outcome.seconds,
-        "events_per_sec": outcome.events as f64 / outcome.seconds,
-        "conflicts": outcome.conflicts,
-    });
+    let line = serde_json::to_string(&Report {
+        system: "cqrs-es",
+        backend: args.backend.name(),
+        writers: args.writers,
+        events: outcome.events,
+        seconds: outcome.seconds,
+        events_per_sec: outcome.events as f64 / outcome.seconds,
+        conflicts: outcome.conflicts,
+    })?;
     println!("{line}");
     Ok(())
 }

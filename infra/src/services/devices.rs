@@ -1,9 +1,11 @@
-//! Registering and reading devices.
+//! Devices: register, change properties, delete, read, search.
 
-use domain::device::{self, Device, DeviceCommand, Registration};
-use domain::ids::{AppId, ExternalId};
+use domain::conditions::Condition;
+use domain::device::{self, Device, DeviceCommand, DeviceEvent, Registration};
+use domain::ids::{AppId, ExternalId, UserId};
+use domain::properties::PropertyPatch;
 use domain::{DomainEvent, RecordedEvent};
-use projections::devices::{self as read, DeviceRecord, DeviceView};
+use projections::devices::{self as read, At, DeviceRecord, DeviceView};
 
 use super::{RequestContext, settle};
 use crate::commands::{CommandError, Executed};
@@ -35,6 +37,47 @@ pub async fn register(
     run(herald, ctx, app_id, &external_id, command).await
 }
 
+pub async fn set_properties(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    external_id: ExternalId,
+    patch: PropertyPatch,
+) -> Result<DeviceOutcome, CommandError> {
+    let command = DeviceCommand::SetProperties {
+        external_id: external_id.clone(),
+        patch,
+    };
+    run(herald, ctx, app_id, &external_id, command).await
+}
+
+pub async fn delete(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    external_id: ExternalId,
+) -> Result<DeviceOutcome, CommandError> {
+    let command = DeviceCommand::Delete {
+        external_id: external_id.clone(),
+    };
+    run(herald, ctx, app_id, &external_id, command).await
+}
+
+/// Deletes the device only if it belongs to `user_id` (else "not found").
+pub async fn delete_owned(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    user_id: UserId,
+    external_id: ExternalId,
+) -> Result<DeviceOutcome, CommandError> {
+    let command = DeviceCommand::DeleteOwned {
+        external_id: external_id.clone(),
+        user_id,
+    };
+    run(herald, ctx, app_id, &external_id, command).await
+}
+
 /// Runs a device command and answers with the device as it now is.
 pub(crate) async fn run(
     herald: &Herald,
@@ -51,11 +94,11 @@ pub(crate) async fn run(
         .appended
         .map(|a| a.last_position)
         .or(done.history.last().map(|e| e.position));
-    settle(herald, "devices", done.appended.map(|a| a.last_position)).await;
+    settle(herald, &["devices"], done.appended.map(|a| a.last_position)).await;
     let created = done
         .events
         .iter()
-        .any(|e| matches!(e, device::DeviceEvent::Registered { .. }));
+        .any(|e| matches!(e, DeviceEvent::Registered { .. }));
     Ok(DeviceOutcome {
         device: view_after(&done)?,
         created,
@@ -67,24 +110,40 @@ pub(crate) async fn run(
 fn view_after(done: &Executed<Device>) -> Result<Option<DeviceRecord>, CommandError> {
     let mut view = fold(&done.history)?;
     if let Some(appended) = done.appended {
-        let first_version = appended.stream_version - done.events.len() as i64 + 1;
+        let count = done.events.len() as i64;
         for (i, event) in done.events.iter().enumerate() {
-            view.apply(event, appended.recorded_at, first_version + i as i64);
+            let i = i as i64;
+            view.apply(
+                event,
+                At {
+                    position: appended.last_position - count + 1 + i,
+                    recorded_at: appended.recorded_at,
+                    stream_version: appended.stream_version - count + 1 + i,
+                },
+            );
         }
     }
     Ok(view.into_record())
 }
 
+/// Folds a device stream from its first event.
 pub fn fold(history: &[RecordedEvent]) -> Result<DeviceView, CommandError> {
     let mut view = DeviceView::default();
     for recorded in history {
-        let event = device::DeviceEvent::decode(
+        let event = DeviceEvent::decode(
             &recorded.event_type,
             recorded.schema_version,
             &recorded.data,
         )
         .map_err(|e| CommandError::Internal(e.to_string()))?;
-        view.apply(&event, recorded.recorded_at, recorded.stream_version);
+        view.apply(
+            &event,
+            At {
+                position: recorded.position,
+                recorded_at: recorded.recorded_at,
+                stream_version: recorded.stream_version,
+            },
+        );
     }
     Ok(view)
 }
@@ -95,4 +154,28 @@ pub async fn get(
     external_id: &ExternalId,
 ) -> Result<Option<DeviceRecord>, CommandError> {
     Ok(read::get_device(&herald.db, app_id, external_id.as_str()).await?)
+}
+
+/// The device's own stream, for auditors.
+pub async fn events(
+    herald: &Herald,
+    app_id: AppId,
+    external_id: &ExternalId,
+    from_version: i64,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, CommandError> {
+    Ok(herald
+        .store
+        .read_stream(app_id, &device::stream(external_id), from_version, limit)
+        .await?)
+}
+
+pub async fn search(
+    herald: &Herald,
+    app_id: AppId,
+    condition: Option<&Condition>,
+    after_key: i64,
+    limit: i64,
+) -> Result<read::search::Page, CommandError> {
+    Ok(read::search::search(&herald.db, app_id, condition, after_key, limit).await?)
 }

@@ -4,6 +4,7 @@
 
 pub mod devices;
 pub mod tenancy;
+pub mod users;
 
 use domain::Metadata;
 use domain::ids::AppId;
@@ -43,19 +44,21 @@ impl From<sqlx::Error> for CommandError {
     }
 }
 
-/// Waits (bounded) until the named read model has applied `position`.
-pub(crate) async fn settle(herald: &Herald, projection: &str, position: Option<i64>) {
+/// Waits (bounded) until the named read models have applied `position`.
+pub(crate) async fn settle(herald: &Herald, projections: &[&str], position: Option<i64>) {
     let Some(position) = position else { return };
     let timeout = herald.config.read_your_writes_timeout;
-    if !herald
-        .projections
-        .wait_for(projection, position, timeout)
-        .await
-    {
-        tracing::warn!(
-            projection,
-            position,
-            "read model did not catch up in time; answering anyway"
-        );
+    for projection in projections {
+        if !herald
+            .projections
+            .wait_for(projection, position, timeout)
+            .await
+        {
+            tracing::warn!(
+                projection,
+                position,
+                "read model did not catch up in time; answering anyway"
+            );
+        }
     }
 }

@@ -1,19 +1,29 @@
-//! The `devices` read model: one row per live device.
+//! The `devices` read model: one row per live device, plus one searchable
+//! row per property value (`device_properties`).
+//!
+//! A batch is applied by loading the rows of the devices it touches, folding
+//! the events in memory (the same fold as command responses), and writing
+//! the results back in bulk.
 
+mod fold;
 mod query;
-mod view;
+mod record;
+pub mod search;
+mod store;
+
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use domain::device::DeviceEvent;
-use domain::properties::Properties;
 use domain::{DomainEvent, RecordedEvent};
 
-pub use query::{DeviceRecord, get_device};
-pub use view::DeviceView;
+pub use fold::{At, DeviceView, apply};
+pub use query::{count_of_user, devices_of_user, get_device};
+pub use record::DeviceRecord;
 
+use self::store::DeviceId;
 use crate::db::Tx;
-use crate::time::micros;
-use crate::{Projection, ProjectionError, on_tx};
+use crate::{Projection, ProjectionError};
 
 pub struct DevicesProjection;
 
@@ -24,11 +34,11 @@ impl Projection for DevicesProjection {
     }
 
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["devices"]
+        &["device_properties", "devices"]
     }
 
     fn handles(&self, event_type: &str) -> bool {
@@ -36,182 +46,75 @@ impl Projection for DevicesProjection {
     }
 
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut decoded = Vec::with_capacity(events.len());
+        let mut order: Vec<DeviceId> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for event in events {
-            let decoded = DeviceEvent::decode(&event.event_type, event.schema_version, &event.data)
+            let device = DeviceEvent::decode(&event.event_type, event.schema_version, &event.data)
                 .map_err(|e| ProjectionError::event(event, e))?;
-            apply_one(tx, event, decoded).await?;
+            let id = (event.app_id.0, external_id(&device).to_owned());
+            if seen.insert(id.clone()) {
+                order.push(id.clone());
+            }
+            decoded.push((id, device, event));
         }
+        let before = store::load(tx, &order).await?;
+        let mut after: HashMap<DeviceId, Option<DeviceRecord>> = order
+            .iter()
+            .map(|id| (id.clone(), before.get(id).cloned()))
+            .collect();
+        for (id, device, event) in &decoded {
+            let at = At {
+                position: event.position,
+                recorded_at: event.recorded_at,
+                stream_version: event.stream_version,
+            };
+            if let Some(state) = after.get_mut(id) {
+                apply(state, device, at);
+            }
+        }
+
+        let mut gone = Vec::new();
+        let mut stale_properties = Vec::new();
+        let mut upserts = Vec::new();
+        let mut properties = Vec::new();
+        for id in &order {
+            let old = before.get(id);
+            let new = after.get(id).and_then(Option::as_ref);
+            if let Some(old) = old {
+                if new.is_none_or(|n| n.device_key != old.device_key) {
+                    gone.push(old.device_key);
+                }
+            }
+            let Some(new) = new else { continue };
+            if old != Some(new) {
+                upserts.push((id.0, new));
+            }
+            let same_properties = old
+                .is_some_and(|o| o.device_key == new.device_key && o.properties == new.properties);
+            if !same_properties {
+                if old.is_some_and(|o| o.device_key == new.device_key) {
+                    stale_properties.push(new.device_key);
+                }
+                properties.push((id.0, new));
+            }
+        }
+        store::delete(tx, &gone, true).await?;
+        store::delete(tx, &stale_properties, false).await?;
+        store::upsert(tx, &upserts).await?;
+        store::insert_properties(tx, &properties).await?;
         Ok(())
     }
 }
 
-async fn apply_one(
-    tx: &mut Tx,
-    event: &RecordedEvent,
-    decoded: DeviceEvent,
-) -> Result<(), ProjectionError> {
-    let app = event.app_id.0;
-    let at = micros(event.recorded_at);
-    let version = event.stream_version;
-    match decoded {
-        DeviceEvent::Registered {
-            external_id,
-            push_token,
-            send_platform,
-            device_platform,
-            random_bucket,
-            user_id,
-            has_permission,
-        } => on_tx!(tx, |c| {
-            sqlx::query("DELETE FROM devices WHERE app_id = $1 AND external_id = $2")
-                .bind(app)
-                .bind(external_id.as_str())
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(
-                "INSERT INTO devices (device_key, app_id, external_id, push_token, send_platform, \
-                   device_platform, user_id, has_permission, token_valid, random_bucket, properties, \
-                   created_at, updated_at, version) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, TRUE, $9, '{}', $10, $10, $11)",
-            )
-            .bind(event.position)
-            .bind(app)
-            .bind(external_id.as_str())
-            .bind(push_token.as_str())
-            .bind(send_platform.as_str())
-            .bind(device_platform.as_str())
-            .bind(user_id.as_ref().map(|u| u.as_str()))
-            .bind(has_permission)
-            .bind(i64::from(random_bucket))
-            .bind(at)
-            .bind(version)
-            .execute(&mut *c)
-            .await?;
-        }),
-        DeviceEvent::Updated {
-            external_id,
-            push_token,
-            send_platform,
-            device_platform,
-            has_permission,
-        } => {
-            on_tx!(tx, |c| {
-                sqlx::query(
-                    "UPDATE devices SET push_token = COALESCE($1, push_token), \
-                       token_valid = CASE WHEN $1 IS NULL THEN token_valid ELSE TRUE END, \
-                       send_platform = COALESCE($2, send_platform), \
-                       device_platform = COALESCE($3, device_platform), \
-                       has_permission = COALESCE($4, has_permission), \
-                       updated_at = $5, version = $6 \
-                     WHERE app_id = $7 AND external_id = $8",
-                )
-                .bind(push_token.as_ref().map(|t| t.as_str()))
-                .bind(send_platform.map(|p| p.as_str()))
-                .bind(device_platform.map(|p| p.as_str()))
-                .bind(has_permission)
-                .bind(at)
-                .bind(version)
-                .bind(app)
-                .bind(external_id.as_str())
-                .execute(c)
-                .await?;
-            })
-        }
-        DeviceEvent::UserLinked {
-            external_id,
-            user_id,
-        } => {
-            set_user(
-                tx,
-                app,
-                external_id.as_str(),
-                Some(user_id.as_str()),
-                at,
-                version,
-            )
-            .await?
-        }
-        DeviceEvent::UserUnlinked { external_id, .. } => {
-            set_user(tx, app, external_id.as_str(), None, at, version).await?
-        }
-        DeviceEvent::PropertiesChanged {
-            external_id,
-            set,
-            removed,
-        } => on_tx!(tx, |c| {
-            let current: Option<String> = sqlx::query_scalar(
-                "SELECT properties FROM devices WHERE app_id = $1 AND external_id = $2",
-            )
-            .bind(app)
-            .bind(external_id.as_str())
-            .fetch_optional(&mut *c)
-            .await?;
-            let mut properties: Properties = current
-                .map(|p| serde_json::from_str(&p))
-                .transpose()
-                .map_err(|e| ProjectionError::event(event, e))?
-                .unwrap_or_default();
-            for key in &removed {
-                properties.remove(key);
-            }
-            properties.extend(set);
-            let json =
-                serde_json::to_string(&properties).map_err(|e| ProjectionError::event(event, e))?;
-            sqlx::query(
-                "UPDATE devices SET properties = $1, updated_at = $2, version = $3 \
-                 WHERE app_id = $4 AND external_id = $5",
-            )
-            .bind(json)
-            .bind(at)
-            .bind(version)
-            .bind(app)
-            .bind(external_id.as_str())
-            .execute(&mut *c)
-            .await?;
-        }),
-        DeviceEvent::PushTokenInvalidated { external_id, .. } => on_tx!(tx, |c| {
-            sqlx::query(
-                "UPDATE devices SET token_valid = FALSE, updated_at = $1, version = $2 \
-                 WHERE app_id = $3 AND external_id = $4",
-            )
-            .bind(at)
-            .bind(version)
-            .bind(app)
-            .bind(external_id.as_str())
-            .execute(c)
-            .await?;
-        }),
-        DeviceEvent::Deleted { external_id } => on_tx!(tx, |c| {
-            sqlx::query("DELETE FROM devices WHERE app_id = $1 AND external_id = $2")
-                .bind(app)
-                .bind(external_id.as_str())
-                .execute(c)
-                .await?;
-        }),
-    };
-    Ok(())
-}
-
-async fn set_user(
-    tx: &mut Tx,
-    app: uuid::Uuid,
-    external_id: &str,
-    user_id: Option<&str>,
-    at: i64,
-    version: i64,
-) -> Result<(), ProjectionError> {
-    on_tx!(tx, |c| {
-        sqlx::query(
-            "UPDATE devices SET user_id = $1, updated_at = $2, version = $3 \
-             WHERE app_id = $4 AND external_id = $5",
-        )
-        .bind(user_id)
-        .bind(at)
-        .bind(version)
-        .bind(app)
-        .bind(external_id)
-        .execute(c)
-        .await?;
-    });
-    Ok(())
+fn external_id(event: &DeviceEvent) -> &str {
+    match event {
+        DeviceEvent::Registered { external_id, .. }
+        | DeviceEvent::Updated { external_id, .. }
+        | DeviceEvent::UserLinked { external_id, .. }
+        | DeviceEvent::UserUnlinked { external_id, .. }
+        | DeviceEvent::PropertiesChanged { external_id, .. }
+        | DeviceEvent::PushTokenInvalidated { external_id, .. }
+        | DeviceEvent::Deleted { external_id } => external_id.as_str(),
+    }
 }

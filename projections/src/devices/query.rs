@@ -1,73 +1,60 @@
 //! Reading devices.
 
-use chrono::{DateTime, Utc};
 use domain::ids::AppId;
-use domain::properties::Properties;
-use serde::Serialize;
-use sqlx::Row;
+use sqlx::AssertSqlSafe;
 
+use super::DeviceRecord;
+use super::record::{COLUMNS, from_row};
 use crate::db::Db;
 use crate::on_db;
-use crate::time::from_micros;
-
-/// A device as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeviceRecord {
-    pub external_id: String,
-    pub push_token: String,
-    pub send_platform: String,
-    pub device_platform: String,
-    pub user_id: Option<String>,
-    pub has_permission: bool,
-    pub token_valid: bool,
-    pub properties: Properties,
-    pub random_bucket: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-}
-
-pub(crate) fn device_from_row<R>(row: &R) -> Result<DeviceRecord, sqlx::Error>
-where
-    R: Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    let properties: String = row.try_get("properties")?;
-    Ok(DeviceRecord {
-        external_id: row.try_get("external_id")?,
-        push_token: row.try_get("push_token")?,
-        send_platform: row.try_get("send_platform")?,
-        device_platform: row.try_get("device_platform")?,
-        user_id: row.try_get("user_id")?,
-        has_permission: row.try_get("has_permission")?,
-        token_valid: row.try_get("token_valid")?,
-        properties: serde_json::from_str(&properties)
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-        random_bucket: row.try_get("random_bucket")?,
-        created_at: from_micros(row.try_get("created_at")?),
-        updated_at: from_micros(row.try_get("updated_at")?),
-        version: row.try_get("version")?,
-    })
-}
 
 pub async fn get_device(
     db: &Db,
     app_id: AppId,
     external_id: &str,
 ) -> Result<Option<DeviceRecord>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM devices WHERE app_id = $1 AND external_id = $2");
     on_db!(db, |pool| {
-        let row = sqlx::query(
-            "SELECT external_id, push_token, send_platform, device_platform, user_id, has_permission, \
-               token_valid, properties, random_bucket, created_at, updated_at, version \
-             FROM devices WHERE app_id = $1 AND external_id = $2",
-        )
-        .bind(app_id.0)
-        .bind(external_id)
-        .fetch_optional(pool)
-        .await?;
-        row.as_ref().map(device_from_row).transpose()
+        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(app_id.0)
+            .bind(external_id)
+            .fetch_optional(pool)
+            .await?;
+        row.as_ref().map(from_row).transpose()
+    })
+}
+
+/// A user's devices, oldest registration first, at most `limit` after `after_key`.
+pub async fn devices_of_user(
+    db: &Db,
+    app_id: AppId,
+    user_id: &str,
+    after_key: i64,
+    limit: i64,
+) -> Result<Vec<DeviceRecord>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices WHERE app_id = $1 AND user_id = $2 AND device_key > $3 \
+         ORDER BY device_key LIMIT $4"
+    );
+    on_db!(db, |pool| {
+        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+            .bind(app_id.0)
+            .bind(user_id)
+            .bind(after_key)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+        rows.iter().map(from_row).collect()
+    })
+}
+
+/// How many live devices a user has.
+pub async fn count_of_user(db: &Db, app_id: AppId, user_id: &str) -> Result<i64, sqlx::Error> {
+    on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE app_id = $1 AND user_id = $2")
+            .bind(app_id.0)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await
     })
 }

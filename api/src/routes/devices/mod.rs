@@ -1,26 +1,27 @@
-//! Devices: register or update (`PUT`), read (`GET`).
+//! Devices: register or update, read, set properties, delete, audit, search.
+
+mod body;
+mod search;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use chrono::{DateTime, Utc};
+use axum::http::{HeaderMap, StatusCode};
 use domain::device::{PushToken, Registration, UserLink};
 use domain::ids::{ExternalId, UserId};
 use domain::platform::{DevicePlatform, SendPlatform};
+use domain::properties::PropertyPatch;
 use domain::{DomainError, FieldError};
-use infra::services::devices::{self, DeviceOutcome};
-use projections::devices::DeviceRecord;
-use serde::{Deserialize, Deserializer, Serialize};
-use utoipa::ToSchema;
+use infra::services::devices;
+use serde::{Deserialize, Deserializer};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use self::body::{DeviceBody, device_response, position_header};
+use super::events::{EventBody, EventPage, limit as event_limit};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, Key, Read, Write};
+use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;
-
-/// The header carrying the log position of a command's last event.
-pub const POSITION_HEADER: &str = "herald-position";
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -40,58 +41,50 @@ pub struct PutDevice {
     has_permission: Option<bool>,
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchProperties {
+    /// `{"key": value}`: a value's JSON type is the property's type (string,
+    /// integer, boolean, list of strings); `null` removes the key.
+    #[schema(value_type = Object)]
+    properties: serde_json::Value,
+}
+
 /// Tells a field sent as `null` (Some(None)) from an absent one (None).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+pub(crate) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
 ) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct DeviceBody {
-    external_id: String,
-    push_token: String,
-    send_platform: String,
-    device_platform: String,
-    user_id: Option<String>,
-    has_permission: bool,
-    /// False once a push provider reported the token dead, until a new one is registered.
-    push_token_valid: bool,
-    #[schema(value_type = Object)]
-    properties: serde_json::Value,
-    /// 1..=10000, drawn once at registration.
-    random_bucket: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    /// The device stream's version.
-    version: i64,
-}
-
-impl From<DeviceRecord> for DeviceBody {
-    fn from(d: DeviceRecord) -> Self {
-        Self {
-            external_id: d.external_id,
-            push_token: d.push_token,
-            send_platform: d.send_platform,
-            device_platform: d.device_platform,
-            user_id: d.user_id,
-            has_permission: d.has_permission,
-            push_token_valid: d.token_valid,
-            properties: serde_json::to_value(d.properties).unwrap_or_default(),
-            random_bucket: d.random_bucket,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            version: d.version,
-        }
-    }
-}
-
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(put_device, get_device))
+    OpenApiRouter::new()
+        .routes(routes!(put_device, get_device, delete_device))
+        .routes(routes!(patch_properties))
+        .routes(routes!(device_events))
+        .routes(routes!(search::search_devices))
 }
 
 pub(crate) fn external_id(raw: String) -> Result<ExternalId, ApiError> {
     Ok(ExternalId::parse(raw)?)
+}
+
+/// Keeps a value, or its field errors for one combined 400.
+pub(crate) fn collect<T>(
+    errors: &mut Vec<FieldError>,
+    result: Result<T, DomainError>,
+) -> Option<T> {
+    match result {
+        Ok(v) => Some(v),
+        Err(DomainError::Invalid(e)) => {
+            errors.extend(e);
+            None
+        }
+        Err(other) => {
+            errors.push(FieldError::new("body", other.to_string()));
+            None
+        }
+    }
 }
 
 fn registration(body: PutDevice) -> Result<Registration, ApiError> {
@@ -128,43 +121,6 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
         }
         _ => Err(ApiError::Validation(errors)),
     }
-}
-
-/// Keeps a value, or its field errors for one combined 400.
-pub(crate) fn collect<T>(
-    errors: &mut Vec<FieldError>,
-    result: Result<T, DomainError>,
-) -> Option<T> {
-    match result {
-        Ok(v) => Some(v),
-        Err(DomainError::Invalid(e)) => {
-            errors.extend(e);
-            None
-        }
-        Err(other) => {
-            errors.push(FieldError::new("body", other.to_string()));
-            None
-        }
-    }
-}
-
-/// The response of a device command: the device, and its log position.
-pub(crate) fn device_response(
-    outcome: DeviceOutcome,
-) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
-    let mut headers = HeaderMap::new();
-    if let Some(position) = outcome.position {
-        headers.insert(POSITION_HEADER, HeaderValue::from(position));
-    }
-    let status = if outcome.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let device = outcome
-        .device
-        .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
-    Ok((status, headers, Json(device.into())))
 }
 
 /// Registers a device, or updates what changed. 201 when new, 200 otherwise.
@@ -212,4 +168,74 @@ async fn get_device(
         .await?
         .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
     Ok(Json(device.into()))
+}
+
+/// Deletes a device: it leaves reads and searches; a later PUT registers it afresh.
+#[utoipa::path(delete, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
+    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_device(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw_id): Path<String>,
+) -> ApiResult<(StatusCode, HeaderMap)> {
+    let external_id = external_id(raw_id)?;
+    let outcome = devices::delete(&state.herald, &key.ctx, key.app_id, external_id).await?;
+    Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
+}
+
+/// Sets and removes typed properties; one event when something changes, none otherwise.
+#[utoipa::path(patch, path = "/v1/devices/{external_id}/properties", tag = "devices", security(("bearer" = [])),
+    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    request_body = PatchProperties,
+    responses(
+        (status = 200, body = DeviceBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn patch_properties(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw_id): Path<String>,
+    AppJson(body): AppJson<PatchProperties>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+    let external_id = external_id(raw_id)?;
+    let patch = PropertyPatch::parse("properties", &body.properties)?;
+    let outcome =
+        devices::set_properties(&state.herald, &key.ctx, key.app_id, external_id, patch).await?;
+    let (_, headers, body) = device_response(outcome)?;
+    Ok((StatusCode::OK, headers, body))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// The first stream version to return (default 1).
+    from_version: Option<i64>,
+    /// 1..=1000, default 100.
+    limit: Option<i64>,
+}
+
+/// The device's own stream of events, for auditors.
+#[utoipa::path(get, path = "/v1/devices/{external_id}/events", tag = "devices", security(("bearer" = [])),
+    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), StreamQuery),
+    responses((status = 200, body = EventPage)))]
+async fn device_events(
+    State(state): State<AppState>,
+    key: Key<Audit>,
+    Path(raw_id): Path<String>,
+    AppQuery(query): AppQuery<StreamQuery>,
+) -> ApiResult<Json<EventPage>> {
+    let external_id = external_id(raw_id)?;
+    let from = query.from_version.unwrap_or(1).max(1);
+    let limit = event_limit(query.limit)?;
+    let events = devices::events(&state.herald, key.app_id, &external_id, from, limit).await?;
+    let next_after = events.last().map_or(0, |e| e.position);
+    Ok(Json(EventPage::new(
+        events.into_iter().map(EventBody::from).collect(),
+        next_after,
+    )))
 }

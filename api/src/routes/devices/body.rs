@@ -1,0 +1,83 @@
+//! A device as the API shows it.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use chrono::{DateTime, Utc};
+use infra::services::devices::DeviceOutcome;
+use projections::devices::DeviceRecord;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The header carrying the log position of a resource's last event.
+pub(crate) const POSITION_HEADER: &str = "herald-position";
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceBody {
+    external_id: String,
+    push_token: String,
+    send_platform: String,
+    device_platform: String,
+    user_id: Option<String>,
+    has_permission: bool,
+    /// False once a push provider reported the token dead, until a new one is registered.
+    push_token_valid: bool,
+    /// Typed properties: strings, integers, booleans, lists of strings.
+    #[schema(value_type = Object)]
+    properties: serde_json::Value,
+    /// 1..=10000, drawn once at registration.
+    random_bucket: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// The device stream's version.
+    version: i64,
+}
+
+impl From<DeviceRecord> for DeviceBody {
+    fn from(d: DeviceRecord) -> Self {
+        Self {
+            external_id: d.external_id,
+            push_token: d.push_token,
+            send_platform: d.send_platform,
+            device_platform: d.device_platform,
+            user_id: d.user_id,
+            has_permission: d.has_permission,
+            push_token_valid: d.token_valid,
+            properties: serde_json::to_value(d.properties).unwrap_or_default(),
+            random_bucket: d.random_bucket,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+            version: d.version,
+        }
+    }
+}
+
+/// A `Herald-Position` header, if there is a position.
+pub fn position_header(position: Option<i64>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(position) = position {
+        headers.insert(POSITION_HEADER, HeaderValue::from(position));
+    }
+    headers
+}
+
+/// The response of a device command: 201 when it registered the device,
+/// else 200; the device; its position.
+pub fn device_response(
+    outcome: DeviceOutcome,
+) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+    let status = if outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let device = outcome
+        .device
+        .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
+    Ok((
+        status,
+        position_header(outcome.position),
+        Json(device.into()),
+    ))
+}

@@ -1,0 +1,292 @@
+//! Users: profile, status, their devices, deletion.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use domain::FieldError;
+use domain::ids::UserId;
+use domain::properties::PropertyPatch;
+use domain::text::Name;
+use domain::user::{Change, Email, Profile, UserStatus};
+use infra::services::devices as device_service;
+use infra::services::users::{self, UserOutcome, UserView};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::devices::{DeviceBody, collect, external_id, position_header, present};
+use crate::cursor;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{AppJson, AppQuery, Key, Read, Write};
+use crate::state::AppState;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutUser {
+    /// 1 to 200 characters; `null` clears; absent keeps.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    /// `null` clears; absent keeps.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    email: Option<Option<String>>,
+    /// Typed properties, as for devices; `null` values remove keys.
+    #[schema(value_type = Option<Object>)]
+    properties: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutStatus {
+    /// `active`, `pending`, `suspended` or `webhook_error`.
+    status: String,
+    /// Why (at most 500 characters); recorded in the event.
+    reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserBody {
+    user_id: String,
+    name: Option<String>,
+    email: Option<String>,
+    status: String,
+    #[schema(value_type = Object)]
+    properties: serde_json::Value,
+    /// Live devices linked to the user.
+    device_count: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl From<UserView> for UserBody {
+    fn from(v: UserView) -> Self {
+        let u = v.user;
+        Self {
+            user_id: u.user_id,
+            name: u.name,
+            email: u.email,
+            status: u.status,
+            properties: serde_json::to_value(u.properties).unwrap_or_default(),
+            device_count: v.device_count,
+            created_at: u.created_at,
+            updated_at: u.updated_at,
+            version: u.version,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDevicePage {
+    devices: Vec<DeviceBody>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1..=1000, default 100.
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_user, get_user, delete_user))
+        .routes(routes!(put_status))
+        .routes(routes!(user_devices))
+        .routes(routes!(delete_user_device))
+}
+
+fn user_id(raw: String) -> Result<UserId, ApiError> {
+    Ok(UserId::parse(raw)?)
+}
+
+fn change<T>(
+    errors: &mut Vec<FieldError>,
+    raw: Option<Option<String>>,
+    parse: impl FnOnce(&str) -> Result<T, domain::DomainError>,
+) -> Change<T> {
+    match raw {
+        None => Change::Keep,
+        Some(None) => Change::Clear,
+        Some(Some(v)) => collect(errors, parse(&v)).map_or(Change::Keep, Change::Set),
+    }
+}
+
+fn profile(body: PutUser) -> Result<Profile, ApiError> {
+    let mut errors = Vec::new();
+    let name = change(&mut errors, body.name, |n| Name::parse("name", n));
+    let email = change(&mut errors, body.email, Email::parse);
+    let properties = match &body.properties {
+        Some(raw) if !raw.is_null() => {
+            collect(&mut errors, PropertyPatch::parse("properties", raw))
+        }
+        _ => Some(PropertyPatch::default()),
+    };
+    match properties {
+        Some(properties) if errors.is_empty() => Ok(Profile {
+            name,
+            email,
+            properties,
+        }),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
+fn user_response(
+    outcome: UserOutcome,
+    created_status: bool,
+) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+    let status = if created_status && outcome.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let user = outcome
+        .user
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    Ok((status, position_header(outcome.position), Json(user.into())))
+}
+
+/// Creates a user (201) or changes what differs (200).
+#[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    request_body = PutUser,
+    responses(
+        (status = 200, body = UserBody),
+        (status = 201, body = UserBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn put_user(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<PutUser>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+    let user_id = user_id(raw)?;
+    let profile = profile(body)?;
+    let outcome = users::upsert(&state.herald, &key.ctx, key.app_id, user_id, profile).await?;
+    user_response(outcome, true)
+}
+
+/// Reads a user.
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    responses(
+        (status = 200, body = UserBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_user(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<UserBody>> {
+    let user_id = user_id(raw)?;
+    let user = users::get(&state.herald, key.app_id, &user_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    Ok(Json(user.into()))
+}
+
+/// Deletes a user; their devices are unlinked (each by an event on the device).
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_user(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let user_id = user_id(raw)?;
+    users::delete(&state.herald, &key.ctx, key.app_id, user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets the user's status; the same status again changes nothing.
+#[utoipa::path(put, path = "/v1/users/{user_id}/status", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    request_body = PutStatus,
+    responses(
+        (status = 200, body = UserBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn put_status(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<PutStatus>,
+) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+    let user_id = user_id(raw)?;
+    let status = UserStatus::parse(&body.status)?;
+    let outcome = users::set_status(
+        &state.herald,
+        &key.ctx,
+        key.app_id,
+        user_id,
+        status,
+        body.reason,
+    )
+    .await?;
+    user_response(outcome, false)
+}
+
+/// The user's devices, in registration order.
+#[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "users", security(("bearer" = [])),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), PageQuery),
+    responses((status = 200, body = UserDevicePage)))]
+async fn user_devices(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    Path(raw): Path<String>,
+    AppQuery(query): AppQuery<PageQuery>,
+) -> ApiResult<Json<UserDevicePage>> {
+    let user_id = user_id(raw)?;
+    let limit = cursor::limit(query.limit, 100, 1000)?;
+    let after = cursor::decode("user-devices", query.cursor.as_deref())?;
+    let mut devices = users::devices(&state.herald, key.app_id, &user_id, after, limit + 1).await?;
+    let more = devices.len() as i64 > limit;
+    devices.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_cursor = if more {
+        devices
+            .last()
+            .map(|d| cursor::encode("user-devices", d.device_key))
+    } else {
+        None
+    };
+    Ok(Json(UserDevicePage {
+        devices: devices.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// Deletes the device only if it belongs to this user; otherwise 404 and nothing changes.
+#[utoipa::path(delete, path = "/v1/users/{user_id}/devices/{external_id}", tag = "users", security(("bearer" = [])),
+    params(
+        ("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"),
+        ("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_user_device(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path((raw_user, raw_device)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, HeaderMap)> {
+    let user_id = user_id(raw_user)?;
+    let external_id = external_id(raw_device)?;
+    let outcome =
+        device_service::delete_owned(&state.herald, &key.ctx, key.app_id, user_id, external_id)
+            .await?;
+    Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
+}

@@ -1,0 +1,235 @@
+//! Users: profile and status, their devices, and deletion (which unlinks
+//! their devices).
+
+use domain::device::{self, Device, DeviceCommand};
+use domain::ids::{AppId, ExternalId, UserId};
+use domain::user::{self, Profile, User, UserCommand, UserEvent, UserStatus};
+use domain::{DomainEvent, RecordedEvent};
+use projections::devices::{self as devices_read, At, DeviceRecord};
+use projections::users::{self as read, UserRecord};
+
+use super::{RequestContext, settle};
+use crate::commands::{CommandError, Executed};
+use crate::herald::Herald;
+
+/// Pages of a user's devices read while unlinking them.
+const DEVICE_PAGE: i64 = 500;
+
+/// A user as the API shows it.
+#[derive(Debug, Clone)]
+pub struct UserView {
+    pub user: UserRecord,
+    pub device_count: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserOutcome {
+    pub user: Option<UserView>,
+    pub created: bool,
+    pub position: Option<i64>,
+}
+
+pub async fn upsert(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    user_id: UserId,
+    profile: Profile,
+) -> Result<UserOutcome, CommandError> {
+    run(
+        herald,
+        ctx,
+        app_id,
+        &user_id,
+        UserCommand::Upsert {
+            user_id: user_id.clone(),
+            profile,
+        },
+    )
+    .await
+}
+
+pub async fn set_status(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    user_id: UserId,
+    status: UserStatus,
+    reason: Option<String>,
+) -> Result<UserOutcome, CommandError> {
+    run(
+        herald,
+        ctx,
+        app_id,
+        &user_id,
+        UserCommand::SetStatus {
+            user_id: user_id.clone(),
+            status,
+            reason,
+        },
+    )
+    .await
+}
+
+async fn run(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    user_id: &UserId,
+    command: UserCommand,
+) -> Result<UserOutcome, CommandError> {
+    let done = herald
+        .commands
+        .execute::<User>(&user::stream(user_id), &ctx.metadata(app_id), command)
+        .await?;
+    let position = done
+        .appended
+        .map(|a| a.last_position)
+        .or(done.history.last().map(|e| e.position));
+    settle(herald, &["users"], done.appended.map(|a| a.last_position)).await;
+    let created = done
+        .events
+        .iter()
+        .any(|e| matches!(e, UserEvent::Created { .. }));
+    let user = match view_after(&done)? {
+        Some(user) => {
+            let device_count =
+                devices_read::count_of_user(&herald.db, app_id, user_id.as_str()).await?;
+            Some(UserView { user, device_count })
+        }
+        None => None,
+    };
+    Ok(UserOutcome {
+        user,
+        created,
+        position,
+    })
+}
+
+fn view_after(done: &Executed<User>) -> Result<Option<UserRecord>, CommandError> {
+    let mut user = fold(&done.history)?;
+    if let Some(appended) = done.appended {
+        let count = done.events.len() as i64;
+        for (i, event) in done.events.iter().enumerate() {
+            let i = i as i64;
+            read::apply(
+                &mut user,
+                event,
+                At {
+                    position: appended.last_position - count + 1 + i,
+                    recorded_at: appended.recorded_at,
+                    stream_version: appended.stream_version - count + 1 + i,
+                },
+            );
+        }
+    }
+    Ok(user)
+}
+
+/// Folds a user stream from its first event.
+pub fn fold(history: &[RecordedEvent]) -> Result<Option<UserRecord>, CommandError> {
+    let mut user = None;
+    for recorded in history {
+        let event = UserEvent::decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.data,
+        )
+        .map_err(|e| CommandError::Internal(e.to_string()))?;
+        read::apply(
+            &mut user,
+            &event,
+            At {
+                position: recorded.position,
+                recorded_at: recorded.recorded_at,
+                stream_version: recorded.stream_version,
+            },
+        );
+    }
+    Ok(user)
+}
+
+pub async fn get(
+    herald: &Herald,
+    app_id: AppId,
+    user_id: &UserId,
+) -> Result<Option<UserView>, CommandError> {
+    let Some(user) = read::get_user(&herald.db, app_id, user_id.as_str()).await? else {
+        return Ok(None);
+    };
+    let device_count = devices_read::count_of_user(&herald.db, app_id, user_id.as_str()).await?;
+    Ok(Some(UserView { user, device_count }))
+}
+
+/// Deletes the user, then unlinks each of their devices (each unlink is an
+/// event on that device, caused by the deletion).
+pub async fn delete(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app_id: AppId,
+    user_id: UserId,
+) -> Result<(), CommandError> {
+    let done = herald
+        .commands
+        .execute::<User>(
+            &user::stream(&user_id),
+            &ctx.metadata(app_id),
+            UserCommand::Delete {
+                user_id: user_id.clone(),
+            },
+        )
+        .await?;
+    let Some(appended) = done.appended else {
+        return Ok(());
+    };
+    // Every link made before the deletion is in the read model once it has
+    // caught up with the deletion.
+    settle(herald, &["devices", "users"], Some(appended.last_position)).await;
+    let mut caused = ctx.clone();
+    caused.causation_id = done.event_ids.first().copied();
+    let mut after = 0;
+    let mut last_position = appended.last_position;
+    loop {
+        let page =
+            devices_read::devices_of_user(&herald.db, app_id, user_id.as_str(), after, DEVICE_PAGE)
+                .await?;
+        for d in &page {
+            let external_id = ExternalId::parse(d.external_id.clone())?;
+            let command = DeviceCommand::UnlinkDeletedUser {
+                external_id: external_id.clone(),
+                user_id: user_id.clone(),
+            };
+            let unlinked = herald
+                .commands
+                .execute::<Device>(
+                    &device::stream(&external_id),
+                    &caused.metadata(app_id),
+                    command,
+                )
+                .await?;
+            if let Some(a) = unlinked.appended {
+                last_position = last_position.max(a.last_position);
+            }
+        }
+        match page.last() {
+            Some(last) if page.len() as i64 == DEVICE_PAGE => after = last.device_key,
+            _ => break,
+        }
+    }
+    settle(herald, &["devices"], Some(last_position)).await;
+    Ok(())
+}
+
+/// A user's devices (any user id, known or not), in registration order.
+pub async fn devices(
+    herald: &Herald,
+    app_id: AppId,
+    user_id: &UserId,
+    after_key: i64,
+    limit: i64,
+) -> Result<Vec<DeviceRecord>, CommandError> {
+    Ok(
+        devices_read::devices_of_user(&herald.db, app_id, user_id.as_str(), after_key, limit)
+            .await?,
+    )
+}

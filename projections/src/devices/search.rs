@@ -1,0 +1,285 @@
+//! Device search: a condition tree compiled to one SQL query over the
+//! indexed `devices` / `device_properties` tables, paged by `device_key`.
+//! The same SQL runs on SQLite and PostgreSQL (string columns compare
+//! bytewise on both: `COLLATE "C"` on PostgreSQL).
+
+use domain::conditions::{Condition, Key, Leaf, Op, version_key};
+use domain::ids::AppId;
+use sqlx::AssertSqlSafe;
+use uuid::Uuid;
+
+use super::DeviceRecord;
+use super::record::{COLUMNS, from_row};
+use crate::db::Db;
+use crate::on_db;
+
+/// A value bound to a placeholder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Bind {
+    Uuid(Uuid),
+    Str(String),
+    Int(i64),
+    Bool(bool),
+}
+
+/// A `WHERE` fragment over `devices d` and its bound values. `$1` is always
+/// the app id.
+#[derive(Debug, Default)]
+pub struct Compiled {
+    pub sql: String,
+    pub binds: Vec<Bind>,
+}
+
+impl Compiled {
+    fn new(app_id: AppId) -> Self {
+        Self {
+            sql: String::new(),
+            binds: vec![Bind::Uuid(app_id.0)],
+        }
+    }
+
+    fn bind(&mut self, value: Bind) -> String {
+        self.binds.push(value);
+        format!("${}", self.binds.len())
+    }
+
+    fn condition(&mut self, condition: &Condition) {
+        match condition {
+            Condition::All(children) | Condition::Any(children) => {
+                let joiner = if matches!(condition, Condition::All(_)) {
+                    " AND "
+                } else {
+                    " OR "
+                };
+                self.sql.push('(');
+                for (i, child) in children.iter().enumerate() {
+                    if i > 0 {
+                        self.sql.push_str(joiner);
+                    }
+                    self.condition(child);
+                }
+                self.sql.push(')');
+            }
+            Condition::Not(inner) => {
+                self.sql.push_str("(NOT ");
+                self.condition(inner);
+                self.sql.push(')');
+            }
+            Condition::Leaf(leaf) => self.leaf(leaf),
+        }
+    }
+
+    fn leaf(&mut self, leaf: &Leaf) {
+        let sql = match &leaf.key {
+            Key::Property(key) => self.property(key, &leaf.op),
+            Key::DevicePlatform => self.column("d.device_platform", &leaf.op, false),
+            Key::SendPlatform => self.column("d.send_platform", &leaf.op, false),
+            Key::UserId => self.column("d.user_id", &leaf.op, true),
+            Key::RandomBucket => self.column("d.random_bucket", &leaf.op, false),
+            Key::HasPermission => self.column("d.has_permission", &leaf.op, false),
+        };
+        self.sql.push_str(&sql);
+    }
+
+    /// A leaf over a built-in column. Nullable columns (user_id) behave like
+    /// a missing property when null.
+    fn column(&mut self, column: &str, op: &Op, nullable: bool) -> String {
+        let wrap = |test: String| {
+            if nullable {
+                format!("COALESCE({test}, FALSE)")
+            } else {
+                test
+            }
+        };
+        match op {
+            Op::IntEq(v) => wrap(format!("{column} = {}", self.bind(Bind::Int(*v)))),
+            Op::IntGt(v) => wrap(format!("{column} > {}", self.bind(Bind::Int(*v)))),
+            Op::IntGte(v) => wrap(format!("{column} >= {}", self.bind(Bind::Int(*v)))),
+            Op::IntLt(v) => wrap(format!("{column} < {}", self.bind(Bind::Int(*v)))),
+            Op::IntLte(v) => wrap(format!("{column} <= {}", self.bind(Bind::Int(*v)))),
+            Op::StrEq(v) => wrap(format!("{column} = {}", self.bind(Bind::Str(v.clone())))),
+            Op::StrNe(v) => wrap(format!("{column} <> {}", self.bind(Bind::Str(v.clone())))),
+            Op::StrIn(values) => {
+                let list = values
+                    .iter()
+                    .map(|v| self.bind(Bind::Str(v.clone())))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                wrap(format!("{column} IN ({list})"))
+            }
+            Op::StrPrefix(p) => {
+                let p = self.bind(Bind::Str(p.clone()));
+                wrap(format!("substr({column}, 1, length({p})) = {p}"))
+            }
+            Op::BoolEq(b) => format!("{column} = {}", self.bind(Bind::Bool(*b))),
+            Op::Exists => {
+                if nullable {
+                    format!("{column} IS NOT NULL")
+                } else {
+                    "TRUE".into()
+                }
+            }
+            Op::NotExists => {
+                if nullable {
+                    format!("{column} IS NULL")
+                } else {
+                    "FALSE".into()
+                }
+            }
+            // Built-in strings are neither lists nor versions.
+            Op::StrExists(_) | Op::VersionGte(_) | Op::VersionLt(_) => "FALSE".into(),
+        }
+    }
+
+    /// A leaf over a property: a semi-join into `device_properties`.
+    fn property(&mut self, key: &str, op: &Op) -> String {
+        let k = self.bind(Bind::Str(key.to_owned()));
+        let test = match op {
+            Op::IntEq(v) => format!("kind = 'i' AND i = {}", self.bind(Bind::Int(*v))),
+            Op::IntGt(v) => format!("kind = 'i' AND i > {}", self.bind(Bind::Int(*v))),
+            Op::IntGte(v) => format!("kind = 'i' AND i >= {}", self.bind(Bind::Int(*v))),
+            Op::IntLt(v) => format!("kind = 'i' AND i < {}", self.bind(Bind::Int(*v))),
+            Op::IntLte(v) => format!("kind = 'i' AND i <= {}", self.bind(Bind::Int(*v))),
+            Op::StrEq(v) => format!("kind = 's' AND s = {}", self.bind(Bind::Str(v.clone()))),
+            Op::StrNe(v) => format!("kind = 's' AND s <> {}", self.bind(Bind::Str(v.clone()))),
+            Op::StrIn(values) => {
+                let list = values
+                    .iter()
+                    .map(|v| self.bind(Bind::Str(v.clone())))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("kind = 's' AND s IN ({list})")
+            }
+            Op::StrPrefix(p) => self.prefix(p),
+            Op::StrExists(v) => format!("kind = 'l' AND s = {}", self.bind(Bind::Str(v.clone()))),
+            Op::BoolEq(b) => format!("kind = 'b' AND i = {}", self.bind(Bind::Int(i64::from(*b)))),
+            Op::Exists => "TRUE".into(),
+            Op::NotExists => {
+                return format!(
+                    "NOT EXISTS (SELECT 1 FROM device_properties p WHERE p.device_key = d.device_key AND p.key = {k})"
+                );
+            }
+            Op::VersionGte(v) => {
+                format!(
+                    "v >= {}",
+                    self.bind(Bind::Str(version_key(v).unwrap_or_default()))
+                )
+            }
+            Op::VersionLt(v) => {
+                format!(
+                    "v < {}",
+                    self.bind(Bind::Str(version_key(v).unwrap_or_default()))
+                )
+            }
+        };
+        format!(
+            "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
+        )
+    }
+
+    /// `s` starts with `p`: an index range [p, next(p)) where possible.
+    fn prefix(&mut self, p: &str) -> String {
+        if p.is_empty() {
+            return "kind = 's'".into();
+        }
+        let low = self.bind(Bind::Str(p.to_owned()));
+        match successor(p) {
+            Some(high) => format!(
+                "kind = 's' AND s >= {low} AND s < {}",
+                self.bind(Bind::Str(high))
+            ),
+            None => format!("kind = 's' AND s >= {low} AND substr(s, 1, length({low})) = {low}"),
+        }
+    }
+}
+
+/// The smallest string greater than every string starting with `p`
+/// (bytewise UTF-8 order is code point order).
+fn successor(p: &str) -> Option<String> {
+    let mut chars: Vec<char> = p.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Compiles a search: `None` matches every device.
+pub fn compile(app_id: AppId, condition: Option<&Condition>) -> Compiled {
+    let mut compiled = Compiled::new(app_id);
+    match condition {
+        Some(c) => compiled.condition(c),
+        None => compiled.sql.push_str("TRUE"),
+    }
+    compiled
+}
+
+/// One page of a search.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub devices: Vec<DeviceRecord>,
+    /// The `device_key` to continue after, if there may be more.
+    pub next_after: Option<i64>,
+}
+
+/// Devices of the app matching `condition`, in `device_key` order, after
+/// `after_key`, at most `limit`.
+pub async fn search(
+    db: &Db,
+    app_id: AppId,
+    condition: Option<&Condition>,
+    after_key: i64,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let mut compiled = compile(app_id, condition);
+    let after = compiled.bind(Bind::Int(after_key));
+    let fetch = compiled.bind(Bind::Int(limit + 1));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM devices d WHERE d.app_id = $1 AND d.device_key > {after} AND ({}) \
+         ORDER BY d.device_key LIMIT {fetch}",
+        compiled.sql
+    );
+    let mut devices = on_db!(db, |pool| {
+        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
+        for bind in &compiled.binds {
+            query = match bind {
+                Bind::Uuid(u) => query.bind(*u),
+                Bind::Str(s) => query.bind(s.as_str()),
+                Bind::Int(i) => query.bind(*i),
+                Bind::Bool(b) => query.bind(*b),
+            };
+        }
+        let rows = query.fetch_all(pool).await?;
+        rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?
+    });
+    let more = devices.len() as i64 > limit;
+    devices.truncate(usize::try_from(limit).unwrap_or(0));
+    let next_after = if more {
+        devices.last().map(|d| d.device_key)
+    } else {
+        None
+    };
+    Ok(Page {
+        devices,
+        next_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successors_bound_prefixes() {
+        assert_eq!(successor("ab").as_deref(), Some("ac"));
+        assert_eq!(successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+    }
+}
