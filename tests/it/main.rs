@@ -2,9 +2,12 @@
 //! need a database run on SQLite and on PostgreSQL (see `on_both!`).
 
 mod apps_and_keys;
+mod device_properties;
 mod devices;
 mod events;
 mod http_basics;
 mod process;
 mod projections;
+mod search;
 mod store;
+mod users;

@@ -1,5 +1,6 @@
 -- Searchable device properties: one row per scalar, one per list item.
--- kind: 's' string, 'i' integer, 'b' boolean (i = 0/1), 'l' list item (s).
+-- kind: 's' string, 'i' integer, 'b' boolean (i = 0/1), 'l' list item (s),
+-- 'e' an empty list (no value).
 -- v: a sortable version key for strings that are dotted numeric versions.
 CREATE TABLE device_properties (
     device_key  INTEGER NOT NULL,

@@ -113,7 +113,8 @@ pub(crate) async fn upsert(tx: &mut Tx, rows: &[(Uuid, &DeviceRecord)]) -> Resul
     Ok(())
 }
 
-/// One searchable row per scalar property, one per list item.
+/// One searchable row per scalar property, one per list item (one `e` row
+/// for an empty list).
 struct PropertyRow<'a> {
     device_key: i64,
     app: Uuid,
@@ -139,6 +140,8 @@ fn property_rows<'a>(app: Uuid, d: &'a DeviceRecord, out: &mut Vec<PropertyRow<'
             PropertyValue::Str(s) => out.push(row("s", Some(s.as_str()), None)),
             PropertyValue::Int(i) => out.push(row("i", None, Some(*i))),
             PropertyValue::Bool(b) => out.push(row("b", None, Some(i64::from(*b)))),
+            // An empty list still exists: one row without a value.
+            PropertyValue::List(items) if items.is_empty() => out.push(row("e", None, None)),
             PropertyValue::List(items) => {
                 for item in items {
                     out.push(PropertyRow {
