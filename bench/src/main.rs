@@ -25,6 +25,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _telemetry = infra::telemetry::init(None, false)?;
     match Cli::parse().command {
         Command::Append(args) => append::run(args).await,
         Command::Echo(args) => echo::run(args).await,

@@ -79,6 +79,37 @@ impl Tx {
     }
 }
 
+/// The largest statement Herald sends to PostgreSQL in one message, in bytes.
+///
+/// sqlx 0.9.0 does not set `TCP_NODELAY`. A message larger than the
+/// socket's send buffer (16 KiB by default on Linux) goes out in two writes,
+/// and Nagle's algorithm holds the second until the server's delayed ACK:
+/// a 40 ms stall. Bulk writes are therefore cut into statements well under
+/// that size (a few extra round trips cost far less). Remove once sqlx sets
+/// `TCP_NODELAY` again (sqlx PR #4336).
+pub const PG_STATEMENT_BYTES: usize = 8 * 1024;
+
+/// Splits `items` into runs whose estimated encoded size stays under
+/// `max_bytes` (every run holds at least one item).
+pub fn size_chunks<T>(items: &[T], size: impl Fn(&T) -> usize, max_bytes: usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, item) in items.iter().enumerate() {
+        let s = size(item);
+        if i > start && bytes + s > max_bytes {
+            chunks.push(&items[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += s;
+    }
+    if start < items.len() {
+        chunks.push(&items[start..]);
+    }
+    chunks
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -119,4 +150,17 @@ macro_rules! on_db {
             }
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_chunks;
+
+    #[test]
+    fn chunks_stay_under_the_budget() {
+        let items = [3, 3, 3, 10, 1, 1];
+        let chunks = size_chunks(&items, |i| *i, 6);
+        assert_eq!(chunks, vec![&[3, 3][..], &[3][..], &[10][..], &[1, 1][..]]);
+        assert!(size_chunks(&[] as &[usize], |i| *i, 6).is_empty());
+    }
 }

@@ -13,8 +13,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -23,11 +24,44 @@ use super::batch::{Planned, Snapshot, StoredId, plan};
 use super::rows::EventRow;
 use super::sqlite::to_hash;
 use super::{AppendRequest, StoreError};
+use projections::db::{PG_STATEMENT_BYTES, size_chunks};
 
 pub(crate) struct PgWriter {
-    pub pool: PgPool,
-    pub lock_key: i64,
-    pub channel: String,
+    pool: PgPool,
+    lock_key: i64,
+    channel: String,
+    /// The appender's own connection, kept between batches (no pool
+    /// round trip per batch); dropped after any error.
+    connection: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+}
+
+impl PgWriter {
+    pub fn new(pool: PgPool, lock_key: i64, channel: String) -> Self {
+        Self {
+            pool,
+            lock_key,
+            channel,
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut PgConnection,
+        batch: &[&AppendRequest],
+        careful: bool,
+    ) -> Result<(Vec<Planned>, i64), StoreError> {
+        // BEGIN and the lock in one round trip (the key is our own integer).
+        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
+        let mut tx = conn.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+        let mut snapshot = snapshot(&mut tx, batch, careful).await?;
+        let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
+        if !rows.is_empty() {
+            insert(&mut tx, &rows, &self.channel, snapshot.head).await?;
+        }
+        tx.commit().await?;
+        Ok((outcomes, snapshot.head))
+    }
 }
 
 /// The advisory lock key and notification channel of a Herald schema.
@@ -51,18 +85,19 @@ impl BatchWriter for PgWriter {
         batch: &[&AppendRequest],
         careful: bool,
     ) -> Result<(Vec<Planned>, i64), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.lock_key)
-            .execute(&mut *tx)
-            .await?;
-        let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
-        if !rows.is_empty() {
-            insert(&mut tx, &rows, &self.channel, snapshot.head).await?;
+        let mut slot = self.connection.lock().await;
+        let mut conn = match slot.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        let result = self.transaction(&mut conn, batch, careful).await;
+        if result.is_ok() {
+            *slot = Some(conn);
+        } else {
+            // Its state is unknown (mid-transaction, or broken): replace it.
+            let _ = conn.close().await;
         }
-        tx.commit().await?;
-        Ok((outcomes, snapshot.head))
+        result
     }
 }
 
@@ -158,39 +193,60 @@ async fn snapshot(
     Ok(snap)
 }
 
-/// Inserts the rows and notifies listeners of the new head, in one round trip.
+/// Inserts the rows, and notifies listeners of the new head with the last
+/// statement. Statements are kept small (see [`size_chunks`]).
 async fn insert(
     conn: &mut PgConnection,
     rows: &[EventRow],
     channel: &str,
     head: i64,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "WITH written AS (INSERT INTO events (position, event_id, app_id, stream, stream_version, \
-           event_type, schema_version, data, metadata, recorded_at, hash) \
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], \
-           $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::bytea[]) RETURNING 1) \
-         SELECT pg_notify($12, $13) FROM (SELECT count(*) FROM written) AS w",
-    )
-    .bind(rows.iter().map(|r| r.position).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.app_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.stream_version).collect::<Vec<_>>())
-    .bind(
-        rows.iter()
-            .map(|r| r.event_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(rows.iter().map(|r| r.schema_version).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.data.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metadata.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>())
-    .bind(channel)
-    .bind(head.to_string())
-    .execute(&mut *conn)
-    .await?;
+    let chunks = size_chunks(
+        rows,
+        |r| r.data.len() + r.metadata.len() + r.stream.len() + 120,
+        PG_STATEMENT_BYTES,
+    );
+    let last = chunks.len().saturating_sub(1);
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        let sql = if i == last {
+            "WITH written AS (INSERT INTO events (position, event_id, app_id, stream, stream_version, \
+               event_type, schema_version, data, metadata, recorded_at, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], \
+               $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::bytea[]) RETURNING 1) \
+             SELECT pg_notify($12, $13) FROM (SELECT count(*) FROM written) AS w"
+        } else {
+            "INSERT INTO events (position, event_id, app_id, stream, stream_version, \
+               event_type, schema_version, data, metadata, recorded_at, hash) \
+             SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], \
+               $6::text[], $7::int[], $8::text[], $9::text[], $10::bigint[], $11::bytea[])"
+        };
+        let mut query = sqlx::query(sql)
+            .bind(chunk.iter().map(|r| r.position).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.event_id).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.app_id).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.stream.as_str()).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.stream_version).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|r| r.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|r| r.schema_version).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.data.as_str()).collect::<Vec<_>>())
+            .bind(
+                chunk
+                    .iter()
+                    .map(|r| r.metadata.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(chunk.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+            .bind(chunk.iter().map(|r| r.hash.as_slice()).collect::<Vec<_>>());
+        if i == last {
+            query = query.bind(channel).bind(head.to_string());
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 

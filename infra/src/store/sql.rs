@@ -53,11 +53,7 @@ impl SqlEventStore {
                     channel.clone(),
                     head.clone(),
                 )));
-                Arc::new(PgWriter {
-                    pool: p.pool.clone(),
-                    lock_key,
-                    channel,
-                })
+                Arc::new(PgWriter::new(p.pool.clone(), lock_key, channel))
             }
         };
         tasks.push(tokio::spawn(poll_head(db.clone(), head.clone())));
