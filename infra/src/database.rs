@@ -53,25 +53,37 @@ pub async fn open_sqlite(data_dir: &Path, options: &DbOptions) -> Result<Db, Sto
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
         .pragma("cache_size", "-65536");
-    let writer = SqlitePoolOptions::new()
-        .max_connections(1)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(60))
-        .connect_with(connect.clone())
-        .await?;
+    let single = |sync: SqliteSynchronous| {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(connect.clone().synchronous(sync))
+    };
+    let writer = single(SqliteSynchronous::Full).await?;
+    let relaxed = single(SqliteSynchronous::Normal).await;
     let reader = SqlitePoolOptions::new()
         .max_connections(options.max_connections.clamp(1, 8))
         .acquire_timeout(options.acquire_timeout)
-        .connect_with(connect.read_only(true))
+        .connect_with(connect.clone().read_only(true))
         .await;
-    let reader = match reader {
-        Ok(r) => r,
-        Err(e) => {
+    let (relaxed, reader) = match (relaxed, reader) {
+        (Ok(relaxed), Ok(reader)) => (relaxed, reader),
+        (relaxed, reader) => {
             writer.close().await;
-            return Err(e.into());
+            let error = match (relaxed, reader) {
+                (Err(e), _) | (_, Err(e)) => e,
+                _ => sqlx::Error::PoolClosed,
+            };
+            return Err(error.into());
         }
     };
-    Ok(Db::Sqlite(SqliteDb { writer, reader }))
+    Ok(Db::Sqlite(SqliteDb {
+        writer,
+        relaxed,
+        reader,
+        write_lock: Default::default(),
+    }))
 }
 
 /// Connects to PostgreSQL. The pool connects lazily, so a server that is down

@@ -1,11 +1,16 @@
-//! Runs projections: catch up at start, then follow the log. Each batch is
-//! read, applied and checkpointed in one transaction, so a crash never applies
-//! an event twice or skips one. On PostgreSQL the checkpoint row is locked
-//! (`FOR UPDATE`) for the batch, so any number of nodes can run the same
-//! projection safely; whoever holds the row applies, the others see the
-//! checkpoint move.
+//! Runs projections: catch up at start, then follow the log.
+//!
+//! All projections advance together: one transaction per batch reads the
+//! events after the lowest checkpoint, gives each projection the events past
+//! its own checkpoint (and of the types it handles), and writes every
+//! checkpoint with the rows. A crash therefore never applies an event twice
+//! or skips one. On PostgreSQL the checkpoint rows are locked (`FOR UPDATE`,
+//! in name order) for the batch, so any number of nodes can run the runner
+//! safely: whoever holds the rows applies, the others see the checkpoints
+//! move. Read-model transactions relax durability (see
+//! `Db::begin_relaxed`): they are rebuilt from the log anyway.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,14 +37,15 @@ pub struct ProjectionRunner {
 struct Inner {
     db: Db,
     store: Arc<dyn EventStore>,
-    entries: HashMap<&'static str, Entry>,
-    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// By name: the lock order on PostgreSQL.
+    entries: BTreeMap<&'static str, Entry>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Ok(tasks) = self.tasks.lock() {
-            for task in tasks.iter() {
+        if let Ok(mut task) = self.task.lock() {
+            if let Some(task) = task.take() {
                 task.abort();
             }
         }
@@ -79,7 +85,7 @@ impl ProjectionRunner {
                 db,
                 store,
                 entries,
-                tasks: std::sync::Mutex::new(Vec::new()),
+                task: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -91,13 +97,9 @@ impl ProjectionRunner {
             let position = prepare(&self.inner.db, entry.projection.as_ref()).await?;
             entry.checkpoint.send_replace(position);
         }
-        let mut tasks = self.inner.tasks.lock().map_err(|_| {
-            RunnerError::Store(StoreError::Internal(
-                "projection runner lock poisoned".into(),
-            ))
-        })?;
-        for name in self.inner.entries.keys() {
-            tasks.push(tokio::spawn(follow(Arc::downgrade(&self.inner), name)));
+        let task = tokio::spawn(follow(Arc::downgrade(&self.inner)));
+        if let Ok(mut slot) = self.inner.task.lock() {
+            *slot = Some(task);
         }
         Ok(())
     }
@@ -124,16 +126,13 @@ impl ProjectionRunner {
         true
     }
 
-    /// The checkpoints this process knows, by projection name.
+    /// (name, version, checkpoint) of every projection, as this process knows them.
     pub fn checkpoints(&self) -> Vec<(&'static str, i32, i64)> {
-        let mut all: Vec<_> = self
-            .inner
+        self.inner
             .entries
             .iter()
             .map(|(name, e)| (*name, e.projection.version(), *e.checkpoint.borrow()))
-            .collect();
-        all.sort();
-        all
+            .collect()
     }
 }
 
@@ -167,7 +166,7 @@ async fn prepare(db: &Db, projection: &dyn Projection) -> Result<i64, RunnerErro
 
 async fn read_checkpoint(tx: &mut Tx, name: &str) -> Result<Option<(i32, i64)>, RunnerError> {
     let row: Option<(i32, i64)> = match tx {
-        Tx::Sqlite(c) => {
+        Tx::Sqlite(c, _) => {
             sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
                 .bind(name)
                 .fetch_optional(&mut **c)
@@ -208,33 +207,46 @@ async fn write_checkpoint(
     Ok(())
 }
 
-/// Applies one batch. Returns the checkpoint after it and whether the batch
-/// was full (more may be waiting).
-async fn step(db: &Db, projection: &dyn Projection) -> Result<(i64, bool), RunnerError> {
-    let mut tx = db.begin().await?;
-    let Some((_, position)) = read_checkpoint(&mut tx, projection.name()).await? else {
-        return Err(RunnerError::Store(StoreError::Internal(format!(
-            "checkpoint of {} is missing",
-            projection.name()
-        ))));
-    };
-    let events = read_after_in(&mut tx, position, BATCH).await?;
-    let Some(last) = events.last().map(|e| e.position) else {
-        return Ok((position, false));
-    };
-    let relevant: Vec<_> = events
-        .iter()
-        .filter(|e| projection.handles(&e.event_type))
-        .collect();
-    if !relevant.is_empty() {
-        projection.apply(&mut tx, &relevant).await?;
+/// Applies one batch to every projection. Returns each checkpoint after it
+/// and whether the batch was full (more may be waiting).
+async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64)>, bool), RunnerError> {
+    let mut tx = inner.db.begin_relaxed().await?;
+    let mut checkpoints = Vec::with_capacity(inner.entries.len());
+    for (name, _) in inner.entries.iter() {
+        let Some((_, position)) = read_checkpoint(&mut tx, name).await? else {
+            return Err(
+                StoreError::Internal(format!("the checkpoint of {name} is missing")).into(),
+            );
+        };
+        checkpoints.push((*name, position));
     }
-    write_checkpoint(&mut tx, projection.name(), projection.version(), last).await?;
+    let lowest = checkpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
+    let events = read_after_in(&mut tx, lowest, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok((checkpoints, false));
+    };
+    for (name, position) in checkpoints.iter_mut() {
+        let Some(entry) = inner.entries.get(name) else {
+            continue;
+        };
+        let projection = entry.projection.as_ref();
+        let relevant: Vec<_> = events
+            .iter()
+            .filter(|e| e.position > *position && projection.handles(&e.event_type))
+            .collect();
+        if !relevant.is_empty() {
+            projection.apply(&mut tx, &relevant).await?;
+        }
+        if last > *position {
+            write_checkpoint(&mut tx, name, projection.version(), last).await?;
+            *position = last;
+        }
+    }
     tx.commit().await?;
-    Ok((last, events.len() == BATCH))
+    Ok((checkpoints, events.len() == BATCH))
 }
 
-async fn follow(inner: std::sync::Weak<Inner>, name: &'static str) {
+async fn follow(inner: std::sync::Weak<Inner>) {
     let mut head = match inner.upgrade() {
         Some(i) => i.store.subscribe(),
         None => return,
@@ -244,27 +256,29 @@ async fn follow(inner: std::sync::Weak<Inner>, name: &'static str) {
         let Some(strong) = inner.upgrade() else {
             return;
         };
-        let Some(entry) = strong.entries.get(name) else {
-            return;
-        };
-        match step(&strong.db, entry.projection.as_ref()).await {
-            Ok((position, more)) => {
+        match step(&strong).await {
+            Ok((checkpoints, more)) => {
                 backoff = Duration::from_millis(100);
-                entry.checkpoint.send_if_modified(|cp| {
-                    let moved = *cp != position;
-                    *cp = position;
-                    moved
-                });
+                let lowest = checkpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
+                for (name, position) in checkpoints {
+                    if let Some(entry) = strong.entries.get(name) {
+                        entry.checkpoint.send_if_modified(|cp| {
+                            let moved = *cp != position;
+                            *cp = position;
+                            moved
+                        });
+                    }
+                }
                 if more {
                     continue;
                 }
                 drop(strong);
-                if head.wait_for(|h| *h > position).await.is_err() {
+                if head.wait_for(|h| *h > lowest).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::error!(projection = name, error = %e, "projection batch failed; retrying");
+                tracing::error!(error = %e, "projection batch failed; retrying");
                 drop(strong);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));

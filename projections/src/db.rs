@@ -3,7 +3,10 @@
 //! `$n` placeholders (SQLite accepts them) and runs it through [`on_tx!`] or
 //! [`on_db!`], which compile the same body once per backend.
 
+use std::sync::Arc;
+
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -11,13 +14,27 @@ pub enum Db {
     Postgres(PgDb),
 }
 
-/// SQLite allows one writer at a time. In-process writers share one
-/// connection, so they queue in order instead of sleeping in SQLite's busy
-/// handler; readers use their own pool (WAL lets them read while it writes).
+/// SQLite allows one writer at a time. In-process writers take
+/// `write_lock` before `BEGIN IMMEDIATE`, so they queue in order instead of
+/// sleeping in SQLite's busy handler (other processes still meet the file
+/// lock). Appends use `writer` (every commit fsynced); read models use
+/// `relaxed` (`synchronous = NORMAL`: rebuilt from the log anyway). Readers
+/// use their own pool; WAL lets them read while a writer writes.
 #[derive(Clone, Debug)]
 pub struct SqliteDb {
     pub writer: SqlitePool,
+    pub relaxed: SqlitePool,
     pub reader: SqlitePool,
+    pub write_lock: Arc<Mutex<()>>,
+}
+
+impl SqliteDb {
+    /// A write transaction on `pool` (the writer or the relaxed one).
+    pub async fn begin_on(&self, pool: &SqlitePool) -> Result<Tx, sqlx::Error> {
+        let guard = self.write_lock.clone().lock_owned().await;
+        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        Ok(Tx::Sqlite(tx, guard))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -29,9 +46,10 @@ pub struct PgDb {
     pub schema: String,
 }
 
-/// A write transaction on either backend.
+/// A write transaction on either backend (on SQLite, with the in-process
+/// write lock, released when the transaction ends).
 pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
+    Sqlite(Transaction<'static, Sqlite>, OwnedMutexGuard<()>),
     Pg(Transaction<'static, Postgres>),
 }
 
@@ -47,15 +65,34 @@ impl Db {
     /// (`BEGIN IMMEDIATE`), so it cannot fail later on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite(db) => Tx::Sqlite(db.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite(db) => db.begin_on(&db.writer).await?,
             Db::Postgres(db) => Tx::Pg(db.pool.begin().await?),
         })
+    }
+
+    /// Starts a write transaction whose commit need not reach the disk at
+    /// once: for read models, which are rebuilt from the log anyway. A crash
+    /// may lose the last such commits, never part of one (the checkpoint
+    /// goes with the rows), so the runner simply re-applies them. On SQLite
+    /// the next append's commit (always fully synced) flushes them too.
+    pub async fn begin_relaxed(&self) -> Result<Tx, sqlx::Error> {
+        match self {
+            Db::Sqlite(db) => db.begin_on(&db.relaxed).await,
+            Db::Postgres(db) => {
+                let mut tx = db.pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off")
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(Tx::Pg(tx))
+            }
+        }
     }
 
     pub async fn close(&self) {
         match self {
             Db::Sqlite(db) => {
                 db.writer.close().await;
+                db.relaxed.close().await;
                 db.reader.close().await;
             }
             Db::Postgres(db) => db.pool.close().await,
@@ -66,14 +103,14 @@ impl Db {
 impl Tx {
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self {
-            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Sqlite(tx, _guard) => tx.commit().await,
             Tx::Pg(tx) => tx.commit().await,
         }
     }
 
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Pg(_) => Backend::Postgres,
         }
     }
@@ -122,7 +159,7 @@ pub enum Backend {
 macro_rules! on_tx {
     ($tx:expr, |$c:ident| $body:expr) => {
         match $tx {
-            $crate::db::Tx::Sqlite(tx) => {
+            $crate::db::Tx::Sqlite(tx, _) => {
                 let $c = &mut **tx;
                 $body
             }

@@ -86,11 +86,20 @@ impl BatchWriter for PgWriter {
         careful: bool,
     ) -> Result<(Vec<Planned>, i64), StoreError> {
         let mut slot = self.connection.lock().await;
-        let mut conn = match slot.take() {
-            Some(conn) => conn,
-            None => self.pool.acquire().await?,
+        let (mut conn, kept) = match slot.take() {
+            Some(conn) => (conn, true),
+            None => (self.pool.acquire().await?, false),
         };
-        let result = self.transaction(&mut conn, batch, careful).await;
+        let mut result = self.transaction(&mut conn, batch, careful).await;
+        if kept && matches!(result, Err(StoreError::Unavailable(_))) {
+            // The kept connection may have died while idle (the database
+            // restarted, say): try once more on a fresh one. Repeating the
+            // batch is safe: its event ids make a second write fail, not
+            // duplicate.
+            let _ = conn.close().await;
+            conn = self.pool.acquire().await?;
+            result = self.transaction(&mut conn, batch, careful).await;
+        }
         if result.is_ok() {
             *slot = Some(conn);
         } else {

@@ -45,6 +45,7 @@ impl SqlEventStore {
         let writer: Arc<dyn BatchWriter> = match &db {
             Db::Sqlite(s) => Arc::new(SqliteWriter {
                 pool: s.writer.clone(),
+                write_lock: s.write_lock.clone(),
             }),
             Db::Postgres(p) => {
                 let (lock_key, channel) = names(&p.schema);

@@ -19,6 +19,8 @@ const ROWS_PER_INSERT: usize = 500;
 
 pub(crate) struct SqliteWriter {
     pub pool: SqlitePool,
+    /// Shared with the read models' transactions (see `SqliteDb`).
+    pub write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 #[async_trait]
@@ -28,6 +30,7 @@ impl BatchWriter for SqliteWriter {
         batch: &[&AppendRequest],
         careful: bool,
     ) -> Result<(Vec<Planned>, i64), StoreError> {
+        let _write = self.write_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
         let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
