@@ -116,10 +116,23 @@ async fn first_start_prints_the_root_token_once_and_saves_it_privately() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_request_finish() {
+herald_tests::on_both!(sigterm_lets_an_in_flight_request_finish, sigterm_drains);
+async fn sigterm_drains(backend: herald_tests::Backend) {
     let dir = temp_dir("sigterm");
-    let mut herald = start(&dir, &[("HERALD_ROOT_TOKEN", "hr_sigterm")]);
+    // On PostgreSQL, a private schema (the TestDb's) through the URL.
+    let db = match backend {
+        herald_tests::Backend::Sqlite => None,
+        herald_tests::Backend::Postgres => match herald_tests::TestDb::new(backend).await {
+            Some(db) => Some(db),
+            None => return,
+        },
+    };
+    let url = db.as_ref().and_then(|d| d.url()).unwrap_or_default();
+    let mut envs = vec![("HERALD_ROOT_TOKEN", "hr_sigterm")];
+    if !url.is_empty() {
+        envs.push(("HERALD_DATABASE_URL", url.as_str()));
+    }
+    let mut herald = start(&dir, &envs);
     let app = post_app(&herald.addr, "hr_sigterm").await;
     let key = app["api_key"]["token"]
         .as_str()
@@ -166,7 +179,13 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response)).await;
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 201"), "{response}");
-    let status = tokio::task::spawn_blocking(move || herald.child.wait()).await;
+    let pid = herald.child.id();
+    let status = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || herald.child.wait()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("herald (pid {pid}) did not exit after SIGTERM"));
     assert!(
         status.is_ok_and(|s| s.is_ok_and(|s| s.success())),
         "herald exits cleanly after draining"
