@@ -20,7 +20,7 @@ export HERALD_ROOT_TOKEN=hr_bench
 db_args=()
 if [ "$backend" = postgres ]; then
   schema="bench_http_$$"
-  psql "$pg_url" -qc "DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
+  psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
   db_args=(--database-url "${pg_url}?options=-csearch_path%3D${schema}")
 fi
 RUST_LOG=warn ./target/release/herald serve --listen 127.0.0.1:18090 --data-dir "$data" "${db_args[@]}" &
@@ -41,4 +41,4 @@ run() { # name url
 HERALD_BENCH_PREFIX=warm wrk -t1 -c8 -d2s -s bench/wrk/put_device.lua http://127.0.0.1:18090 >/dev/null
 run herald http://127.0.0.1:18090
 run echo http://127.0.0.1:18091
-if [ "$backend" = postgres ]; then psql "$pg_url" -qc "DROP SCHEMA $schema CASCADE"; fi
+if [ "$backend" = postgres ]; then psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"; fi

@@ -15,6 +15,7 @@ use crate::database::{self, redact};
 use crate::projection_runner::ProjectionRunner;
 use crate::root_token;
 use crate::secrets::Secret;
+use crate::services::key_cache::KeyCache;
 use crate::store::{EventStore, SqlEventStore, StoreError};
 
 pub struct Herald {
@@ -24,6 +25,8 @@ pub struct Herald {
     pub commands: CommandBus,
     pub projections: ProjectionRunner,
     pub root_token: Secret<String>,
+    /// Recently authenticated API keys.
+    pub keys: KeyCache,
 }
 
 /// Every projection this build runs.
@@ -70,6 +73,7 @@ impl Herald {
             store,
             projections,
             root_token: root_token.clone(),
+            keys: KeyCache::default(),
         });
         Ok(Started {
             herald,

@@ -3,6 +3,7 @@
 //! caller will read next (read-your-writes).
 
 pub mod devices;
+pub mod key_cache;
 pub mod tenancy;
 pub mod users;
 

@@ -126,6 +126,7 @@ pub async fn revoke_api_key(
         .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
         .await?;
     settle(herald, &["apps"], done.appended.map(|a| a.last_position)).await;
+    herald.keys.clear();
     Ok(())
 }
 
@@ -142,12 +143,20 @@ pub async fn authenticate(herald: &Herald, token: &str) -> Result<Option<Princip
     if constant_time_eq(token.as_bytes(), herald.root_token.expose().as_bytes()) {
         return Ok(Some(Principal::Root));
     }
-    let key = read::key_by_token_hash(&herald.db, &sha256_hex(token.as_bytes())).await?;
-    Ok(key
+    let hash = sha256_hex(token.as_bytes());
+    if let Some(principal) = herald.keys.get(&hash) {
+        return Ok(Some(principal));
+    }
+    let key = read::key_by_token_hash(&herald.db, &hash).await?;
+    let principal = key
         .filter(|k| k.revoked_at.is_none())
         .map(|k| Principal::Key {
             app_id: k.app_id,
             key_id: k.key_id,
             roles: k.roles,
-        }))
+        });
+    if let Some(p) = &principal {
+        herald.keys.put(hash, p.clone());
+    }
+    Ok(principal)
 }
