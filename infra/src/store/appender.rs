@@ -132,6 +132,12 @@ async fn process(writer: &dyn BatchWriter, jobs: Vec<Job>, head: &watch::Sender<
             deferred = jobs;
         }
     }
+    if !deferred.is_empty() {
+        tracing::debug!(
+            count = deferred.len(),
+            "appends deferred to the careful path"
+        );
+    }
     for job in deferred {
         let outcome = match writer.write(&[&job.request], true).await {
             Ok((mut outcomes, new_head)) => {

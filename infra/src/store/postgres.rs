@@ -52,7 +52,12 @@ impl PgWriter {
         careful: bool,
     ) -> Result<(Vec<Planned>, i64), StoreError> {
         // BEGIN and the lock in one round trip (the key is our own integer).
-        let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
+        // Plans are made for each batch's actual arrays: a generic plan
+        // cannot know an id list is empty and scans the table.
+        let begin = format!(
+            "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan; SELECT pg_advisory_xact_lock({})",
+            self.lock_key
+        );
         let mut tx = conn.begin_with(sqlx::AssertSqlSafe(begin)).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
         let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
@@ -126,6 +131,10 @@ const SNAPSHOT: &str = "\
     SELECT 'c', NULL, a.app_id, NULL, NULL, NULL, NULL, \
            (SELECT e.hash FROM events e WHERE e.app_id = a.app_id ORDER BY e.position DESC LIMIT 1) \
       FROM UNNEST($3::uuid[]) AS a(app_id) \
+";
+
+/// The careful path also reads the stored copies of the batch's event ids.
+const CAREFUL_SNAPSHOT_TAIL: &str = " \
     UNION ALL \
     SELECT 'e', e.event_id, e.app_id, e.stream, e.stream_version, e.position, e.recorded_at, NULL \
       FROM events e WHERE e.event_id = ANY($4::uuid[])";
@@ -155,13 +164,24 @@ async fn snapshot(
     } else {
         Vec::new()
     };
-    let rows = sqlx::query(SNAPSHOT)
+    let rows = if careful {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{SNAPSHOT}{CAREFUL_SNAPSHOT_TAIL}"
+        )))
         .bind(&stream_apps)
         .bind(&stream_names)
         .bind(&apps)
         .bind(&ids)
         .fetch_all(&mut *conn)
-        .await?;
+        .await?
+    } else {
+        sqlx::query(SNAPSHOT)
+            .bind(&stream_apps)
+            .bind(&stream_names)
+            .bind(&apps)
+            .fetch_all(&mut *conn)
+            .await?
+    };
     let mut snap = Snapshot::default();
     let mut existing = HashMap::new();
     for row in rows {
