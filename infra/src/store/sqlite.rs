@@ -2,7 +2,7 @@
 //! write lock, which serialises appenders in every process that opens the
 //! file; WAL lets readers go on meanwhile.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
@@ -13,6 +13,9 @@ use super::batch::{Planned, Snapshot, StoredId, plan};
 use super::chain::Hash;
 use super::rows::EventRow;
 use super::{AppendRequest, StoreError};
+
+/// Streams looked up per query.
+const STREAMS_PER_QUERY: usize = 500;
 
 /// Rows per INSERT statement (11 parameters each; SQLite allows 32766).
 const ROWS_PER_INSERT: usize = 500;
@@ -54,20 +57,40 @@ async fn snapshot(
         snap.head = row.try_get(0)?;
         snap.last_recorded_at = row.try_get(1)?;
     }
-    let streams: BTreeSet<(Uuid, &str)> = batch
-        .iter()
-        .map(|r| (r.app_id().0, r.stream.as_str()))
-        .collect();
-    for (app, stream) in streams {
-        let version: Option<i64> = sqlx::query_scalar(
-            "SELECT MAX(stream_version) FROM events WHERE app_id = $1 AND stream = $2",
-        )
-        .bind(app)
-        .bind(stream)
-        .fetch_one(&mut *conn)
-        .await?;
-        snap.versions
-            .insert((app, stream.to_owned()), version.unwrap_or(0));
+    // One query per app: `stream IN (…)` walks the (app_id, stream,
+    // stream_version) index once for all the batch's streams.
+    let mut by_app: BTreeMap<Uuid, BTreeSet<&str>> = BTreeMap::new();
+    for r in batch {
+        by_app
+            .entry(r.app_id().0)
+            .or_default()
+            .insert(r.stream.as_str());
+    }
+    for (app, streams) in &by_app {
+        for chunk in streams
+            .iter()
+            .copied()
+            .collect::<Vec<_>>()
+            .chunks(STREAMS_PER_QUERY)
+        {
+            let mut query: QueryBuilder<Sqlite> =
+                QueryBuilder::new("SELECT stream, MAX(stream_version) FROM events WHERE app_id = ");
+            query.push_bind(*app).push(" AND stream IN (");
+            let mut list = query.separated(", ");
+            for stream in chunk {
+                list.push_bind(*stream);
+            }
+            query.push(") GROUP BY stream");
+            for row in query.build().fetch_all(&mut *conn).await? {
+                snap.versions
+                    .insert((*app, row.try_get(0)?), row.try_get(1)?);
+            }
+            for stream in chunk {
+                snap.versions
+                    .entry((*app, (*stream).to_owned()))
+                    .or_insert(0);
+            }
+        }
     }
     let apps: BTreeSet<Uuid> = batch.iter().map(|r| r.app_id().0).collect();
     for app in apps {
@@ -83,23 +106,30 @@ async fn snapshot(
     }
     if careful {
         let mut existing = HashMap::new();
-        for event in batch.iter().flat_map(|r| &r.events) {
-            let row = sqlx::query(
-                "SELECT app_id, stream, stream_version, position, recorded_at \
-                 FROM events WHERE event_id = $1",
-            )
-            .bind(event.event_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(row) = row {
+        let ids: Vec<Uuid> = batch
+            .iter()
+            .flat_map(|r| &r.events)
+            .map(|e| e.event_id)
+            .collect();
+        for chunk in ids.chunks(STREAMS_PER_QUERY) {
+            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT event_id, app_id, stream, stream_version, position, recorded_at \
+                 FROM events WHERE event_id IN (",
+            );
+            let mut list = query.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            query.push(")");
+            for row in query.build().fetch_all(&mut *conn).await? {
                 existing.insert(
-                    event.event_id,
+                    row.try_get(0)?,
                     StoredId {
-                        app_id: row.try_get(0)?,
-                        stream: row.try_get(1)?,
-                        stream_version: row.try_get(2)?,
-                        position: row.try_get(3)?,
-                        recorded_at: row.try_get(4)?,
+                        app_id: row.try_get(1)?,
+                        stream: row.try_get(2)?,
+                        stream_version: row.try_get(3)?,
+                        position: row.try_get(4)?,
+                        recorded_at: row.try_get(5)?,
                     },
                 );
             }
