@@ -4,6 +4,7 @@
 mod append;
 mod databases;
 mod echo;
+mod search;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Command {
     Append(append::Args),
     /// A bare axum JSON echo server (the HTTP baseline).
     Echo(echo::Args),
+    /// Device search over N devices with typed properties.
+    Search(search::Args),
 }
 
 #[tokio::main]
@@ -29,5 +32,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Append(args) => append::run(args).await,
         Command::Echo(args) => echo::run(args).await,
+        Command::Search(args) => search::run(args).await,
     }
 }

@@ -27,6 +27,34 @@ const BATCH: usize = 1000;
 struct Entry {
     projection: Arc<dyn Projection>,
     checkpoint: watch::Sender<i64>,
+    statistics: std::sync::Mutex<Statistics>,
+}
+
+/// When to refresh the planner's statistics of a projection's tables: after
+/// bulk changes the query planner otherwise works from empty or stale
+/// statistics and can pick plans that are orders of magnitude slower.
+/// Refreshed at start, then each time the events applied since the last
+/// refresh reach the total applied before it (at least `MIN_EVENTS`): a
+/// logarithmic number of refreshes during a bulk load.
+#[derive(Default)]
+struct Statistics {
+    since: u64,
+    before: u64,
+}
+
+impl Statistics {
+    const MIN_EVENTS: u64 = 10_000;
+
+    fn due(&mut self, applied: u64) -> bool {
+        self.since += applied;
+        if self.since >= self.before.max(Self::MIN_EVENTS) {
+            self.before += self.since;
+            self.since = 0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -76,6 +104,7 @@ impl ProjectionRunner {
                     Entry {
                         projection: p,
                         checkpoint: watch::Sender::new(0),
+                        statistics: Default::default(),
                     },
                 )
             })
@@ -96,6 +125,7 @@ impl ProjectionRunner {
         for entry in self.inner.entries.values() {
             let position = prepare(&self.inner.db, entry.projection.as_ref()).await?;
             entry.checkpoint.send_replace(position);
+            analyze(&self.inner.db, entry.projection.as_ref()).await;
         }
         let task = tokio::spawn(follow(Arc::downgrade(&self.inner)));
         if let Ok(mut slot) = self.inner.task.lock() {
@@ -207,9 +237,41 @@ async fn write_checkpoint(
     Ok(())
 }
 
+/// Refreshes the planner statistics of a projection's tables. A failure is
+/// logged and otherwise ignored: statistics only steer plans.
+async fn analyze(db: &Db, projection: &dyn Projection) {
+    let tables = projection.tables().join(", ");
+    let result = match db {
+        // A bounded sample keeps this fast on big tables.
+        Db::Sqlite(s) => {
+            let sql = format!("PRAGMA analysis_limit = 1000; ANALYZE {};", projection.tables().join("; ANALYZE "));
+            match s.begin_on(&s.relaxed).await {
+                Ok(Tx::Sqlite(mut tx, guard)) => {
+                    let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await;
+                    let r = match r {
+                        Ok(_) => tx.commit().await,
+                        Err(e) => Err(e),
+                    };
+                    drop(guard);
+                    r
+                }
+                Ok(Tx::Pg(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Db::Postgres(p) => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}"))).execute(&p.pool).await.map(|_| ())
+        }
+    };
+    match result {
+        Ok(()) => tracing::debug!(projection = projection.name(), "planner statistics refreshed"),
+        Err(e) => tracing::warn!(projection = projection.name(), error = %e, "could not refresh planner statistics"),
+    }
+}
+
 /// Applies one batch to every projection. Returns each checkpoint after it
 /// and whether the batch was full (more may be waiting).
-async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64)>, bool), RunnerError> {
+async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64, u64)>, bool), RunnerError> {
     let mut tx = inner.db.begin_relaxed().await?;
     let mut checkpoints = Vec::with_capacity(inner.entries.len());
     for (name, _) in inner.entries.iter() {
@@ -218,14 +280,14 @@ async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64)>, bool), RunnerE
                 StoreError::Internal(format!("the checkpoint of {name} is missing")).into(),
             );
         };
-        checkpoints.push((*name, position));
+        checkpoints.push((*name, position, 0));
     }
-    let lowest = checkpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
+    let lowest = checkpoints.iter().map(|(_, p, _)| *p).min().unwrap_or(0);
     let events = read_after_in(&mut tx, lowest, BATCH).await?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok((checkpoints, false));
     };
-    for (name, position) in checkpoints.iter_mut() {
+    for (name, position, applied) in checkpoints.iter_mut() {
         let Some(entry) = inner.entries.get(name) else {
             continue;
         };
@@ -236,6 +298,7 @@ async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64)>, bool), RunnerE
             .collect();
         if !relevant.is_empty() {
             projection.apply(&mut tx, &relevant).await?;
+            *applied = relevant.len() as u64;
         }
         if last > *position {
             write_checkpoint(&mut tx, name, projection.version(), last).await?;
@@ -259,14 +322,18 @@ async fn follow(inner: std::sync::Weak<Inner>) {
         match step(&strong).await {
             Ok((checkpoints, more)) => {
                 backoff = Duration::from_millis(100);
-                let lowest = checkpoints.iter().map(|(_, p)| *p).min().unwrap_or(0);
-                for (name, position) in checkpoints {
+                let lowest = checkpoints.iter().map(|(_, p, _)| *p).min().unwrap_or(0);
+                for (name, position, applied) in checkpoints {
                     if let Some(entry) = strong.entries.get(name) {
                         entry.checkpoint.send_if_modified(|cp| {
                             let moved = *cp != position;
                             *cp = position;
                             moved
                         });
+                        let due = entry.statistics.lock().is_ok_and(|mut s| s.due(applied));
+                        if due {
+                            analyze(&strong.db, entry.projection.as_ref()).await;
+                        }
                     }
                 }
                 if more {
