@@ -60,13 +60,18 @@ fn properties(i: u64) -> domain::properties::Properties {
         1..=3 => "pro",
         _ => "free",
     };
-    let tags: Vec<String> = (0..=r(2, 3)).map(|k| format!("t{}", r(3 + k, 10))).collect();
+    let tags: Vec<String> = (0..=r(2, 3))
+        .map(|k| format!("t{}", r(3 + k, 10)))
+        .collect();
     [
         ("plan".to_owned(), PropertyValue::Str(plan.into())),
         ("age".to_owned(), PropertyValue::Int(13 + r(4, 68) as i64)),
         ("beta".to_owned(), PropertyValue::Bool(r(5, 5) == 0)),
         ("tags".to_owned(), PropertyValue::List(tags)),
-        ("app_version".to_owned(), PropertyValue::Str(format!("1.{}.{}", r(6, 20), r(7, 10)))),
+        (
+            "app_version".to_owned(),
+            PropertyValue::Str(format!("1.{}.{}", r(6, 20), r(7, 10))),
+        ),
     ]
     .into_iter()
     .collect()
@@ -77,18 +82,35 @@ fn device_events(i: u64) -> anyhow::Result<Vec<NewEvent>> {
     let registered = DeviceEvent::Registered {
         external_id: external_id.clone(),
         push_token: PushToken::parse(format!("token-{}", mix(i)))?,
-        send_platform: if i % 3 == 0 { SendPlatform::Apns } else { SendPlatform::Fcm },
-        device_platform: if i % 3 == 0 { DevicePlatform::Ios } else { DevicePlatform::Android },
+        send_platform: if i % 3 == 0 {
+            SendPlatform::Apns
+        } else {
+            SendPlatform::Fcm
+        },
+        device_platform: if i % 3 == 0 {
+            DevicePlatform::Ios
+        } else {
+            DevicePlatform::Android
+        },
         random_bucket: random_in_1_to(device::RANDOM_BUCKETS),
         user_id: None,
         has_permission: true,
     };
-    let properties = DeviceEvent::PropertiesChanged { external_id, set: properties(i), removed: vec![] };
+    let properties = DeviceEvent::PropertiesChanged {
+        external_id,
+        set: properties(i),
+        removed: vec![],
+    };
     Ok([registered, properties]
         .iter()
         .map(|e| {
             let (event_type, data) = e.encode();
-            NewEvent { event_id: uuid::Uuid::now_v7(), event_type, schema_version: 1, data }
+            NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type,
+                schema_version: 1,
+                data,
+            }
         })
         .collect())
 }
@@ -122,7 +144,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             token_sha256: sha256_hex(token.as_bytes()),
         },
     };
-    bus.execute::<App>(&app::stream(app_id), &Metadata::system(app_id, "bench"), create).await?;
+    bus.execute::<App>(
+        &app::stream(app_id),
+        &Metadata::system(app_id, "bench"),
+        create,
+    )
+    .await?;
 
     // Load.
     let started = Instant::now();
@@ -157,14 +184,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let port = 18099;
     let mut command = Command::new(&args.herald_bin);
     command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&db.dir)
         .env("HERALD_ROOT_TOKEN", "hr_search_bench")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(schema) = &db.schema {
-        command.env("HERALD_DATABASE_URL", format!("{}?options=-csearch_path%3D{schema}", args.pg_url));
+        command.env(
+            "HERALD_DATABASE_URL",
+            format!("{}?options=-csearch_path%3D{schema}", args.pg_url),
+        );
     }
     let server = Server(command.spawn()?);
     let caught_up = Instant::now();
@@ -174,17 +209,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/devices/search");
-    let leaf = |key: &str, op: &str, value: Value| json!({"key": key, "operator": op, "value": value});
+    let leaf =
+        |key: &str, op: &str, value: Value| json!({"key": key, "operator": op, "value": value});
     let queries = vec![
-        ("equality: plan = enterprise", leaf("plan", "str_eq", json!("enterprise"))),
-        ("integer range: 30 <= age < 35", json!({"join_type": "AND", "conditions": [
-            leaf("age", "int_gte", json!(30)), leaf("age", "int_lt", json!(35))]})),
-        ("OR of three leaves", json!({"join_type": "OR", "conditions": [
+        (
+            "equality: plan = enterprise",
+            leaf("plan", "str_eq", json!("enterprise")),
+        ),
+        (
+            "integer range: 30 <= age < 35",
+            json!({"join_type": "AND", "conditions": [
+            leaf("age", "int_gte", json!(30)), leaf("age", "int_lt", json!(35))]}),
+        ),
+        (
+            "OR of three leaves",
+            json!({"join_type": "OR", "conditions": [
             leaf("plan", "str_eq", json!("enterprise")), leaf("beta", "bool_eq", json!(true)),
-            leaf("tags", "str_exists", json!("t7"))]})),
-        ("NOT: plan != free", json!({"not": leaf("plan", "str_eq", json!("free"))})),
-        ("random_bucket <= 100", leaf("random_bucket", "int_lte", json!(100))),
-        ("selective equality: app_version = 1.7.3", leaf("app_version", "str_eq", json!("1.7.3"))),
+            leaf("tags", "str_exists", json!("t7"))]}),
+        ),
+        (
+            "NOT: plan != free",
+            json!({"not": leaf("plan", "str_eq", json!("free"))}),
+        ),
+        (
+            "random_bucket <= 100",
+            leaf("random_bucket", "int_lte", json!(100)),
+        ),
+        (
+            "selective equality: app_version = 1.7.3",
+            leaf("app_version", "str_eq", json!("1.7.3")),
+        ),
     ];
     for (name, tree) in queries {
         let body = json!({"conditions": tree, "limit": 100});
@@ -192,7 +246,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let mut found = 0;
         for run in 0..args.runs + 3 {
             let t = Instant::now();
-            let resp = client.post(&url).bearer_auth(&token).json(&body).send().await?;
+            let resp = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&body)
+                .send()
+                .await?;
             anyhow::ensure!(resp.status().is_success(), "{name}: {}", resp.status());
             let page: Value = resp.json().await?;
             if run >= 3 {
@@ -235,7 +294,11 @@ async fn wait_for_projections(db: &Db, head: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let lowest: Option<i64> = projections::on_db!(db, |pool| {
-            sqlx::query_scalar("SELECT MIN(position) FROM projection_checkpoints").fetch_one(pool).await.ok().flatten()
+            sqlx::query_scalar("SELECT MIN(position) FROM projection_checkpoints")
+                .fetch_one(pool)
+                .await
+                .ok()
+                .flatten()
         });
         if lowest.is_some_and(|p| p >= head) {
             return Ok(());
@@ -250,9 +313,11 @@ fn peak_rss(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| round(kb / 1024.0))
 }

@@ -244,10 +244,15 @@ async fn analyze(db: &Db, projection: &dyn Projection) {
     let result = match db {
         // A bounded sample keeps this fast on big tables.
         Db::Sqlite(s) => {
-            let sql = format!("PRAGMA analysis_limit = 1000; ANALYZE {};", projection.tables().join("; ANALYZE "));
+            let sql = format!(
+                "PRAGMA analysis_limit = 1000; ANALYZE {};",
+                projection.tables().join("; ANALYZE ")
+            );
             match s.begin_on(&s.relaxed).await {
                 Ok(Tx::Sqlite(mut tx, guard)) => {
-                    let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await;
+                    let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut *tx)
+                        .await;
                     let r = match r {
                         Ok(_) => tx.commit().await,
                         Err(e) => Err(e),
@@ -259,13 +264,19 @@ async fn analyze(db: &Db, projection: &dyn Projection) {
                 Err(e) => Err(e),
             }
         }
-        Db::Postgres(p) => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}"))).execute(&p.pool).await.map(|_| ())
-        }
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
+            .execute(&p.pool)
+            .await
+            .map(|_| ()),
     };
     match result {
-        Ok(()) => tracing::debug!(projection = projection.name(), "planner statistics refreshed"),
-        Err(e) => tracing::warn!(projection = projection.name(), error = %e, "could not refresh planner statistics"),
+        Ok(()) => tracing::debug!(
+            projection = projection.name(),
+            "planner statistics refreshed"
+        ),
+        Err(e) => {
+            tracing::warn!(projection = projection.name(), error = %e, "could not refresh planner statistics")
+        }
     }
 }
 

@@ -106,6 +106,14 @@ fn table() -> Vec<(Value, &'static [&'static str])> {
             &["d1"],
         ),
         (
+            json!({"join_type": "AND", "conditions": [leaf("age", "int_gte", json!(17)), leaf("plan", "str_prefix", json!("")), leaf("age", "int_lte", json!(31))]}),
+            &["d1", "d2"],
+        ),
+        (
+            json!({"join_type": "AND", "conditions": [leaf("age", "int_gt", json!(0)), leaf("age", "int_lt", json!(31)), leaf("age", "int_lte", json!(17))]}),
+            &["d2"],
+        ),
+        (
             json!({"join_type": "OR", "conditions": [leaf("age", "int_gt", json!(40)), leaf("beta", "bool_eq", json!(false))]}),
             &["d2", "d5"],
         ),

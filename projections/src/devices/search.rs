@@ -45,21 +45,24 @@ impl Compiled {
 
     fn condition(&mut self, condition: &Condition) {
         match condition {
-            Condition::All(children) | Condition::Any(children) => {
-                let joiner = if matches!(condition, Condition::All(_)) {
-                    " AND "
-                } else {
-                    " OR "
-                };
-                self.sql.push('(');
-                for (i, child) in children.iter().enumerate() {
-                    if i > 0 {
-                        self.sql.push_str(joiner);
+            Condition::All(children) => match merged_ranges(children) {
+                Some((ranges, rest)) => {
+                    let mut parts: Vec<String> = ranges
+                        .iter()
+                        .map(|(key, bounds)| self.range(key, bounds))
+                        .collect();
+                    for child in rest {
+                        let mark = self.sql.len();
+                        self.condition(child);
+                        parts.push(self.sql.split_off(mark));
                     }
-                    self.condition(child);
+                    self.sql.push('(');
+                    self.sql.push_str(&parts.join(" AND "));
+                    self.sql.push(')');
                 }
-                self.sql.push(')');
-            }
+                None => self.group(children, " AND "),
+            },
+            Condition::Any(children) => self.group(children, " OR "),
             Condition::Not(inner) => {
                 self.sql.push_str("(NOT ");
                 self.condition(inner);
@@ -67,6 +70,17 @@ impl Compiled {
             }
             Condition::Leaf(leaf) => self.leaf(leaf),
         }
+    }
+
+    fn group(&mut self, children: &[Condition], joiner: &str) {
+        self.sql.push('(');
+        for (i, child) in children.iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(joiner);
+            }
+            self.condition(child);
+        }
+        self.sql.push(')');
     }
 
     fn leaf(&mut self, leaf: &Leaf) {
@@ -177,6 +191,27 @@ impl Compiled {
         )
     }
 
+    /// Several integer bounds on one property as a single index range: a
+    /// property holds one integer at most, so "some row >= a and some row
+    /// < b" is "one row in [a, b)".
+    fn range(&mut self, key: &str, bounds: &[&Op]) -> String {
+        let k = self.bind(Bind::Str(key.to_owned()));
+        let mut test = String::from("kind = 'i'");
+        for op in bounds {
+            let (cmp, v) = match op {
+                Op::IntGt(v) => (">", v),
+                Op::IntGte(v) => (">=", v),
+                Op::IntLt(v) => ("<", v),
+                Op::IntLte(v) => ("<=", v),
+                _ => continue,
+            };
+            test.push_str(&format!(" AND i {cmp} {}", self.bind(Bind::Int(*v))));
+        }
+        format!(
+            "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
+        )
+    }
+
     /// `s` starts with `p`: an index range [p, next(p)) where possible.
     fn prefix(&mut self, p: &str) -> String {
         if p.is_empty() {
@@ -191,6 +226,28 @@ impl Compiled {
             None => format!("kind = 's' AND s >= {low} AND substr(s, 1, length({low})) = {low}"),
         }
     }
+}
+
+/// Integer-bound leaves of an AND group on the same property, merged per
+/// key, and the other children; `None` when nothing merges.
+type Ranges<'a> = (Vec<(&'a str, Vec<&'a Op>)>, Vec<&'a Condition>);
+
+fn merged_ranges(children: &[Condition]) -> Option<Ranges<'_>> {
+    let mut ranges: Vec<(&str, Vec<&Op>)> = Vec::new();
+    let mut rest = Vec::new();
+    for child in children {
+        match child {
+            Condition::Leaf(Leaf {
+                key: Key::Property(key),
+                op: op @ (Op::IntGt(_) | Op::IntGte(_) | Op::IntLt(_) | Op::IntLte(_)),
+            }) => match ranges.iter_mut().find(|(k, _)| k == key) {
+                Some((_, ops)) => ops.push(op),
+                None => ranges.push((key.as_str(), vec![op])),
+            },
+            other => rest.push(other),
+        }
+    }
+    (ranges.len() + rest.len() < children.len()).then_some((ranges, rest))
 }
 
 /// The smallest string greater than every string starting with `p`
@@ -274,6 +331,47 @@ pub async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn leaf(key: &str, op: Op) -> Condition {
+        Condition::Leaf(Leaf {
+            key: Key::Property(key.into()),
+            op,
+        })
+    }
+
+    #[test]
+    fn bounds_on_one_property_become_one_range() {
+        let tree = Condition::All(vec![
+            leaf("age", Op::IntGte(30)),
+            leaf("plan", Op::StrEq("pro".into())),
+            leaf("age", Op::IntLt(35)),
+        ]);
+        let compiled = compile(AppId(Uuid::nil()), Some(&tree));
+        assert_eq!(
+            compiled.sql.matches("device_properties").count(),
+            2,
+            "{}",
+            compiled.sql
+        );
+        assert!(
+            compiled.sql.contains("i >= $3 AND i < $4"),
+            "{}",
+            compiled.sql
+        );
+        assert_eq!(compiled.binds[2..4], [Bind::Int(30), Bind::Int(35)]);
+        // Under OR nothing merges.
+        let tree = Condition::Any(vec![
+            leaf("age", Op::IntGte(30)),
+            leaf("age", Op::IntLt(35)),
+        ]);
+        let compiled = compile(AppId(Uuid::nil()), Some(&tree));
+        assert_eq!(
+            compiled.sql.matches("device_properties").count(),
+            2,
+            "{}",
+            compiled.sql
+        );
+    }
 
     #[test]
     fn successors_bound_prefixes() {
