@@ -26,6 +26,59 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Walk hash chains from each app's first event to its head; exits 1 if
+    /// any chain is broken.
+    Verify(VerifyArgs),
+    /// Write an app's events as NDJSON (stdout, or `--output`), with
+    /// progress on stderr.
+    Export(ExportArgs),
+    /// Read models: status, rebuild.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Only this app (default: every app in the log).
+    #[arg(long)]
+    pub app: Option<uuid::Uuid>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The app whose events to export.
+    #[arg(long)]
+    pub app: uuid::Uuid,
+    /// Recorded at or after (RFC 3339).
+    #[arg(long)]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Recorded before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Write here instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Each read model's version, checkpoint and lag.
+    Status(DatabaseArgs),
+    /// Rebuild read models from the log beside the live ones, then switch
+    /// atomically; interrupt and run again to resume.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// One projection (default: all).
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,5 +1,6 @@
 //! Herald's HTTP API.
 
+pub mod admin;
 pub mod cli;
 mod cursor;
 pub mod error;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use api::cli::{Cli, Command};
+use api::cli::{Cli, Command, ProjectionsCommand};
 use clap::Parser;
 use infra::herald::Herald;
 use infra::{database, telemetry};
@@ -52,6 +52,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             eprintln!("herald: the database is migrated");
             Ok(())
+        }
+        Command::Verify(args) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::verify(args).await
+        }
+        Command::Export(args) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::export(args).await
+        }
+        Command::Projections(ProjectionsCommand::Status(args)) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::projections_status(args).await
+        }
+        Command::Projections(ProjectionsCommand::Rebuild(args)) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::projections_rebuild(args).await
         }
     }
 }

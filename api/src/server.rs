@@ -7,6 +7,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use infra::herald::Herald;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -18,7 +19,7 @@ use crate::state::AppState;
 pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The whole HTTP application.
-pub fn app(herald: Arc<Herald>) -> Router {
+pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
     let (router, doc) = routes::router().split_for_parts();
     let doc = Document(Arc::new(
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
@@ -38,7 +39,7 @@ pub fn app(herald: Arc<Herald>) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(AppState { herald })
+        .with_state(AppState { herald, stopping })
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -50,12 +51,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = herald.config.shutdown_grace;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let (live_tx, live_rx) = watch::channel(false);
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: finishing in-flight requests");
+        let _ = live_tx.send(true);
         let _ = stopping_tx.send(());
     };
-    let server = axum::serve(listener, app(herald.clone())).with_graceful_shutdown(signal);
+    let server = axum::serve(listener, app(herald.clone(), live_rx)).with_graceful_shutdown(signal);
     let server = tokio::spawn(async move { server.await });
     let drained = async {
         let _ = stopping_rx.await;

@@ -2,11 +2,14 @@
 //! projection runner, configuration, telemetry, and the application services
 //! the HTTP API calls.
 
+pub mod audit;
 pub mod commands;
 pub mod config;
 pub mod database;
 pub mod herald;
 pub mod projection_runner;
+pub mod projection_status;
+pub mod rebuild;
 pub mod root_token;
 pub mod secrets;
 pub mod services;

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::RecordedEvent;
 use projections::Projection;
 use projections::db::{Db, Tx};
 use tokio::sync::watch;
@@ -168,7 +169,7 @@ impl ProjectionRunner {
 
 /// Reads the stored checkpoint; creates it, or resets the projection when
 /// its version changed.
-async fn prepare(db: &Db, projection: &dyn Projection) -> Result<i64, RunnerError> {
+pub(crate) async fn prepare(db: &Db, projection: &dyn Projection) -> Result<i64, RunnerError> {
     let mut tx = db.begin().await?;
     let stored = read_checkpoint(&mut tx, projection.name()).await?;
     let position = match stored {
@@ -194,7 +195,10 @@ async fn prepare(db: &Db, projection: &dyn Projection) -> Result<i64, RunnerErro
     Ok(position)
 }
 
-async fn read_checkpoint(tx: &mut Tx, name: &str) -> Result<Option<(i32, i64)>, RunnerError> {
+pub(crate) async fn read_checkpoint(
+    tx: &mut Tx,
+    name: &str,
+) -> Result<Option<(i32, i64)>, RunnerError> {
     let row: Option<(i32, i64)> = match tx {
         Tx::Sqlite(c, _) => {
             sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
@@ -214,7 +218,7 @@ async fn read_checkpoint(tx: &mut Tx, name: &str) -> Result<Option<(i32, i64)>, 
     Ok(row)
 }
 
-async fn write_checkpoint(
+pub(crate) async fn write_checkpoint(
     tx: &mut Tx,
     name: &str,
     version: i32,
@@ -239,7 +243,7 @@ async fn write_checkpoint(
 
 /// Refreshes the planner statistics of a projection's tables. A failure is
 /// logged and otherwise ignored: statistics only steer plans.
-async fn analyze(db: &Db, projection: &dyn Projection) {
+pub(crate) async fn analyze(db: &Db, projection: &dyn Projection) {
     let tables = projection.tables().join(", ");
     let result = match db {
         // A bounded sample keeps this fast on big tables.
@@ -295,29 +299,54 @@ async fn step(inner: &Inner) -> Result<(Vec<(&'static str, i64, u64)>, bool), Ru
     }
     let lowest = checkpoints.iter().map(|(_, p, _)| *p).min().unwrap_or(0);
     let events = read_after_in(&mut tx, lowest, BATCH).await?;
-    let Some(last) = events.last().map(|e| e.position) else {
+    if events.is_empty() {
         return Ok((checkpoints, false));
+    }
+    let mut positions: Vec<(&dyn Projection, i64)> = checkpoints
+        .iter()
+        .filter_map(|(name, position, _)| {
+            inner
+                .entries
+                .get(name)
+                .map(|e| (e.projection.as_ref(), *position))
+        })
+        .collect();
+    let applied = apply_batch(&mut tx, &mut positions, &events).await?;
+    for ((entry, (_, position)), count) in checkpoints.iter_mut().zip(positions).zip(applied) {
+        entry.1 = position;
+        entry.2 = count;
+    }
+    tx.commit().await?;
+    Ok((checkpoints, events.len() == BATCH))
+}
+
+/// Gives each projection the events of `events` past its own position (and
+/// of the types it handles), then moves its checkpoint to the end of the
+/// batch, all in `tx`. Returns how many events each projection applied.
+pub(crate) async fn apply_batch(
+    tx: &mut Tx,
+    projections: &mut [(&dyn Projection, i64)],
+    events: &[RecordedEvent],
+) -> Result<Vec<u64>, RunnerError> {
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(vec![0; projections.len()]);
     };
-    for (name, position, applied) in checkpoints.iter_mut() {
-        let Some(entry) = inner.entries.get(name) else {
-            continue;
-        };
-        let projection = entry.projection.as_ref();
+    let mut applied = Vec::with_capacity(projections.len());
+    for (projection, position) in projections.iter_mut() {
         let relevant: Vec<_> = events
             .iter()
             .filter(|e| e.position > *position && projection.handles(&e.event_type))
             .collect();
         if !relevant.is_empty() {
-            projection.apply(&mut tx, &relevant).await?;
-            *applied = relevant.len() as u64;
+            projection.apply(tx, &relevant).await?;
         }
+        applied.push(relevant.len() as u64);
         if last > *position {
-            write_checkpoint(&mut tx, name, projection.version(), last).await?;
+            write_checkpoint(tx, projection.name(), projection.version(), last).await?;
             *position = last;
         }
     }
-    tx.commit().await?;
-    Ok((checkpoints, events.len() == BATCH))
+    Ok(applied)
 }
 
 async fn follow(inner: std::sync::Weak<Inner>) {

@@ -1,10 +1,13 @@
 //! Every route, each module owning its own. Routes are registered through
 //! `OpenApiRouter`, so each one is in the OpenAPI document by construction.
 
+mod admin;
 mod api_keys;
 mod apps;
+mod audit;
 mod devices;
 mod events;
+pub use events::EventBody;
 mod health;
 pub mod openapi;
 mod users;
@@ -38,5 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(devices::router())
         .merge(users::router())
         .merge(events::router())
+        .merge(audit::router())
+        .merge(admin::router())
         .merge(openapi::router())
 }

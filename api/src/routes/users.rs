@@ -17,6 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::devices::{DeviceBody, collect, external_id, position_header, present};
+use super::events::AsOfQuery;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
@@ -55,8 +56,9 @@ pub struct UserBody {
     status: String,
     #[schema(value_type = Object)]
     properties: serde_json::Value,
-    /// Live devices linked to the user.
-    device_count: i64,
+    /// Live devices linked to the user (null in reads `as_of` an instant:
+    /// the log does not index past links by user).
+    device_count: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
@@ -71,7 +73,7 @@ impl From<UserView> for UserBody {
             email: u.email,
             status: u.status,
             properties: serde_json::to_value(u.properties).unwrap_or_default(),
-            device_count: v.device_count,
+            device_count: Some(v.device_count),
             created_at: u.created_at,
             updated_at: u.updated_at,
             version: u.version,
@@ -176,7 +178,7 @@ async fn put_user(
 
 /// Reads a user.
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), AsOfQuery),
     responses(
         (status = 200, body = UserBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -185,12 +187,27 @@ async fn get_user(
     State(state): State<AppState>,
     key: Key<Read>,
     Path(raw): Path<String>,
+    AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<UserBody>> {
     let user_id = user_id(raw)?;
-    let user = users::get(&state.herald, key.app_id, &user_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-    Ok(Json(user.into()))
+    let body = match query.instant()? {
+        None => users::get(&state.herald, key.app_id, &user_id)
+            .await?
+            .map(UserBody::from),
+        Some(as_of) => users::get_as_of(&state.herald, key.app_id, &user_id, as_of)
+            .await?
+            .map(|user| {
+                let mut body = UserBody::from(UserView {
+                    user,
+                    device_count: 0,
+                });
+                body.device_count = None;
+                body
+            }),
+    };
+    Ok(Json(body.ok_or_else(|| {
+        ApiError::NotFound("user not found".into())
+    })?))
 }
 
 /// Deletes a user; their devices are unlinked (each by an event on the device).

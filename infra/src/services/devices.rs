@@ -156,6 +156,17 @@ pub async fn get(
     Ok(read::get_device(&herald.db, app_id, external_id.as_str()).await?)
 }
 
+/// The device as it was at `as_of`, rebuilt from its stream.
+pub async fn get_as_of(
+    herald: &Herald,
+    app_id: AppId,
+    external_id: &ExternalId,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<DeviceRecord>, CommandError> {
+    let history = super::history_until(herald, app_id, &device::stream(external_id), as_of).await?;
+    Ok(fold(&history)?.into_record())
+}
+
 /// The device's own stream, for auditors.
 pub async fn events(
     herald: &Herald,

@@ -63,3 +63,31 @@ pub(crate) async fn settle(herald: &Herald, projections: &[&str], position: Opti
         }
     }
 }
+
+/// A stream's events recorded at or before `as_of`, for reads "as of" an
+/// instant.
+pub async fn history_until(
+    herald: &Herald,
+    app_id: AppId,
+    stream: &str,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<domain::RecordedEvent>, CommandError> {
+    const PAGE: usize = 1000;
+    let mut filter = crate::store::EventFilter {
+        stream: Some(stream.to_owned()),
+        until: Some(as_of + chrono::Duration::microseconds(1)),
+        ..Default::default()
+    };
+    let mut events = Vec::new();
+    loop {
+        let page = herald.store.read_filtered(app_id, &filter, PAGE).await?;
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            filter.after = last.position;
+        }
+        events.extend(page);
+        if !full {
+            return Ok(events);
+        }
+    }
+}

@@ -161,6 +161,17 @@ pub async fn get(
     Ok(Some(UserView { user, device_count }))
 }
 
+/// The user as they were at `as_of`, rebuilt from their stream.
+pub async fn get_as_of(
+    herald: &Herald,
+    app_id: AppId,
+    user_id: &UserId,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<UserRecord>, CommandError> {
+    let history = super::history_until(herald, app_id, &user::stream(user_id), as_of).await?;
+    fold(&history)
+}
+
 /// Deletes the user, then unlinks each of their devices (each unlink is an
 /// event on that device, caused by the deletion).
 pub async fn delete(

@@ -16,8 +16,9 @@ mod appender;
 mod batch;
 pub mod chain;
 mod error;
+mod filter;
 mod postgres;
-mod rows;
+pub(crate) mod rows;
 mod sql;
 mod sqlite;
 
@@ -30,6 +31,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use filter::{EventFilter, TypePattern};
 pub use sql::SqlEventStore;
 pub(crate) use sql::read_after_in;
 
@@ -120,6 +122,14 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         app_id: AppId,
         after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// One app's events matching `filter`, in position order, at most `limit`.
+    async fn read_filtered(
+        &self,
+        app_id: AppId,
+        filter: &EventFilter,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::appender::{Appender, BatchWriter, advance};
 use super::postgres::{PgWriter, listen, names};
 use super::sqlite::SqliteWriter;
-use super::{AppendRequest, Appended, EventStore, StoreError, rows};
+use super::{AppendRequest, Appended, EventFilter, EventStore, StoreError, filter, rows};
 
 /// How often the head is re-read, to notice other processes' appends where
 /// no notification arrives (SQLite, or a lost PostgreSQL listener).
@@ -158,6 +158,15 @@ impl EventStore for SqlEventStore {
             .await?;
             rows.iter().map(rows::decode).collect()
         })
+    }
+
+    async fn read_filtered(
+        &self,
+        app_id: AppId,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        filter::read(&self.db, app_id, filter, limit).await
     }
 
     async fn head(&self) -> Result<i64, StoreError> {

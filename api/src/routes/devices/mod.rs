@@ -18,7 +18,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use self::body::{DeviceBody, device_response, position_header};
-use super::events::{EventBody, EventPage, limit as event_limit};
+use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;
@@ -153,7 +153,7 @@ async fn put_device(
 
 /// Reads a device.
 #[utoipa::path(get, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), AsOfQuery),
     responses(
         (status = 200, body = DeviceBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -162,11 +162,14 @@ async fn get_device(
     State(state): State<AppState>,
     key: Key<Read>,
     Path(raw_id): Path<String>,
+    AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<DeviceBody>> {
     let external_id = external_id(raw_id)?;
-    let device = devices::get(&state.herald, key.app_id, &external_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
+    let device = match query.instant()? {
+        None => devices::get(&state.herald, key.app_id, &external_id).await?,
+        Some(as_of) => devices::get_as_of(&state.herald, key.app_id, &external_id, as_of).await?,
+    };
+    let device = device.ok_or_else(|| ApiError::NotFound("device not found".into()))?;
     Ok(Json(device.into()))
 }
 

@@ -1,0 +1,193 @@
+//! The operator's subcommands: `verify`, `export`, `projections status`,
+//! `projections rebuild`. Each opens the database directly (no server needed).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use domain::ids::AppId;
+use infra::audit::{apps_in_log, verify_app};
+use infra::database;
+use infra::herald::all_projections;
+use infra::store::{EventFilter, EventStore, SqlEventStore};
+use projections::db::Db;
+
+use crate::cli::{DatabaseArgs, ExportArgs, RebuildArgs, VerifyArgs};
+
+async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SqlEventStore>)> {
+    let config = args.config();
+    let url = config.database_url.as_ref().map(|u| u.expose().as_str());
+    let db = database::open(url, &config.data_dir, &config.db).await?;
+    anyhow::ensure!(
+        database::is_migrated(&db).await.unwrap_or(false),
+        "the database is not migrated by this version: run `herald migrate` first"
+    );
+    let store = Arc::new(SqlEventStore::open(db.clone()).await?);
+    Ok((db, store))
+}
+
+/// Prints one JSON line per app; fails when any chain is broken.
+pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let (db, store) = open(&args.database).await?;
+    let apps = match args.app {
+        Some(id) => vec![AppId(id)],
+        None => apps_in_log(&db).await?,
+    };
+    let mut broken = 0;
+    for app in apps {
+        let report = verify_app(store.as_ref(), app).await?;
+        if !report.is_ok() {
+            broken += 1;
+        }
+        println!("{}", serde_json::to_string(&report)?);
+    }
+    db.close().await;
+    anyhow::ensure!(broken == 0, "{broken} chain(s) broken");
+    Ok(())
+}
+
+/// A progress line on stderr: redrawn in place on a terminal, else at most
+/// every few seconds.
+struct ProgressLine {
+    terminal: bool,
+    last: Option<Instant>,
+}
+
+impl ProgressLine {
+    fn new() -> Self {
+        Self {
+            terminal: std::io::stderr().is_terminal(),
+            last: None,
+        }
+    }
+
+    fn show(&mut self, done: u64, total: u64, rate: f64) {
+        let every = if self.terminal {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(5)
+        };
+        if self.last.is_some_and(|l| l.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let percent = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        let eta = if rate > 0.0 {
+            total.saturating_sub(done) as f64 / rate
+        } else {
+            0.0
+        };
+        let line =
+            format!("{done}/{total} events ({percent:.1} %), {rate:.0} events/s, ETA {eta:.0} s");
+        let mut err = std::io::stderr();
+        let _ = if self.terminal {
+            write!(err, "\r\x1b[2K{line}")
+        } else {
+            writeln!(err, "{line}")
+        };
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
+}
+
+/// Writes the app's events as NDJSON, page by page.
+pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let (db, store) = open(&args.database).await?;
+    let app = AppId(args.app);
+    let total: i64 = projections::on_db!(&db, |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE app_id = $1")
+            .bind(app.0)
+            .fetch_one(pool)
+            .await?
+    });
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut filter = EventFilter {
+        since: args.since,
+        until: args.until,
+        ..EventFilter::default()
+    };
+    let started = Instant::now();
+    let mut progress = ProgressLine::new();
+    let mut written = 0u64;
+    loop {
+        let page = store.read_filtered(app, &filter, 5000).await?;
+        let Some(last) = page.last().map(|e| e.position) else {
+            break;
+        };
+        filter.after = last;
+        for event in page {
+            serde_json::to_writer(&mut out, &crate::routes::EventBody::from(event))?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+        progress.show(
+            written,
+            total as u64,
+            written as f64 / started.elapsed().as_secs_f64(),
+        );
+    }
+    out.flush()?;
+    progress.finish();
+    eprintln!("herald: exported {written} events");
+    db.close().await;
+    Ok(())
+}
+
+/// Prints each read model's status as a JSON line.
+pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
+    let (db, store) = open(&args).await?;
+    for status in infra::projection_status::status(&db, store.as_ref(), &all_projections()).await? {
+        println!("{}", serde_json::to_string(&status)?);
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Rebuilds one read model (or all) beside the live ones, then switches.
+pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
+    let (db, store) = open(&args.database).await?;
+    let all = all_projections();
+    let chosen: Vec<_> = match &args.name {
+        Some(name) => {
+            let found: Vec<_> = all.iter().filter(|p| p.name() == name).cloned().collect();
+            anyhow::ensure!(
+                !found.is_empty(),
+                "no projection named {name:?}; there are: {}",
+                all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            );
+            found
+        }
+        None => all,
+    };
+    let mut progress = ProgressLine::new();
+    let rebuilt = infra::rebuild::rebuild(&db, store.as_ref(), &chosen, |p| {
+        progress.show(p.position as u64, p.head as u64, p.events_per_second);
+    })
+    .await?;
+    progress.finish();
+    eprintln!(
+        "herald: rebuilt {} in {:.1} s ({} events, {:.0} events/s); switched in at position {}",
+        rebuilt.projections.join(", "),
+        rebuilt.seconds,
+        rebuilt.events,
+        rebuilt.events as f64 / rebuilt.seconds.max(1e-9),
+        rebuilt.position
+    );
+    db.close().await;
+    Ok(())
+}
