@@ -2,6 +2,7 @@
 //! need a database run on SQLite and on PostgreSQL (see `on_both!`).
 
 mod apps_and_keys;
+mod audit_integrity;
 mod audit_log;
 mod device_properties;
 mod devices;
