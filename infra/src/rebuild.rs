@@ -63,6 +63,17 @@ pub async fn rebuild(
     live: &Db,
     store: &dyn EventStore,
     projections: &[Arc<dyn Projection>],
+    progress: impl FnMut(Progress),
+) -> Result<Rebuilt, RunnerError> {
+    rebuild_in_batches(live, store, projections, BATCH, progress).await
+}
+
+/// [`rebuild`], reading and applying `batch` events per shadow transaction.
+pub async fn rebuild_in_batches(
+    live: &Db,
+    store: &dyn EventStore,
+    projections: &[Arc<dyn Projection>],
+    batch: usize,
     mut progress: impl FnMut(Progress),
 ) -> Result<Rebuilt, RunnerError> {
     let started = Instant::now();
@@ -76,7 +87,7 @@ pub async fn rebuild(
         let mut applied = 0u64;
         loop {
             let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
-            let events = store.read_all(lowest, BATCH).await?;
+            let events = store.read_all(lowest, batch.max(1)).await?;
             if events.is_empty() {
                 break;
             }

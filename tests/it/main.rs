@@ -10,6 +10,7 @@ mod events;
 mod http_basics;
 mod process;
 mod projections;
+mod rebuild;
 mod search;
 mod store;
 mod users;

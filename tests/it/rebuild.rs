@@ -1,0 +1,327 @@
+//! Rebuilding read models beside the live ones: the result equals the
+//! incrementally built model, nothing written during the rebuild is lost,
+//! an interrupted rebuild resumes, and the CLI and admin endpoint report.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_tests::{Backend, TestApp, TestDb, on_both};
+use infra::herald::all_projections;
+use infra::rebuild::{rebuild, rebuild_in_batches};
+use projections::db::Db;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
+
+/// Every row of every projection table, as sorted text.
+async fn dump(db: &Db) -> Vec<String> {
+    let mut rows = Vec::new();
+    for projection in all_projections() {
+        for table in projection.tables() {
+            let mut lines: Vec<String> = match db {
+                Db::Sqlite(s) => {
+                    let columns: Vec<String> =
+                        sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+                            .bind(*table)
+                            .fetch_all(&s.reader)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                    let row = columns
+                        .iter()
+                        .map(|c| format!("quote({c})"))
+                        .collect::<Vec<_>>()
+                        .join(" || ',' || ");
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {row} FROM {table}")))
+                        .fetch_all(&s.reader)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"))
+                }
+                Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT t::text FROM {table} t"
+                )))
+                .fetch_all(&p.pool)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            };
+            lines.sort();
+            rows.extend(lines.into_iter().map(|l| format!("{table}: {l}")));
+        }
+    }
+    rows
+}
+
+fn device(token: &str, user: Option<&str>) -> serde_json::Value {
+    json!({"push_token": token, "send_platform": "fcm", "device_platform": "android", "user_id": user})
+}
+
+/// A bit of everything every projection handles.
+async fn history(app: &TestApp) -> String {
+    let a = app.create_app("a").await;
+    let b = app.create_app("b").await;
+    let extra = app
+        .post(
+            "/v1/api-keys",
+            &a.token,
+            json!({"name": "ci", "roles": ["read"]}),
+        )
+        .await;
+    let extra_id = extra.body["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        app.delete(&format!("/v1/api-keys/{extra_id}"), &a.token)
+            .await
+            .status,
+        204
+    );
+    for i in 0..12 {
+        let key = if i % 4 == 0 { &b } else { &a };
+        let user = format!("u{}", i % 3);
+        let d = format!("/v1/devices/d{i}");
+        assert!(
+            app.put(&d, &key.token, device(&format!("t{i}"), Some(&user)))
+                .await
+                .status
+                < 300
+        );
+        let props = json!({"properties": {"n": i, "plan": if i % 2 == 0 { "pro" } else { "free" }, "tags": ["x", format!("t{i}")]}});
+        assert_eq!(
+            app.patch(&format!("{d}/properties"), &key.token, props)
+                .await
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        app.put(
+            "/v1/users/u1",
+            &a.token,
+            json!({"name": "Ann", "email": "ann@example.com"})
+        )
+        .await
+        .status,
+        201
+    );
+    let status = json!({"status": "suspended", "reason": "x"});
+    assert_eq!(
+        app.put("/v1/users/u1/status", &a.token, status)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        app.put("/v1/users/u2", &a.token, json!({})).await.status,
+        201
+    );
+    assert_eq!(app.delete("/v1/users/u2", &a.token).await.status, 204);
+    assert_eq!(app.delete("/v1/devices/d3", &a.token).await.status, 204);
+    a.token
+}
+
+async fn caught_up(app: &TestApp) {
+    let head = app
+        .herald
+        .store
+        .head()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        app.herald
+            .projections
+            .wait_for_all(head, Duration::from_secs(20))
+            .await,
+        "projections did not catch up"
+    );
+}
+
+on_both!(
+    a_rebuild_equals_the_incremental_model_and_loses_nothing,
+    equals_incremental
+);
+async fn equals_incremental(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = history(&app).await;
+    caught_up(&app).await;
+    let incremental = dump(&app.herald.db).await;
+    assert!(incremental.len() > 40, "{incremental:?}");
+
+    // Writes keep coming while the rebuild runs.
+    let writer = async {
+        for i in 0..20 {
+            let body = device(&format!("w{i}"), None);
+            assert!(
+                app.put(&format!("/v1/devices/w{i}"), &token, body)
+                    .await
+                    .status
+                    < 300
+            );
+        }
+    };
+    let all = all_projections();
+    let rebuilding = rebuild_in_batches(
+        &app.herald.db,
+        app.herald.store.as_ref(),
+        &all,
+        7,
+        |_| {},
+    );
+    let (rebuilt, ()) = tokio::join!(rebuilding, writer);
+    let rebuilt = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
+    assert_eq!(rebuilt.projections, ["apps", "devices", "users"]);
+    caught_up(&app).await;
+    for i in 0..20 {
+        let resp = app.get(&format!("/v1/devices/w{i}"), &token).await;
+        assert_eq!(resp.status, 200, "w{i} lost at the switch");
+    }
+    for i in 0..20 {
+        assert_eq!(
+            app.delete(&format!("/v1/devices/w{i}"), &token)
+                .await
+                .status,
+            204
+        );
+    }
+    caught_up(&app).await;
+    // Deleting the extra devices leaves exactly the incremental rows.
+    assert_eq!(dump(&app.herald.db).await, incremental);
+
+    // And a quiet rebuild reproduces it row for row.
+    let again = rebuild(
+        &app.herald.db,
+        app.herald.store.as_ref(),
+        &all_projections(),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.events > 0);
+    assert_eq!(dump(&app.herald.db).await, incremental);
+    let search = app
+        .post(
+            "/v1/devices/search",
+            &token,
+            json!({"conditions": {"key": "plan", "operator": "str_eq", "value": "pro"}}),
+        )
+        .await;
+    assert_eq!(search.status, 200);
+    assert!(!search.body["devices"].as_array().is_none_or(Vec::is_empty));
+}
+
+on_both!(an_interrupted_rebuild_resumes, resumes);
+async fn resumes(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db, |_| {}).await;
+    history(&app).await;
+    caught_up(&app).await;
+    let incremental = dump(&app.herald.db).await;
+    let head = app.herald.store.head().await.unwrap_or_default();
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let herald = app.herald.clone();
+    let task = tokio::spawn(async move {
+        let projections: Vec<Arc<dyn projections::Projection>> = all_projections();
+        rebuild_in_batches(&herald.db, herald.store.as_ref(), &projections, 5, |p| {
+            let _ = tx.send(p.position);
+        })
+        .await
+    });
+    let first = rx.recv().await.unwrap_or_else(|| panic!("no progress"));
+    task.abort();
+    let _ = task.await;
+    assert!(first < head);
+    assert_eq!(
+        dump(&app.herald.db).await,
+        incremental,
+        "live models untouched"
+    );
+
+    let done = rebuild(
+        &app.herald.db,
+        app.herald.store.as_ref(),
+        &all_projections(),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        (done.events as i64) < head,
+        "resumed from the shadow's checkpoint: read {} of {head}",
+        done.events
+    );
+    assert_eq!(done.position, head);
+    assert_eq!(dump(&app.herald.db).await, incremental);
+}
+
+on_both!(
+    operators_see_projection_status_and_rebuild_from_the_cli,
+    cli
+);
+async fn cli(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = history(&app).await;
+    caught_up(&app).await;
+    let incremental = dump(&app.herald.db).await;
+    let args = match app.db.url() {
+        Some(url) => vec!["--database-url".to_owned(), url],
+        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
+    };
+
+    let status = app
+        .get("/v1/admin/projections", herald_tests::app::ROOT_TOKEN)
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    let list = status.body["projections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
+    assert_eq!(names, ["apps", "devices", "users"]);
+    assert!(
+        list.iter()
+            .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
+    );
+    assert_eq!(app.get("/v1/admin/projections", &token).await.status, 403);
+
+    let out = Command::new(BIN)
+        .args(["projections", "status"])
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+
+    let out = Command::new(BIN)
+        .args(["projections", "rebuild", "devices"])
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("rebuilt devices"), "{stderr}");
+    assert_eq!(dump(&app.herald.db).await, incremental);
+    // The server carries on from the switched-in model.
+    assert_eq!(
+        app.put("/v1/devices/after", &token, device("z", None))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(app.get("/v1/devices/after", &token).await.status, 200);
+
+    let out = Command::new(BIN)
+        .args(["projections", "rebuild", "nope"])
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no projection named"));
+}
