@@ -396,6 +396,21 @@ async fn export_verifies(backend: Backend) {
         )
     );
 
+    // The CLI writes the same export.
+    let cli_file = dir.join("cli.ndjson");
+    let database = match app.db.url() {
+        Some(url) => vec!["--database-url".to_owned(), url],
+        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald-under-test"))
+        .args(["export", "--app", a.app_id.as_str(), "--output"])
+        .arg(&cli_file)
+        .args(&database)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&cli_file).unwrap_or_default(), body);
+
     // One changed character anywhere is caught, at that event.
     let mut event: Value = serde_json::from_str(lines[7]).unwrap_or_default();
     event["data"]["set"]["n"] = json!(999);
