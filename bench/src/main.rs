@@ -4,6 +4,7 @@
 mod append;
 mod databases;
 mod echo;
+mod replay;
 mod search;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,9 @@ enum Command {
     Echo(echo::Args),
     /// Device search over N devices with typed properties.
     Search(search::Args),
+    /// Rebuild of every projection over N events, beside a sequential scan
+    /// and a chain verification of the same log.
+    Replay(replay::Args),
 }
 
 #[tokio::main]
@@ -33,5 +37,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Append(args) => append::run(args).await,
         Command::Echo(args) => echo::run(args).await,
         Command::Search(args) => search::run(args).await,
+        Command::Replay(args) => replay::run(args).await,
     }
 }

@@ -77,6 +77,40 @@ fn properties(i: u64) -> domain::properties::Properties {
     .collect()
 }
 
+/// Appends `devices` devices (a registration and a properties event each)
+/// with `writers` concurrent writers; returns the seconds it took.
+pub(crate) async fn load_devices(
+    store: &Arc<SqlEventStore>,
+    app_id: AppId,
+    devices: usize,
+    writers: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let per_writer = devices.div_ceil(writers);
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let store = store.clone();
+        let from = w * per_writer;
+        let to = ((w + 1) * per_writer).min(devices);
+        tasks.push(tokio::spawn(async move {
+            for i in from..to {
+                let request = AppendRequest {
+                    stream: format!("device:dev-{i}"),
+                    expected: ExpectedVersion::NoStream,
+                    events: device_events(i as u64)?,
+                    metadata: Metadata::system(app_id, "bench"),
+                };
+                store.append(request).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
 fn device_events(i: u64) -> anyhow::Result<Vec<NewEvent>> {
     let external_id = ExternalId::parse(format!("dev-{i}"))?;
     let registered = DeviceEvent::Registered {
@@ -152,30 +186,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
 
     // Load.
-    let started = Instant::now();
-    let per_writer = args.devices.div_ceil(args.writers);
-    let mut tasks = Vec::new();
-    for w in 0..args.writers {
-        let store = store.clone();
-        let from = w * per_writer;
-        let to = ((w + 1) * per_writer).min(args.devices);
-        tasks.push(tokio::spawn(async move {
-            for i in from..to {
-                let request = AppendRequest {
-                    stream: format!("device:dev-{i}"),
-                    expected: ExpectedVersion::NoStream,
-                    events: device_events(i as u64)?,
-                    metadata: Metadata::system(app_id, "bench"),
-                };
-                store.append(request).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let load_seconds = started.elapsed().as_secs_f64();
+    let load_seconds = load_devices(&store, app_id, args.devices, args.writers).await?;
     let head = store.head().await?;
     drop(bus);
     drop(store);
