@@ -408,7 +408,11 @@ async fn export_verifies(backend: Backend) {
         .args(&database)
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&cli_file).unwrap_or_default(), body);
 
     // One changed character anywhere is caught, at that event.

@@ -159,13 +159,7 @@ async fn equals_incremental(backend: Backend) {
         }
     };
     let all = all_projections();
-    let rebuilding = rebuild_in_batches(
-        &app.herald.db,
-        app.herald.store.as_ref(),
-        &all,
-        7,
-        |_| {},
-    );
+    let rebuilding = rebuild_in_batches(&app.herald.db, app.herald.store.as_ref(), &all, 7, |_| {});
     let (rebuilt, ()) = tokio::join!(rebuilding, writer);
     let rebuilt = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
     assert_eq!(rebuilt.projections, ["apps", "devices", "users"]);
