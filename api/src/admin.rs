@@ -9,7 +9,7 @@ use anyhow::Context;
 use domain::ids::AppId;
 use infra::audit::{apps_in_log, verify_app};
 use infra::database;
-use infra::herald::all_projections;
+use infra::herald::{all_projections, rebuildable_projections};
 use infra::store::{EventFilter, EventStore, SqlEventStore};
 use projections::db::Db;
 
@@ -161,13 +161,14 @@ pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
 /// Rebuilds one read model (or all) beside the live ones, then switches.
 pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let (db, store) = open(&args.database).await?;
-    let all = all_projections();
+    let all = rebuildable_projections();
     let chosen: Vec<_> = match &args.name {
         Some(name) => {
             let found: Vec<_> = all.iter().filter(|p| p.name() == name).cloned().collect();
             anyhow::ensure!(
                 !found.is_empty(),
-                "no projection named {name:?}; there are: {}",
+                "no rebuildable projection named {name:?}; there are: {} \
+                 (change_queues is not rebuilt: it records what was handed out)",
                 all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
             );
             found

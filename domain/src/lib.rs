@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod change_queue;
 pub mod conditions;
 pub mod device;
 pub mod envelope;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use projections::Projection;
 use projections::apps::AppsProjection;
+use projections::change_queues::ChangeQueuesProjection;
 use projections::db::Db;
 use projections::devices::DevicesProjection;
 use projections::users::UsersProjection;
@@ -35,7 +36,17 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(AppsProjection),
         Arc::new(DevicesProjection),
         Arc::new(UsersProjection),
+        Arc::new(ChangeQueuesProjection),
     ]
+}
+
+/// The projections `herald projections rebuild` rebuilds when not given a
+/// name (not the change queues: their tables record what was handed out).
+pub fn rebuildable_projections() -> Vec<Arc<dyn Projection>> {
+    all_projections()
+        .into_iter()
+        .filter(|p| p.rebuildable())
+        .collect()
 }
 
 /// What `start` found out that the caller should tell the operator.

@@ -3,6 +3,7 @@
 //! and commits its checkpoint in the same transaction as its writes.
 
 pub mod apps;
+pub mod change_queues;
 pub mod db;
 pub mod devices;
 mod time;
@@ -41,6 +42,13 @@ pub trait Projection: Send + Sync + 'static {
 
     /// The tables this projection owns (all its state).
     fn tables(&self) -> &'static [&'static str];
+
+    /// Whether the model can be rebuilt from the log alone. `false` for
+    /// tables that also hold state written outside the projection (drained
+    /// change queues): rebuilding them would redo what that state records.
+    fn rebuildable(&self) -> bool {
+        true
+    }
 
     /// Whether this projection reads events of this type at all.
     fn handles(&self, event_type: &str) -> bool;

@@ -4,6 +4,7 @@
 mod apps_and_keys;
 mod audit_integrity;
 mod audit_log;
+mod change_queues;
 mod device_properties;
 mod devices;
 mod events;

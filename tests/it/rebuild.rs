@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_tests::{Backend, TestApp, TestDb, on_both};
-use infra::herald::all_projections;
+use infra::herald::rebuildable_projections;
 use infra::rebuild::{rebuild, rebuild_in_batches};
 use projections::db::Db;
 use serde_json::json;
@@ -17,7 +17,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
 /// Every row of every projection table, as sorted text.
 async fn dump(db: &Db) -> Vec<String> {
     let mut rows = Vec::new();
-    for projection in all_projections() {
+    for projection in rebuildable_projections() {
         for table in projection.tables() {
             let mut lines: Vec<String> = match db {
                 Db::Sqlite(s) => {
@@ -158,7 +158,7 @@ async fn equals_incremental(backend: Backend) {
             );
         }
     };
-    let all = all_projections();
+    let all = rebuildable_projections();
     let rebuilding = rebuild_in_batches(&app.herald.db, app.herald.store.as_ref(), &all, 7, |_| {});
     let (rebuilt, ()) = tokio::join!(rebuilding, writer);
     let rebuilt = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
@@ -184,7 +184,7 @@ async fn equals_incremental(backend: Backend) {
     let again = rebuild(
         &app.herald.db,
         app.herald.store.as_ref(),
-        &all_projections(),
+        &rebuildable_projections(),
         |_| {},
     )
     .await
@@ -216,7 +216,7 @@ async fn resumes(backend: Backend) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let herald = app.herald.clone();
     let task = tokio::spawn(async move {
-        let projections: Vec<Arc<dyn projections::Projection>> = all_projections();
+        let projections: Vec<Arc<dyn projections::Projection>> = rebuildable_projections();
         rebuild_in_batches(&herald.db, herald.store.as_ref(), &projections, 5, |p| {
             let _ = tx.send(p.position);
         })
@@ -235,7 +235,7 @@ async fn resumes(backend: Backend) {
     let done = rebuild(
         &app.herald.db,
         app.herald.store.as_ref(),
-        &all_projections(),
+        &rebuildable_projections(),
         |_| {},
     )
     .await
@@ -274,7 +274,7 @@ async fn cli(backend: Backend) {
         .cloned()
         .unwrap_or_default();
     let names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, ["apps", "devices", "users"]);
+    assert_eq!(names, ["apps", "devices", "users", "change_queues"]);
     assert!(
         list.iter()
             .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
@@ -291,7 +291,7 @@ async fn cli(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
 
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "devices"])
@@ -317,5 +317,5 @@ async fn cli(backend: Backend) {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no projection named"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rebuildable projection named"));
 }

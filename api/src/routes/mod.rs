@@ -5,6 +5,7 @@ mod admin;
 mod api_keys;
 mod apps;
 mod audit;
+mod change_queues;
 mod devices;
 mod events;
 pub use events::EventBody;
@@ -28,6 +29,7 @@ use crate::state::AppState;
         (name = "devices", description = "Devices and their push tokens"),
         (name = "users", description = "Users and their devices"),
         (name = "events", description = "The log, for auditors"),
+        (name = "change-queues", description = "Drain-on-fetch feeds of integration events"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -43,5 +45,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(events::router())
         .merge(audit::router())
         .merge(admin::router())
+        .merge(change_queues::router())
         .merge(openapi::router())
 }

@@ -1,0 +1,27 @@
+-- Change queues: drain-on-fetch feeds of integration events.
+-- starts_after: the log position after which events enter the queue.
+-- expired: changes dropped for being older than max_age_seconds.
+CREATE TABLE change_queues (
+    app_id           BLOB    NOT NULL,
+    name             TEXT    NOT NULL,
+    event_types      TEXT    NOT NULL,   -- JSON array; empty: every integration event
+    max_age_seconds  INTEGER,
+    starts_after     INTEGER NOT NULL,
+    expired          INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    PRIMARY KEY (app_id, name)
+);
+
+-- Pending changes, deleted by the drain that hands them out.
+CREATE TABLE changes (
+    app_id        BLOB    NOT NULL,
+    queue         TEXT    NOT NULL,
+    position      INTEGER NOT NULL,
+    event_id      BLOB    NOT NULL,
+    event_type    TEXT    NOT NULL,
+    subject_kind  TEXT    NOT NULL,
+    subject_id    TEXT    NOT NULL,
+    data          TEXT    NOT NULL,
+    recorded_at   INTEGER NOT NULL,
+    PRIMARY KEY (app_id, queue, position)
+) WITHOUT ROWID;

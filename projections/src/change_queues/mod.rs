@@ -1,0 +1,325 @@
+//! Change queues as a projection: every integration event enters each of
+//! its app's queues that wants its type, in log order. Drains (see
+//! [`drain`]) delete what they hand out, so unlike the other read models
+//! these tables hold delivery state: rebuilding them would hand every change
+//! out again (see [`Projection::rebuildable`]).
+
+pub mod drain;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use domain::RecordedEvent;
+use domain::app::AppEvent;
+use domain::change_queue::{self, ChangeQueueEvent, EventTypes};
+use domain::event::DomainEvent;
+use uuid::Uuid;
+
+use crate::db::{PG_STATEMENT_BYTES, Tx, size_chunks};
+use crate::{Projection, ProjectionError, on_tx};
+
+pub struct ChangeQueuesProjection;
+
+/// A queue as the projection needs it.
+#[derive(Debug, Clone)]
+struct Queue {
+    name: String,
+    types: EventTypes,
+    starts_after: i64,
+}
+
+/// One change ready to insert.
+struct Row<'a> {
+    app_id: Uuid,
+    queue: String,
+    event: &'a RecordedEvent,
+    kind: &'a str,
+    id: &'a str,
+    data: String,
+}
+
+/// `device:d1` -> (`device`, `d1`).
+pub fn subject(stream: &str) -> (&str, &str) {
+    stream.split_once(':').unwrap_or((stream, ""))
+}
+
+#[async_trait]
+impl Projection for ChangeQueuesProjection {
+    fn name(&self) -> &'static str {
+        "change_queues"
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["change_queues", "changes"]
+    }
+
+    fn rebuildable(&self) -> bool {
+        false
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type == "app.created"
+            || event_type.starts_with("change_queue.")
+            || change_queue::is_integration(event_type)
+    }
+
+    async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut queues: HashMap<Uuid, Vec<Queue>> = HashMap::new();
+        let mut backfill: Vec<(Uuid, Queue, i64)> = Vec::new();
+        let mut rows: Vec<Row> = Vec::new();
+        for event in events {
+            let app = event.app_id.0;
+            if !queues.contains_key(&app) {
+                let loaded = load_queues(tx, app).await?;
+                queues.insert(app, loaded);
+            }
+            let app_queues = queues.entry(app).or_default();
+            if event.event_type == "app.created" {
+                AppEvent::decode(&event.event_type, event.schema_version, &event.data)
+                    .map_err(|e| ProjectionError::event(event, e))?;
+                let queue = Queue {
+                    name: change_queue::DEFAULT.into(),
+                    types: EventTypes::default(),
+                    starts_after: event.position,
+                };
+                // Rows first: the queue table is written in order below.
+                write_pending(tx, &mut rows).await?;
+                insert_queue(tx, app, &queue, None, event).await?;
+                app_queues.push(queue);
+            } else if event.event_type.starts_with("change_queue.") {
+                let decoded =
+                    ChangeQueueEvent::decode(&event.event_type, event.schema_version, &event.data)
+                        .map_err(|e| ProjectionError::event(event, e))?;
+                write_pending(tx, &mut rows).await?;
+                match decoded {
+                    ChangeQueueEvent::Created {
+                        name,
+                        event_types,
+                        from_position,
+                        max_age_seconds,
+                    } => {
+                        let queue = Queue {
+                            name: name.as_str().to_owned(),
+                            types: event_types,
+                            starts_after: from_position.unwrap_or(event.position),
+                        };
+                        insert_queue(tx, app, &queue, max_age_seconds, event).await?;
+                        if queue.starts_after < event.position {
+                            backfill.push((app, queue.clone(), event.position));
+                        }
+                        app_queues.retain(|q| q.name != queue.name);
+                        app_queues.push(queue);
+                    }
+                    ChangeQueueEvent::Deleted { name } => {
+                        delete_queue(tx, app, name.as_str()).await?;
+                        app_queues.retain(|q| q.name != name.as_str());
+                    }
+                }
+                // A backfill reads the log up to its own creation, which is
+                // committed: run it now, before later events of the batch.
+                for (app, queue, until) in backfill.drain(..) {
+                    fill(tx, app, &queue, until).await?;
+                }
+            } else {
+                let (kind, id) = subject(&event.stream);
+                for queue in app_queues.iter() {
+                    if event.position > queue.starts_after && queue.types.admits(&event.event_type)
+                    {
+                        rows.push(Row {
+                            app_id: app,
+                            queue: queue.name.clone(),
+                            event,
+                            kind,
+                            id,
+                            data: event.data.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        write_pending(tx, &mut rows).await
+    }
+}
+
+async fn load_queues(tx: &mut Tx, app: Uuid) -> Result<Vec<Queue>, ProjectionError> {
+    let found: Vec<(String, String, i64)> = on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT name, event_types, starts_after FROM change_queues WHERE app_id = $1",
+        )
+        .bind(app)
+        .fetch_all(c)
+        .await?
+    });
+    found
+        .into_iter()
+        .map(|(name, types, starts_after)| {
+            let types: Vec<String> =
+                serde_json::from_str(&types).map_err(|e| ProjectionError::Event {
+                    position: starts_after,
+                    reason: format!("stored event types of queue {name} are unreadable: {e}"),
+                })?;
+            Ok(Queue {
+                name,
+                types: EventTypes::parse(&types).unwrap_or_default(),
+                starts_after,
+            })
+        })
+        .collect()
+}
+
+async fn insert_queue(
+    tx: &mut Tx,
+    app: Uuid,
+    queue: &Queue,
+    max_age_seconds: Option<i64>,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    let types = serde_json::to_string(queue.types.as_slice()).unwrap_or_else(|_| "[]".into());
+    on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO change_queues (app_id, name, event_types, max_age_seconds, starts_after, expired, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6) ON CONFLICT (app_id, name) DO NOTHING",
+        )
+        .bind(app)
+        .bind(&queue.name)
+        .bind(types)
+        .bind(max_age_seconds)
+        .bind(queue.starts_after)
+        .bind(event.recorded_at.timestamp_micros())
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+async fn delete_queue(tx: &mut Tx, app: Uuid, name: &str) -> Result<(), ProjectionError> {
+    on_tx!(tx, |c| {
+        sqlx::query("DELETE FROM changes WHERE app_id = $1 AND queue = $2")
+            .bind(app)
+            .bind(name)
+            .execute(&mut *c)
+            .await?;
+        sqlx::query("DELETE FROM change_queues WHERE app_id = $1 AND name = $2")
+            .bind(app)
+            .bind(name)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Backfills `queue` with the app's events after its start and before `until`.
+async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), ProjectionError> {
+    const PAGE: i64 = 1000;
+    let mut after = queue.starts_after;
+    loop {
+        let found: Vec<(i64, Uuid, String, String, String, i64)> = on_tx!(tx, |c| {
+            sqlx::query_as(
+                "SELECT position, event_id, event_type, stream, data, recorded_at FROM events \
+                 WHERE app_id = $1 AND position > $2 AND position < $3 ORDER BY position LIMIT $4",
+            )
+            .bind(app)
+            .bind(after)
+            .bind(until)
+            .bind(PAGE)
+            .fetch_all(c)
+            .await?
+        });
+        let Some(last) = found.last().map(|r| r.0) else {
+            return Ok(());
+        };
+        after = last;
+        let events: Vec<RecordedEvent> = found
+            .into_iter()
+            .filter(|(_, _, event_type, ..)| queue.types.admits(event_type))
+            .map(
+                |(position, event_id, event_type, stream, data, recorded_at)| RecordedEvent {
+                    position,
+                    event_id,
+                    app_id: domain::ids::AppId(app),
+                    stream,
+                    stream_version: 0,
+                    event_type,
+                    schema_version: 1,
+                    data: serde_json::from_str(&data).unwrap_or_default(),
+                    metadata: serde_json::Value::Null,
+                    recorded_at: chrono::DateTime::from_timestamp_micros(recorded_at)
+                        .unwrap_or_default(),
+                    hash: String::new(),
+                },
+            )
+            .collect();
+        let mut rows: Vec<Row> = events
+            .iter()
+            .map(|event| {
+                let (kind, id) = subject(&event.stream);
+                Row {
+                    app_id: app,
+                    queue: queue.name.clone(),
+                    event,
+                    kind,
+                    id,
+                    data: event.data.to_string(),
+                }
+            })
+            .collect();
+        write_pending(tx, &mut rows).await?;
+    }
+}
+
+/// Inserts the collected rows (in statements small enough for PostgreSQL).
+async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for chunk in size_chunks(
+        rows,
+        |r| 160 + r.data.len() + r.id.len(),
+        PG_STATEMENT_BYTES,
+    ) {
+        let mut sql = String::from(
+            "INSERT INTO changes (app_id, queue, position, event_id, event_type, subject_kind, subject_id, data, recorded_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 9;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7,
+                b + 8,
+                b + 9
+            ));
+        }
+        sql.push_str(" ON CONFLICT (app_id, queue, position) DO NOTHING");
+        on_tx!(tx, |c| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for r in chunk {
+                query = query
+                    .bind(r.app_id)
+                    .bind(r.queue.as_str())
+                    .bind(r.event.position)
+                    .bind(r.event.event_id)
+                    .bind(r.event.event_type.as_str())
+                    .bind(r.kind)
+                    .bind(r.id)
+                    .bind(r.data.as_str())
+                    .bind(r.event.recorded_at.timestamp_micros());
+            }
+            query.execute(c).await?;
+        });
+    }
+    rows.clear();
+    Ok(())
+}
