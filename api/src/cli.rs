@@ -35,6 +35,79 @@ pub enum Command {
     /// Read models: status, rebuild.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Consume a change queue: pump, dead letters.
+    #[command(subcommand)]
+    Changes(ChangesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChangesCommand {
+    /// Drain a queue into a handler until it is empty, crash-safely.
+    Pump(PumpArgs),
+    /// List the changes the handler gave up on.
+    DeadLetters(BufferArgs),
+    /// Hand the dead letters to the handler again.
+    RetryDeadLetters(RetryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// The pump's durable buffer and dead letters.
+    #[arg(long, env = "HERALD_PUMP_DIR", default_value = "./herald-pump")]
+    pub buffer_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HandlerArgs {
+    /// The handler: an executable that reads one change (JSON) on stdin and
+    /// exits 0 to acknowledge it. Arguments for it go after `--`.
+    #[arg(long)]
+    pub exec: PathBuf,
+    #[arg(last = true)]
+    pub exec_args: Vec<String>,
+    /// Retries (with backoff) after a change's first failure.
+    #[arg(long, default_value_t = 5)]
+    pub max_retries: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct PumpArgs {
+    #[command(flatten)]
+    pub buffer: BufferArgs,
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+    /// Herald's base URL.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API key with the `read` role.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[arg(long, default_value = "default")]
+    pub queue: String,
+    /// Changes per drain (the server clamps to 500).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// What to do with a change that failed every retry.
+    #[arg(long, value_enum, default_value = "dead-letter")]
+    pub on_error: crate::pump::OnError,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub buffer: BufferArgs,
+    #[command(flatten)]
+    pub handler: HandlerArgs,
+}
+
+impl HandlerArgs {
+    pub fn handler(&self) -> crate::pump::Handler {
+        crate::pump::Handler {
+            program: self.exec.clone(),
+            args: self.exec_args.clone(),
+            max_retries: self.max_retries,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

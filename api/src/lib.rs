@@ -6,6 +6,7 @@ mod cursor;
 pub mod error;
 pub mod extract;
 mod fallback;
+pub mod pump;
 pub mod routes;
 pub mod server;
 pub mod state;

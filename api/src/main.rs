@@ -65,6 +65,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::projections_status(args).await
         }
+        Command::Changes(command) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::pump::command(command).await
+        }
         Command::Projections(ProjectionsCommand::Rebuild(args)) => {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::projections_rebuild(args).await

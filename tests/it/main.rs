@@ -11,6 +11,7 @@ mod events;
 mod http_basics;
 mod process;
 mod projections;
+mod pump;
 mod rebuild;
 mod search;
 mod store;
