@@ -3,6 +3,7 @@
 
 mod append;
 mod databases;
+mod drain;
 mod echo;
 mod replay;
 mod search;
@@ -21,6 +22,8 @@ enum Command {
     /// Append throughput: Herald's log, Herald's command path, and plain
     /// multi-row INSERTs of the same rows (the limit).
     Append(append::Args),
+    /// Change queues: drains per second (limit 500) and feeding cost.
+    Drain(drain::Args),
     /// A bare axum JSON echo server (the HTTP baseline).
     Echo(echo::Args),
     /// Device search over N devices with typed properties.
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Append(args) => append::run(args).await,
         Command::Echo(args) => echo::run(args).await,
+        Command::Drain(args) => drain::run(args).await,
         Command::Search(args) => search::run(args).await,
         Command::Replay(args) => replay::run(args).await,
     }

@@ -77,6 +77,31 @@ fn properties(i: u64) -> domain::properties::Properties {
     .collect()
 }
 
+/// Creates an app (so also its default change queue) with a key holding
+/// every role; returns the app and the key's token.
+pub(crate) async fn create_app(store: &Arc<SqlEventStore>) -> anyhow::Result<(AppId, String)> {
+    let app_id = AppId::generate();
+    let token = new_api_token();
+    let bus = CommandBus::new(store.clone());
+    let create = AppCommand::Create {
+        app_id,
+        name: Name::parse("name", "bench")?,
+        first_key: NewApiKey {
+            key_id: ApiKeyId::generate(),
+            name: Name::parse("name", "bench")?,
+            roles: Role::ALL.to_vec(),
+            token_sha256: sha256_hex(token.as_bytes()),
+        },
+    };
+    bus.execute::<App>(
+        &app::stream(app_id),
+        &Metadata::system(app_id, "bench"),
+        create,
+    )
+    .await?;
+    Ok((app_id, token))
+}
+
 /// Appends `devices` devices (a registration and a properties event each)
 /// with `writers` concurrent writers; returns the seconds it took.
 pub(crate) async fn load_devices(
@@ -165,30 +190,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
 
     // An app with a known key.
-    let app_id = AppId::generate();
-    let token = new_api_token();
-    let bus = CommandBus::new(store.clone());
-    let create = AppCommand::Create {
-        app_id,
-        name: Name::parse("name", "search-bench")?,
-        first_key: NewApiKey {
-            key_id: ApiKeyId::generate(),
-            name: Name::parse("name", "bench")?,
-            roles: Role::ALL.to_vec(),
-            token_sha256: sha256_hex(token.as_bytes()),
-        },
-    };
-    bus.execute::<App>(
-        &app::stream(app_id),
-        &Metadata::system(app_id, "bench"),
-        create,
-    )
-    .await?;
+    let (app_id, token) = create_app(&store).await?;
 
     // Load.
     let load_seconds = load_devices(&store, app_id, args.devices, args.writers).await?;
     let head = store.head().await?;
-    drop(bus);
     drop(store);
 
     // Serve, and wait for the read models.
