@@ -1,6 +1,7 @@
 -- Change queues: drain-on-fetch feeds of integration events.
 -- starts_after: the log position after which events enter the queue.
 -- expired: changes dropped for being older than max_age_seconds.
+-- depth: pending changes (counting them would cost a scan per drain).
 CREATE TABLE change_queues (
     app_id           UUID    NOT NULL,
     name             TEXT    NOT NULL,
@@ -8,6 +9,7 @@ CREATE TABLE change_queues (
     max_age_seconds  BIGINT ,
     starts_after     BIGINT  NOT NULL,
     expired          BIGINT  NOT NULL DEFAULT 0,
+    depth            BIGINT  NOT NULL DEFAULT 0,   -- pending changes, kept by the projection and drains
     created_at       BIGINT  NOT NULL,
     PRIMARY KEY (app_id, name)
 );

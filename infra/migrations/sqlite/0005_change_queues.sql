@@ -1,6 +1,7 @@
 -- Change queues: drain-on-fetch feeds of integration events.
 -- starts_after: the log position after which events enter the queue.
 -- expired: changes dropped for being older than max_age_seconds.
+-- depth: pending changes (counting them would cost a scan per drain).
 CREATE TABLE change_queues (
     app_id           BLOB    NOT NULL,
     name             TEXT    NOT NULL,
@@ -8,6 +9,7 @@ CREATE TABLE change_queues (
     max_age_seconds  INTEGER,
     starts_after     INTEGER NOT NULL,
     expired          INTEGER NOT NULL DEFAULT 0,
+    depth            INTEGER NOT NULL DEFAULT 0,   -- pending changes, kept by the projection and drains
     created_at       INTEGER NOT NULL,
     PRIMARY KEY (app_id, name)
 );

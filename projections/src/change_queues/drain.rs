@@ -50,13 +50,13 @@ fn micros(at: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at).unwrap_or_default()
 }
 
-type QueueRow = (String, String, Option<i64>, i64, i64, i64);
+type QueueRow = (String, String, Option<i64>, i64, i64, i64, i64);
 
 /// The app's queues, by name, with depth and oldest change.
 pub async fn list(db: &Db, app: Uuid) -> Result<Vec<QueueInfo>, sqlx::Error> {
-    let rows: Vec<(QueueRow, i64, Option<i64>)> = on_db!(db, |pool| {
+    let rows: Vec<(QueueRow, Option<i64>)> = on_db!(db, |pool| {
         let queues: Vec<QueueRow> = sqlx::query_as(
-            "SELECT name, event_types, max_age_seconds, starts_after, expired, created_at \
+            "SELECT name, event_types, max_age_seconds, starts_after, expired, depth, created_at \
              FROM change_queues WHERE app_id = $1 ORDER BY name",
         )
         .bind(app)
@@ -64,21 +64,22 @@ pub async fn list(db: &Db, app: Uuid) -> Result<Vec<QueueInfo>, sqlx::Error> {
         .await?;
         let mut out = Vec::with_capacity(queues.len());
         for q in queues {
-            let (depth, oldest): (i64, Option<i64>) = sqlx::query_as(
-                "SELECT COUNT(*), MIN(recorded_at) FROM changes WHERE app_id = $1 AND queue = $2",
+            let oldest: Option<i64> = sqlx::query_scalar(
+                "SELECT recorded_at FROM changes WHERE app_id = $1 AND queue = $2 \
+                 ORDER BY position LIMIT 1",
             )
             .bind(app)
             .bind(&q.0)
-            .fetch_one(pool)
+            .fetch_optional(pool)
             .await?;
-            out.push((q, depth, oldest));
+            out.push((q, oldest));
         }
         out
     });
     Ok(rows
         .into_iter()
         .map(
-            |((name, types, max_age_seconds, starts_after, expired, created_at), depth, oldest)| {
+            |((name, types, max_age_seconds, starts_after, expired, depth, created_at), oldest)| {
                 QueueInfo {
                     name,
                     event_types: serde_json::from_str(&types).unwrap_or_default(),
@@ -158,12 +159,17 @@ pub async fn drain<T>(
             .await?
     });
     found.sort_by_key(|f| f.0);
+    let taken = i64::try_from(found.len()).unwrap_or(i64::MAX);
     let remaining: i64 = on_tx!(&mut tx, |c| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM changes WHERE app_id = $1 AND queue = $2")
-            .bind(app)
-            .bind(queue)
-            .fetch_one(c)
-            .await?
+        sqlx::query_scalar(
+            "UPDATE change_queues SET depth = depth - $3 WHERE app_id = $1 AND name = $2 \
+             RETURNING depth",
+        )
+        .bind(app)
+        .bind(queue)
+        .bind(taken)
+        .fetch_one(c)
+        .await?
     });
     let changes: Vec<Change> = found
         .into_iter()
@@ -208,7 +214,8 @@ async fn expire(tx: &mut Tx, app: Uuid, queue: &str, cutoff: i64) -> Result<(), 
             .await?
             .rows_affected();
             sqlx::query(
-                "UPDATE change_queues SET expired = expired + $3 WHERE app_id = $1 AND name = $2",
+                "UPDATE change_queues SET expired = expired + $3, depth = depth - $3 \
+                 WHERE app_id = $1 AND name = $2",
             )
             .bind(app)
             .bind(queue)

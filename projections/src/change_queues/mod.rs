@@ -271,55 +271,88 @@ async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), P
     }
 }
 
-/// Inserts the collected rows (in statements small enough for PostgreSQL).
+/// Inserts the collected rows (in statements small enough for PostgreSQL)
+/// and adds what each queue gained to its depth.
 async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), ProjectionError> {
     if rows.is_empty() {
         return Ok(());
     }
-    for chunk in size_chunks(
-        rows,
-        |r| 160 + r.data.len() + r.id.len(),
-        PG_STATEMENT_BYTES,
-    ) {
-        let mut sql = String::from(
-            "INSERT INTO changes (app_id, queue, position, event_id, event_type, subject_kind, subject_id, data, recorded_at) VALUES ",
-        );
-        for i in 0..chunk.len() {
-            let b = i * 9;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
-                b + 8,
-                b + 9
-            ));
+    // One queue at a time (log order within it), so that each statement's
+    // row count is that queue's gain.
+    rows.sort_by(|a, b| {
+        (a.app_id, &a.queue, a.event.position).cmp(&(b.app_id, &b.queue, b.event.position))
+    });
+    let mut start = 0;
+    while start < rows.len() {
+        let end = rows[start..]
+            .iter()
+            .position(|r| r.app_id != rows[start].app_id || r.queue != rows[start].queue)
+            .map_or(rows.len(), |n| start + n);
+        let group = &rows[start..end];
+        let mut gained = 0u64;
+        for chunk in size_chunks(
+            group,
+            |r| 160 + r.data.len() + r.id.len(),
+            PG_STATEMENT_BYTES,
+        ) {
+            gained += insert_chunk(tx, chunk).await?;
         }
-        sql.push_str(" ON CONFLICT (app_id, queue, position) DO NOTHING");
+        let (app, queue) = (group[0].app_id, group[0].queue.as_str());
         on_tx!(tx, |c| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for r in chunk {
-                query = query
-                    .bind(r.app_id)
-                    .bind(r.queue.as_str())
-                    .bind(r.event.position)
-                    .bind(r.event.event_id)
-                    .bind(r.event.event_type.as_str())
-                    .bind(r.kind)
-                    .bind(r.id)
-                    .bind(r.data.as_str())
-                    .bind(r.event.recorded_at.timestamp_micros());
-            }
-            query.execute(c).await?;
+            sqlx::query(
+                "UPDATE change_queues SET depth = depth + $3 WHERE app_id = $1 AND name = $2",
+            )
+            .bind(app)
+            .bind(queue)
+            .bind(i64::try_from(gained).unwrap_or(i64::MAX))
+            .execute(c)
+            .await?;
         });
+        start = end;
     }
     rows.clear();
     Ok(())
+}
+
+/// Inserts one chunk of changes; returns how many were new.
+async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>]) -> Result<u64, ProjectionError> {
+    let mut sql = String::from(
+        "INSERT INTO changes (app_id, queue, position, event_id, event_type, subject_kind, subject_id, data, recorded_at) VALUES ",
+    );
+    for i in 0..chunk.len() {
+        let b = i * 9;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6,
+            b + 7,
+            b + 8,
+            b + 9
+        ));
+    }
+    sql.push_str(" ON CONFLICT (app_id, queue, position) DO NOTHING");
+    let inserted = on_tx!(tx, |c| {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        for r in chunk {
+            query = query
+                .bind(r.app_id)
+                .bind(r.queue.as_str())
+                .bind(r.event.position)
+                .bind(r.event.event_id)
+                .bind(r.event.event_type.as_str())
+                .bind(r.kind)
+                .bind(r.id)
+                .bind(r.data.as_str())
+                .bind(r.event.recorded_at.timestamp_micros());
+        }
+        query.execute(c).await?.rows_affected()
+    });
+    Ok(inserted)
 }
