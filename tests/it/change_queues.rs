@@ -246,7 +246,10 @@ async fn parallel(backend: Backend) {
     assert_eq!(unique.len(), ids.len(), "a change was handed out twice");
     assert_eq!(ids.len(), 400, "changes were lost");
     let list = app.get("/v1/change-queues", &a.token).await;
-    assert_eq!(list.body["change_queues"][0]["depth"], 0, "the depth counter kept up");
+    assert_eq!(
+        list.body["change_queues"][0]["depth"], 0,
+        "the depth counter kept up"
+    );
 }
 
 on_both!(a_drain_that_does_not_commit_leaves_its_changes, uncommitted);

@@ -63,11 +63,26 @@ impl Compiled {
                 None => self.group(children, " AND "),
             },
             Condition::Any(children) => self.group(children, " OR "),
-            Condition::Not(inner) => {
-                self.sql.push_str("(NOT ");
-                self.condition(inner);
-                self.sql.push(')');
-            }
+            // A negated property test as an anti-join: `NOT EXISTS` lets
+            // PostgreSQL walk devices in key order and stop at the page's
+            // end, where `NOT IN` hashes every device that has the value.
+            Condition::Not(inner) => match inner.as_ref() {
+                Condition::Leaf(Leaf {
+                    key: Key::Property(key),
+                    op,
+                }) if !matches!(op, Op::NotExists) => {
+                    let (k, test) = self.property_test(key, op);
+                    self.sql.push_str(&format!(
+                        "NOT EXISTS (SELECT 1 FROM device_properties p WHERE p.device_key = d.device_key \
+                         AND p.app_id = $1 AND p.key = {k} AND {test})"
+                    ));
+                }
+                _ => {
+                    self.sql.push_str("(NOT ");
+                    self.condition(inner);
+                    self.sql.push(')');
+                }
+            },
             Condition::Leaf(leaf) => self.leaf(leaf),
         }
     }
@@ -147,6 +162,21 @@ impl Compiled {
 
     /// A leaf over a property: a semi-join into `device_properties`.
     fn property(&mut self, key: &str, op: &Op) -> String {
+        if matches!(op, Op::NotExists) {
+            let k = self.bind(Bind::Str(key.to_owned()));
+            return format!(
+                "NOT EXISTS (SELECT 1 FROM device_properties p WHERE p.device_key = d.device_key AND p.key = {k})"
+            );
+        }
+        let (k, test) = self.property_test(key, op);
+        format!(
+            "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
+        )
+    }
+
+    /// The key's placeholder and the row test of a property leaf (any
+    /// operator but `not_exists`).
+    fn property_test(&mut self, key: &str, op: &Op) -> (String, String) {
         let k = self.bind(Bind::Str(key.to_owned()));
         let test = match op {
             Op::IntEq(v) => format!("kind = 'i' AND i = {}", self.bind(Bind::Int(*v))),
@@ -168,11 +198,8 @@ impl Compiled {
             Op::StrExists(v) => format!("kind = 'l' AND s = {}", self.bind(Bind::Str(v.clone()))),
             Op::BoolEq(b) => format!("kind = 'b' AND i = {}", self.bind(Bind::Int(i64::from(*b)))),
             Op::Exists => "TRUE".into(),
-            Op::NotExists => {
-                return format!(
-                    "NOT EXISTS (SELECT 1 FROM device_properties p WHERE p.device_key = d.device_key AND p.key = {k})"
-                );
-            }
+            // Not a row test: `property` and `condition` handle it.
+            Op::NotExists => "FALSE".into(),
             Op::VersionGte(v) => {
                 format!(
                     "v >= {}",
@@ -186,9 +213,7 @@ impl Compiled {
                 )
             }
         };
-        format!(
-            "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
-        )
+        (k, test)
     }
 
     /// Several integer bounds on one property as a single index range: a
@@ -371,6 +396,18 @@ mod tests {
             "{}",
             compiled.sql
         );
+    }
+
+    #[test]
+    fn a_negated_property_test_is_an_anti_join() {
+        let tree = Condition::Not(Box::new(leaf("plan", Op::StrEq("free".into()))));
+        let compiled = compile(AppId(Uuid::nil()), Some(&tree));
+        assert!(compiled.sql.starts_with("NOT EXISTS ("), "{}", compiled.sql);
+        assert!(compiled.sql.contains("p.device_key = d.device_key"), "{}", compiled.sql);
+        // A negated group stays a negation of its parts.
+        let group = Condition::Not(Box::new(Condition::Any(vec![tree.clone(), tree])));
+        let compiled = compile(AppId(Uuid::nil()), Some(&group));
+        assert!(compiled.sql.starts_with("(NOT ("), "{}", compiled.sql);
     }
 
     #[test]
