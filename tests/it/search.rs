@@ -114,6 +114,14 @@ fn table() -> Vec<(Value, &'static [&'static str])> {
             &["d2"],
         ),
         (
+            json!({"join_type": "OR", "conditions": [leaf("user_id", "str_eq", json!("u3")), leaf("age", "int_lt", json!(17)), leaf("app_version", "version_gte", json!("2"))]}),
+            &["d3", "d6"],
+        ),
+        (
+            json!({"join_type": "OR", "conditions": [leaf("has_permission", "bool_eq", json!(false)), exists("beta", "not_exists")]}),
+            &["d3", "d4", "d6"],
+        ),
+        (
             json!({"join_type": "OR", "conditions": [leaf("age", "int_gt", json!(40)), leaf("beta", "bool_eq", json!(false))]}),
             &["d2", "d5"],
         ),
@@ -284,6 +292,31 @@ async fn paging(backend: Backend) {
     }
     assert_eq!(pages, 2);
     assert_eq!(seen, ["d1", "d2", "d3", "d4", "d5", "d6"]);
+
+    // A top-level OR pages through its union one device at a time.
+    let or = json!({"join_type": "OR", "conditions": [
+        leaf("plan", "str_eq", json!("pro")), leaf("device_platform", "str_eq", json!("ios")),
+        leaf("tags", "exists", Value::Null)]});
+    let mut seen = Vec::new();
+    let mut cursor = Value::Null;
+    for _ in 0..10 {
+        let resp = app
+            .post(
+                "/v1/devices/search",
+                &key.token,
+                json!({"conditions": or, "limit": 1, "cursor": cursor}),
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{:?}", resp.body);
+        for d in resp.body["devices"].as_array().cloned().unwrap_or_default() {
+            seen.push(d["external_id"].as_str().unwrap_or_default().to_owned());
+        }
+        cursor = resp.body["next_cursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["d1", "d2", "d3", "d5", "d6"]);
     let exact = app
         .post("/v1/devices/search", &key.token, json!({"limit": 6}))
         .await;

@@ -292,6 +292,49 @@ fn successor(p: &str) -> Option<String> {
     None
 }
 
+/// A leaf that one index can answer in key order: a positive property test
+/// or a built-in column test.
+fn is_simple_leaf(condition: &Condition) -> bool {
+    matches!(condition, Condition::Leaf(leaf) if !matches!(leaf.op, Op::NotExists))
+}
+
+impl Compiled {
+    /// A page of a top-level OR of simple leaves, as the union of each
+    /// leaf's own first page after the cursor. Exact: every device of the
+    /// OR's page matches some leaf, and fewer than a page of that leaf's
+    /// matches can come before it (property rows exist only for live
+    /// devices). It spares PostgreSQL from hashing every leaf's whole match
+    /// set before the first row.
+    fn first_pages(&mut self, children: &[Condition], after: &str, fetch: &str) -> String {
+        let mut branches = Vec::with_capacity(children.len());
+        for (i, child) in children.iter().enumerate() {
+            let Condition::Leaf(leaf) = child else {
+                continue;
+            };
+            let branch = match &leaf.key {
+                Key::Property(key) => {
+                    let (k, test) = self.property_test(key, &leaf.op);
+                    format!(
+                        "SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} \
+                         AND device_key > {after} AND {test} ORDER BY device_key LIMIT {fetch}"
+                    )
+                }
+                _ => {
+                    let mark = self.sql.len();
+                    self.leaf(leaf);
+                    let test = self.sql.split_off(mark);
+                    format!(
+                        "SELECT d.device_key FROM devices d WHERE d.app_id = $1 \
+                         AND d.device_key > {after} AND {test} ORDER BY d.device_key LIMIT {fetch}"
+                    )
+                }
+            };
+            branches.push(format!("SELECT device_key FROM ({branch}) b{i}"));
+        }
+        branches.join(" UNION ALL ")
+    }
+}
+
 /// Compiles a search: `None` matches every device.
 pub fn compile(app_id: AppId, condition: Option<&Condition>) -> Compiled {
     let mut compiled = Compiled::new(app_id);
@@ -319,14 +362,30 @@ pub async fn search(
     after_key: i64,
     limit: i64,
 ) -> Result<Page, sqlx::Error> {
-    let mut compiled = compile(app_id, condition);
-    let after = compiled.bind(Bind::Int(after_key));
-    let fetch = compiled.bind(Bind::Int(limit + 1));
-    let sql = format!(
-        "SELECT {COLUMNS} FROM devices d WHERE d.app_id = $1 AND d.device_key > {after} AND ({}) \
-         ORDER BY d.device_key LIMIT {fetch}",
-        compiled.sql
-    );
+    let (compiled, sql) = match condition {
+        Some(Condition::Any(children)) if children.iter().all(is_simple_leaf) => {
+            let mut compiled = Compiled::new(app_id);
+            let after = compiled.bind(Bind::Int(after_key));
+            let fetch = compiled.bind(Bind::Int(limit + 1));
+            let union = compiled.first_pages(children, &after, &fetch);
+            let sql = format!(
+                "SELECT {COLUMNS} FROM devices d WHERE d.app_id = $1 AND d.device_key > {after} \
+                 AND d.device_key IN ({union}) ORDER BY d.device_key LIMIT {fetch}"
+            );
+            (compiled, sql)
+        }
+        _ => {
+            let mut compiled = compile(app_id, condition);
+            let after = compiled.bind(Bind::Int(after_key));
+            let fetch = compiled.bind(Bind::Int(limit + 1));
+            let sql = format!(
+                "SELECT {COLUMNS} FROM devices d WHERE d.app_id = $1 AND d.device_key > {after} AND ({}) \
+                 ORDER BY d.device_key LIMIT {fetch}",
+                compiled.sql
+            );
+            (compiled, sql)
+        }
+    };
     let mut devices = on_db!(db, |pool| {
         let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
         for bind in &compiled.binds {
@@ -403,7 +462,11 @@ mod tests {
         let tree = Condition::Not(Box::new(leaf("plan", Op::StrEq("free".into()))));
         let compiled = compile(AppId(Uuid::nil()), Some(&tree));
         assert!(compiled.sql.starts_with("NOT EXISTS ("), "{}", compiled.sql);
-        assert!(compiled.sql.contains("p.device_key = d.device_key"), "{}", compiled.sql);
+        assert!(
+            compiled.sql.contains("p.device_key = d.device_key"),
+            "{}",
+            compiled.sql
+        );
         // A negated group stays a negation of its parts.
         let group = Condition::Not(Box::new(Condition::Any(vec![tree.clone(), tree])));
         let compiled = compile(AppId(Uuid::nil()), Some(&group));
