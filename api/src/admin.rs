@@ -1,6 +1,8 @@
 //! The operator's subcommands: `verify`, `export`, `projections status`,
 //! `projections rebuild`. Each opens the database directly (no server needed).
 
+#![allow(clippy::print_stdout)] // a command line: its output is the point
+
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

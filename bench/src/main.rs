@@ -1,6 +1,8 @@
 //! Herald's benchmarks. Each prints JSON lines (one per measurement) so the
 //! scripts in `bench/` can put Herald and its peers side by side.
 
+#![allow(clippy::print_stdout)] // benchmarks report on stdout
+
 mod append;
 mod databases;
 mod drain;

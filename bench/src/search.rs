@@ -141,12 +141,12 @@ fn device_events(i: u64) -> anyhow::Result<Vec<NewEvent>> {
     let registered = DeviceEvent::Registered {
         external_id: external_id.clone(),
         push_token: PushToken::parse(format!("token-{}", mix(i)))?,
-        send_platform: if i % 3 == 0 {
+        send_platform: if i.is_multiple_of(3) {
             SendPlatform::Apns
         } else {
             SendPlatform::Fcm
         },
-        device_platform: if i % 3 == 0 {
+        device_platform: if i.is_multiple_of(3) {
             DevicePlatform::Ios
         } else {
             DevicePlatform::Android

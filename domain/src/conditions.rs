@@ -283,26 +283,26 @@ impl Parser {
         let value_path = format!("{path}.value");
         let op = self.op(operator, value, path, &value_path)?;
         let key = key?;
-        if let (Some(key_type), Some(op_type)) = (key.built_in_type(), op.operand_type()) {
-            if key_type != op_type {
-                let wanted = match key_type {
-                    BuiltInType::Str => "a string; use str_* operators",
-                    BuiltInType::Int => "an integer; use int_* operators",
-                    BuiltInType::Bool => "a boolean; use bool_eq",
-                };
-                return self.fail(
-                    format!("{path}.operator"),
-                    format!("this built-in key is {wanted}"),
-                );
-            }
+        if let (Some(key_type), Some(op_type)) = (key.built_in_type(), op.operand_type())
+            && key_type != op_type
+        {
+            let wanted = match key_type {
+                BuiltInType::Str => "a string; use str_* operators",
+                BuiltInType::Int => "an integer; use int_* operators",
+                BuiltInType::Bool => "a boolean; use bool_eq",
+            };
+            return self.fail(
+                format!("{path}.operator"),
+                format!("this built-in key is {wanted}"),
+            );
         }
-        if key == Key::HasPermission || key == Key::RandomBucket {
-            if matches!(op, Op::StrExists(_) | Op::VersionGte(_) | Op::VersionLt(_)) {
-                return self.fail(
-                    format!("{path}.operator"),
-                    "does not apply to this built-in key",
-                );
-            }
+        if (key == Key::HasPermission || key == Key::RandomBucket)
+            && matches!(op, Op::StrExists(_) | Op::VersionGte(_) | Op::VersionLt(_))
+        {
+            return self.fail(
+                format!("{path}.operator"),
+                "does not apply to this built-in key",
+            );
         }
         Some(Condition::Leaf(Leaf { key, op }))
     }

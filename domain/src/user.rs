@@ -257,13 +257,13 @@ impl Aggregate for User {
                 let Some(from) = self.status.filter(|_| self.live) else {
                     return Err(DomainError::NotFound("user"));
                 };
-                if let Some(r) = &reason {
-                    if r.chars().count() > MAX_REASON_CHARS {
-                        return Err(DomainError::invalid(
-                            "reason",
-                            format!("must be at most {MAX_REASON_CHARS} characters"),
-                        ));
-                    }
+                if let Some(r) = &reason
+                    && r.chars().count() > MAX_REASON_CHARS
+                {
+                    return Err(DomainError::invalid(
+                        "reason",
+                        format!("must be at most {MAX_REASON_CHARS} characters"),
+                    ));
                 }
                 if from == status {
                     return Ok(vec![]);

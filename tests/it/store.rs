@@ -156,7 +156,7 @@ async fn idempotent_retry(backend: Backend) {
         let r = original.clone();
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
-                store.append(r).await.map(|a| Some(a))
+                store.append(r).await.map(Some)
             } else {
                 store
                     .append(request(

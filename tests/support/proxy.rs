@@ -44,10 +44,10 @@ impl Proxy {
     /// Closes every open connection and stops listening (connections are
     /// refused).
     pub fn cut(&self) {
-        if let Ok(mut accept) = self.accept.lock() {
-            if let Some(task) = accept.take() {
-                task.abort();
-            }
+        if let Ok(mut accept) = self.accept.lock()
+            && let Some(task) = accept.take()
+        {
+            task.abort();
         }
         self.cuts.send_modify(|c| *c += 1);
     }

@@ -10,6 +10,8 @@
 //! redelivers at most the change in flight: delivery is at-least-once, so
 //! handlers dedupe on the change's `id`.
 
+#![allow(clippy::print_stdout)] // a command line: its output is the point
+
 pub mod buffer;
 pub mod client;
 

@@ -73,9 +73,9 @@ impl Projection for ChangeQueuesProjection {
         let mut rows: Vec<Row> = Vec::new();
         for event in events {
             let app = event.app_id.0;
-            if !queues.contains_key(&app) {
+            if let std::collections::hash_map::Entry::Vacant(e) = queues.entry(app) {
                 let loaded = load_queues(tx, app).await?;
-                queues.insert(app, loaded);
+                e.insert(loaded);
             }
             let app_queues = queues.entry(app).or_default();
             if event.event_type == "app.created" {

@@ -81,10 +81,10 @@ impl Projection for DevicesProjection {
         for id in &order {
             let old = before.get(id);
             let new = after.get(id).and_then(Option::as_ref);
-            if let Some(old) = old {
-                if new.is_none_or(|n| n.device_key != old.device_key) {
-                    gone.push(old.device_key);
-                }
+            if let Some(old) = old
+                && new.is_none_or(|n| n.device_key != old.device_key)
+            {
+                gone.push(old.device_key);
             }
             let Some(new) = new else { continue };
             if old != Some(new) {
