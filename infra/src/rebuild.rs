@@ -248,15 +248,11 @@ async fn switch_postgres(
     tx = t;
     loop {
         let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
-        let found = sqlx::query(
-            "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-               schema_version, data, metadata, recorded_at, hash FROM events \
-             WHERE position > $1 ORDER BY position LIMIT $2",
-        )
-        .bind(lowest)
-        .bind(BATCH as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let found = sqlx::query(rows::READ_AFTER)
+            .bind(lowest)
+            .bind(BATCH as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         let events = found
             .iter()
             .map(rows::decode)
@@ -334,11 +330,8 @@ async fn switch_sqlite(
             .await?;
         loop {
             let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
-            let found = sqlx::query(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-                   schema_version, data, metadata, recorded_at, hash FROM main.events \
-                 WHERE position > $1 ORDER BY position LIMIT $2",
-            )
+            // Unqualified names resolve to `main` before attached files.
+            let found = sqlx::query(rows::READ_AFTER)
             .bind(lowest)
             .bind(BATCH as i64)
             .fetch_all(&mut *tx)

@@ -68,11 +68,10 @@ pub(crate) async fn read(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let postgres = matches!(db, Db::Postgres(_));
     let mut binds = vec![Bind::Uuid(app_id.0), Bind::Int(filter.after)];
-    let mut sql = String::from(
-        "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-           schema_version, data, metadata, recorded_at, hash FROM events \
-         WHERE app_id = $1 AND position > $2",
-    );
+    let mut sql = String::from(concat!(
+        rows::select_events!(),
+        "WHERE app_id = $1 AND position > $2"
+    ));
     let push = |binds: &mut Vec<Bind>, bind: Bind| {
         binds.push(bind);
         format!("${}", binds.len())

@@ -7,6 +7,22 @@ use uuid::Uuid;
 
 use super::StoreError;
 
+/// `SELECT <every column> FROM events `, in the order [`decode`] reads them.
+macro_rules! select_events {
+    () => {
+        "SELECT position, event_id, app_id, stream, stream_version, event_type, \
+           schema_version, data, metadata, recorded_at, hash FROM events "
+    };
+}
+pub(crate) use select_events;
+
+/// Events after a position (`$1`), at most `$2`, in order: the projection
+/// runner's, a rebuild's and `read_all`'s one read.
+pub(crate) const READ_AFTER: &str = concat!(
+    select_events!(),
+    "WHERE position > $1 ORDER BY position LIMIT $2"
+);
+
 /// One row ready to insert.
 #[derive(Debug, Clone)]
 pub(crate) struct EventRow {
@@ -23,7 +39,7 @@ pub(crate) struct EventRow {
     pub hash: Vec<u8>,
 }
 
-/// Decodes a row selected with [`COLUMNS`].
+/// Decodes a row selected with [`select_events`].
 pub(crate) fn decode<R>(row: &R) -> Result<RecordedEvent, StoreError>
 where
     R: sqlx::Row,

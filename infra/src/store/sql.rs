@@ -106,12 +106,11 @@ impl EventStore for SqlEventStore {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         on_db!(&self.db, |pool| {
-            let rows = sqlx::query(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-                   schema_version, data, metadata, recorded_at, hash FROM events \
-                 WHERE app_id = $1 AND stream = $2 AND stream_version >= $3 \
-                 ORDER BY stream_version LIMIT $4",
-            )
+            let rows = sqlx::query(concat!(
+                rows::select_events!(),
+                "WHERE app_id = $1 AND stream = $2 AND stream_version >= $3 \
+                 ORDER BY stream_version LIMIT $4"
+            ))
             .bind(app_id.0)
             .bind(stream)
             .bind(from_version)
@@ -125,15 +124,11 @@ impl EventStore for SqlEventStore {
     async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         on_db!(&self.db, |pool| {
-            let rows = sqlx::query(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-                   schema_version, data, metadata, recorded_at, hash FROM events \
-                 WHERE position > $1 ORDER BY position LIMIT $2",
-            )
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
+            let rows = sqlx::query(rows::READ_AFTER)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
             rows.iter().map(rows::decode).collect()
         })
     }
@@ -144,20 +139,11 @@ impl EventStore for SqlEventStore {
         after: i64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        on_db!(&self.db, |pool| {
-            let rows = sqlx::query(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-                   schema_version, data, metadata, recorded_at, hash FROM events \
-                 WHERE app_id = $1 AND position > $2 ORDER BY position LIMIT $3",
-            )
-            .bind(app_id.0)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
-            .await?;
-            rows.iter().map(rows::decode).collect()
-        })
+        let filter = EventFilter {
+            after,
+            ..EventFilter::default()
+        };
+        filter::read(&self.db, app_id, &filter, limit).await
     }
 
     async fn read_filtered(
@@ -189,15 +175,11 @@ pub(crate) async fn read_after_in(
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     projections::on_tx!(tx, |c| {
-        let rows = sqlx::query(
-            "SELECT position, event_id, app_id, stream, stream_version, event_type, \
-               schema_version, data, metadata, recorded_at, hash FROM events \
-             WHERE position > $1 ORDER BY position LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(c)
-        .await?;
+        let rows = sqlx::query(rows::READ_AFTER)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(c)
+            .await?;
         rows.iter().map(rows::decode).collect()
     })
 }
