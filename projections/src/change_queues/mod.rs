@@ -10,7 +10,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;
-use domain::app::AppEvent;
 use domain::change_queue::{self, ChangeQueueEvent, EventTypes};
 use domain::event::DomainEvent;
 use uuid::Uuid;
@@ -32,10 +31,31 @@ struct Queue {
 struct Row<'a> {
     app_id: Uuid,
     queue: String,
-    event: &'a RecordedEvent,
+    position: i64,
+    event_id: Uuid,
+    event_type: &'a str,
     kind: &'a str,
     id: &'a str,
     data: String,
+    /// Microseconds since the epoch.
+    recorded_at: i64,
+}
+
+impl<'a> Row<'a> {
+    fn of(app_id: Uuid, queue: &Queue, event: &'a RecordedEvent) -> Self {
+        let (kind, id) = subject(&event.stream);
+        Self {
+            app_id,
+            queue: queue.name.clone(),
+            position: event.position,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            kind,
+            id,
+            data: event.data.to_string(),
+            recorded_at: event.recorded_at.timestamp_micros(),
+        }
+    }
 }
 
 /// `device:d1` -> (`device`, `d1`).
@@ -69,7 +89,6 @@ impl Projection for ChangeQueuesProjection {
 
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         let mut queues: HashMap<Uuid, Vec<Queue>> = HashMap::new();
-        let mut backfill: Vec<(Uuid, Queue, i64)> = Vec::new();
         let mut rows: Vec<Row> = Vec::new();
         for event in events {
             let app = event.app_id.0;
@@ -79,8 +98,6 @@ impl Projection for ChangeQueuesProjection {
             }
             let app_queues = queues.entry(app).or_default();
             if event.event_type == "app.created" {
-                AppEvent::decode(&event.event_type, event.schema_version, &event.data)
-                    .map_err(|e| ProjectionError::event(event, e))?;
                 let queue = Queue {
                     name: change_queue::DEFAULT.into(),
                     types: EventTypes::default(),
@@ -108,8 +125,10 @@ impl Projection for ChangeQueuesProjection {
                             starts_after: from_position.unwrap_or(event.position),
                         };
                         insert_queue(tx, app, &queue, max_age_seconds, event).await?;
+                        // A backfill reads the log up to this event, which is
+                        // committed, before later events of the batch.
                         if queue.starts_after < event.position {
-                            backfill.push((app, queue.clone(), event.position));
+                            fill(tx, app, &queue, event.position).await?;
                         }
                         app_queues.retain(|q| q.name != queue.name);
                         app_queues.push(queue);
@@ -119,24 +138,11 @@ impl Projection for ChangeQueuesProjection {
                         app_queues.retain(|q| q.name != name.as_str());
                     }
                 }
-                // A backfill reads the log up to its own creation, which is
-                // committed: run it now, before later events of the batch.
-                for (app, queue, until) in backfill.drain(..) {
-                    fill(tx, app, &queue, until).await?;
-                }
             } else {
-                let (kind, id) = subject(&event.stream);
                 for queue in app_queues.iter() {
                     if event.position > queue.starts_after && queue.types.admits(&event.event_type)
                     {
-                        rows.push(Row {
-                            app_id: app,
-                            queue: queue.name.clone(),
-                            event,
-                            kind,
-                            id,
-                            data: event.data.to_string(),
-                        });
+                        rows.push(Row::of(app, queue, event));
                     }
                 }
             }
@@ -233,39 +239,26 @@ async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), P
             return Ok(());
         };
         after = last;
-        let events: Vec<RecordedEvent> = found
-            .into_iter()
+        // The log's text goes into the queue as it is (it is valid JSON).
+        let mut rows: Vec<Row> = found
+            .iter()
             .filter(|(_, _, event_type, ..)| queue.types.admits(event_type))
             .map(
-                |(position, event_id, event_type, stream, data, recorded_at)| RecordedEvent {
-                    position,
-                    event_id,
-                    app_id: domain::ids::AppId(app),
-                    stream,
-                    stream_version: 0,
-                    event_type,
-                    schema_version: 1,
-                    data: serde_json::from_str(&data).unwrap_or_default(),
-                    metadata: serde_json::Value::Null,
-                    recorded_at: chrono::DateTime::from_timestamp_micros(recorded_at)
-                        .unwrap_or_default(),
-                    hash: String::new(),
+                |(position, event_id, event_type, stream, data, recorded_at)| {
+                    let (kind, id) = subject(stream);
+                    Row {
+                        app_id: app,
+                        queue: queue.name.clone(),
+                        position: *position,
+                        event_id: *event_id,
+                        event_type,
+                        kind,
+                        id,
+                        data: data.clone(),
+                        recorded_at: *recorded_at,
+                    }
                 },
             )
-            .collect();
-        let mut rows: Vec<Row> = events
-            .iter()
-            .map(|event| {
-                let (kind, id) = subject(&event.stream);
-                Row {
-                    app_id: app,
-                    queue: queue.name.clone(),
-                    event,
-                    kind,
-                    id,
-                    data: event.data.to_string(),
-                }
-            })
             .collect();
         write_pending(tx, &mut rows).await?;
     }
@@ -279,9 +272,7 @@ async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), Proje
     }
     // One queue at a time (log order within it), so that each statement's
     // row count is that queue's gain.
-    rows.sort_by(|a, b| {
-        (a.app_id, &a.queue, a.event.position).cmp(&(b.app_id, &b.queue, b.event.position))
-    });
+    rows.sort_by(|a, b| (a.app_id, &a.queue, a.position).cmp(&(b.app_id, &b.queue, b.position)));
     let mut start = 0;
     while start < rows.len() {
         let end = rows[start..]
@@ -344,13 +335,13 @@ async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>]) -> Result<u64, ProjectionE
             query = query
                 .bind(r.app_id)
                 .bind(r.queue.as_str())
-                .bind(r.event.position)
-                .bind(r.event.event_id)
-                .bind(r.event.event_type.as_str())
+                .bind(r.position)
+                .bind(r.event_id)
+                .bind(r.event_type)
                 .bind(r.kind)
                 .bind(r.id)
                 .bind(r.data.as_str())
-                .bind(r.event.recorded_at.timestamp_micros());
+                .bind(r.recorded_at);
         }
         query.execute(c).await?.rows_affected()
     });
