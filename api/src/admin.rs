@@ -1,5 +1,6 @@
 //! The operator's subcommands: `verify`, `export`, `projections status`,
-//! `projections rebuild`. Each opens the database directly (no server needed).
+//! `projections rebuild` (each opens the database directly, no server
+//! needed) and `changes …` (a client of a running server).
 
 #![allow(clippy::print_stdout)] // a command line: its output is the point
 
@@ -15,7 +16,10 @@ use infra::herald::{all_projections, rebuildable_projections};
 use infra::store::{EventFilter, EventStore, SqlEventStore};
 use projections::db::Db;
 
-use crate::cli::{DatabaseArgs, ExportArgs, RebuildArgs, VerifyArgs};
+use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, RebuildArgs, VerifyArgs};
+use crate::pump::buffer::{Buffer, id_of};
+use crate::pump::client::ChangesClient;
+use crate::pump::{Pump, retry_dead_letters};
 
 async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SqlEventStore>)> {
     let config = args.config();
@@ -193,4 +197,42 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     );
     db.close().await;
     Ok(())
+}
+
+/// `herald changes …`: the pump and its dead letters.
+pub async fn changes(command: ChangesCommand) -> anyhow::Result<()> {
+    match command {
+        ChangesCommand::Pump(args) => {
+            let pump = Pump {
+                client: ChangesClient::new(&args.url, &args.token)?,
+                queue: args.queue.clone(),
+                limit: args.limit.max(1),
+                buffer: Buffer::open(&args.buffer.buffer_dir)?,
+                handler: args.handler.handler(),
+                on_error: args.on_error,
+            };
+            let report = pump.run().await?;
+            eprintln!(
+                "herald: delivered {} change(s), {} to the dead letters; the queue is empty",
+                report.delivered, report.dead_lettered
+            );
+            Ok(())
+        }
+        ChangesCommand::DeadLetters(args) => {
+            for (name, letter) in Buffer::open(&args.buffer_dir)?.dead_letters()? {
+                let line = serde_json::json!({"file": name, "id": id_of(&letter.change),
+                    "position": letter.change["position"], "error": letter.error,
+                    "attempts": letter.attempts, "failed_at": letter.failed_at});
+                println!("{line}");
+            }
+            Ok(())
+        }
+        ChangesCommand::RetryDeadLetters(args) => {
+            let (delivered, failing) =
+                retry_dead_letters(&args.buffer.buffer_dir, &args.handler.handler()).await?;
+            eprintln!("herald: {delivered} dead letter(s) delivered, {failing} still failing");
+            anyhow::ensure!(failing == 0, "{failing} dead letter(s) still failing");
+            Ok(())
+        }
+    }
 }

@@ -67,7 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Changes(command) => {
             let _telemetry = telemetry::init(None, false)?;
-            api::pump::command(command).await
+            api::admin::changes(command).await
         }
         Command::Projections(ProjectionsCommand::Rebuild(args)) => {
             let _telemetry = telemetry::init(None, false)?;

@@ -10,8 +10,6 @@
 //! redelivers at most the change in flight: delivery is at-least-once, so
 //! handlers dedupe on the change's `id`.
 
-#![allow(clippy::print_stdout)] // a command line: its output is the point
-
 pub mod buffer;
 pub mod client;
 
@@ -142,19 +140,8 @@ impl Handler {
     }
 }
 
-/// Prints the dead letters as JSON lines.
-pub fn list_dead_letters(dir: &Path) -> anyhow::Result<()> {
-    for (name, letter) in Buffer::open(dir)?.dead_letters()? {
-        let line = serde_json::json!({"file": name, "id": id_of(&letter.change),
-            "position": letter.change["position"], "error": letter.error,
-            "attempts": letter.attempts, "failed_at": letter.failed_at});
-        println!("{line}");
-    }
-    Ok(())
-}
-
 /// Hands every dead letter to the handler again, in log order; removes the
-/// ones it acknowledges. Fails if any is still failing.
+/// ones it acknowledges. Returns (delivered, still failing).
 pub async fn retry_dead_letters(dir: &Path, handler: &Handler) -> anyhow::Result<(u64, u64)> {
     let buffer = Buffer::open(dir)?;
     let (mut delivered, mut failing) = (0, 0);
@@ -173,35 +160,4 @@ pub async fn retry_dead_letters(dir: &Path, handler: &Handler) -> anyhow::Result
         }
     }
     Ok((delivered, failing))
-}
-
-/// Runs a `herald changes …` subcommand.
-pub async fn command(command: crate::cli::ChangesCommand) -> anyhow::Result<()> {
-    use crate::cli::ChangesCommand;
-    match command {
-        ChangesCommand::Pump(args) => {
-            let pump = Pump {
-                client: ChangesClient::new(&args.url, &args.token)?,
-                queue: args.queue.clone(),
-                limit: args.limit.max(1),
-                buffer: Buffer::open(&args.buffer.buffer_dir)?,
-                handler: args.handler.handler(),
-                on_error: args.on_error,
-            };
-            let report = pump.run().await?;
-            eprintln!(
-                "herald: delivered {} change(s), {} to the dead letters; the queue is empty",
-                report.delivered, report.dead_lettered
-            );
-            Ok(())
-        }
-        ChangesCommand::DeadLetters(args) => list_dead_letters(&args.buffer_dir),
-        ChangesCommand::RetryDeadLetters(args) => {
-            let (delivered, failing) =
-                retry_dead_letters(&args.buffer.buffer_dir, &args.handler.handler()).await?;
-            eprintln!("herald: {delivered} dead letter(s) delivered, {failing} still failing");
-            anyhow::ensure!(failing == 0, "{failing} dead letter(s) still failing");
-            Ok(())
-        }
-    }
 }
