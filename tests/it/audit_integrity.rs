@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, TestDb, on_both};
 use projections::db::Db;
 use serde_json::{Value, json};
@@ -66,7 +67,7 @@ async fn tampering(backend: Backend) {
     ];
     for i in 0..4 {
         for key in &keys {
-            let body = json!({"push_token": format!("t{i}"), "send_platform": "fcm", "device_platform": "android"});
+            let body = device_body(&format!("t{i}"));
             assert!(
                 app.put(&format!("/v1/devices/d{i}"), &key.token, body)
                     .await
@@ -166,7 +167,7 @@ async fn time_travel(backend: Backend) {
     };
     let a = app.create_app("a").await;
     let before = stamp(&app, &a.token).await;
-    let body = json!({"push_token": "t1", "send_platform": "fcm", "device_platform": "android"});
+    let body = device_body("t1");
     assert_eq!(app.put("/v1/devices/d1", &a.token, body).await.status, 201);
     let props = json!({"properties": {"plan": "free"}});
     assert_eq!(

@@ -3,12 +3,9 @@
 
 use std::time::Duration;
 
+use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, on_both};
 use serde_json::{Value, json};
-
-fn device(token: &str) -> Value {
-    json!({"push_token": token, "send_platform": "fcm", "device_platform": "android"})
-}
 
 fn types(events: &[Value]) -> Vec<String> {
     events
@@ -33,7 +30,7 @@ async fn filters(backend: Backend) {
     };
     let a = app.create_app("a").await;
     assert_eq!(
-        app.put("/v1/devices/d1", &a.token, device("t1"))
+        app.put("/v1/devices/d1", &a.token, device_body("t1"))
             .await
             .status,
         201
@@ -62,7 +59,7 @@ async fn filters(backend: Backend) {
         200
     );
     assert_eq!(
-        app.put("/v1/devices/d2", &a.token, device("t2"))
+        app.put("/v1/devices/d2", &a.token, device_body("t2"))
             .await
             .status,
         201
@@ -217,14 +214,7 @@ async fn stream_reads(backend: Backend) {
         ["from_version"]
     );
     // Auditors only.
-    let reader = app
-        .post(
-            "/v1/api-keys",
-            &a.token,
-            json!({"name": "r", "roles": ["read"]}),
-        )
-        .await;
-    let reader = reader.body["token"].as_str().unwrap_or_default().to_owned();
+    let reader = app.key_with_roles(&a.token, &["read"]).await;
     assert_eq!(
         app.get("/v1/streams/user%3Au1/events", &reader)
             .await
@@ -272,7 +262,7 @@ async fn live_tail(backend: Backend) {
     };
     let a = app.create_app("a").await;
     assert_eq!(
-        app.put("/v1/devices/d1", &a.token, device("t1"))
+        app.put("/v1/devices/d1", &a.token, device_body("t1"))
             .await
             .status,
         201
@@ -299,7 +289,7 @@ async fn live_tail(backend: Backend) {
     let writer = async {
         // Once the backlog has been read the tail waits; this write wakes it.
         assert_eq!(
-            app.put("/v1/devices/d2", &a.token, device("t2"))
+            app.put("/v1/devices/d2", &a.token, device_body("t2"))
                 .await
                 .status,
             201
@@ -348,7 +338,7 @@ async fn export_verifies(backend: Backend) {
     let b = app.create_app("b").await;
     for i in 0..30 {
         let key = if i % 3 == 0 { &b } else { &a };
-        let body = device(&format!("t{i}"));
+        let body = device_body(&format!("t{i}"));
         assert!(
             app.put(&format!("/v1/devices/d{i}"), &key.token, body)
                 .await

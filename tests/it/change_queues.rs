@@ -10,14 +10,11 @@ use domain::event::DomainEvent;
 use domain::ids::{AppId, ExternalId};
 use domain::platform::{DevicePlatform, SendPlatform};
 use domain::properties::PropertyValue;
+use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, on_both};
 use infra::store::{AppendRequest, ExpectedVersion, NewEvent};
 use projections::change_queues::drain;
 use serde_json::{Value, json};
-
-fn device(token: &str) -> Value {
-    json!({"push_token": token, "send_platform": "fcm", "device_platform": "android"})
-}
 
 async fn drain_all(app: &TestApp, token: &str, queue: &str, limit: usize) -> Vec<Value> {
     let mut all = Vec::new();
@@ -105,13 +102,13 @@ async fn default_queue(backend: Backend) {
     let a = app.create_app("a").await;
     let b = app.create_app("b").await;
     assert_eq!(
-        app.put("/v1/devices/d1", &a.token, device("t1"))
+        app.put("/v1/devices/d1", &a.token, device_body("t1"))
             .await
             .status,
         201
     );
     assert_eq!(
-        app.put("/v1/devices/d1", &b.token, device("t1"))
+        app.put("/v1/devices/d1", &b.token, device_body("t1"))
             .await
             .status,
         201
@@ -260,7 +257,7 @@ async fn uncommitted(backend: Backend) {
     let a = app.create_app("a").await;
     for i in 0..5 {
         assert_eq!(
-            app.put(&format!("/v1/devices/d{i}"), &a.token, device("t"))
+            app.put(&format!("/v1/devices/d{i}"), &a.token, device_body("t"))
                 .await
                 .status,
             201
@@ -288,7 +285,7 @@ async fn custom_queues(backend: Backend) {
     };
     let a = app.create_app("a").await;
     assert_eq!(
-        app.put("/v1/devices/d1", &a.token, device("t1"))
+        app.put("/v1/devices/d1", &a.token, device_body("t1"))
             .await
             .status,
         201
@@ -327,7 +324,7 @@ async fn custom_queues(backend: Backend) {
         201
     );
     assert_eq!(
-        app.put("/v1/devices/d2", &a.token, device("t2"))
+        app.put("/v1/devices/d2", &a.token, device_body("t2"))
             .await
             .status,
         201
@@ -405,14 +402,7 @@ async fn custom_queues(backend: Backend) {
             .invalid_fields(),
         ["name", "event_types[0]"]
     );
-    let reader = app
-        .post(
-            "/v1/api-keys",
-            &a.token,
-            json!({"name": "r", "roles": ["read"]}),
-        )
-        .await;
-    let reader = reader.body["token"].as_str().unwrap_or_default().to_owned();
+    let reader = app.key_with_roles(&a.token, &["read"]).await;
     assert_eq!(
         app.post("/v1/change-queues", &reader, json!({"name": "x"}))
             .await

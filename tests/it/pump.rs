@@ -6,6 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, on_both};
 use serde_json::json;
 
@@ -62,7 +63,7 @@ async fn killed(backend: Backend) {
     };
     let a = app.create_app("a").await;
     for i in 0..6 {
-        let body = json!({"push_token": format!("t{i}"), "send_platform": "fcm", "device_platform": "android"});
+        let body = device_body(&format!("t{i}"));
         assert_eq!(
             app.put(&format!("/v1/devices/d{i}"), &a.token, body)
                 .await
@@ -128,7 +129,7 @@ async fn poison(backend: Backend) {
     };
     let a = app.create_app("a").await;
     for name in ["d1", "poison", "d3"] {
-        let body = json!({"push_token": "t", "send_platform": "fcm", "device_platform": "android"});
+        let body = device_body("t");
         assert_eq!(
             app.put(&format!("/v1/devices/{name}"), &a.token, body)
                 .await
@@ -203,8 +204,8 @@ echo "$HERALD_CHANGE_ID" >> "$1""#,
     assert_eq!(lines(&out).last(), Some(&expected[1]));
 
     // With --on-error halt, the run stops and the change stays buffered.
-    let body = json!({"push_token": "t", "send_platform": "fcm", "device_platform": "android"});
-    let changed = json!({"push_token": "t2", "send_platform": "fcm", "device_platform": "android"});
+    let body = device_body("t");
+    let changed = device_body("t2");
     assert_eq!(
         app.put("/v1/devices/poison", &a.token, changed)
             .await

@@ -215,6 +215,19 @@ impl TestApp {
         }
     }
 
+    /// A new key of the admin key's app with these roles; returns its token.
+    pub async fn key_with_roles(&self, admin_token: &str, roles: &[&str]) -> String {
+        let resp = self
+            .post(
+                "/v1/api-keys",
+                admin_token,
+                json!({"name": "test", "roles": roles}),
+            )
+            .await;
+        assert_eq!(resp.status, 201, "{:?}", resp.body);
+        resp.body["token"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// Every event of the key's app, in order.
     pub async fn events(&self, token: &str) -> Vec<Value> {
         let mut all = Vec::new();
@@ -262,4 +275,9 @@ pub fn segment(raw: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A device registration body with this push token (FCM, Android).
+pub fn device_body(push_token: &str) -> Value {
+    json!({"push_token": push_token, "send_platform": "fcm", "device_platform": "android"})
 }
