@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use infra::config::Config;
 use infra::secrets::Secret;
+use infra::webhooks::address::AddressPolicy;
+use infra::webhooks::policy::{WebhookConfig, parse_schedule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -186,6 +188,45 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// Seals secrets at rest (32+ characters; every node of a cluster needs
+    /// the same one). Generated and saved in the data directory if unset.
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WebhookArgs {
+    /// Networks webhook URLs may reach besides public addresses, e.g.
+    /// `10.0.0.0/8,fd00::/8`.
+    #[arg(long, env = "HERALD_WEBHOOK_ALLOW_NETS", default_value = "")]
+    pub webhook_allow_nets: String,
+    /// A delivery succeeds with a 2xx within this many seconds.
+    #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub webhook_timeout_seconds: u64,
+    /// Waits between attempts (one attempt more than waits), each +/-20 %.
+    #[arg(long, env = "HERALD_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    pub webhook_retry_schedule: String,
+    /// An endpoint failing this many hours without a success is disabled.
+    #[arg(long, env = "HERALD_WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = 120)]
+    pub webhook_disable_after_hours: u64,
+}
+
+impl WebhookArgs {
+    fn apply(&self, config: &mut WebhookConfig) -> anyhow::Result<()> {
+        let nets = AddressPolicy::parse_nets(&self.webhook_allow_nets)
+            .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_ALLOW_NETS: {e}"))?;
+        config.addresses = AddressPolicy::allowing(nets);
+        if self.webhook_timeout_seconds == 0 {
+            anyhow::bail!("HERALD_WEBHOOK_TIMEOUT_SECONDS must be at least 1");
+        }
+        config.timeout = Duration::from_secs(self.webhook_timeout_seconds);
+        config.retry.delays = parse_schedule(&self.webhook_retry_schedule)
+            .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        config.disable_after = Duration::from_secs(self.webhook_disable_after_hours * 3600);
+        Ok(())
+    }
 }
 
 impl DatabaseArgs {
@@ -202,7 +243,7 @@ impl DatabaseArgs {
 }
 
 impl ServeArgs {
-    pub fn config(&self) -> Config {
+    pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = self.database.config();
         config.listen = self.listen;
         config.root_token = self
@@ -213,6 +254,8 @@ impl ServeArgs {
         config.otlp_endpoint = self.otlp_endpoint.clone().filter(|e| !e.is_empty());
         config.log_json = self.log_json;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
-        config
+        config.secret_key = self.secret_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
+        self.webhooks.apply(&mut config.webhooks)?;
+        Ok(config)
     }
 }

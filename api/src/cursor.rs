@@ -35,6 +35,30 @@ pub fn decode(kind: &str, cursor: Option<&str>) -> Result<i64, ApiError> {
         .ok_or_else(invalid)
 }
 
+/// Encodes the position in a list keyed by time-ordered ids.
+pub fn encode_id(kind: &str, id: uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{}", id.simple()))
+}
+
+/// Decodes an id cursor of `kind`; an absent cursor is `None` (the start).
+pub fn decode_id(kind: &str, cursor: Option<&str>) -> Result<Option<uuid::Uuid>, ApiError> {
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::invalid(
+            "cursor",
+            "is not a cursor of this list; pass next_cursor back unchanged",
+        )
+    };
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    match text.split_once(':') {
+        Some((k, id)) if k == kind => uuid::Uuid::parse_str(id).map(Some).map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
+}
+
 /// Checks a page size: `1..=max`, `default` when absent.
 pub fn limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = raw.unwrap_or(default);
@@ -59,5 +83,9 @@ mod tests {
         assert!(decode("users", Some(&c)).is_err());
         assert!(decode("devices", Some("!!")).is_err());
         assert_eq!(decode("devices", None).ok(), Some(0));
+        let id = uuid::Uuid::now_v7();
+        let c = encode_id("webhooks", id);
+        assert_eq!(decode_id("webhooks", Some(&c)).ok(), Some(Some(id)));
+        assert!(decode_id("attempts", Some(&c)).is_err());
     }
 }

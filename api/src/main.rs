@@ -23,7 +23,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Serve(args) => {
-            let config = args.config();
+            let config = args.config()?;
             let _telemetry = telemetry::init(config.otlp_endpoint.as_deref(), config.log_json)?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let started = Herald::start(config).await?;

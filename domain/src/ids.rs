@@ -46,6 +46,10 @@ uuid_id!(
     /// One API key of an app.
     ApiKeyId
 );
+uuid_id!(
+    /// One webhook endpoint of an app.
+    WebhookId
+);
 
 macro_rules! client_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {

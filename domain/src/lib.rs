@@ -20,6 +20,7 @@ pub mod properties;
 pub mod role;
 pub mod text;
 pub mod user;
+pub mod webhook;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -3,10 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{self, Clock};
 use crate::database::DbOptions;
 use crate::secrets::Secret;
+use crate::webhooks::policy::WebhookConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,6 +26,12 @@ pub struct Config {
     pub read_your_writes_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// Seals secrets at rest (see `vault`); default: generated into the
+    /// data directory.
+    pub secret_key: Option<Secret<String>>,
+    pub webhooks: WebhookConfig,
+    /// The reactors' clock (a manual one in tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Config {
@@ -41,6 +50,9 @@ impl Config {
             db: DbOptions::default(),
             read_your_writes_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            secret_key: None,
+            webhooks: WebhookConfig::default(),
+            clock: clock::system(),
         }
     }
 }

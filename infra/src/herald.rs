@@ -9,6 +9,7 @@ use projections::change_queues::ChangeQueuesProjection;
 use projections::db::Db;
 use projections::devices::DevicesProjection;
 use projections::users::UsersProjection;
+use projections::webhooks::{self as webhook_model, WebhooksProjection};
 
 use crate::commands::CommandBus;
 use crate::config::Config;
@@ -18,6 +19,8 @@ use crate::root_token;
 use crate::secrets::Secret;
 use crate::services::key_cache::KeyCache;
 use crate::store::{EventStore, SqlEventStore, StoreError};
+use crate::vault::{self, Vault};
+use crate::webhooks::worker::Deliveries;
 
 pub struct Herald {
     pub config: Config,
@@ -28,6 +31,10 @@ pub struct Herald {
     pub root_token: Secret<String>,
     /// Recently authenticated API keys.
     pub keys: KeyCache,
+    /// Secrets at rest.
+    pub vault: Vault,
+    /// The webhook delivery reactor.
+    pub webhooks: Deliveries,
 }
 
 /// Every projection this build runs.
@@ -37,6 +44,7 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(DevicesProjection),
         Arc::new(UsersProjection),
         Arc::new(ChangeQueuesProjection),
+        Arc::new(WebhooksProjection),
     ]
 }
 
@@ -74,11 +82,28 @@ impl Herald {
     pub async fn start_on(config: Config, db: Db) -> anyhow::Result<Started> {
         let (root_token, created) =
             root_token::load_or_create(config.root_token.as_ref(), &config.data_dir)?;
+        let (secret_key, _) = vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
+        let vault = Vault::new(db.clone(), &secret_key);
         let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::open(db.clone()).await?);
         let projections = ProjectionRunner::new(db.clone(), store.clone(), all_projections());
         projections.start().await?;
+        let commands = CommandBus::new(store.clone());
+        let webhooks = Deliveries::new(
+            db.clone(),
+            vault.clone(),
+            commands.clone(),
+            config.clock.clone(),
+            config.webhooks.clone(),
+        )?;
+        if config.webhooks.deliver
+            && let Some(queued) = projections.subscribe(webhook_model::NAME)
+        {
+            webhooks.start(queued);
+        }
         let herald = Arc::new(Herald {
-            commands: CommandBus::new(store.clone()),
+            commands,
+            vault,
+            webhooks,
             config,
             db,
             store,

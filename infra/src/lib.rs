@@ -3,6 +3,7 @@
 //! the HTTP API calls.
 
 pub mod audit;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod database;
@@ -15,3 +16,5 @@ pub mod secrets;
 pub mod services;
 pub mod store;
 pub mod telemetry;
+pub mod vault;
+pub mod webhooks;

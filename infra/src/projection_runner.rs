@@ -157,6 +157,11 @@ impl ProjectionRunner {
         true
     }
 
+    /// A receiver that changes whenever projection `name`'s checkpoint moves.
+    pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<i64>> {
+        self.inner.entries.get(name).map(|e| e.checkpoint.subscribe())
+    }
+
     /// (name, version, checkpoint) of every projection, as this process knows them.
     pub fn checkpoints(&self) -> Vec<(&'static str, i32, i64)> {
         self.inner

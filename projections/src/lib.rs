@@ -8,6 +8,7 @@ pub mod db;
 pub mod devices;
 mod time;
 pub mod users;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;

@@ -16,3 +16,4 @@ mod rebuild;
 mod search;
 mod store;
 mod users;
+mod webhooks;

@@ -22,7 +22,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub herald: Arc<Herald>,
-    pub db: TestDb,
+    /// Shared by every node started on it; dropped with the last.
+    pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -112,6 +113,20 @@ impl TestApp {
     /// The app on `pool` (another route to `db`'s database, a proxy say).
     pub async fn spawn_with(
         db: TestDb,
+        pool: projections::db::Db,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::spawn_shared(Arc::new(db), pool, configure).await
+    }
+
+    /// Another node (process) on this one's database, with its own pool.
+    pub async fn another_node(&self, configure: impl FnOnce(&mut Config)) -> Self {
+        let pool = self.db.another_pool().await;
+        Self::spawn_shared(self.db.clone(), pool, configure).await
+    }
+
+    async fn spawn_shared(
+        db: Arc<TestDb>,
         pool: projections::db::Db,
         configure: impl FnOnce(&mut Config),
     ) -> Self {

@@ -12,6 +12,7 @@ pub use events::EventBody;
 mod health;
 pub mod openapi;
 mod users;
+mod webhooks;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -30,6 +31,7 @@ use crate::state::AppState;
         (name = "users", description = "Users and their devices"),
         (name = "events", description = "The log, for auditors"),
         (name = "change-queues", description = "Drain-on-fetch feeds of integration events"),
+        (name = "webhooks", description = "Signed webhook endpoints and their deliveries"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -46,5 +48,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(audit::router())
         .merge(admin::router())
         .merge(change_queues::router())
+        .merge(webhooks::router())
         .merge(openapi::router())
 }

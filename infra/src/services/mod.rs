@@ -7,6 +7,7 @@ pub mod devices;
 pub mod key_cache;
 pub mod tenancy;
 pub mod users;
+pub mod webhooks;
 
 use domain::Metadata;
 use domain::ids::AppId;

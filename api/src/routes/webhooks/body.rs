@@ -1,0 +1,316 @@
+//! Request and response bodies of the webhook routes, and their parsing
+//! into the domain's validated values (every bad field named in one 400).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use domain::change_queue::EventTypes;
+use domain::user::Change;
+use domain::webhook::SettingsPatch;
+use domain::webhook::settings::{
+    self, EndpointUrl, Headers, HttpMethod, Settings, valid_header_name, valid_header_value,
+};
+use domain::webhook::template::Template;
+use domain::{DomainError, FieldError};
+use infra::webhooks::send::Credential;
+use projections::webhooks::endpoints::EndpointRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::routes::devices::present;
+
+/// How Herald authenticates to the receiver. Stored encrypted, never shown
+/// again; the log and reads carry its kind and fingerprint.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthBody {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// `Authorization: Basic …`.
+    Basic { username: String, password: String },
+    /// A header of your choice.
+    Header { name: String, value: String },
+}
+
+impl AuthBody {
+    fn parse(self) -> Result<Credential, DomainError> {
+        let bad = |field: &str, m: &str| Err(DomainError::invalid(format!("auth.{field}"), m));
+        match self {
+            AuthBody::Bearer(token) => {
+                if token.is_empty() || !valid_header_value(&format!("Bearer {token}")) {
+                    return bad("bearer", "must be 1-1000 visible ASCII characters");
+                }
+                Ok(Credential::Bearer(token))
+            }
+            AuthBody::Basic { username, password } => {
+                if username.contains(':') || username.chars().any(char::is_control) {
+                    return bad("basic.username", "must not contain ':' or control characters");
+                }
+                if password.chars().any(char::is_control) {
+                    return bad("basic.password", "must not contain control characters");
+                }
+                Ok(Credential::Basic { username, password })
+            }
+            AuthBody::Header { name, value } => {
+                let lower = name.to_ascii_lowercase();
+                if !valid_header_name(&name)
+                    || lower.starts_with("webhook-")
+                    || ["content-type", "content-length", "host"].contains(&lower.as_str())
+                {
+                    return bad("header.name", "must be a header name Herald does not set itself");
+                }
+                if value.is_empty() || !valid_header_value(&value) {
+                    return bad("header.value", "must be 1-1024 bytes of visible ASCII and spaces");
+                }
+                Ok(Credential::Header { name, value })
+            }
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// Absolute http(s) URL; its host must resolve to public addresses.
+    pub url: String,
+    pub description: Option<String>,
+    /// Device, user or notification event types, `prefix.*`, or the
+    /// aliases `create_user`, `delete_user`, `update_user_status`; default all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// `POST` (default), `PUT` or `PATCH`.
+    pub method: Option<String>,
+    /// Extra headers sent with every message.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// JSON whose strings may hold `{{placeholder}}`s (see the docs).
+    #[schema(value_type = Option<Object>)]
+    pub payload_template: Option<Value>,
+    pub auth: Option<AuthBody>,
+    pub rate_limit_per_second: Option<i64>,
+    /// Deliver strictly in log order.
+    #[serde(default)]
+    pub ordered: bool,
+    /// Set a user's status to `webhook_error` when a message about them fails for good.
+    #[serde(default)]
+    pub set_user_status_on_failure: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchWebhook {
+    pub url: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    pub event_types: Option<Vec<String>>,
+    pub method: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub payload_template: Option<Option<Value>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<AuthBody>)]
+    pub auth: Option<Option<AuthBody>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub rate_limit_per_second: Option<Option<i64>>,
+    pub ordered: Option<bool>,
+    pub set_user_status_on_failure: Option<bool>,
+}
+
+/// Collects field errors so that one 400 names them all.
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn keep<T>(&mut self, result: Result<T, DomainError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(DomainError::Invalid(e)) => {
+                self.0.extend(e);
+                None
+            }
+            Err(other) => {
+                self.0.push(FieldError::new("body", other.to_string()));
+                None
+            }
+        }
+    }
+
+    fn done<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ => Err(ApiError::Validation(self.0)),
+        }
+    }
+}
+
+fn template(raw: Value) -> Result<Template, DomainError> {
+    Template::parse(raw)
+}
+
+impl CreateWebhook {
+    pub fn parse(self) -> Result<(Settings, Option<Credential>), ApiError> {
+        let mut e = Errors::default();
+        let url = e.keep(EndpointUrl::parse(&self.url));
+        let description = e.keep(self.description.as_deref().map(settings::description).transpose());
+        let event_types = e.keep(settings::event_types(&self.event_types));
+        let method = e.keep(self.method.as_deref().map(HttpMethod::parse).transpose());
+        let headers = e.keep(Headers::parse(&self.headers));
+        let payload_template = e.keep(self.payload_template.filter(|v| !v.is_null()).map(template).transpose());
+        let rate = e.keep(self.rate_limit_per_second.map(settings::rate_limit).transpose());
+        let auth = e.keep(self.auth.map(AuthBody::parse).transpose());
+        let parsed = (|| {
+            Some((
+                Settings {
+                    url: url?,
+                    description: description?,
+                    event_types: event_types?,
+                    method: method?.unwrap_or_default(),
+                    headers: headers?,
+                    payload_template: payload_template?,
+                    rate_limit_per_second: rate?,
+                    ordered: self.ordered,
+                    set_user_status_on_failure: self.set_user_status_on_failure,
+                },
+                auth?,
+            ))
+        })();
+        e.done(parsed)
+    }
+}
+
+fn change<T>(raw: Option<Option<T>>) -> Change<T> {
+    match raw {
+        None => Change::Keep,
+        Some(None) => Change::Clear,
+        Some(Some(v)) => Change::Set(v),
+    }
+}
+
+fn change_of<T, U>(
+    e: &mut Errors,
+    raw: Option<Option<T>>,
+    parse: impl FnOnce(T) -> Result<U, DomainError>,
+) -> Option<Change<U>> {
+    match change(raw) {
+        Change::Keep => Some(Change::Keep),
+        Change::Clear => Some(Change::Clear),
+        Change::Set(v) => e.keep(parse(v)).map(Change::Set),
+    }
+}
+
+impl PatchWebhook {
+    pub fn parse(self) -> Result<(SettingsPatch, Change<Credential>), ApiError> {
+        let mut e = Errors::default();
+        let url = e.keep(self.url.as_deref().map(EndpointUrl::parse).transpose());
+        let description = change_of(&mut e, self.description, |d: String| settings::description(&d));
+        let event_types: Option<Option<EventTypes>> =
+            e.keep(self.event_types.as_deref().map(settings::event_types).transpose());
+        let method = e.keep(self.method.as_deref().map(HttpMethod::parse).transpose());
+        let headers = e.keep(self.headers.as_ref().map(Headers::parse).transpose());
+        let payload_template = change_of(
+            &mut e,
+            self.payload_template.map(|t| t.filter(|v| !v.is_null())),
+            template,
+        );
+        let rate = change_of(&mut e, self.rate_limit_per_second, settings::rate_limit);
+        let credential = change_of(&mut e, self.auth, AuthBody::parse);
+        let parsed = (|| {
+            Some((
+                SettingsPatch {
+                    url: url?,
+                    description: description?,
+                    event_types: event_types?,
+                    method: method?,
+                    headers: headers?,
+                    payload_template: payload_template?,
+                    rate_limit_per_second: rate?,
+                    ordered: self.ordered,
+                    set_user_status_on_failure: self.set_user_status_on_failure,
+                    auth: Change::Keep,
+                },
+                credential?,
+            ))
+        })();
+        e.done(parsed)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuthView {
+    /// `bearer`, `basic` or `header`.
+    kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    header_name: Option<String>,
+    fingerprint: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookBody {
+    id: Uuid,
+    url: String,
+    description: Option<String>,
+    event_types: Vec<String>,
+    method: String,
+    headers: BTreeMap<String, String>,
+    #[schema(value_type = Option<Object>)]
+    payload_template: Option<Value>,
+    auth: Option<AuthView>,
+    rate_limit_per_second: Option<u32>,
+    ordered: bool,
+    set_user_status_on_failure: bool,
+    enabled: bool,
+    disabled_reason: Option<String>,
+    /// Fingerprint of the newest signing secret.
+    secret_fingerprint: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<EndpointRecord> for WebhookBody {
+    fn from(r: EndpointRecord) -> Self {
+        let s = r.settings;
+        Self {
+            id: r.webhook_id.0,
+            url: s.url.as_str().to_owned(),
+            description: s.description,
+            event_types: s.event_types.as_slice().to_vec(),
+            method: s.method.as_str().to_owned(),
+            headers: s.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            payload_template: s.payload_template.map(|t| t.as_value().clone()),
+            auth: r.auth.map(|a| AuthView {
+                kind: a.kind,
+                header_name: a.header_name,
+                fingerprint: a.fingerprint,
+            }),
+            rate_limit_per_second: s.rate_limit_per_second,
+            ordered: s.ordered,
+            set_user_status_on_failure: s.set_user_status_on_failure,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+            secret_fingerprint: r.secret_fingerprint,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+/// An endpoint with its signing secret, shown once (creation, rotation).
+#[derive(Serialize, ToSchema)]
+pub struct WebhookWithSecret {
+    #[serde(flatten)]
+    pub webhook: WebhookBody,
+    /// `whsec_` + base64: verify signatures with it.
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookBody>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,229 @@
+//! Webhook endpoints: create, list, read, change, delete, and their
+//! secrets. Deliveries (attempts, test, resend, recover) are in
+//! [`deliveries`].
+
+mod body;
+mod deliveries;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use domain::ids::WebhookId;
+use infra::services::webhooks;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use self::body::{CreateWebhook, PatchWebhook, WebhookBody, WebhookList, WebhookWithSecret};
+use crate::cursor;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{Admin, AppJson, AppQuery, Key};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_webhook, list_webhooks))
+        .routes(routes!(get_webhook, patch_webhook, delete_webhook))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(get_secret))
+        .routes(routes!(enable_webhook))
+        .routes(routes!(disable_webhook))
+        .merge(deliveries::router())
+}
+
+/// A webhook id from the path; anything else is simply not found.
+pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
+    Uuid::parse_str(raw)
+        .map(WebhookId)
+        .map_err(|_| ApiError::NotFound("webhook not found".into()))
+}
+
+/// Creates an endpoint. The answer carries its signing secret, once.
+#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, body = WebhookWithSecret),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    AppJson(body): AppJson<CreateWebhook>,
+) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+    let (settings, credential) = body.parse()?;
+    let created = webhooks::create(&state.herald, &key.ctx, key.app_id, settings, credential).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(WebhookWithSecret {
+            webhook: created.endpoint.into(),
+            secret: created.secret.expose().clone(),
+        }),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1..=100, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The app's endpoints, oldest first.
+#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = WebhookList)))]
+async fn list_webhooks(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> ApiResult<Json<WebhookList>> {
+    let limit = cursor::limit(query.limit, 50, 100)?;
+    let after = cursor::decode_id("webhooks", query.cursor.as_deref())?;
+    let found = webhooks::list(&state.herald, key.app_id, after, limit + 1).await?;
+    let more = found.len() as i64 > limit;
+    let page: Vec<_> = found.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| page.last().map(|w| cursor::encode_id("webhooks", w.webhook_id.0)))
+        .flatten();
+    Ok(Json(WebhookList {
+        webhooks: page.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+/// Reads an endpoint.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<WebhookBody>> {
+    let id = webhook_id(&raw)?;
+    Ok(Json(webhooks::get(&state.herald, key.app_id, id).await?.into()))
+}
+
+/// Changes an endpoint: absent fields stay, `null` clears the nullable ones.
+#[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = PatchWebhook,
+    responses(
+        (status = 200, body = WebhookBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn patch_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<PatchWebhook>,
+) -> ApiResult<Json<WebhookBody>> {
+    let id = webhook_id(&raw)?;
+    let (patch, credential) = body.parse()?;
+    let updated =
+        webhooks::update(&state.herald, &key.ctx, key.app_id, id, patch, credential).await?;
+    Ok(Json(updated.into()))
+}
+
+/// Deletes an endpoint, its queued messages and its secrets (the log keeps its history).
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = webhook_id(&raw)?;
+    webhooks::delete(&state.herald, &key.ctx, key.app_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A new signing secret; the previous one keeps signing beside it for 24 hours.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookWithSecret),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<WebhookWithSecret>> {
+    let id = webhook_id(&raw)?;
+    let rotated = webhooks::rotate_secret(&state.herald, &key.ctx, key.app_id, id).await?;
+    Ok(Json(WebhookWithSecret {
+        webhook: rotated.endpoint.into(),
+        secret: rotated.secret.expose().clone(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SecretBody {
+    /// The newest signing secret.
+    secret: String,
+}
+
+/// The endpoint's current signing secret.
+#[utoipa::path(get, path = "/v1/webhooks/{id}/secret", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = SecretBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_secret(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<SecretBody>> {
+    let id = webhook_id(&raw)?;
+    let secret = webhooks::secret(&state.herald, key.app_id, id).await?;
+    Ok(Json(SecretBody {
+        secret: secret.expose().clone(),
+    }))
+}
+
+/// Turns delivery back on; messages still queued resume.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn enable_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<WebhookBody>> {
+    let id = webhook_id(&raw)?;
+    let record = webhooks::set_enabled(&state.herald, &key.ctx, key.app_id, id, true).await?;
+    Ok(Json(record.into()))
+}
+
+/// Pauses delivery: queued messages wait, new events are not queued for it.
+#[utoipa::path(post, path = "/v1/webhooks/{id}/disable", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = WebhookBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn disable_webhook(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<WebhookBody>> {
+    let id = webhook_id(&raw)?;
+    let record = webhooks::set_enabled(&state.herald, &key.ctx, key.app_id, id, false).await?;
+    Ok(Json(record.into()))
+}

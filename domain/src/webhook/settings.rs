@@ -1,0 +1,268 @@
+//! What an endpoint is configured with: where, how, and which events.
+//! Every value here is validated once, at the edge, and cannot be invalid
+//! past it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::template::Template;
+use crate::change_queue::EventTypes;
+use crate::error::{DomainError, FieldError};
+
+pub const MAX_URL_BYTES: usize = 2048;
+pub const MAX_DESCRIPTION_CHARS: usize = 500;
+pub const MAX_HEADERS: usize = 20;
+pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
+pub const MAX_RATE_PER_SECOND: u32 = 10_000;
+
+/// Headers Herald sets itself, which an endpoint may not override.
+const RESERVED_HEADERS: [&str; 10] = [
+    "authorization",
+    "content-length",
+    "content-type",
+    "connection",
+    "host",
+    "transfer-encoding",
+    "user-agent",
+    "webhook-id",
+    "webhook-signature",
+    "webhook-timestamp",
+];
+
+/// The names a user-management system uses for its webhook actions, and the
+/// event types they stand for.
+pub const EVENT_ALIASES: [(&str, &str); 3] = [
+    ("create_user", "user.created"),
+    ("delete_user", "user.deleted"),
+    ("update_user_status", "user.status_updated"),
+];
+
+/// An absolute `http` or `https` URL with a host and no credentials in it
+/// (those go in `auth`, which is kept out of the log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EndpointUrl(String);
+
+impl EndpointUrl {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let invalid = |m: &str| Err(DomainError::invalid("url", m));
+        if raw.len() > MAX_URL_BYTES {
+            return invalid("must be at most 2048 bytes");
+        }
+        let Ok(url) = url::Url::parse(raw) else {
+            return invalid("must be an absolute http(s) URL");
+        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return invalid("must use http or https");
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return invalid("must name a host");
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return invalid("must not carry credentials; use auth instead");
+        }
+        if url.fragment().is_some() {
+            return invalid("must not have a fragment");
+        }
+        Ok(Self(url.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Patch,
+}
+
+impl HttpMethod {
+    pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        match raw {
+            "POST" => Ok(Self::Post),
+            "PUT" => Ok(Self::Put),
+            "PATCH" => Ok(Self::Patch),
+            _ => Err(DomainError::invalid(
+                "method",
+                "must be one of POST, PUT, PATCH",
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+        }
+    }
+}
+
+/// Extra headers sent with every message. Names are lower-cased tokens;
+/// values are visible ASCII and spaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Headers(BTreeMap<String, String>);
+
+pub fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub fn valid_header_value(value: &str) -> bool {
+    value.len() <= MAX_HEADER_VALUE_BYTES && value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
+impl Headers {
+    pub fn parse(raw: &BTreeMap<String, String>) -> Result<Self, DomainError> {
+        let mut errors = Vec::new();
+        if raw.len() > MAX_HEADERS {
+            errors.push(FieldError::new(
+                "headers",
+                format!("at most {MAX_HEADERS} headers"),
+            ));
+        }
+        let mut headers = BTreeMap::new();
+        for (name, value) in raw {
+            let lower = name.to_ascii_lowercase();
+            if !valid_header_name(name) {
+                errors.push(FieldError::new(
+                    format!("headers.{name}"),
+                    "is not a valid header name",
+                ));
+            } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+                errors.push(FieldError::new(
+                    format!("headers.{name}"),
+                    "is set by Herald and cannot be overridden",
+                ));
+            } else if !valid_header_value(value) {
+                errors.push(FieldError::new(
+                    format!("headers.{name}"),
+                    "must be at most 1024 bytes of visible ASCII and spaces",
+                ));
+            } else {
+                headers.insert(lower, value.clone());
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self(headers))
+        } else {
+            Err(DomainError::Invalid(errors))
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.0.iter()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Which events an endpoint receives: the change-queue selection language
+/// (exact types or `prefix.*`, device / user / notification events; empty
+/// means all), plus the user-management aliases, stored as the types they
+/// stand for.
+pub fn event_types(raw: &[String]) -> Result<EventTypes, DomainError> {
+    let mapped: Vec<String> = raw
+        .iter()
+        .map(|t| {
+            EVENT_ALIASES
+                .iter()
+                .find(|(alias, _)| alias == t)
+                .map_or_else(|| t.clone(), |(_, real)| (*real).to_owned())
+        })
+        .collect();
+    EventTypes::parse(&mapped)
+}
+
+/// Requests per second, 1 to 10,000.
+pub fn rate_limit(raw: i64) -> Result<u32, DomainError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|r| (1..=MAX_RATE_PER_SECOND).contains(r))
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "rate_limit_per_second",
+                format!("must be 1 to {MAX_RATE_PER_SECOND}"),
+            )
+        })
+}
+
+pub fn description(raw: &str) -> Result<String, DomainError> {
+    if raw.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(DomainError::invalid(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+/// How Herald authenticates to the receiver. Only the kind (and a custom
+/// header's name) reaches the log; the credential itself is kept encrypted
+/// outside it, with its fingerprint here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// `bearer`, `basic` or `header`.
+    pub kind: String,
+    /// For `header`: the header's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_name: Option<String>,
+    pub fingerprint: String,
+}
+
+/// Everything about an endpoint except its secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub url: EndpointUrl,
+    pub description: Option<String>,
+    pub event_types: EventTypes,
+    pub method: HttpMethod,
+    pub headers: Headers,
+    pub payload_template: Option<Template>,
+    pub rate_limit_per_second: Option<u32>,
+    pub ordered: bool,
+    pub set_user_status_on_failure: bool,
+}
+
+impl Settings {
+    /// The field names whose values differ between `self` and `other`.
+    pub fn differences(&self, other: &Settings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name: &'static str, same: bool| {
+            if !same {
+                changed.push(name);
+            }
+        };
+        check("url", self.url == other.url);
+        check("description", self.description == other.description);
+        check("event_types", self.event_types == other.event_types);
+        check("method", self.method == other.method);
+        check("headers", self.headers == other.headers);
+        check(
+            "payload_template",
+            self.payload_template == other.payload_template,
+        );
+        check(
+            "rate_limit_per_second",
+            self.rate_limit_per_second == other.rate_limit_per_second,
+        );
+        check("ordered", self.ordered == other.ordered);
+        check(
+            "set_user_status_on_failure",
+            self.set_user_status_on_failure == other.set_user_status_on_failure,
+        );
+        changed
+    }
+}

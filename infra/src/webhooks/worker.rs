@@ -1,0 +1,375 @@
+//! The delivery reactor: claims due messages, sends them, records each
+//! attempt, schedules retries, and turns what it learns into commands
+//! (an endpoint disabled, a user's status set to `webhook_error`).
+//!
+//! It wakes when the webhooks projection queues new messages, when an API
+//! call re-queues some, when a delivery finishes, when the next retry comes
+//! due on the clock, and every poll interval (work queued by other nodes).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use domain::Metadata;
+use domain::ids::{AppId, UserId, WebhookId};
+use domain::user::{User, UserCommand, UserStatus};
+use domain::webhook::settings::Settings;
+use domain::webhook::{self, Endpoint, WebhookCommand};
+use projections::db::Db;
+use projections::webhooks::{ACTOR, endpoints};
+use tokio::sync::{Notify, Semaphore, watch};
+use uuid::Uuid;
+
+use super::policy::WebhookConfig;
+use super::queue::{self, CLAIM_BATCH, Claimed, Outcome, Recorded};
+use super::send::{self, Credential, Request};
+use super::signature;
+use super::{AUTH, SIGNING, owner};
+use crate::clock::Clock;
+use crate::commands::CommandBus;
+use crate::secrets::{Secret, random_in_1_to};
+use crate::vault::{Slot, Vault};
+
+/// How long an endpoint's settings and secrets are reused between deliveries.
+const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An endpoint as a delivery needs it.
+struct Target {
+    settings: Settings,
+    signing_keys: Vec<Vec<u8>>,
+    credential: Option<Secret<Credential>>,
+    fetched: Instant,
+    /// When the first of its secrets expires (on the reactor's clock).
+    stale_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub struct Worker {
+    db: Db,
+    vault: Vault,
+    commands: CommandBus,
+    clock: Arc<dyn Clock>,
+    config: WebhookConfig,
+    http: reqwest::Client,
+    addresses: Arc<super::address::AddressPolicy>,
+    wake: Notify,
+    slots: Arc<Semaphore>,
+    targets: Mutex<HashMap<Uuid, Arc<Target>>>,
+    /// Turns true when the reactor stops: deliveries in flight are
+    /// abandoned (their leases lapse and another worker retries them).
+    stopping: watch::Sender<bool>,
+}
+
+/// The running reactor; stops when dropped.
+pub struct Deliveries {
+    worker: Arc<Worker>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        self.worker.stopping.send_replace(true);
+        if let Ok(mut task) = self.task.lock()
+            && let Some(task) = task.take()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Deliveries {
+    pub fn new(
+        db: Db,
+        vault: Vault,
+        commands: CommandBus,
+        clock: Arc<dyn Clock>,
+        config: WebhookConfig,
+    ) -> anyhow::Result<Self> {
+        let addresses = Arc::new(config.addresses.clone());
+        let http = send::client(config.timeout, addresses.clone())?;
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        Ok(Self {
+            worker: Arc::new(Worker {
+                db,
+                vault,
+                commands,
+                clock,
+                config,
+                http,
+                addresses,
+                wake: Notify::new(),
+                slots,
+                targets: Mutex::new(HashMap::new()),
+                stopping: watch::Sender::new(false),
+            }),
+            task: Mutex::new(None),
+        })
+    }
+
+    /// Starts delivering; `queued` changes whenever the projection may have
+    /// queued messages.
+    pub fn start(&self, queued: watch::Receiver<i64>) {
+        let task = tokio::spawn(run(Arc::downgrade(&self.worker), queued));
+        if let Ok(mut slot) = self.task.lock() {
+            *slot = Some(task);
+        }
+    }
+
+    /// Looks for due work now (messages re-queued by an API call).
+    pub fn wake(&self) {
+        self.worker.wake.notify_one();
+    }
+
+    /// Forgets cached settings and secrets of an endpoint (it changed).
+    pub fn forget(&self, endpoint_id: Uuid) {
+        if let Ok(mut targets) = self.worker.targets.lock() {
+            targets.remove(&endpoint_id);
+        }
+    }
+}
+
+async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let Some(w) = worker.upgrade() else { return };
+        let free = i64::try_from(w.slots.available_permits()).unwrap_or(CLAIM_BATCH);
+        if free == 0 {
+            // Every slot is busy: wait for a delivery to finish.
+            let slots = w.slots.clone();
+            drop(w);
+            let _ = slots.acquire().await;
+            continue;
+        }
+        let now = w.clock.now();
+        let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(1));
+        let limit = free.min(CLAIM_BATCH);
+        match queue::claim(&w.db, now, lease, limit).await {
+            Ok(claimed) => {
+                backoff = std::time::Duration::from_millis(100);
+                let full = claimed.len() as i64 == limit;
+                for message in claimed {
+                    let Ok(permit) = w.slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let w = w.clone();
+                    let mut stopping = w.stopping.subscribe();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = deliver(&w, message) => {}
+                            _ = stopping.wait_for(|s| *s) => return,
+                        }
+                        drop(permit);
+                        w.wake.notify_one();
+                    });
+                }
+                if full {
+                    continue;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming webhook messages failed; retrying");
+                drop(w);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                continue;
+            }
+        }
+        let due = queue::next_due(&w.db).await.ok().flatten();
+        let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
+        let poll = w.config.poll_interval;
+        let wake = async {
+            w.wake.notified().await;
+        };
+        tokio::select! {
+            () = wake => {}
+            changed = queued.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = async { match sleep_until_due { Some(s) => s.await, None => std::future::pending().await } } => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(endpoint = %message.endpoint_id, message = %message.message_id, attempt = message.attempt))]
+async fn deliver(w: &Worker, message: Claimed) {
+    if message.send_at > w.clock.now() {
+        w.clock.sleep_until(message.send_at).await;
+    }
+    let target = match target(w, &message).await {
+        Ok(Some(t)) => t,
+        // Deleted meanwhile: its messages are gone with it.
+        Ok(None) => return,
+        Err(e) => {
+            // Leave the lease to lapse: the message is tried again later.
+            tracing::error!(error = %e, "cannot load the endpoint for a delivery");
+            return;
+        }
+    };
+    let started_at = w.clock.now();
+    let response = send::send(
+        &w.http,
+        &w.addresses,
+        Request {
+            settings: &target.settings,
+            signing_keys: &target.signing_keys,
+            credential: target.credential.as_ref(),
+            message_id: &message.message_id.to_string(),
+            body: &message.body,
+            timestamp: started_at,
+        },
+    )
+    .await;
+    let succeeded = response.succeeded();
+    let failed = u32::try_from(message.attempt).unwrap_or(u32::MAX);
+    let gone = response.status == Some(410);
+    let random = f64::from(random_in_1_to(10_000) - 1) / 10_000.0;
+    let next_attempt_at = if succeeded || gone {
+        None
+    } else {
+        w.config
+            .retry
+            .next_delay(failed, response.retry_after, random)
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| w.clock.now() + d)
+    };
+    let outcome = Outcome {
+        started_at,
+        duration_ms: i64::try_from(response.duration.as_millis()).unwrap_or(i64::MAX),
+        status_code: response.status,
+        response_body: response.body.clone(),
+        error: response.error.clone(),
+        succeeded,
+        next_attempt_at,
+    };
+    let now = w.clock.now();
+    let recorded = match queue::complete(&w.db, &message, &outcome, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            // The lease lapses and the message is sent again: at least once.
+            tracing::error!(error = %e, "recording a webhook attempt failed");
+            return;
+        }
+    };
+    let Recorded::Done { failing_since } = recorded else {
+        tracing::info!("another worker took this delivery over; its outcome stands");
+        return;
+    };
+    if succeeded {
+        return;
+    }
+    tracing::info!(status = ?response.status, error = ?response.error, retry_at = ?next_attempt_at, "webhook delivery failed");
+    let app_id = AppId(message.app_id);
+    if gone {
+        disable(w, app_id, &message, "the receiver answered 410 Gone".into()).await;
+    } else if let Some(since) = failing_since
+        && let Ok(limit) = chrono::Duration::from_std(w.config.disable_after)
+        && now - since >= limit
+    {
+        let reason = format!(
+            "no successful delivery since {}",
+            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        disable(w, app_id, &message, reason).await;
+    }
+    if next_attempt_at.is_none() && target.settings.set_user_status_on_failure {
+        mark_user(w, app_id, &message).await;
+    }
+}
+
+/// The endpoint's settings and active secrets, cached briefly.
+async fn target(w: &Worker, message: &Claimed) -> anyhow::Result<Option<Arc<Target>>> {
+    if let Ok(targets) = w.targets.lock()
+        && let Some(t) = targets.get(&message.endpoint_id)
+        && t.fetched.elapsed() < CACHE_FOR
+        && t.stale_at.is_none_or(|at| w.clock.now() < at)
+    {
+        return Ok(Some(t.clone()));
+    }
+    let Some(record) = endpoints::get(&w.db, message.app_id, message.endpoint_id).await? else {
+        return Ok(None);
+    };
+    let owner = owner(WebhookId(message.endpoint_id));
+    let slot = |purpose| Slot {
+        app_id: AppId(message.app_id),
+        owner: &owner,
+        purpose,
+    };
+    let now = w.clock.now();
+    let signing = w.vault.active_until(slot(SIGNING), now).await?;
+    let stale_at = signing.iter().filter_map(|(_, expires)| *expires).min();
+    let signing_keys = signing
+        .iter()
+        .filter_map(|(s, _)| signature::key_of(&String::from_utf8_lossy(s.expose())))
+        .collect();
+    let credential = match w.vault.active(slot(AUTH), now).await?.first() {
+        Some(sealed) => Some(Secret::new(serde_json::from_slice::<Credential>(sealed.expose())?)),
+        None => None,
+    };
+    let target = Arc::new(Target {
+        settings: record.settings,
+        signing_keys,
+        credential,
+        fetched: Instant::now(),
+        stale_at,
+    });
+    if let Ok(mut targets) = w.targets.lock() {
+        targets.insert(message.endpoint_id, target.clone());
+    }
+    Ok(Some(target))
+}
+
+fn system_metadata(app_id: AppId, message: &Claimed) -> Metadata {
+    let mut metadata = Metadata::system(app_id, ACTOR.trim_start_matches("system:"));
+    metadata.causation_id = Some(message.message_id);
+    metadata
+}
+
+async fn disable(w: &Worker, app_id: AppId, message: &Claimed, reason: String) {
+    let webhook_id = WebhookId(message.endpoint_id);
+    let result = w
+        .commands
+        .execute::<Endpoint>(
+            &webhook::stream(webhook_id),
+            &system_metadata(app_id, message),
+            WebhookCommand::Disable { webhook_id, reason },
+        )
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "could not disable the endpoint");
+    }
+}
+
+/// A message about a user failed for good: the user's status becomes
+/// `webhook_error`, unless the event was itself written by this reactor
+/// (which would loop).
+async fn mark_user(w: &Worker, app_id: AppId, message: &Claimed) {
+    let Some(user_id) = message.user_id.as_ref() else { return };
+    if message.from_webhooks {
+        return;
+    }
+    let Ok(user_id) = UserId::parse(user_id.clone()) else { return };
+    let reason = format!(
+        "webhook {} failed for good on {} {}",
+        message.endpoint_id, message.event_type, message.message_id
+    );
+    let result = w
+        .commands
+        .execute::<User>(
+            &domain::user::stream(&user_id),
+            &system_metadata(app_id, message),
+            UserCommand::SetStatus {
+                user_id: user_id.clone(),
+                status: UserStatus::WebhookError,
+                reason: Some(reason),
+            },
+        )
+        .await;
+    match result {
+        Ok(_) => {}
+        // Deleted since: nothing to mark.
+        Err(crate::commands::CommandError::Domain(_)) => {}
+        Err(e) => tracing::error!(error = %e, "could not set the user's status"),
+    }
+}

@@ -1,0 +1,262 @@
+//! Webhooks as a projection: endpoints as last seen, and the delivery queue.
+//!
+//! Every integration event (device, user, notification) becomes one message
+//! per enabled endpoint that wants its type, in the transaction that moves
+//! the checkpoint: no event is skipped or queued twice, whatever crashes.
+//! Endpoint events are applied in log order with the others, so an endpoint
+//! receives exactly the events after its creation. The delivery reactor
+//! (`infra::webhooks`) takes it from there; because these tables hold
+//! delivery state, the model is not rebuildable (rebuilding would send every
+//! message again).
+
+pub mod context;
+pub mod endpoints;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use domain::RecordedEvent;
+use domain::change_queue::{EventTypes, is_integration};
+use domain::event::DomainEvent;
+use domain::webhook::WebhookEvent;
+use domain::webhook::settings::Settings;
+use domain::webhook::template::Template;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::db::{PG_STATEMENT_BYTES, Tx, size_chunks};
+use crate::{Projection, ProjectionError, on_tx};
+
+pub const NAME: &str = "webhooks";
+/// The actor of commands the webhook reactor issues.
+pub const ACTOR: &str = "system:webhooks";
+
+pub struct WebhooksProjection;
+
+/// An endpoint as the fan-out needs it.
+#[derive(Debug, Clone)]
+struct Target {
+    id: Uuid,
+    enabled: bool,
+    types: EventTypes,
+    template: Option<Template>,
+}
+
+/// One message ready to insert.
+#[derive(Debug)]
+pub struct NewMessage {
+    pub endpoint_id: Uuid,
+    pub message_id: Uuid,
+    pub app_id: Uuid,
+    pub seq: i64,
+    pub event_type: String,
+    pub user_id: Option<String>,
+    pub from_webhooks: bool,
+    pub body: String,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+}
+
+#[async_trait]
+impl Projection for WebhooksProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "webhook_endpoints",
+            "webhook_messages",
+            "webhook_attempts",
+            "webhook_endpoint_state",
+        ]
+    }
+
+    fn rebuildable(&self) -> bool {
+        false
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("webhook.") || is_integration(event_type)
+    }
+
+    async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut targets: HashMap<Uuid, Vec<Target>> = HashMap::new();
+        let mut messages: Vec<NewMessage> = Vec::new();
+        for event in events {
+            let app = event.app_id.0;
+            if !targets.contains_key(&app) {
+                let loaded = load_targets(tx, app).await?;
+                targets.insert(app, loaded);
+            }
+            let app_targets = targets.entry(app).or_default();
+            if event.event_type.starts_with("webhook.") {
+                let decoded =
+                    WebhookEvent::decode(&event.event_type, event.schema_version, &event.data)
+                        .map_err(|e| ProjectionError::event(event, e))?;
+                endpoints::apply(tx, event, &decoded).await?;
+                apply_to_targets(app_targets, &decoded);
+                continue;
+            }
+            let wanted: Vec<&Target> = app_targets
+                .iter()
+                .filter(|t| t.enabled && t.types.admits(&event.event_type))
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let context = if wanted.iter().any(|t| t.template.is_some()) {
+                Some(context::load(tx, event).await?)
+            } else {
+                None
+            };
+            for target in wanted {
+                let body = match (&target.template, &context) {
+                    (Some(template), Some(ctx)) => {
+                        let webhook_id = target.id.to_string();
+                        template.render(&|name| {
+                            if name == "webhook.id" {
+                                json!(webhook_id)
+                            } else {
+                                ctx.get(name)
+                            }
+                        })
+                    }
+                    _ => default_body(event),
+                };
+                messages.push(message_for(target.id, event, body.to_string()));
+            }
+        }
+        insert_messages(tx, &messages).await
+    }
+}
+
+/// `{"type", "timestamp", "data"}`: the Standard Webhooks payload shape.
+pub fn default_body(event: &RecordedEvent) -> serde_json::Value {
+    json!({
+        "type": event.event_type,
+        "timestamp": context::timestamp(event),
+        "data": event.data,
+    })
+}
+
+fn message_for(endpoint_id: Uuid, event: &RecordedEvent, body: String) -> NewMessage {
+    let (kind, id) = context::subject(&event.stream);
+    let from_webhooks = event
+        .metadata
+        .get("actor")
+        .and_then(|a| a.as_str())
+        .is_some_and(|a| a == ACTOR);
+    NewMessage {
+        endpoint_id,
+        message_id: event.event_id,
+        app_id: event.app_id.0,
+        seq: event.position,
+        event_type: event.event_type.clone(),
+        user_id: (kind == "user").then(|| id.to_owned()),
+        from_webhooks,
+        body,
+        created_at: event.recorded_at.timestamp_micros(),
+    }
+}
+
+fn target_of(id: Uuid, settings: &Settings, enabled: bool) -> Target {
+    Target {
+        id,
+        enabled,
+        types: settings.event_types.clone(),
+        template: settings.payload_template.clone(),
+    }
+}
+
+fn apply_to_targets(targets: &mut Vec<Target>, event: &WebhookEvent) {
+    match event {
+        WebhookEvent::Created {
+            webhook_id,
+            settings,
+            ..
+        } => {
+            targets.retain(|t| t.id != webhook_id.0);
+            targets.push(target_of(webhook_id.0, settings, true));
+        }
+        WebhookEvent::Updated {
+            webhook_id,
+            settings,
+            ..
+        } => {
+            for t in targets.iter_mut().filter(|t| t.id == webhook_id.0) {
+                *t = target_of(t.id, settings, t.enabled);
+            }
+        }
+        WebhookEvent::Disabled { webhook_id, .. } | WebhookEvent::Enabled { webhook_id } => {
+            let enabled = matches!(event, WebhookEvent::Enabled { .. });
+            for t in targets.iter_mut().filter(|t| t.id == webhook_id.0) {
+                t.enabled = enabled;
+            }
+        }
+        WebhookEvent::Deleted { webhook_id } => targets.retain(|t| t.id != webhook_id.0),
+        WebhookEvent::SecretRotated { .. } => {}
+    }
+}
+
+async fn load_targets(tx: &mut Tx, app: Uuid) -> Result<Vec<Target>, ProjectionError> {
+    let rows: Vec<(Uuid, String, bool)> = on_tx!(tx, |c| {
+        sqlx::query_as("SELECT webhook_id, settings, enabled FROM webhook_endpoints WHERE app_id = $1")
+            .bind(app)
+            .fetch_all(c)
+            .await?
+    });
+    rows.into_iter()
+        .map(|(id, settings, enabled)| {
+            let settings: Settings =
+                serde_json::from_str(&settings).map_err(|e| ProjectionError::Event {
+                    position: 0,
+                    reason: format!("stored settings of webhook {id} are unreadable: {e}"),
+                })?;
+            Ok(target_of(id, &settings, enabled))
+        })
+        .collect()
+}
+
+/// Inserts messages (due at once), in statements small enough for
+/// PostgreSQL. A message already queued is left as it is.
+pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(), ProjectionError> {
+    const COLUMNS: usize = 10;
+    for chunk in size_chunks(messages, |m| 200 + m.body.len(), PG_STATEMENT_BYTES) {
+        let mut sql = String::from(
+            "INSERT INTO webhook_messages (endpoint_id, message_id, app_id, seq, event_type, user_id, \
+             from_webhooks, body, created_at, updated_at, status, attempts, next_attempt_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * COLUMNS;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", b + k)).collect();
+            sql.push_str(&format!("({}, 'pending', 0, 0)", params.join(", ")));
+        }
+        sql.push_str(" ON CONFLICT (endpoint_id, message_id) DO NOTHING");
+        on_tx!(tx, |c| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for m in chunk {
+                query = query
+                    .bind(m.endpoint_id)
+                    .bind(m.message_id)
+                    .bind(m.app_id)
+                    .bind(m.seq)
+                    .bind(m.event_type.as_str())
+                    .bind(m.user_id.as_deref())
+                    .bind(m.from_webhooks)
+                    .bind(m.body.as_str())
+                    .bind(m.created_at)
+                    .bind(m.created_at);
+            }
+            query.execute(c).await?;
+        });
+    }
+    Ok(())
+}
