@@ -274,7 +274,7 @@ async fn cli(backend: Backend) {
         .cloned()
         .unwrap_or_default();
     let names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, ["apps", "devices", "users", "change_queues"]);
+    assert_eq!(names, ["apps", "devices", "users", "change_queues", "webhooks"]);
     assert!(
         list.iter()
             .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
@@ -291,7 +291,7 @@ async fn cli(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
 
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "devices"])
