@@ -9,6 +9,7 @@ mod drain;
 mod echo;
 mod replay;
 mod search;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +34,9 @@ enum Command {
     /// Rebuild of every projection over N events, beside a sequential scan
     /// and a chain verification of the same log.
     Replay(replay::Args),
+    /// Webhook deliveries per second and latency, 1 or many endpoints,
+    /// beside plain POSTs to the same receiver.
+    Webhooks(webhooks::Args),
 }
 
 #[tokio::main]
@@ -44,5 +48,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Drain(args) => drain::run(args).await,
         Command::Search(args) => search::run(args).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Webhooks(args) => webhooks::run(args).await,
     }
 }

@@ -136,6 +136,24 @@ pub(crate) async fn load_devices(
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Appends one device registration (a single event).
+pub(crate) async fn append_registration(
+    store: &dyn EventStore,
+    app_id: AppId,
+    i: usize,
+) -> anyhow::Result<()> {
+    let mut events = device_events(i as u64)?;
+    events.truncate(1);
+    let request = AppendRequest {
+        stream: format!("device:dev-{i}"),
+        expected: ExpectedVersion::NoStream,
+        events,
+        metadata: Metadata::system(app_id, "bench"),
+    };
+    store.append(request).await?;
+    Ok(())
+}
+
 fn device_events(i: u64) -> anyhow::Result<Vec<NewEvent>> {
     let external_id = ExternalId::parse(format!("dev-{i}"))?;
     let registered = DeviceEvent::Registered {

@@ -27,7 +27,7 @@ CREATE TABLE webhook_messages (
     user_id          TEXT,                    -- the user the message is about
     from_webhooks    BOOLEAN NOT NULL,        -- the event was written by the webhook reactor
     body             TEXT    NOT NULL,
-    status           TEXT    NOT NULL,        -- pending | succeeded | failed
+    status           TEXT    NOT NULL,        -- pending | paused (endpoint disabled) | succeeded | failed
     attempts         INTEGER NOT NULL,        -- in the current round
     next_attempt_at  INTEGER NOT NULL,        -- microseconds since the epoch
     lease_until      INTEGER,
@@ -36,8 +36,9 @@ CREATE TABLE webhook_messages (
     updated_at       INTEGER NOT NULL,
     PRIMARY KEY (endpoint_id, message_id)
 );
-CREATE INDEX webhook_messages_due ON webhook_messages (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_messages_due ON webhook_messages (next_attempt_at, seq) WHERE status = 'pending';
 CREATE INDEX webhook_messages_order ON webhook_messages (endpoint_id, seq) WHERE status = 'pending';
+CREATE INDEX webhook_messages_leased ON webhook_messages (lease_until) WHERE lease_until IS NOT NULL;
 CREATE INDEX webhook_messages_failed ON webhook_messages (endpoint_id, created_at) WHERE status = 'failed';
 
 CREATE TABLE webhook_attempts (

@@ -9,7 +9,7 @@
 //! `FOR UPDATE SKIP LOCKED`, so any number of nodes share the queue.
 
 use chrono::{DateTime, Duration, Utc};
-use projections::db::{Backend, Db, Tx};
+use projections::db::{Backend, Db, PG_STATEMENT_BYTES, Tx, size_chunks};
 use projections::{on_db, on_tx};
 use uuid::Uuid;
 
@@ -64,7 +64,7 @@ pub async fn claim(
     lease: Duration,
     limit: i64,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_relaxed().await?;
     let lock = match tx.backend() {
         Backend::Postgres => " FOR UPDATE OF m SKIP LOCKED",
         Backend::Sqlite => "",
@@ -89,6 +89,8 @@ pub async fn claim(
     });
     let mut slots = RateSlots::default();
     let mut claimed = Vec::with_capacity(candidates.len());
+    let token = Uuid::now_v7();
+    let lease = lease.num_microseconds().unwrap_or(i64::MAX / 4);
     for (endpoint_id, message_id, app_id, event_type, user_id, from_webhooks, body, attempts, rate) in
         candidates
     {
@@ -116,21 +118,6 @@ pub async fn claim(
             }
             _ => micros(now),
         };
-        let token = Uuid::now_v7();
-        let lease_until = send_at + lease.num_microseconds().unwrap_or(i64::MAX / 4);
-        on_tx!(&mut tx, |c| {
-            sqlx::query(
-                "UPDATE webhook_messages SET lease_until = $3, lease_token = $4, attempts = attempts + 1, \
-                 updated_at = $5 WHERE endpoint_id = $1 AND message_id = $2",
-            )
-            .bind(endpoint_id)
-            .bind(message_id)
-            .bind(lease_until)
-            .bind(token)
-            .bind(micros(now))
-            .execute(c)
-            .await?;
-        });
         claimed.push(Claimed {
             endpoint_id,
             message_id,
@@ -142,6 +129,48 @@ pub async fn claim(
             attempt: attempts + 1,
             lease_token: token,
             send_at: at(send_at),
+        });
+    }
+    // One statement leases them all; a rate-limited message's lease runs
+    // from its send slot.
+    for chunk in claimed.chunks(200) {
+        let mut sql = String::from(
+            "UPDATE webhook_messages SET lease_token = $1, attempts = attempts + 1, updated_at = $2, \
+             lease_until = $3 + CASE ",
+        );
+        let mut params = 3;
+        for _ in chunk {
+            sql.push_str(&format!(
+                "WHEN endpoint_id = ${} AND message_id = ${} THEN ${} ",
+                params + 1,
+                params + 2,
+                params + 3
+            ));
+            params += 3;
+        }
+        // Equalities joined by OR, which both databases answer from the
+        // primary key (a row-value IN list is a full scan on SQLite).
+        sql.push_str("ELSE 0 END WHERE ");
+        let mut p = 3;
+        for (i, _) in chunk.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!("(endpoint_id = ${} AND message_id = ${})", p + 1, p + 2));
+            p += 3;
+        }
+        on_tx!(&mut tx, |c| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(token)
+                .bind(micros(now))
+                .bind(micros(now).saturating_add(lease));
+            for m in chunk {
+                query = query
+                    .bind(m.endpoint_id)
+                    .bind(m.message_id)
+                    .bind(micros(m.send_at) - micros(now));
+            }
+            query.execute(c).await?;
         });
     }
     slots.save(&mut tx).await?;
@@ -229,100 +258,164 @@ pub enum Recorded {
     LeaseLost,
 }
 
-/// Records an attempt and moves the message on, if the lease is still ours.
+/// Records attempts and moves their messages on, each only if its lease is
+/// still ours, all in one transaction (one commit for a whole batch of
+/// deliveries). Answers in the order given.
 pub async fn complete(
     db: &Db,
-    message: &Claimed,
-    outcome: &Outcome,
+    done: &[(&Claimed, &Outcome)],
     now: DateTime<Utc>,
-) -> Result<Recorded, sqlx::Error> {
-    let status = match (outcome.succeeded, outcome.next_attempt_at) {
-        (true, _) => "succeeded",
-        (false, Some(_)) => "pending",
-        (false, None) => "failed",
-    };
-    let mut tx = db.begin().await?;
-    let updated = on_tx!(&mut tx, |c| {
-        sqlx::query(
-            "UPDATE webhook_messages SET status = $4, next_attempt_at = $5, lease_until = NULL, \
-             lease_token = NULL, updated_at = $6 \
-             WHERE endpoint_id = $1 AND message_id = $2 AND lease_token = $3",
-        )
-        .bind(message.endpoint_id)
-        .bind(message.message_id)
-        .bind(message.lease_token)
-        .bind(status)
-        .bind(outcome.next_attempt_at.map_or(0, micros))
-        .bind(micros(now))
-        .execute(&mut *c)
-        .await?
-        .rows_affected()
-    });
-    if updated == 0 {
-        return Ok(Recorded::LeaseLost);
-    }
-    on_tx!(&mut tx, |c| {
-        sqlx::query(
-            "INSERT INTO webhook_attempts (attempt_id, endpoint_id, message_id, attempt, started_at, \
-             duration_ms, status_code, response_body, error, outcome, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(message.endpoint_id)
-        .bind(message.message_id)
-        .bind(message.attempt)
-        .bind(micros(outcome.started_at))
-        .bind(outcome.duration_ms)
-        .bind(outcome.status_code.map(i32::from))
-        .bind(outcome.response_body.as_deref())
-        .bind(outcome.error.as_deref())
-        .bind(if outcome.succeeded { "succeeded" } else { "failed" })
-        .bind(outcome.next_attempt_at.map(micros))
-        .execute(&mut *c)
-        .await?;
-    });
-    let failing_since: Option<i64> = if outcome.succeeded {
-        on_tx!(&mut tx, |c| {
-            sqlx::query("UPDATE webhook_endpoint_state SET failing_since = NULL WHERE endpoint_id = $1")
-                .bind(message.endpoint_id)
-                .execute(c)
-                .await?;
-        });
-        None
-    } else {
-        on_tx!(&mut tx, |c| {
-            sqlx::query_scalar(
-                "INSERT INTO webhook_endpoint_state (endpoint_id, tat, failing_since) VALUES ($1, 0, $2) \
-                 ON CONFLICT (endpoint_id) DO UPDATE \
-                 SET failing_since = COALESCE(webhook_endpoint_state.failing_since, excluded.failing_since) \
-                 RETURNING failing_since",
+) -> Result<Vec<Recorded>, sqlx::Error> {
+    let mut tx = db.begin_relaxed().await?;
+    let mut recorded = Vec::with_capacity(done.len());
+    for (message, outcome) in done {
+        let status = match (outcome.succeeded, outcome.next_attempt_at) {
+            (true, _) => "succeeded",
+            (false, Some(_)) => "pending",
+            (false, None) => "failed",
+        };
+        let updated = on_tx!(&mut tx, |c| {
+            sqlx::query(
+                "UPDATE webhook_messages SET status = $4, next_attempt_at = $5, lease_until = NULL, \
+                 lease_token = NULL, updated_at = $6 \
+                 WHERE endpoint_id = $1 AND message_id = $2 AND lease_token = $3",
             )
             .bind(message.endpoint_id)
-            .bind(micros(outcome.started_at))
-            .fetch_one(c)
+            .bind(message.message_id)
+            .bind(message.lease_token)
+            .bind(status)
+            .bind(outcome.next_attempt_at.map_or(0, micros))
+            .bind(micros(now))
+            .execute(c)
             .await?
-        })
-    };
+            .rows_affected()
+        });
+        recorded.push(if updated == 0 {
+            Recorded::LeaseLost
+        } else {
+            Recorded::Done {
+                failing_since: None,
+            }
+        });
+    }
+    let kept: Vec<&(&Claimed, &Outcome)> = done
+        .iter()
+        .zip(&recorded)
+        .filter(|(_, r)| **r != Recorded::LeaseLost)
+        .map(|(d, _)| d)
+        .collect();
+    insert_attempts(&mut tx, &kept).await?;
+    // Each endpoint's failure streak, by its last outcome in the batch.
+    let mut last: Vec<(Uuid, bool, i64)> = Vec::new();
+    for (message, outcome) in &kept {
+        let entry = (message.endpoint_id, outcome.succeeded, micros(outcome.started_at));
+        match last.iter_mut().find(|(e, ..)| *e == message.endpoint_id) {
+            Some(slot) => *slot = entry,
+            None => last.push(entry),
+        }
+    }
+    let mut streaks = std::collections::HashMap::new();
+    for (endpoint_id, succeeded, started) in last {
+        if succeeded {
+            on_tx!(&mut tx, |c| {
+                sqlx::query(
+                    "UPDATE webhook_endpoint_state SET failing_since = NULL WHERE endpoint_id = $1",
+                )
+                .bind(endpoint_id)
+                .execute(c)
+                .await?;
+            });
+        } else {
+            let since: Option<i64> = on_tx!(&mut tx, |c| {
+                sqlx::query_scalar(
+                    "INSERT INTO webhook_endpoint_state (endpoint_id, tat, failing_since) VALUES ($1, 0, $2) \
+                     ON CONFLICT (endpoint_id) DO UPDATE \
+                     SET failing_since = COALESCE(webhook_endpoint_state.failing_since, excluded.failing_since) \
+                     RETURNING failing_since",
+                )
+                .bind(endpoint_id)
+                .bind(started)
+                .fetch_one(c)
+                .await?
+            });
+            streaks.insert(endpoint_id, since);
+        }
+    }
     tx.commit().await?;
-    Ok(Recorded::Done {
-        failing_since: failing_since.map(at),
-    })
+    for ((message, outcome), r) in done.iter().zip(recorded.iter_mut()) {
+        if let Recorded::Done { failing_since } = r
+            && !outcome.succeeded
+        {
+            *failing_since = streaks.get(&message.endpoint_id).copied().flatten().map(at);
+        }
+    }
+    Ok(recorded)
+}
+
+/// Inserts attempt records, in statements small enough for PostgreSQL.
+async fn insert_attempts(tx: &mut Tx, done: &[&(&Claimed, &Outcome)]) -> Result<(), sqlx::Error> {
+    const COLUMNS: usize = 11;
+    let size = |d: &&(&Claimed, &Outcome)| {
+        200 + d.1.response_body.as_ref().map_or(0, String::len) + d.1.error.as_ref().map_or(0, String::len)
+    };
+    for chunk in size_chunks(done, size, PG_STATEMENT_BYTES) {
+        let mut sql = String::from(
+            "INSERT INTO webhook_attempts (attempt_id, endpoint_id, message_id, attempt, started_at, \
+             duration_ms, status_code, response_body, error, outcome, next_attempt_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", i * COLUMNS + k)).collect();
+            sql.push_str(&format!("({})", params.join(", ")));
+        }
+        on_tx!(tx, |c| {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for (message, outcome) in chunk.iter().map(|d| **d) {
+                query = query
+                    .bind(Uuid::now_v7())
+                    .bind(message.endpoint_id)
+                    .bind(message.message_id)
+                    .bind(message.attempt)
+                    .bind(micros(outcome.started_at))
+                    .bind(outcome.duration_ms)
+                    .bind(outcome.status_code.map(i32::from))
+                    .bind(outcome.response_body.as_deref())
+                    .bind(outcome.error.as_deref())
+                    .bind(if outcome.succeeded { "succeeded" } else { "failed" })
+                    .bind(outcome.next_attempt_at.map(micros));
+            }
+            query.execute(c).await?;
+        });
+    }
+    Ok(())
 }
 
 /// The earliest instant at which a pending message of an enabled endpoint
-/// may be claimed (its retry time, or its lease's end).
+/// may be claimed: its retry time, or the end of a lapsed worker's lease.
 pub async fn next_due(db: &Db) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    let due: Option<i64> = on_db!(db, |p| {
-        sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN m.lease_until IS NOT NULL AND m.lease_until > m.next_attempt_at \
-             THEN m.lease_until ELSE m.next_attempt_at END) \
-             FROM webhook_messages m JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
-             WHERE m.status = 'pending' AND e.enabled",
+    let (due, lease): (Option<i64>, Option<i64>) = on_db!(db, |p| {
+        let due = sqlx::query_scalar(
+            "SELECT m.next_attempt_at FROM webhook_messages m \
+             JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
+             WHERE m.status = 'pending' AND m.lease_until IS NULL AND e.enabled \
+             ORDER BY m.next_attempt_at LIMIT 1",
         )
-        .fetch_one(p)
-        .await?
+        .fetch_optional(p)
+        .await?;
+        let lease = sqlx::query_scalar(
+            "SELECT lease_until FROM webhook_messages WHERE lease_until IS NOT NULL \
+             ORDER BY lease_until LIMIT 1",
+        )
+        .fetch_optional(p)
+        .await?;
+        (due, lease)
     });
-    Ok(due.map(at))
+    Ok(match (due, lease) {
+        (Some(a), Some(b)) => Some(at(a.min(b))),
+        (a, b) => a.or(b).map(at),
+    })
 }
 
 /// Puts one message of an endpoint back in the queue for a new round.

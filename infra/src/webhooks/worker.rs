@@ -17,7 +17,7 @@ use domain::webhook::settings::Settings;
 use domain::webhook::{self, Endpoint, WebhookCommand};
 use projections::db::Db;
 use projections::webhooks::{ACTOR, endpoints};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::policy::WebhookConfig;
@@ -52,26 +52,42 @@ pub struct Worker {
     http: reqwest::Client,
     addresses: Arc<super::address::AddressPolicy>,
     wake: Notify,
+    /// Deliveries in flight.
     slots: Arc<Semaphore>,
+    /// Messages claimed and not yet finished (in flight or waiting for a slot).
+    claims: Arc<Semaphore>,
     targets: Mutex<HashMap<Uuid, Arc<Target>>>,
     /// Turns true when the reactor stops: deliveries in flight are
     /// abandoned (their leases lapse and another worker retries them).
     stopping: watch::Sender<bool>,
+    /// Finished deliveries, recorded in batches (one commit for many).
+    done: mpsc::Sender<Done>,
+    done_rx: Mutex<Option<mpsc::Receiver<Done>>>,
 }
+
+/// A finished delivery waiting to be recorded.
+struct Done {
+    message: Claimed,
+    outcome: Outcome,
+    reply: oneshot::Sender<Result<Recorded, String>>,
+}
+
+/// Deliveries recorded per transaction, at most.
+const RECORD_BATCH: usize = 256;
 
 /// The running reactor; stops when dropped.
 pub struct Deliveries {
     worker: Arc<Worker>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for Deliveries {
     fn drop(&mut self) {
         self.worker.stopping.send_replace(true);
-        if let Ok(mut task) = self.task.lock()
-            && let Some(task) = task.take()
-        {
-            task.abort();
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 }
@@ -87,6 +103,8 @@ impl Deliveries {
         let addresses = Arc::new(config.addresses.clone());
         let http = send::client(config.timeout, addresses.clone())?;
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let claims = Arc::new(Semaphore::new(config.concurrency.max(1) * 2));
+        let (done, done_rx) = mpsc::channel(RECORD_BATCH * 4);
         Ok(Self {
             worker: Arc::new(Worker {
                 db,
@@ -98,19 +116,26 @@ impl Deliveries {
                 addresses,
                 wake: Notify::new(),
                 slots,
+                claims,
                 targets: Mutex::new(HashMap::new()),
                 stopping: watch::Sender::new(false),
+                done,
+                done_rx: Mutex::new(Some(done_rx)),
             }),
-            task: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
     /// Starts delivering; `queued` changes whenever the projection may have
     /// queued messages.
     pub fn start(&self, queued: watch::Receiver<i64>) {
+        let Some(done) = self.worker.done_rx.lock().ok().and_then(|mut d| d.take()) else {
+            return;
+        };
+        let recorder = tokio::spawn(record(Arc::downgrade(&self.worker), done));
         let task = tokio::spawn(run(Arc::downgrade(&self.worker), queued));
-        if let Ok(mut slot) = self.task.lock() {
-            *slot = Some(task);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.extend([recorder, task]);
         }
     }
 
@@ -131,33 +156,43 @@ async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
     let mut backoff = std::time::Duration::from_millis(100);
     loop {
         let Some(w) = worker.upgrade() else { return };
-        let free = i64::try_from(w.slots.available_permits()).unwrap_or(CLAIM_BATCH);
-        if free == 0 {
-            // Every slot is busy: wait for a delivery to finish.
-            let slots = w.slots.clone();
+        // Claimed and not yet finished: at most twice the concurrency, and
+        // claims are made in batches, not one message at a time.
+        let free = w.claims.available_permits();
+        let batch = usize::try_from(CLAIM_BATCH).unwrap_or(64).min(w.config.concurrency.max(1));
+        if free < batch / 4 + 1 {
+            let claims = w.claims.clone();
             drop(w);
-            let _ = slots.acquire().await;
+            let wanted = u32::try_from(batch / 4 + 1).unwrap_or(1);
+            let _ = claims.acquire_many(wanted).await;
             continue;
         }
         let now = w.clock.now();
         let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(1));
-        let limit = free.min(CLAIM_BATCH);
+        let limit = i64::try_from(free.min(batch)).unwrap_or(1);
         match queue::claim(&w.db, now, lease, limit).await {
             Ok(claimed) => {
                 backoff = std::time::Duration::from_millis(100);
                 let full = claimed.len() as i64 == limit;
                 for message in claimed {
-                    let Ok(permit) = w.slots.clone().acquire_owned().await else {
+                    let Ok(claim) = w.claims.clone().acquire_owned().await else {
                         return;
                     };
                     let w = w.clone();
                     let mut stopping = w.stopping.subscribe();
                     tokio::spawn(async move {
+                        let delivery = async {
+                            let Ok(slot) = w.slots.clone().acquire_owned().await else {
+                                return;
+                            };
+                            deliver(&w, message).await;
+                            drop(slot);
+                        };
                         tokio::select! {
-                            () = deliver(&w, message) => {}
+                            () = delivery => {}
                             _ = stopping.wait_for(|s| *s) => return,
                         }
-                        drop(permit);
+                        drop(claim);
                         w.wake.notify_one();
                     });
                 }
@@ -173,7 +208,13 @@ async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
                 continue;
             }
         }
-        let due = queue::next_due(&w.db).await.ok().flatten();
+        // Due now yet not claimed means blocked (behind an ordered
+        // endpoint's head, or leased): a finished delivery wakes the loop.
+        let due = queue::next_due(&w.db)
+            .await
+            .ok()
+            .flatten()
+            .filter(|at| *at > now);
         let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
         let poll = w.config.poll_interval;
         let wake = async {
@@ -244,13 +285,23 @@ async fn deliver(w: &Worker, message: Claimed) {
         next_attempt_at,
     };
     let now = w.clock.now();
-    let recorded = match queue::complete(&w.db, &message, &outcome, now).await {
-        Ok(r) => r,
-        Err(e) => {
+    let (reply, answer) = oneshot::channel();
+    let done = Done {
+        message: message.clone(),
+        outcome,
+        reply,
+    };
+    if w.done.send(done).await.is_err() {
+        return;
+    }
+    let recorded = match answer.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             // The lease lapses and the message is sent again: at least once.
             tracing::error!(error = %e, "recording a webhook attempt failed");
             return;
         }
+        Err(_) => return,
     };
     let Recorded::Done { failing_since } = recorded else {
         tracing::info!("another worker took this delivery over; its outcome stands");
@@ -275,6 +326,36 @@ async fn deliver(w: &Worker, message: Claimed) {
     }
     if next_attempt_at.is_none() && target.settings.set_user_status_on_failure {
         mark_user(w, app_id, &message).await;
+    }
+}
+
+/// Records finished deliveries: whatever has piled up, in one transaction.
+async fn record(worker: Weak<Worker>, mut done: mpsc::Receiver<Done>) {
+    while let Some(first) = done.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match done.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let Some(w) = worker.upgrade() else { return };
+        let items: Vec<(&Claimed, &Outcome)> =
+            batch.iter().map(|d| (&d.message, &d.outcome)).collect();
+        let result = queue::complete(&w.db, &items, w.clock.now()).await;
+        drop(items);
+        match result {
+            Ok(recorded) => {
+                for (d, r) in batch.into_iter().zip(recorded) {
+                    let _ = d.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                for d in batch {
+                    let _ = d.reply.send(Err(e.to_string()));
+                }
+            }
+        }
     }
 }
 

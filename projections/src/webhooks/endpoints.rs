@@ -95,6 +95,13 @@ pub(super) async fn apply(
                 .bind(version)
                 .execute(&mut *c)
                 .await?;
+                // Out of the delivery queue's way until enabled again.
+                sqlx::query(
+                    "UPDATE webhook_messages SET status = 'paused' WHERE endpoint_id = $1 AND status = 'pending'",
+                )
+                .bind(webhook_id.0)
+                .execute(&mut *c)
+                .await?;
             }
             WebhookEvent::Enabled { webhook_id } => {
                 sqlx::query(
@@ -104,6 +111,12 @@ pub(super) async fn apply(
                 .bind(webhook_id.0)
                 .bind(at)
                 .bind(version)
+                .execute(&mut *c)
+                .await?;
+                sqlx::query(
+                    "UPDATE webhook_messages SET status = 'pending' WHERE endpoint_id = $1 AND status = 'paused'",
+                )
+                .bind(webhook_id.0)
                 .execute(&mut *c)
                 .await?;
                 // A fresh start: the failure streak that disabled it is over.
