@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod notification;
 pub mod platform;
 pub mod properties;
 pub mod role;
