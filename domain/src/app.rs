@@ -12,6 +12,7 @@ use crate::aggregate::Aggregate;
 use crate::error::DomainError;
 use crate::event::DomainEvent;
 use crate::ids::{ApiKeyId, AppId};
+use crate::platform::SendPlatform;
 use crate::role::Role;
 use crate::text::Name;
 
@@ -37,6 +38,16 @@ pub enum AppCommand {
     },
     CreateApiKey(NewApiKey),
     RevokeApiKey(ApiKeyId),
+    /// Push messages per UTC day; `None` lifts the limit.
+    SetDailyQuota(Option<u64>),
+    /// Credentials were stored (outside the log): their fingerprint and
+    /// the details that are not secret (project, key id, team, topic).
+    SetPushCredentials {
+        provider: SendPlatform,
+        fingerprint: String,
+        details: serde_json::Value,
+    },
+    RemovePushCredentials(SendPlatform),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +64,16 @@ pub enum AppEvent {
     },
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked { key_id: ApiKeyId },
+    #[serde(rename = "app.daily_quota_set")]
+    DailyQuotaSet { daily_quota: Option<u64> },
+    #[serde(rename = "app.push_credentials_set")]
+    PushCredentialsSet {
+        provider: SendPlatform,
+        fingerprint: String,
+        details: serde_json::Value,
+    },
+    #[serde(rename = "app.push_credentials_removed")]
+    PushCredentialsRemoved { provider: SendPlatform },
 }
 
 impl DomainEvent for AppEvent {}
@@ -62,6 +83,9 @@ pub struct App {
     exists: bool,
     /// Key id -> revoked?
     keys: BTreeMap<ApiKeyId, bool>,
+    daily_quota: Option<u64>,
+    /// Provider -> fingerprint of the stored credentials.
+    credentials: BTreeMap<&'static str, String>,
 }
 
 impl App {
@@ -120,6 +144,35 @@ impl Aggregate for App {
                 Some(false) => Ok(vec![AppEvent::ApiKeyRevoked { key_id }]),
                 _ => Err(DomainError::NotFound("api key")),
             },
+            AppCommand::SetDailyQuota(daily_quota) => {
+                if !self.exists {
+                    return Err(DomainError::NotFound("app"));
+                }
+                if self.daily_quota == daily_quota {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AppEvent::DailyQuotaSet { daily_quota }])
+            }
+            AppCommand::SetPushCredentials {
+                provider,
+                fingerprint,
+                details,
+            } => {
+                if !self.exists {
+                    return Err(DomainError::NotFound("app"));
+                }
+                Ok(vec![AppEvent::PushCredentialsSet {
+                    provider,
+                    fingerprint,
+                    details,
+                }])
+            }
+            AppCommand::RemovePushCredentials(provider) => {
+                if !self.credentials.contains_key(provider.as_str()) {
+                    return Err(DomainError::NotFound("push credentials"));
+                }
+                Ok(vec![AppEvent::PushCredentialsRemoved { provider }])
+            }
         }
     }
 
@@ -131,6 +184,18 @@ impl Aggregate for App {
             }
             AppEvent::ApiKeyRevoked { key_id } => {
                 self.keys.insert(*key_id, true);
+            }
+            AppEvent::DailyQuotaSet { daily_quota } => self.daily_quota = *daily_quota,
+            AppEvent::PushCredentialsSet {
+                provider,
+                fingerprint,
+                ..
+            } => {
+                self.credentials
+                    .insert(provider.as_str(), fingerprint.clone());
+            }
+            AppEvent::PushCredentialsRemoved { provider } => {
+                self.credentials.remove(provider.as_str());
             }
         }
     }

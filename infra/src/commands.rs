@@ -100,6 +100,65 @@ impl CommandBus {
         Ok((history, state))
     }
 
+    /// Runs `command` against a stream whose state the caller keeps
+    /// (`state` after `version` events), so that a long-lived writer (the
+    /// push sender, one event per batch) does not reload a growing stream
+    /// for every command. On a conflict the stream is reloaded and the
+    /// command decided again. Returns the events written.
+    pub async fn execute_on<A>(
+        &self,
+        stream: &str,
+        metadata: &Metadata,
+        state: &mut A,
+        version: &mut i64,
+        command: A::Command,
+    ) -> Result<Vec<A::Event>, CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+        A::Event: Clone,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let events = state.decide(command.clone())?;
+            if events.is_empty() {
+                return Ok(events);
+            }
+            let request = AppendRequest {
+                stream: stream.to_owned(),
+                expected: ExpectedVersion::from_loaded(*version),
+                events: events
+                    .iter()
+                    .map(|e| {
+                        let (event_type, data) = e.encode();
+                        NewEvent {
+                            event_id: Uuid::now_v7(),
+                            event_type,
+                            schema_version: A::Event::SCHEMA_VERSION,
+                            data,
+                        }
+                    })
+                    .collect(),
+                metadata: metadata.clone(),
+            };
+            match self.store.append(request).await {
+                Ok(appended) => {
+                    for event in &events {
+                        state.evolve(event);
+                    }
+                    *version = appended.stream_version;
+                    return Ok(events);
+                }
+                Err(StoreError::Conflict { .. }) => {
+                    let (history, fresh) = self.load::<A>(metadata.app_id, stream).await?;
+                    *state = fresh;
+                    *version = history.last().map_or(0, |e| e.stream_version);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
     /// Runs `command` against the stream.
     #[tracing::instrument(skip_all, fields(stream = %stream))]
     pub async fn execute<A>(

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::clock::{self, Clock};
 use crate::database::DbOptions;
+use crate::push::config::PushConfig;
 use crate::secrets::Secret;
 use crate::webhooks::policy::WebhookConfig;
 
@@ -30,6 +31,7 @@ pub struct Config {
     /// data directory.
     pub secret_key: Option<Secret<String>>,
     pub webhooks: WebhookConfig,
+    pub push: PushConfig,
     /// The reactors' clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -52,6 +54,7 @@ impl Config {
             shutdown_grace: Duration::from_secs(30),
             secret_key: None,
             webhooks: WebhookConfig::default(),
+            push: PushConfig::default(),
             clock: clock::system(),
         }
     }

@@ -8,6 +8,9 @@ use projections::apps::AppsProjection;
 use projections::change_queues::ChangeQueuesProjection;
 use projections::db::Db;
 use projections::devices::DevicesProjection;
+use projections::notifications::NotificationsProjection;
+use projections::notifications::history::DeviceNotificationsProjection;
+use projections::notifications::jobs::{self as notification_jobs, NotificationJobsProjection};
 use projections::users::UsersProjection;
 use projections::webhooks::{self as webhook_model, WebhooksProjection};
 
@@ -19,6 +22,8 @@ use crate::root_token;
 use crate::secrets::Secret;
 use crate::services::key_cache::KeyCache;
 use crate::store::{EventStore, SqlEventStore, StoreError};
+use crate::push::credentials::Clients;
+use crate::push::sender::{self, Sender};
 use crate::vault::{self, Vault};
 use crate::webhooks::worker::Deliveries;
 
@@ -35,6 +40,8 @@ pub struct Herald {
     pub vault: Vault,
     /// The webhook delivery reactor.
     pub webhooks: Deliveries,
+    /// The push sender (scheduled launches, fan-out).
+    pub push: Sender,
 }
 
 /// Every projection this build runs.
@@ -45,6 +52,9 @@ pub fn all_projections() -> Vec<Arc<dyn Projection>> {
         Arc::new(UsersProjection),
         Arc::new(ChangeQueuesProjection),
         Arc::new(WebhooksProjection),
+        Arc::new(NotificationsProjection),
+        Arc::new(NotificationJobsProjection),
+        Arc::new(DeviceNotificationsProjection),
     ]
 }
 
@@ -100,7 +110,22 @@ impl Herald {
         {
             webhooks.start(queued);
         }
+        let push = Sender::new(sender::Parts {
+            db: db.clone(),
+            commands: commands.clone(),
+            vault: vault.clone(),
+            clock: config.clock.clone(),
+            config: config.push.clone(),
+            projections: projections.clone(),
+            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone()))?,
+        });
+        if config.push.send
+            && let Some(jobs) = projections.subscribe(notification_jobs::NAME)
+        {
+            push.start(jobs);
+        }
         let herald = Arc::new(Herald {
+            push,
             commands,
             vault,
             webhooks,

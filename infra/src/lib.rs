@@ -10,6 +10,7 @@ pub mod database;
 pub mod herald;
 pub mod projection_runner;
 pub mod projection_status;
+pub mod push;
 pub mod rebuild;
 pub mod root_token;
 pub mod secrets;

@@ -26,7 +26,7 @@ impl Projection for AppsProjection {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["apps", "api_keys"]
+        &["apps", "api_keys", "push_credentials"]
     }
 
     fn handles(&self, event_type: &str) -> bool {
@@ -73,6 +73,40 @@ impl Projection for AppsProjection {
                     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE key_id = $2")
                         .bind(at)
                         .bind(key_id.0)
+                        .execute(c)
+                        .await?;
+                }),
+                AppEvent::DailyQuotaSet { daily_quota } => on_tx!(tx, |c| {
+                    sqlx::query("UPDATE apps SET daily_quota = $1, updated_at = $2 WHERE app_id = $3")
+                        .bind(daily_quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
+                        .bind(at)
+                        .bind(event.app_id.0)
+                        .execute(c)
+                        .await?;
+                }),
+                AppEvent::PushCredentialsSet {
+                    provider,
+                    fingerprint,
+                    details,
+                } => on_tx!(tx, |c| {
+                    sqlx::query(
+                        "INSERT INTO push_credentials (app_id, provider, fingerprint, details, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (app_id, provider) DO UPDATE \
+                         SET fingerprint = excluded.fingerprint, details = excluded.details, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(event.app_id.0)
+                    .bind(provider.as_str())
+                    .bind(fingerprint)
+                    .bind(details.to_string())
+                    .bind(at)
+                    .execute(c)
+                    .await?;
+                }),
+                AppEvent::PushCredentialsRemoved { provider } => on_tx!(tx, |c| {
+                    sqlx::query("DELETE FROM push_credentials WHERE app_id = $1 AND provider = $2")
+                        .bind(event.app_id.0)
+                        .bind(provider.as_str())
                         .execute(c)
                         .await?;
                 }),
@@ -166,4 +200,48 @@ pub async fn get_app(db: &Db, app_id: AppId) -> Result<Option<AppRecord>, sqlx::
         })
         .transpose()
     })
+}
+
+/// The app's daily push quota (`None`: unlimited or no such app).
+pub async fn daily_quota(db: &Db, app_id: AppId) -> Result<Option<i64>, sqlx::Error> {
+    let quota: Option<Option<i64>> = on_db!(db, |p| {
+        sqlx::query_scalar("SELECT daily_quota FROM apps WHERE app_id = $1")
+            .bind(app_id.0)
+            .fetch_optional(p)
+            .await?
+    });
+    Ok(quota.flatten())
+}
+
+/// Push credentials as the API shows them: never the secret parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushCredentialRecord {
+    pub provider: String,
+    pub fingerprint: String,
+    pub details: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub async fn push_credentials(
+    db: &Db,
+    app_id: AppId,
+) -> Result<Vec<PushCredentialRecord>, sqlx::Error> {
+    let rows: Vec<(String, String, String, i64)> = on_db!(db, |p| {
+        sqlx::query_as(
+            "SELECT provider, fingerprint, details, updated_at FROM push_credentials \
+             WHERE app_id = $1 ORDER BY provider",
+        )
+        .bind(app_id.0)
+        .fetch_all(p)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(provider, fingerprint, details, updated_at)| PushCredentialRecord {
+            provider,
+            fingerprint,
+            details: serde_json::from_str(&details).unwrap_or_default(),
+            updated_at: from_micros(updated_at),
+        })
+        .collect())
 }

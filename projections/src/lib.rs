@@ -6,6 +6,7 @@ pub mod apps;
 pub mod change_queues;
 pub mod db;
 pub mod devices;
+pub mod notifications;
 mod time;
 pub mod users;
 pub mod webhooks;

@@ -1,0 +1,309 @@
+//! FCM HTTP v1: a service account's key signs a JWT (RS256), exchanged at
+//! its `token_uri` for an OAuth2 access token (cached until shortly before
+//! it expires), which authorises `POST /v1/projects/{project}/messages:send`.
+//!
+//! Errors are read from `error.details[].errorCode` (the FcmError detail),
+//! falling back to `error.status`: `UNREGISTERED` and token-related
+//! `INVALID_ARGUMENT` mean a dead token; `UNAVAILABLE`, `INTERNAL` and
+//! `QUOTA_EXCEEDED` are retried; `THIRD_PARTY_AUTH_ERROR` and
+//! `SENDER_ID_MISMATCH` are configuration errors.
+
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use super::jwt::Signer;
+use super::{Outcome, Provider, PushMessage, retry_after, transport};
+use domain::notification::message::Priority;
+
+pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
+pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
+/// Access tokens are renewed this long before they expire.
+const RENEW_BEFORE: Duration = Duration::from_secs(300);
+
+/// The fields of a Google service account key file that FCM needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServiceAccount {
+    pub project_id: String,
+    #[serde(default)]
+    pub private_key_id: Option<String>,
+    pub private_key: String,
+    pub client_email: String,
+    #[serde(default)]
+    pub token_uri: Option<String>,
+}
+
+impl ServiceAccount {
+    /// Parses and checks a service account JSON (its key must sign).
+    pub fn parse(json: &Value) -> Result<(Self, Signer), String> {
+        let account: ServiceAccount = serde_json::from_value(json.clone())
+            .map_err(|e| format!("is not a service account key file: {e}"))?;
+        if account.project_id.is_empty() || account.client_email.is_empty() {
+            return Err("needs project_id and client_email".into());
+        }
+        let signer = Signer::rs256_pem(&account.private_key).map_err(|e| format!("private_key {e}"))?;
+        Ok((account, signer))
+    }
+}
+
+pub struct Fcm {
+    account: ServiceAccount,
+    signer: Signer,
+    token_url: String,
+    send_url: String,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: u64,
+}
+
+impl Fcm {
+    pub fn new(
+        account: ServiceAccount,
+        signer: Signer,
+        base_url: &str,
+        token_url: Option<&str>,
+        http: reqwest::Client,
+    ) -> Self {
+        let token_url = token_url
+            .map(str::to_owned)
+            .or_else(|| account.token_uri.clone())
+            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        let send_url = format!(
+            "{}/v1/projects/{}/messages:send",
+            base_url.trim_end_matches('/'),
+            account.project_id
+        );
+        Self {
+            account,
+            signer,
+            token_url,
+            send_url,
+            http,
+            token: Mutex::new(None),
+        }
+    }
+
+    /// A valid access token: cached, or fetched with a fresh assertion.
+    async fn access_token(&self, renew: bool) -> Result<String, Outcome> {
+        let mut cached = self.token.lock().await;
+        if !renew
+            && let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let now = chrono::Utc::now().timestamp();
+        let mut header = json!({});
+        if let Some(kid) = &self.account.private_key_id {
+            header["kid"] = json!(kid);
+        }
+        let assertion = self
+            .signer
+            .jwt(
+                header,
+                &json!({
+                    "iss": self.account.client_email,
+                    "scope": SCOPE,
+                    "aud": self.token_url,
+                    "iat": now,
+                    "exp": now + 3600,
+                }),
+            )
+            .map_err(Outcome::Misconfigured)?;
+        let form = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer")
+            .append_pair("assertion", &assertion)
+            .finish();
+        let response = self
+            .http
+            .post(&self.token_url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| transport("fcm oauth", &e))?;
+        let status = response.status().as_u16();
+        let after = retry_after(response.headers());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status != 200 {
+            let error = body["error"].as_str().unwrap_or("error");
+            let detail = body["error_description"].as_str().unwrap_or_default();
+            return Err(match status {
+                429 | 500..=599 => Outcome::Retry {
+                    reason: format!("fcm oauth answered {status}"),
+                    retry_after: after,
+                },
+                _ => Outcome::Misconfigured(format!(
+                    "fcm: the service account was refused ({error}: {detail})"
+                )),
+            });
+        }
+        let token: TokenResponse = serde_json::from_value(body)
+            .map_err(|_| Outcome::Misconfigured("fcm: the token endpoint answered nonsense".into()))?;
+        let lifetime = Duration::from_secs(token.expires_in).saturating_sub(RENEW_BEFORE);
+        *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
+        Ok(token.access_token)
+    }
+
+    fn body(message: &PushMessage, token: &str) -> Value {
+        let c = &message.content;
+        let mut data = c.data.clone();
+        if let Some(link) = &c.deep_link {
+            data.insert("deep_link".into(), link.clone());
+        }
+        let mut notification = json!({"title": c.title, "body": c.body});
+        if let Some(image) = &c.image_url {
+            notification["image"] = json!(image);
+        }
+        let mut android = json!({
+            "priority": match c.priority { Priority::High => "HIGH", Priority::Normal => "NORMAL" },
+        });
+        if let Some(ttl) = c.ttl_seconds {
+            android["ttl"] = json!(format!("{ttl}s"));
+        }
+        if let Some(key) = &c.collapse_key {
+            android["collapse_key"] = json!(key);
+        }
+        if let Some(icon) = &c.icon_url {
+            android["notification"] = json!({"icon": icon});
+        }
+        json!({"message": {
+            "token": token,
+            "notification": notification,
+            "data": data,
+            "android": android,
+        }})
+    }
+
+    async fn post(&self, body: &Value, access_token: &str) -> Result<(u16, Option<Duration>, Value), Outcome> {
+        let response = self
+            .http
+            .post(&self.send_url)
+            .bearer_auth(access_token)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| transport("fcm", &e))?;
+        let status = response.status().as_u16();
+        let after = retry_after(response.headers());
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        Ok((status, after, body))
+    }
+}
+
+/// Classifies an FCM error answer.
+pub fn classify(status: u16, body: &Value, retry_after: Option<Duration>) -> Outcome {
+    let error = &body["error"];
+    let details = error["details"].as_array().cloned().unwrap_or_default();
+    let code = details
+        .iter()
+        .find_map(|d| d["errorCode"].as_str())
+        .or_else(|| error["status"].as_str())
+        .unwrap_or("");
+    let message = error["message"].as_str().unwrap_or_default();
+    let about_token = details.iter().any(|d| {
+        d["fieldViolations"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|f| f["field"].as_str().is_some_and(|f| f.contains("token"))))
+    }) || message.to_ascii_lowercase().contains("registration token");
+    let reason = if message.is_empty() {
+        format!("fcm {code}")
+    } else {
+        format!("fcm {code}: {message}")
+    };
+    match code {
+        "UNREGISTERED" => Outcome::InvalidToken(reason),
+        "INVALID_ARGUMENT" if about_token => Outcome::InvalidToken(reason),
+        "INVALID_ARGUMENT" => Outcome::Failed(reason),
+        "UNAVAILABLE" | "INTERNAL" | "QUOTA_EXCEEDED" => Outcome::Retry {
+            reason,
+            retry_after,
+        },
+        "THIRD_PARTY_AUTH_ERROR" | "SENDER_ID_MISMATCH" | "PERMISSION_DENIED" | "UNAUTHENTICATED" => {
+            Outcome::Misconfigured(reason)
+        }
+        _ => match super::by_status("fcm", status, retry_after) {
+            Outcome::Failed(_) => Outcome::Failed(reason),
+            Outcome::Misconfigured(_) => Outcome::Misconfigured(reason),
+            other => other,
+        },
+    }
+}
+
+#[async_trait]
+impl Provider for Fcm {
+    fn name(&self) -> &'static str {
+        "fcm"
+    }
+
+    async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
+        let body = Self::body(message, token);
+        let mut renewed = false;
+        loop {
+            let access = match self.access_token(renewed).await {
+                Ok(t) => t,
+                Err(outcome) => return outcome,
+            };
+            let (status, after, answer) = match self.post(&body, &access).await {
+                Ok(r) => r,
+                Err(outcome) => return outcome,
+            };
+            if (200..300).contains(&status) {
+                return Outcome::Delivered;
+            }
+            // An access token revoked or expired early: renew once.
+            if status == 401 && !renewed && answer["error"]["status"] == "UNAUTHENTICATED" {
+                renewed = true;
+                continue;
+            }
+            return classify(status, &answer, after);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(status: &str, code: Option<&str>, message: &str) -> Value {
+        let mut details = vec![];
+        if let Some(code) = code {
+            details.push(json!({"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}));
+        }
+        json!({"error": {"code": 400, "message": message, "status": status, "details": details}})
+    }
+
+    #[test]
+    fn error_codes_come_from_the_details() {
+        let dead = classify(404, &error("NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found."), None);
+        assert!(matches!(dead, Outcome::InvalidToken(_)), "{dead:?}");
+        let bad_token = classify(
+            400,
+            &error("INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "The registration token is not a valid FCM registration token"),
+            None,
+        );
+        assert!(matches!(bad_token, Outcome::InvalidToken(_)));
+        let bad_payload = classify(400, &error("INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "Invalid JSON payload"), None);
+        assert!(matches!(bad_payload, Outcome::Failed(_)));
+        let busy = classify(503, &error("UNAVAILABLE", Some("UNAVAILABLE"), ""), Some(Duration::from_secs(7)));
+        assert!(matches!(busy, Outcome::Retry { retry_after: Some(d), .. } if d.as_secs() == 7));
+        let quota = classify(429, &error("RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), ""), None);
+        assert!(matches!(quota, Outcome::Retry { .. }));
+        let apns_auth = classify(401, &error("UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"), "APNs auth"), None);
+        assert!(matches!(apns_auth, Outcome::Misconfigured(_)));
+        let mismatch = classify(403, &error("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), ""), None);
+        assert!(matches!(mismatch, Outcome::Misconfigured(_)));
+        let field = json!({"error": {"status": "INVALID_ARGUMENT", "message": "x", "details": [
+            {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "message.token", "description": "bad"}]}
+        ]}});
+        assert!(matches!(classify(400, &field, None), Outcome::InvalidToken(_)));
+    }
+}

@@ -1,0 +1,98 @@
+//! Push delivery: the providers (FCM HTTP v1, APNs, Web Push, and `log`
+//! for apps without credentials), their credentials, and the sender that
+//! launches scheduled notifications and fans campaigns out, exactly once
+//! per device but for the batch in flight at a crash. See
+//! `docs/notifications.md`.
+//!
+//! The providers speak their documented protocols directly over `reqwest`
+//! with `ring` for the cryptography (RS256 / ES256 JWTs, ECDH, HKDF,
+//! AES-GCM) rather than through provider crates: the FCM crate on
+//! crates.io targets the legacy API Google shut down, the APNs crate brings
+//! a second TLS stack, and the Web Push crate needs OpenSSL. What is spoken
+//! is small, and tested against local servers that answer as the real ones
+//! do.
+
+pub mod apns;
+pub mod config;
+pub mod credentials;
+pub mod ece;
+pub mod fcm;
+pub mod jwt;
+pub mod log;
+pub mod sender;
+pub mod webpush;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::notification::message::Content;
+use uuid::Uuid;
+
+/// A notification as every provider sends it.
+#[derive(Debug, Clone)]
+pub struct PushMessage {
+    pub notification_id: Uuid,
+    pub content: Content,
+}
+
+/// What a provider said about one device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// The token is dead (unregistered, expired, not for this app): the
+    /// device leaves future audiences until it registers a new one.
+    InvalidToken(String),
+    /// Worth trying again, after at least `retry_after` if given.
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// The credentials or the app's configuration are wrong: every message
+    /// would fail alike, so the notification stops with this reason.
+    Misconfigured(String),
+    /// This message to this device was refused; not retried.
+    Failed(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// `fcm`, `apns`, `webpush`, `log`.
+    fn name(&self) -> &'static str;
+
+    async fn send(&self, message: &PushMessage, token: &str) -> Outcome;
+}
+
+/// How an HTTP status the provider did not explain further is classed.
+pub(crate) fn by_status(provider: &str, status: u16, retry_after: Option<Duration>) -> Outcome {
+    match status {
+        429 | 500..=599 => Outcome::Retry {
+            reason: format!("{provider} answered {status}"),
+            retry_after,
+        },
+        401 | 403 => Outcome::Misconfigured(format!(
+            "{provider} refused the credentials ({status})"
+        )),
+        _ => Outcome::Failed(format!("{provider} answered {status}")),
+    }
+}
+
+/// A `Retry-After` header in seconds (HTTP dates are read as well).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    crate::webhooks::policy::parse_retry_after(raw, chrono::Utc::now())
+}
+
+/// A transport error in a few words (no URL: it may carry a token).
+pub(crate) fn transport(provider: &str, e: &reqwest::Error) -> Outcome {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    Outcome::Retry {
+        reason: format!("{provider}: {what}"),
+        retry_after: None,
+    }
+}

@@ -1,0 +1,375 @@
+//! The push sender: launches queued notifications when their time comes,
+//! and sends launched ones.
+//!
+//! Sending a notification: resolve its audience once (`notification_audience`,
+//! numbered in device order) and record that (`notification.audience_resolved`);
+//! then, batch by batch, send every member and record the batch
+//! (`notification.batch_sent`, naming each device and its outcome) before
+//! the next; then `notification.sent` (or `errored`). A batch recorded in
+//! the log is never sent again: after a crash, the next worker (the job's
+//! lease lapsed) skips recorded batches and resends only the batch that was
+//! in flight, so at most `batch_size` devices (1,000 by default) can get a
+//! notification twice. Dead tokens become `device.push_token_invalidated`.
+
+pub mod audience;
+pub mod fanout;
+pub mod jobs;
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use domain::Metadata;
+use domain::device::{self, Device, DeviceCommand};
+use domain::ids::AppId;
+use domain::notification::{self, Notification, NotificationCommand, Status};
+use futures::StreamExt;
+use projections::db::Db;
+use tokio::sync::{Notify, Semaphore, watch};
+
+use self::fanout::Limits;
+use self::jobs::Job;
+use super::config::PushConfig;
+use super::credentials::{Clients, ProviderCache};
+use super::PushMessage;
+use crate::clock::Clock;
+use crate::commands::{CommandBus, CommandError};
+use crate::projection_runner::ProjectionRunner;
+use crate::vault::Vault;
+
+/// Notifications worked at once by one process.
+const JOBS_AT_ONCE: usize = 4;
+
+pub struct Worker {
+    db: Db,
+    commands: CommandBus,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    config: PushConfig,
+    projections: ProjectionRunner,
+    clients: Clients,
+    cache: ProviderCache,
+    limits: Limits,
+    wake: Notify,
+    running: Arc<Semaphore>,
+    stopping: watch::Sender<bool>,
+}
+
+/// The running sender; stops when dropped (work in flight is abandoned and
+/// picked up again when its lease lapses).
+pub struct Sender {
+    worker: Arc<Worker>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.worker.stopping.send_replace(true);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// What the sender needs from the running application.
+pub struct Parts {
+    pub db: Db,
+    pub commands: CommandBus,
+    pub vault: Vault,
+    pub clock: Arc<dyn Clock>,
+    pub config: PushConfig,
+    pub projections: ProjectionRunner,
+    pub clients: Clients,
+}
+
+impl Sender {
+    pub fn new(parts: Parts) -> Self {
+        let limits = Limits::new(parts.config.concurrency);
+        Self {
+            worker: Arc::new(Worker {
+                db: parts.db,
+                commands: parts.commands,
+                vault: parts.vault,
+                clock: parts.clock,
+                config: parts.config,
+                projections: parts.projections,
+                clients: parts.clients,
+                cache: ProviderCache::default(),
+                limits,
+                wake: Notify::new(),
+                running: Arc::new(Semaphore::new(JOBS_AT_ONCE)),
+                stopping: watch::Sender::new(false),
+            }),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts working; `jobs` changes when the jobs projection moves.
+    pub fn start(&self, jobs: watch::Receiver<i64>) {
+        let task = tokio::spawn(run(Arc::downgrade(&self.worker), jobs));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(task);
+        }
+    }
+
+    pub fn wake(&self) {
+        self.worker.wake.notify_one();
+    }
+}
+
+async fn run(worker: Weak<Worker>, mut jobs_moved: watch::Receiver<i64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(w) = worker.upgrade() else { return };
+        let free = w.running.available_permits();
+        if free == 0 {
+            let running = w.running.clone();
+            drop(w);
+            let _ = running.acquire().await;
+            continue;
+        }
+        let now = w.clock.now();
+        let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+        match jobs::claim(&w.db, now, lease, i64::try_from(free).unwrap_or(1)).await {
+            Ok(claimed) => {
+                backoff = Duration::from_millis(100);
+                for job in claimed {
+                    let Ok(permit) = w.running.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let w = w.clone();
+                    let mut stopping = w.stopping.subscribe();
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            () = work(&w, job) => {}
+                            _ = stopping.wait_for(|s| *s) => return,
+                        }
+                        drop(permit);
+                        w.wake.notify_one();
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "claiming notification jobs failed; retrying");
+                drop(w);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        }
+        let due = jobs::next_due(&w.db).await.ok().flatten().filter(|at| *at > now);
+        let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
+        let poll = w.config.poll_interval;
+        tokio::select! {
+            () = w.wake.notified() => {}
+            changed = jobs_moved.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = async { match sleep_until_due { Some(s) => s.await, None => std::future::pending().await } } => {}
+            () = tokio::time::sleep(poll) => {}
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(notification = %job.notification_id, stage = %job.stage))]
+async fn work(w: &Worker, job: Job) {
+    let result = match job.stage.as_str() {
+        projections::notifications::jobs::LAUNCH => launch(w, &job).await,
+        _ => send(w, &job).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "notification work failed; it will be retried");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = jobs::release(&w.db, &job).await;
+    }
+}
+
+fn metadata(app_id: AppId, actor: &str, cause: Option<uuid::Uuid>) -> Metadata {
+    let mut m = Metadata::system(app_id, actor);
+    m.causation_id = cause;
+    m
+}
+
+/// A queued notification's time has come.
+async fn launch(w: &Worker, job: &Job) -> Result<(), CommandError> {
+    let app_id = AppId(job.app_id);
+    let done = w
+        .commands
+        .execute::<Notification>(
+            &notification::stream(job.notification_id),
+            &metadata(app_id, "scheduler", None),
+            NotificationCommand::LaunchScheduled,
+        )
+        .await?;
+    if done.events.is_empty() {
+        // No longer queued: nothing to launch.
+        jobs::drop_job(&w.db, job).await?;
+    }
+    Ok(())
+}
+
+/// Whether sending `needed` more messages today would pass the app's quota.
+async fn over_quota(w: &Worker, app_id: AppId, needed: u64) -> Result<Option<String>, sqlx::Error> {
+    let Some(quota) = projections::apps::daily_quota(&w.db, app_id).await? else {
+        return Ok(None);
+    };
+    let today = w.clock.now().format("%Y-%m-%d").to_string();
+    let used = projections::notifications::query::usage_on(&w.db, app_id.0, &today).await?;
+    let needed = i64::try_from(needed).unwrap_or(i64::MAX);
+    Ok((used.saturating_add(needed) > quota).then(|| {
+        format!("the daily quota of {quota} push messages would be exceeded ({used} sent today, {needed} more)")
+    }))
+}
+
+async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
+    let app_id = AppId(job.app_id);
+    let stream = notification::stream(job.notification_id);
+    let (history, mut state) = w.commands.load::<Notification>(app_id, &stream).await?;
+    let mut version = history.last().map_or(0, |e| e.stream_version);
+    let meta = metadata(app_id, "push", history.last().map(|e| e.event_id));
+    let Some(message) = state.message.clone() else {
+        jobs::drop_job(&w.db, job).await?;
+        return Ok(());
+    };
+    let mut batch_size = job.batch_size.unwrap_or(w.config.batch_size as i64).max(1);
+    match state.status {
+        Some(Status::Launched) => {
+            // The devices read model must have seen everything up to the launch.
+            if let Some(last) = history.last() {
+                w.projections
+                    .wait_for("devices", last.position, Duration::from_secs(30))
+                    .await;
+            }
+            batch_size = i64::try_from(w.config.batch_size).unwrap_or(1000).max(1);
+            let (total, by_platform) =
+                audience::resolve(&w.db, app_id, job.notification_id, &message.targets, batch_size).await?;
+            if let Some(reason) = over_quota(w, app_id, total).await? {
+                w.commands
+                    .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Fail { reason })
+                    .await?;
+                return Ok(());
+            }
+            let batches = total.div_ceil(u64::try_from(batch_size).unwrap_or(1));
+            w.commands
+                .execute_on(
+                    &stream,
+                    &meta,
+                    &mut state,
+                    &mut version,
+                    NotificationCommand::ResolveAudience {
+                        total,
+                        by_platform,
+                        batches,
+                    },
+                )
+                .await?;
+        }
+        Some(Status::Sending) => {}
+        _ => {
+            jobs::drop_job(&w.db, job).await?;
+            return Ok(());
+        }
+    }
+    let providers = w
+        .cache
+        .load(&w.db, &w.vault, &w.clients, &w.config, app_id)
+        .await
+        .map_err(|e| CommandError::Internal(e.to_string()))?;
+    let push = PushMessage {
+        notification_id: job.notification_id,
+        content: message.content.clone(),
+    };
+    for n in 1..=state.batches {
+        if state.recorded.contains(&n) {
+            continue;
+        }
+        if state.status != Some(Status::Sending) {
+            break;
+        }
+        let members = audience::batch(&w.db, job.notification_id, n, batch_size).await?;
+        let sent = fanout::send(n, members, &push, &providers, &w.limits, &w.config).await;
+        record(w, &stream, &meta, &mut state, &mut version, &sent.outcome).await?;
+        invalidate(w, app_id, &sent.invalid_tokens).await;
+        if let Some(reason) = sent.misconfigured {
+            w.commands
+                .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Fail { reason })
+                .await?;
+            return Ok(());
+        }
+        let until = w.clock.now()
+            + chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+        if !jobs::extend(&w.db, job, until).await? {
+            tracing::warn!("the job was taken over; stopping here");
+            return Ok(());
+        }
+    }
+    w.commands
+        .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Finish)
+        .await?;
+    Ok(())
+}
+
+/// Records a batch; the log is the record of what was sent, so this keeps
+/// trying while the database is away (the process stopping abandons it:
+/// the batch is then sent again by the next worker).
+async fn record(
+    w: &Worker,
+    stream: &str,
+    meta: &Metadata,
+    state: &mut Notification,
+    version: &mut i64,
+    outcome: &domain::notification::BatchOutcome,
+) -> Result<(), CommandError> {
+    let mut wait = Duration::from_millis(200);
+    loop {
+        let result = w
+            .commands
+            .execute_on(
+                stream,
+                meta,
+                state,
+                version,
+                NotificationCommand::RecordBatch(outcome.clone()),
+            )
+            .await;
+        match result {
+            Ok(_) => return Ok(()),
+            Err(CommandError::Unavailable(e)) | Err(CommandError::Internal(e)) => {
+                tracing::warn!(error = %e, batch = outcome.batch, "recording a batch failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The provider said these tokens are dead: each device learns it.
+async fn invalidate(w: &Worker, app_id: AppId, dead: &[(domain::ids::ExternalId, String)]) {
+    let meta = metadata(app_id, "push", None);
+    futures::stream::iter(dead)
+        .for_each_concurrent(16, |(external_id, token)| {
+            let meta = meta.clone();
+            async move {
+                let result = w
+                    .commands
+                    .execute::<Device>(
+                        &device::stream(external_id),
+                        &meta,
+                        DeviceCommand::InvalidateToken {
+                            external_id: external_id.clone(),
+                            push_token: token.clone(),
+                            reason: "the push provider reported the token dead".into(),
+                        },
+                    )
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, device = %external_id, "could not invalidate a token");
+                }
+            }
+        })
+        .await;
+}

@@ -1,0 +1,280 @@
+//! Notifications as last seen, with their counters, and push messages per
+//! app and UTC day. Counters are the sum of the recorded batches; the
+//! final `notification.sent` / `notification.errored` states them again.
+
+pub mod history;
+pub mod jobs;
+pub mod query;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use domain::RecordedEvent;
+use domain::event::DomainEvent;
+use domain::notification::{NotificationEvent, PerPlatform, Status};
+use uuid::Uuid;
+
+use crate::db::Tx;
+use crate::time::micros;
+use crate::{Projection, ProjectionError, on_tx};
+
+pub const NAME: &str = "notifications";
+
+pub struct NotificationsProjection;
+
+/// A row being changed by a batch of events.
+#[derive(Debug, Clone)]
+struct Row {
+    app_id: Uuid,
+    status: Status,
+    message: String,
+    scheduled_at: Option<i64>,
+    audience: Option<serde_json::Value>,
+    sent: PerPlatform,
+    failed: PerPlatform,
+    error_reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+    /// Not in the table yet.
+    new: bool,
+    deleted: bool,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+type Stored = (
+    Uuid,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+);
+
+async fn load(tx: &mut Tx, id: Uuid) -> Result<Option<Row>, sqlx::Error> {
+    let row: Option<Stored> = on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT app_id, status, message, scheduled_at, audience, sent, failed, error_reason, \
+             created_at, updated_at, version FROM notifications WHERE notification_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(c)
+        .await?
+    });
+    Ok(row.map(
+        |(app_id, status, message, scheduled_at, audience, sent, failed, error_reason, created_at, updated_at, version)| Row {
+            app_id,
+            status: Status::parse(&status).unwrap_or(Status::Draft),
+            message,
+            scheduled_at,
+            audience: audience.and_then(|a| serde_json::from_str(&a).ok()),
+            sent: serde_json::from_str(&sent).unwrap_or_default(),
+            failed: serde_json::from_str(&failed).unwrap_or_default(),
+            error_reason,
+            created_at,
+            updated_at,
+            version,
+            new: false,
+            deleted: false,
+        },
+    ))
+}
+
+async fn save(tx: &mut Tx, id: Uuid, row: &Row) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |c| {
+        if row.deleted {
+            sqlx::query("DELETE FROM notifications WHERE notification_id = $1")
+                .bind(id)
+                .execute(c)
+                .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO notifications (notification_id, app_id, status, message, scheduled_at, audience, \
+                 sent, failed, error_reason, created_at, updated_at, version) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (notification_id) DO UPDATE SET status = excluded.status, \
+                 message = excluded.message, scheduled_at = excluded.scheduled_at, \
+                 audience = excluded.audience, sent = excluded.sent, failed = excluded.failed, \
+                 error_reason = excluded.error_reason, updated_at = excluded.updated_at, \
+                 version = excluded.version",
+            )
+            .bind(id)
+            .bind(row.app_id)
+            .bind(row.status.as_str())
+            .bind(&row.message)
+            .bind(row.scheduled_at)
+            .bind(row.audience.as_ref().map(json))
+            .bind(json(&row.sent))
+            .bind(json(&row.failed))
+            .bind(row.error_reason.as_deref())
+            .bind(row.created_at)
+            .bind(row.updated_at)
+            .bind(row.version)
+            .execute(c)
+            .await?;
+        }
+    });
+    Ok(())
+}
+
+/// `YYYY-MM-DD` of an instant, UTC.
+pub fn day_of(event: &RecordedEvent) -> String {
+    event.recorded_at.format("%Y-%m-%d").to_string()
+}
+
+#[async_trait]
+impl Projection for NotificationsProjection {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> i32 {
+        1
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["notifications", "push_usage"]
+    }
+
+    fn handles(&self, event_type: &str) -> bool {
+        event_type.starts_with("notification.")
+    }
+
+    async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
+        let mut rows: HashMap<Uuid, Row> = HashMap::new();
+        let mut usage: HashMap<(Uuid, String), i64> = HashMap::new();
+        for event in events {
+            let decoded =
+                NotificationEvent::decode(&event.event_type, event.schema_version, &event.data)
+                    .map_err(|e| ProjectionError::event(event, e))?;
+            let id = notification_id(&decoded);
+            let at = micros(event.recorded_at);
+            if let NotificationEvent::Created { message, .. } = &decoded {
+                rows.insert(
+                    id,
+                    Row {
+                        app_id: event.app_id.0,
+                        status: Status::Draft,
+                        message: json(message),
+                        scheduled_at: message.scheduled_at.map(|t| t.timestamp_micros()),
+                        audience: None,
+                        sent: PerPlatform::default(),
+                        failed: PerPlatform::default(),
+                        error_reason: None,
+                        created_at: at,
+                        updated_at: at,
+                        version: event.stream_version,
+                        new: true,
+                        deleted: false,
+                    },
+                );
+                continue;
+            }
+            if !rows.contains_key(&id) {
+                match load(tx, id).await? {
+                    Some(row) => {
+                        rows.insert(id, row);
+                    }
+                    None => continue,
+                }
+            }
+            let Some(row) = rows.get_mut(&id) else { continue };
+            row.updated_at = at;
+            row.version = event.stream_version;
+            match decoded {
+                NotificationEvent::Created { .. } => {}
+                NotificationEvent::Updated { message, .. } => {
+                    row.scheduled_at = message.scheduled_at.map(|t| t.timestamp_micros());
+                    row.message = json(&message);
+                }
+                NotificationEvent::Queued { scheduled_at, .. } => {
+                    row.status = Status::Queued;
+                    row.scheduled_at = Some(scheduled_at.timestamp_micros());
+                }
+                NotificationEvent::Unscheduled { .. } => row.status = Status::Draft,
+                NotificationEvent::Launched { .. } => row.status = Status::Launched,
+                NotificationEvent::AudienceResolved {
+                    total, by_platform, ..
+                } => {
+                    row.status = Status::Sending;
+                    row.audience = Some(serde_json::json!({
+                        "total": total,
+                        "android": by_platform.android,
+                        "ios": by_platform.ios,
+                        "web": by_platform.web,
+                    }));
+                }
+                NotificationEvent::BatchSent { outcome, .. } => {
+                    row.sent.add(&outcome.sent);
+                    row.failed.add(&outcome.failures);
+                    let messages = outcome.sent.total() + outcome.failures.total();
+                    *usage.entry((row.app_id, day_of(event))).or_default() +=
+                        i64::try_from(messages).unwrap_or(i64::MAX);
+                }
+                NotificationEvent::Sent { sent, failed, .. } => {
+                    row.status = Status::Sent;
+                    row.sent = sent;
+                    row.failed = failed;
+                }
+                NotificationEvent::Errored {
+                    reason,
+                    sent,
+                    failed,
+                    ..
+                } => {
+                    row.status = Status::Error;
+                    row.error_reason = Some(reason);
+                    row.sent = sent;
+                    row.failed = failed;
+                }
+                NotificationEvent::Canceled { .. } => row.status = Status::Canceled,
+                NotificationEvent::Deleted { .. } => row.deleted = true,
+            }
+        }
+        for (id, row) in &rows {
+            if row.new && row.deleted {
+                continue;
+            }
+            save(tx, *id, row).await?;
+        }
+        for ((app_id, day), messages) in usage {
+            on_tx!(tx, |c| {
+                sqlx::query(
+                    "INSERT INTO push_usage (app_id, day, messages) VALUES ($1, $2, $3) \
+                     ON CONFLICT (app_id, day) DO UPDATE SET messages = push_usage.messages + excluded.messages",
+                )
+                .bind(app_id)
+                .bind(day)
+                .bind(messages)
+                .execute(c)
+                .await?;
+            });
+        }
+        Ok(())
+    }
+}
+
+pub fn notification_id(event: &NotificationEvent) -> Uuid {
+    use NotificationEvent as E;
+    match event {
+        E::Created { notification_id, .. }
+        | E::Updated { notification_id, .. }
+        | E::Queued { notification_id, .. }
+        | E::Unscheduled { notification_id }
+        | E::Launched { notification_id }
+        | E::AudienceResolved { notification_id, .. }
+        | E::BatchSent { notification_id, .. }
+        | E::Sent { notification_id, .. }
+        | E::Errored { notification_id, .. }
+        | E::Canceled { notification_id }
+        | E::Deleted { notification_id } => *notification_id,
+    }
+}
