@@ -40,6 +40,10 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge,
     UnsupportedMediaType,
+    TooManyRequests {
+        detail: String,
+        retry_after: std::time::Duration,
+    },
     Unavailable,
     Internal(String),
 }
@@ -66,6 +70,11 @@ impl ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
+            ),
+            ApiError::TooManyRequests { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-requests",
+                "Too many requests",
             ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +121,10 @@ pub fn problem(
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
         let (detail, errors) = match self {
             ApiError::Validation(errors) => {
                 let detail = errors
@@ -134,6 +147,7 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             ApiError::Unavailable => ("the database is unavailable; retry shortly".into(), vec![]),
+            ApiError::TooManyRequests { detail, .. } => (detail, vec![]),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
                 ("the server failed; the error was logged".into(), vec![])
@@ -144,6 +158,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response
@@ -176,6 +195,13 @@ impl From<CommandError> for ApiError {
                 ApiError::Unavailable
             }
             CommandError::Internal(m) => ApiError::Internal(m),
+            CommandError::TooMany {
+                message,
+                retry_after,
+            } => ApiError::TooManyRequests {
+                detail: message,
+                retry_after,
+            },
         }
     }
 }

@@ -26,6 +26,12 @@ pub enum CommandError {
     /// The database is down or overloaded (503).
     #[error("the event store is unavailable")]
     Unavailable(String),
+    /// A limit was reached; try again after this long (429).
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Anything else (500).
     #[error("the command failed: {0}")]
     Internal(String),

@@ -1,11 +1,13 @@
-//! `POST /v1/apps` (root): create a tenant and its first API key.
+//! `POST /v1/apps` (root): create a tenant and its first API key;
+//! `PATCH /v1/apps/{id}` (root): its daily push quota.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::text::Name;
-use infra::services::tenancy;
+use domain::ids::AppId;
+use infra::services::{push_credentials, tenancy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api_keys::IssuedKeyBody;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, Root};
 use crate::state::AppState;
 
@@ -34,7 +36,57 @@ pub struct CreatedAppBody {
 }
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_app))
+    OpenApiRouter::new()
+        .routes(routes!(create_app))
+        .routes(routes!(patch_app))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchApp {
+    /// Push messages per UTC day; `null` lifts the limit.
+    #[serde(default, deserialize_with = "crate::routes::devices::present")]
+    #[schema(value_type = Option<i64>)]
+    daily_quota: Option<Option<i64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AppQuota {
+    id: Uuid,
+    daily_quota: Option<i64>,
+}
+
+/// Sets an app's daily push quota (root token).
+#[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = PatchApp,
+    responses(
+        (status = 200, body = AppQuota),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn patch_app(
+    State(state): State<AppState>,
+    root: Root,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<PatchApp>,
+) -> ApiResult<Json<AppQuota>> {
+    let app_id = Uuid::parse_str(&raw)
+        .map(AppId)
+        .map_err(|_| ApiError::NotFound("app not found".into()))?;
+    let quota = match body.daily_quota {
+        None => return Err(ApiError::invalid("daily_quota", "is required (null lifts the limit)")),
+        Some(None) => None,
+        Some(Some(q)) => Some(
+            u64::try_from(q).map_err(|_| ApiError::invalid("daily_quota", "must be 0 or more"))?,
+        ),
+    };
+    let daily_quota =
+        push_credentials::set_daily_quota(&state.herald, &root.ctx.clone(), app_id, quota).await?;
+    Ok(Json(AppQuota {
+        id: app_id.0,
+        daily_quota,
+    }))
 }
 
 /// Creates an app and its first API key.

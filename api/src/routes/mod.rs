@@ -10,7 +10,10 @@ mod devices;
 mod events;
 pub use events::EventBody;
 mod health;
+mod notifications;
 pub mod openapi;
+mod push_credentials;
+mod usage;
 mod users;
 mod webhooks;
 
@@ -32,6 +35,8 @@ use crate::state::AppState;
         (name = "events", description = "The log, for auditors"),
         (name = "change-queues", description = "Drain-on-fetch feeds of integration events"),
         (name = "webhooks", description = "Signed webhook endpoints and their deliveries"),
+        (name = "notifications", description = "Push campaigns: target, launch, schedule, count"),
+        (name = "push", description = "Push provider credentials and usage"),
         (name = "operations", description = "Health and documentation"),
     )
 )]
@@ -49,5 +54,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(change_queues::router())
         .merge(webhooks::router())
+        .merge(notifications::router())
+        .merge(push_credentials::router())
+        .merge(usage::router())
         .merge(openapi::router())
 }

@@ -5,6 +5,8 @@
 pub mod change_queues;
 pub mod devices;
 pub mod key_cache;
+pub mod notifications;
+pub mod push_credentials;
 pub mod tenancy;
 pub mod users;
 pub mod webhooks;

@@ -62,6 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_device, get_device, delete_device))
         .routes(routes!(patch_properties))
         .routes(routes!(device_events))
+        .routes(routes!(device_notifications))
         .routes(routes!(search::search_devices))
 }
 
@@ -241,4 +242,73 @@ async fn device_events(
         events.into_iter().map(EventBody::from).collect(),
         next_after,
     )))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// 1..=250, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct DeviceNotificationBody {
+    notification_id: uuid::Uuid,
+    /// `delivered`, `failed` or `invalid_token`.
+    outcome: String,
+    reason: Option<String>,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct DeviceNotificationList {
+    notifications: Vec<DeviceNotificationBody>,
+    next_cursor: Option<String>,
+}
+
+/// The notifications sent to a device and what became of each, newest first.
+#[utoipa::path(get, path = "/v1/devices/{external_id}/notifications", tag = "devices", security(("bearer" = [])),
+    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), HistoryQuery),
+    responses(
+        (status = 200, body = DeviceNotificationList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn device_notifications(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    Path(raw_id): Path<String>,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> ApiResult<Json<DeviceNotificationList>> {
+    let external_id = external_id(raw_id)?;
+    let limit = crate::cursor::limit(query.limit, 50, 250)?;
+    let before = match query.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(crate::cursor::decode("device-notifications", Some(c))?),
+    };
+    let found = infra::services::notifications::device_history(
+        &state.herald,
+        key.app_id,
+        external_id.as_str(),
+        before,
+        limit + 1,
+    )
+    .await?;
+    let more = found.len() as i64 > limit;
+    let page: Vec<_> = found.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| page.last().map(|n| crate::cursor::encode("device-notifications", n.position)))
+        .flatten();
+    Ok(Json(DeviceNotificationList {
+        notifications: page
+            .into_iter()
+            .map(|n| DeviceNotificationBody {
+                notification_id: n.notification_id,
+                outcome: n.outcome,
+                reason: n.reason,
+                at: n.at,
+            })
+            .collect(),
+        next_cursor,
+    }))
 }

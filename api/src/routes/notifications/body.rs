@@ -1,0 +1,345 @@
+//! Notification request and response bodies, and their parsing into the
+//! domain's message (every bad field named in one 400).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use domain::ids::{ExternalId, UserId};
+use domain::notification::PerPlatform;
+use domain::notification::message::{Content, Message, Priority, Targets};
+use domain::{DomainError, FieldError};
+use projections::notifications::query::NotificationRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::routes::devices::present;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNotification {
+    /// 1-200 characters.
+    pub title: String,
+    /// 1-2000 characters.
+    pub body: String,
+    /// An absolute URL (any scheme, e.g. `myapp://inbox`).
+    pub deep_link: Option<String>,
+    /// Absolute http(s) URLs.
+    pub image_url: Option<String>,
+    pub icon_url: Option<String>,
+    /// String values only; at most 100 keys.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: BTreeMap<String, Value>,
+    /// A condition tree, as in device search.
+    #[schema(value_type = Option<Object>)]
+    pub conditions: Option<Value>,
+    /// Every permitted device of these users.
+    #[serde(default)]
+    pub user_ids: Vec<String>,
+    /// These devices.
+    #[serde(default)]
+    pub external_ids: Vec<String>,
+    /// Launch at this instant instead of at once.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// How long providers keep it for an offline device (0..=2419200).
+    pub ttl_seconds: Option<i64>,
+    /// `high` (default) or `normal`.
+    pub priority: Option<String>,
+    /// Newer notifications with the same key replace older ones.
+    pub collapse_key: Option<String>,
+    /// Launch now (or queue it until `scheduled_at`).
+    #[serde(default)]
+    pub launch: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchNotification {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub deep_link: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub image_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub icon_url: Option<Option<String>>,
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<BTreeMap<String, Value>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub conditions: Option<Option<Value>>,
+    pub user_ids: Option<Vec<String>>,
+    pub external_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub scheduled_at: Option<Option<DateTime<Utc>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub ttl_seconds: Option<Option<i64>>,
+    pub priority: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub collapse_key: Option<Option<String>>,
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn keep<T>(&mut self, r: Result<T, DomainError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(DomainError::Invalid(e)) => {
+                self.0.extend(e);
+                None
+            }
+            Err(other) => {
+                self.0.push(FieldError::new("body", other.to_string()));
+                None
+            }
+        }
+    }
+}
+
+fn data(raw: BTreeMap<String, Value>) -> Result<BTreeMap<String, String>, DomainError> {
+    let mut errors = Vec::new();
+    let mut data = BTreeMap::new();
+    for (k, v) in raw {
+        match v {
+            Value::String(s) => {
+                data.insert(k, s);
+            }
+            _ => errors.push(FieldError::new(format!("data.{k}"), "must be a string")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(data)
+    } else {
+        Err(DomainError::Invalid(errors))
+    }
+}
+
+fn ttl(raw: i64) -> Result<u32, DomainError> {
+    u32::try_from(raw).map_err(|_| DomainError::invalid("ttl_seconds", "must be 0 to 2419200"))
+}
+
+fn ids<T>(
+    field: &str,
+    raw: Vec<String>,
+    parse: impl Fn(String) -> Result<T, DomainError>,
+) -> Result<Vec<T>, DomainError> {
+    let mut errors = Vec::new();
+    let mut out = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        match parse(r) {
+            Ok(v) => out.push(v),
+            Err(_) => errors.push(FieldError::new(
+                format!("{field}[{i}]"),
+                "must be 1 to 255 bytes",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(DomainError::Invalid(errors))
+    }
+}
+
+impl CreateNotification {
+    pub fn parse(self) -> Result<(Message, bool), ApiError> {
+        let mut e = Errors::default();
+        let data = e.keep(data(self.data));
+        let ttl = e.keep(self.ttl_seconds.map(ttl).transpose());
+        let priority = e.keep(self.priority.as_deref().map(Priority::parse).transpose());
+        let user_ids = e.keep(ids("user_ids", self.user_ids, UserId::parse));
+        let external_ids = e.keep(ids("external_ids", self.external_ids, ExternalId::parse));
+        let message = (|| {
+            Some(Message {
+                content: Content {
+                    title: self.title,
+                    body: self.body,
+                    deep_link: self.deep_link,
+                    image_url: self.image_url,
+                    icon_url: self.icon_url,
+                    data: data?,
+                    ttl_seconds: ttl?,
+                    priority: priority?.unwrap_or_default(),
+                    collapse_key: self.collapse_key,
+                },
+                targets: Targets {
+                    conditions: self.conditions,
+                    user_ids: user_ids?,
+                    external_ids: external_ids?,
+                },
+                scheduled_at: self.scheduled_at,
+            })
+        })();
+        if let Some(m) = &message {
+            e.keep(m.validate());
+        }
+        match message {
+            Some(m) if e.0.is_empty() => Ok((m, self.launch)),
+            _ => Err(ApiError::Validation(e.0)),
+        }
+    }
+}
+
+fn merge<T>(current: Option<T>, change: Option<Option<T>>) -> Option<T> {
+    match change {
+        None => current,
+        Some(v) => v,
+    }
+}
+
+impl PatchNotification {
+    /// The message after this change.
+    pub fn apply(self, current: Message) -> Result<Message, ApiError> {
+        let mut e = Errors::default();
+        let c = current.content;
+        let t = current.targets;
+        let data = match self.data {
+            Some(d) => e.keep(data(d)),
+            None => Some(c.data),
+        };
+        let ttl = match self.ttl_seconds {
+            None => Some(c.ttl_seconds),
+            Some(None) => Some(None),
+            Some(Some(v)) => e.keep(ttl(v)).map(Some),
+        };
+        let priority = match self.priority.as_deref() {
+            Some(p) => e.keep(Priority::parse(p)),
+            None => Some(c.priority),
+        };
+        let user_ids = match self.user_ids {
+            Some(u) => e.keep(ids("user_ids", u, UserId::parse)),
+            None => Some(t.user_ids),
+        };
+        let external_ids = match self.external_ids {
+            Some(x) => e.keep(ids("external_ids", x, ExternalId::parse)),
+            None => Some(t.external_ids),
+        };
+        let message = (|| {
+            Some(Message {
+                content: Content {
+                    title: self.title.unwrap_or(c.title),
+                    body: self.body.unwrap_or(c.body),
+                    deep_link: merge(c.deep_link, self.deep_link),
+                    image_url: merge(c.image_url, self.image_url),
+                    icon_url: merge(c.icon_url, self.icon_url),
+                    data: data?,
+                    ttl_seconds: ttl?,
+                    priority: priority?,
+                    collapse_key: merge(c.collapse_key, self.collapse_key),
+                },
+                targets: Targets {
+                    conditions: merge(t.conditions, self.conditions),
+                    user_ids: user_ids?,
+                    external_ids: external_ids?,
+                },
+                scheduled_at: merge(current.scheduled_at, self.scheduled_at),
+            })
+        })();
+        if let Some(m) = &message {
+            e.keep(m.validate());
+        }
+        match message {
+            Some(m) if e.0.is_empty() => Ok(m),
+            _ => Err(ApiError::Validation(e.0)),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Counts {
+    android: u64,
+    ios: u64,
+    web: u64,
+}
+
+impl From<PerPlatform> for Counts {
+    fn from(p: PerPlatform) -> Self {
+        Self {
+            android: p.android,
+            ios: p.ios,
+            web: p.web,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationBody {
+    id: Uuid,
+    /// draft, queued, launched, sending, sent, error, canceled.
+    status: String,
+    title: String,
+    body: String,
+    deep_link: Option<String>,
+    image_url: Option<String>,
+    icon_url: Option<String>,
+    data: BTreeMap<String, String>,
+    #[schema(value_type = Option<Object>)]
+    conditions: Option<Value>,
+    user_ids: Vec<String>,
+    external_ids: Vec<String>,
+    scheduled_at: Option<DateTime<Utc>>,
+    ttl_seconds: Option<u32>,
+    priority: String,
+    collapse_key: Option<String>,
+    /// Once resolved: `{total, android, ios, web}`.
+    #[schema(value_type = Option<Object>)]
+    audience: Option<Value>,
+    /// Delivered, per device platform.
+    sent: Counts,
+    /// Not delivered (failed or dead token), per device platform.
+    failed: Counts,
+    error_reason: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<NotificationRecord> for NotificationBody {
+    fn from(r: NotificationRecord) -> Self {
+        let c = r.message.content;
+        let t = r.message.targets;
+        Self {
+            id: r.notification_id,
+            status: r.status.as_str().to_owned(),
+            title: c.title,
+            body: c.body,
+            deep_link: c.deep_link,
+            image_url: c.image_url,
+            icon_url: c.icon_url,
+            data: c.data,
+            conditions: t.conditions,
+            user_ids: t.user_ids.iter().map(|u| u.as_str().to_owned()).collect(),
+            external_ids: t.external_ids.iter().map(|x| x.as_str().to_owned()).collect(),
+            scheduled_at: r.message.scheduled_at,
+            ttl_seconds: c.ttl_seconds,
+            priority: match c.priority {
+                Priority::High => "high",
+                Priority::Normal => "normal",
+            }
+            .to_owned(),
+            collapse_key: c.collapse_key,
+            audience: r.audience,
+            sent: r.sent.into(),
+            failed: r.failed.into(),
+            error_reason: r.error_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NotificationList {
+    pub notifications: Vec<NotificationBody>,
+    pub next_cursor: Option<String>,
+}

@@ -1,0 +1,246 @@
+//! Notifications (campaigns): create, list, read, change drafts, launch,
+//! cancel, delete, set a status by hand.
+
+mod body;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use domain::notification::Status;
+use infra::services::notifications;
+use projections::notifications::query::{After, Order};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub use self::body::NotificationBody;
+use self::body::{CreateNotification, NotificationList, PatchNotification};
+use crate::cursor;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{AppJson, AppQuery, Key, Read, Write};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_notification, list_notifications))
+        .routes(routes!(get_notification, patch_notification, delete_notification))
+        .routes(routes!(launch_notification))
+        .routes(routes!(cancel_notification))
+        .routes(routes!(set_status))
+}
+
+fn notification_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound("notification not found".into()))
+}
+
+/// Creates a notification (a draft, or launched with `launch: true`).
+#[utoipa::path(post, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
+    request_body = CreateNotification,
+    responses(
+        (status = 201, body = NotificationBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota"),
+    ))]
+async fn create_notification(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    AppJson(body): AppJson<CreateNotification>,
+) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
+    let (message, launch) = body.parse()?;
+    let created = notifications::create(&state.herald, &key.ctx, key.app_id, message, launch).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only notifications with this status.
+    status: Option<String>,
+    /// `created_at`, `-created_at` (default) or `scheduled_at`.
+    order_by: Option<String>,
+    /// 1..=100, default 50.
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+/// The app's notifications.
+#[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = NotificationList),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_notifications(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    AppQuery(query): AppQuery<ListQuery>,
+) -> ApiResult<Json<NotificationList>> {
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => Some(Status::parse(s).filter(|s| *s != Status::Deleted).ok_or_else(|| {
+            ApiError::invalid(
+                "status",
+                "must be draft, queued, launched, sending, sent, error or canceled",
+            )
+        })?),
+    };
+    let (order, kind) = match query.order_by.as_deref().unwrap_or("-created_at") {
+        "created_at" => (Order::CreatedAsc, "n-created"),
+        "-created_at" => (Order::CreatedDesc, "n-created-desc"),
+        "scheduled_at" => (Order::ScheduledAsc, "n-scheduled"),
+        _ => {
+            return Err(ApiError::invalid(
+                "order_by",
+                "must be created_at, -created_at or scheduled_at",
+            ));
+        }
+    };
+    let limit = cursor::limit(query.limit, 50, 100)?;
+    let after = cursor::decode_pair(kind, query.cursor.as_deref())?.map(|(key, id)| After { key, id });
+    let found =
+        notifications::list(&state.herald, key.app_id, status, order, after, limit + 1).await?;
+    let more = found.len() as i64 > limit;
+    let page: Vec<_> = found.into_iter().take(limit as usize).collect();
+    let next_cursor = more
+        .then(|| page.last().map(|(k, n)| cursor::encode_pair(kind, *k, n.notification_id)))
+        .flatten();
+    Ok(Json(NotificationList {
+        notifications: page.into_iter().map(|(_, n)| n.into()).collect(),
+        next_cursor,
+    }))
+}
+
+/// Reads a notification, with its counters.
+#[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = NotificationBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_notification(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<NotificationBody>> {
+    let id = notification_id(&raw)?;
+    Ok(Json(notifications::get(&state.herald, key.app_id, id).await?.into()))
+}
+
+/// Changes a draft (absent fields stay; `null` clears the optional ones).
+#[utoipa::path(patch, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = PatchNotification,
+    responses(
+        (status = 200, body = NotificationBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Not a draft"),
+    ))]
+async fn patch_notification(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<PatchNotification>,
+) -> ApiResult<Json<NotificationBody>> {
+    let id = notification_id(&raw)?;
+    let (status, current) = notifications::current(&state.herald, key.app_id, id).await?;
+    if status != Status::Draft {
+        return Err(ApiError::Conflict(format!(
+            "the notification is {}; only drafts can be changed",
+            status.as_str()
+        )));
+    }
+    let message = body.apply(current)?;
+    let updated = notifications::update(&state.herald, &key.ctx, key.app_id, id, message).await?;
+    Ok(Json(updated.into()))
+}
+
+/// Deletes a draft or a finished notification (the log keeps it).
+#[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn delete_notification(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = notification_id(&raw)?;
+    notifications::delete(&state.herald, &key.ctx, key.app_id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Launches now, or queues until `scheduled_at`.
+#[utoipa::path(post, path = "/v1/notifications/{id}/launch", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 202, body = NotificationBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn launch_notification(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
+    let id = notification_id(&raw)?;
+    let launched = notifications::launch(&state.herald, &key.ctx, key.app_id, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(launched.into())))
+}
+
+/// Cancels a draft, queued or sending notification (what was sent stays sent).
+#[utoipa::path(post, path = "/v1/notifications/{id}/cancel", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = NotificationBody),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn cancel_notification(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+) -> ApiResult<Json<NotificationBody>> {
+    let id = notification_id(&raw)?;
+    Ok(Json(notifications::cancel(&state.herald, &key.ctx, key.app_id, id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetStatus {
+    /// `launched`, `canceled`, or `draft` (a queued notification back to draft).
+    status: String,
+}
+
+/// Moves a notification to a status by hand (the transitions allowed).
+#[utoipa::path(put, path = "/v1/notifications/{id}/status", tag = "notifications", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    request_body = SetStatus,
+    responses(
+        (status = 200, body = NotificationBody),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn set_status(
+    State(state): State<AppState>,
+    key: Key<Write>,
+    Path(raw): Path<String>,
+    AppJson(body): AppJson<SetStatus>,
+) -> ApiResult<Json<NotificationBody>> {
+    let id = notification_id(&raw)?;
+    let status = Status::parse(&body.status).ok_or_else(|| {
+        ApiError::invalid(
+            "status",
+            "must be one of draft, queued, launched, sending, sent, error, canceled, deleted",
+        )
+    })?;
+    let record = notifications::set_status(&state.herald, &key.ctx, key.app_id, id, status).await?;
+    Ok(Json(record.into()))
+}

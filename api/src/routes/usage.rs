@@ -1,0 +1,94 @@
+//! `GET /v1/usage`: push messages handed to providers, per UTC day.
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{Duration, NaiveDate, Utc};
+use infra::services::notifications;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{AppQuery, Key, Read};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// First day, `YYYY-MM-DD` (default: 30 days ago).
+    from: Option<String>,
+    /// Last day, inclusive (default: today).
+    to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Day {
+    date: String,
+    /// Messages handed to providers (delivered or not).
+    push_messages: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Usage {
+    from: String,
+    to: String,
+    /// Every day of the range, oldest first (days without messages count 0).
+    days: Vec<Day>,
+    total: i64,
+    daily_quota: Option<i64>,
+}
+
+fn day(field: &str, raw: Option<&str>, default: NaiveDate) -> Result<NaiveDate, ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(r) => NaiveDate::parse_from_str(r, "%Y-%m-%d")
+            .map_err(|_| ApiError::invalid(field, "must be a date YYYY-MM-DD")),
+    }
+}
+
+/// Push messages per UTC day.
+#[utoipa::path(get, path = "/v1/usage", tag = "push", security(("bearer" = [])),
+    params(UsageQuery),
+    responses(
+        (status = 200, body = Usage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn usage(
+    State(state): State<AppState>,
+    key: Key<Read>,
+    AppQuery(query): AppQuery<UsageQuery>,
+) -> ApiResult<Json<Usage>> {
+    let today = Utc::now().date_naive();
+    let to = day("to", query.to.as_deref(), today)?;
+    let from = day("from", query.from.as_deref(), to - Duration::days(30))?;
+    if from > to {
+        return Err(ApiError::invalid("from", "must not be after to"));
+    }
+    if (to - from).num_days() > 366 {
+        return Err(ApiError::invalid("from", "the range may span at most 366 days"));
+    }
+    let (f, t) = (from.to_string(), to.to_string());
+    let counted = notifications::usage(&state.herald, key.app_id, &f, &t).await?;
+    let mut days = Vec::new();
+    let mut d = from;
+    while d <= to {
+        let date = d.to_string();
+        let push_messages = counted.iter().find(|(k, _)| *k == date).map_or(0, |(_, n)| *n);
+        days.push(Day { date, push_messages });
+        d += Duration::days(1);
+    }
+    let total = days.iter().map(|d| d.push_messages).sum();
+    let daily_quota = projections::apps::daily_quota(&state.herald.db, key.app_id).await?;
+    Ok(Json(Usage {
+        from: f,
+        to: t,
+        days,
+        total,
+        daily_quota,
+    }))
+}
