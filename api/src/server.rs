@@ -68,6 +68,7 @@ pub async fn serve(
         result = server => result.map_err(std::io::Error::other)??,
         () = drained => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time"),
     }
+    herald.stop();
     // Closing waits for connections to come back; some are held by
     // background tasks until the process ends, so do not wait for long.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), herald.db.close()).await;

@@ -142,6 +142,15 @@ impl Herald {
         })
     }
 
+    /// Stops the background work: the reactors (webhooks, push) and the
+    /// read models' runner. Work in flight is abandoned and resumed by
+    /// whichever node takes it up next.
+    pub fn stop(&self) {
+        self.push.stop();
+        self.webhooks.stop();
+        self.projections.stop();
+    }
+
     /// Whether the database answers and is fully migrated.
     pub async fn ready(&self) -> Result<(), StoreError> {
         if database::is_migrated(&self.db).await? {

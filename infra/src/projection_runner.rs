@@ -135,6 +135,15 @@ impl ProjectionRunner {
         Ok(())
     }
 
+    /// Stops following the log (a batch in progress rolls back).
+    pub fn stop(&self) {
+        if let Ok(mut task) = self.inner.task.lock()
+            && let Some(task) = task.take()
+        {
+            task.abort();
+        }
+    }
+
     /// Waits until projection `name` has applied `position`, at most `timeout`.
     /// Returns whether it got there.
     pub async fn wait_for(&self, name: &str, position: i64, timeout: Duration) -> bool {

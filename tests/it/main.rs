@@ -17,3 +17,4 @@ mod search;
 mod store;
 mod users;
 mod webhooks;
+mod notifications;

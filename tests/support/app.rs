@@ -30,6 +30,9 @@ pub struct TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Connections still open keep the server's state alive; the node's
+        // background work must stop now, as if its process died.
+        self.herald.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

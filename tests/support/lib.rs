@@ -9,6 +9,7 @@
 pub mod app;
 pub mod backend;
 pub mod proxy;
+pub mod push;
 pub mod receiver;
 
 pub use app::TestApp;

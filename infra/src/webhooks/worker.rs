@@ -83,12 +83,7 @@ pub struct Deliveries {
 
 impl Drop for Deliveries {
     fn drop(&mut self) {
-        self.worker.stopping.send_replace(true);
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for task in tasks.drain(..) {
-                task.abort();
-            }
-        }
+        self.stop();
     }
 }
 
@@ -136,6 +131,17 @@ impl Deliveries {
         let task = tokio::spawn(run(Arc::downgrade(&self.worker), queued));
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.extend([recorder, task]);
+        }
+    }
+
+    /// Stops delivering: deliveries in flight are abandoned (their leases
+    /// lapse and they are sent again, by this node or another).
+    pub fn stop(&self) {
+        self.worker.stopping.send_replace(true);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for task in tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 

@@ -153,40 +153,51 @@ fn ids<T>(
 }
 
 impl CreateNotification {
+    /// Parses every field; one 400 names all the bad ones.
     pub fn parse(self) -> Result<(Message, bool), ApiError> {
         let mut e = Errors::default();
-        let data = e.keep(data(self.data));
-        let ttl = e.keep(self.ttl_seconds.map(ttl).transpose());
-        let priority = e.keep(self.priority.as_deref().map(Priority::parse).transpose());
-        let user_ids = e.keep(ids("user_ids", self.user_ids, UserId::parse));
-        let external_ids = e.keep(ids("external_ids", self.external_ids, ExternalId::parse));
-        let message = (|| {
-            Some(Message {
-                content: Content {
-                    title: self.title,
-                    body: self.body,
-                    deep_link: self.deep_link,
-                    image_url: self.image_url,
-                    icon_url: self.icon_url,
-                    data: data?,
-                    ttl_seconds: ttl?,
-                    priority: priority?.unwrap_or_default(),
-                    collapse_key: self.collapse_key,
-                },
-                targets: Targets {
-                    conditions: self.conditions,
-                    user_ids: user_ids?,
-                    external_ids: external_ids?,
-                },
-                scheduled_at: self.scheduled_at,
-            })
-        })();
-        if let Some(m) = &message {
-            e.keep(m.validate());
+        let data = e.keep(data(self.data)).unwrap_or_default();
+        let ttl = e.keep(self.ttl_seconds.map(ttl).transpose()).flatten();
+        let priority = e
+            .keep(self.priority.as_deref().map(Priority::parse).transpose())
+            .flatten()
+            .unwrap_or_default();
+        let user_ids = e.keep(ids("user_ids", self.user_ids, UserId::parse)).unwrap_or_default();
+        let external_ids = e
+            .keep(ids("external_ids", self.external_ids, ExternalId::parse))
+            .unwrap_or_default();
+        let parsed_targets = !user_ids.is_empty() || !external_ids.is_empty();
+        let message = Message {
+            content: Content {
+                title: self.title,
+                body: self.body,
+                deep_link: self.deep_link,
+                image_url: self.image_url,
+                icon_url: self.icon_url,
+                data,
+                ttl_seconds: ttl,
+                priority,
+                collapse_key: self.collapse_key,
+            },
+            targets: Targets {
+                conditions: self.conditions,
+                user_ids,
+                external_ids,
+            },
+            scheduled_at: self.scheduled_at,
+        };
+        if let Err(DomainError::Invalid(found)) = message.validate() {
+            // "name a target" is noise when the targets given were malformed.
+            let had_errors = !e.0.is_empty();
+            let noise = |f: &FieldError| {
+                !parsed_targets && had_errors && f.field == "conditions" && f.message.starts_with("name a target")
+            };
+            e.0.extend(found.into_iter().filter(|f| !noise(f)));
         }
-        match message {
-            Some(m) if e.0.is_empty() => Ok((m, self.launch)),
-            _ => Err(ApiError::Validation(e.0)),
+        if e.0.is_empty() {
+            Ok((message, self.launch))
+        } else {
+            Err(ApiError::Validation(e.0))
         }
     }
 }

@@ -63,12 +63,7 @@ pub struct Sender {
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        self.worker.stopping.send_replace(true);
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
-        }
+        self.stop();
     }
 }
 
@@ -115,6 +110,17 @@ impl Sender {
 
     pub fn wake(&self) {
         self.worker.wake.notify_one();
+    }
+
+    /// Stops sending: work in flight is abandoned (its lease lapses and
+    /// another round, here or on another node, takes it up).
+    pub fn stop(&self) {
+        self.worker.stopping.send_replace(true);
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
     }
 }
 
