@@ -162,7 +162,10 @@ async fn equals_incremental(backend: Backend) {
     let rebuilding = rebuild_in_batches(&app.herald.db, app.herald.store.as_ref(), &all, 7, |_| {});
     let (rebuilt, ()) = tokio::join!(rebuilding, writer);
     let rebuilt = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
-    assert_eq!(rebuilt.projections, ["apps", "devices", "users"]);
+    assert_eq!(
+        rebuilt.projections,
+        ["apps", "devices", "users", "notifications", "device_notifications"]
+    );
     caught_up(&app).await;
     for i in 0..20 {
         let resp = app.get(&format!("/v1/devices/w{i}"), &token).await;
@@ -274,7 +277,19 @@ async fn cli(backend: Backend) {
         .cloned()
         .unwrap_or_default();
     let names: Vec<&str> = list.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, ["apps", "devices", "users", "change_queues", "webhooks"]);
+    assert_eq!(
+        names,
+        [
+            "apps",
+            "devices",
+            "users",
+            "change_queues",
+            "webhooks",
+            "notifications",
+            "notification_jobs",
+            "device_notifications"
+        ]
+    );
     assert!(
         list.iter()
             .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
@@ -291,7 +306,7 @@ async fn cli(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 5);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 8);
 
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "devices"])
