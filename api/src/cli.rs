@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use infra::config::Config;
 use infra::secrets::Secret;
 use infra::webhooks::address::AddressPolicy;
+use infra::push::config::PushConfig;
 use infra::webhooks::policy::{WebhookConfig, parse_schedule};
 
 #[derive(Debug, Parser)]
@@ -194,6 +195,49 @@ pub struct ServeArgs {
     pub secret_key: Option<String>,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// FCM HTTP v1 base URL.
+    #[arg(long, env = "HERALD_FCM_URL", default_value = "https://fcm.googleapis.com")]
+    pub fcm_url: String,
+    /// Overrides the service accounts' token_uri.
+    #[arg(long, env = "HERALD_FCM_TOKEN_URL")]
+    pub fcm_token_url: Option<String>,
+    /// Overrides the APNs host chosen by the credentials' environment.
+    #[arg(long, env = "HERALD_APNS_URL")]
+    pub apns_url: Option<String>,
+    /// Requests in flight per provider.
+    #[arg(long, env = "HERALD_PUSH_CONCURRENCY", default_value_t = 256)]
+    pub push_concurrency: usize,
+    /// Devices per batch (the most a crash can make receive a notification twice).
+    #[arg(long, env = "HERALD_PUSH_BATCH_SIZE", default_value_t = 1000)]
+    pub push_batch_size: usize,
+    /// Retries of a retryable provider error.
+    #[arg(long, env = "HERALD_PUSH_MAX_RETRIES", default_value_t = 3)]
+    pub push_max_retries: u32,
+    /// Deliver through the `log` provider for apps without any credentials.
+    #[arg(long, env = "HERALD_PUSH_LOG_WITHOUT_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub push_log_without_credentials: bool,
+}
+
+impl PushArgs {
+    fn apply(&self, config: &mut PushConfig) -> anyhow::Result<()> {
+        if self.push_concurrency == 0 || self.push_batch_size == 0 {
+            anyhow::bail!("HERALD_PUSH_CONCURRENCY and HERALD_PUSH_BATCH_SIZE must be at least 1");
+        }
+        config.fcm_url = self.fcm_url.clone();
+        config.fcm_token_url = self.fcm_token_url.clone().filter(|u| !u.is_empty());
+        config.apns_url = self.apns_url.clone().filter(|u| !u.is_empty());
+        config.concurrency = self.push_concurrency;
+        config.batch_size = self.push_batch_size;
+        config.max_retries = self.push_max_retries;
+        config.log_without_credentials = self.push_log_without_credentials;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +300,7 @@ impl ServeArgs {
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
         config.secret_key = self.secret_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
         self.webhooks.apply(&mut config.webhooks)?;
+        self.push.apply(&mut config.push)?;
         Ok(config)
     }
 }

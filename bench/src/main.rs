@@ -4,6 +4,7 @@
 #![allow(clippy::print_stdout)] // benchmarks report on stdout
 
 mod append;
+mod campaign;
 mod databases;
 mod drain;
 mod echo;
@@ -34,6 +35,9 @@ enum Command {
     /// Rebuild of every projection over N events, beside a sequential scan
     /// and a chain verification of the same log.
     Replay(replay::Args),
+    /// A push campaign to N devices through `herald serve` against a local
+    /// FCM stand-in: audience resolution, sends per second, memory.
+    Campaign(campaign::Args),
     /// Webhook deliveries per second and latency, 1 or many endpoints,
     /// beside plain POSTs to the same receiver.
     Webhooks(webhooks::Args),
@@ -49,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Search(args) => search::run(args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Webhooks(args) => webhooks::run(args).await,
+        Command::Campaign(args) => campaign::run(args).await,
     }
 }

@@ -192,7 +192,7 @@ fn device_events(i: u64) -> anyhow::Result<Vec<NewEvent>> {
         .collect())
 }
 
-struct Server(Child);
+pub(crate) struct Server(pub(crate) Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -325,7 +325,7 @@ fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-async fn wait_for_projections(db: &Db, head: i64) -> anyhow::Result<()> {
+pub(crate) async fn wait_for_projections(db: &Db, head: i64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3600);
     loop {
         let lowest: Option<i64> = projections::on_db!(db, |pool| {
@@ -344,7 +344,7 @@ async fn wait_for_projections(db: &Db, head: i64) -> anyhow::Result<()> {
 }
 
 /// VmHWM of a process, in MiB.
-fn peak_rss(pid: u32) -> f64 {
+pub(crate) fn peak_rss(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {

@@ -140,7 +140,7 @@ fn build(
                 &config.fcm_url,
                 config.fcm_token_url.as_deref(),
                 clients.http.clone(),
-            ))
+            )?)
         }
         SendPlatform::Apns => {
             let (creds, signer) = ApnsCredentials::parse(&json)?;

@@ -53,7 +53,7 @@ pub struct Fcm {
     account: ServiceAccount,
     signer: Signer,
     token_url: String,
-    send_url: String,
+    send_url: reqwest::Url,
     http: reqwest::Client,
     token: Mutex<Option<(String, Instant)>>,
 }
@@ -71,7 +71,7 @@ impl Fcm {
         base_url: &str,
         token_url: Option<&str>,
         http: reqwest::Client,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let token_url = token_url
             .map(str::to_owned)
             .or_else(|| account.token_uri.clone())
@@ -81,14 +81,16 @@ impl Fcm {
             base_url.trim_end_matches('/'),
             account.project_id
         );
-        Self {
+        let send_url =
+            reqwest::Url::parse(&send_url).map_err(|e| format!("the FCM URL {send_url} is invalid: {e}"))?;
+        Ok(Self {
             account,
             signer,
             token_url,
             send_url,
             http,
             token: Mutex::new(None),
-        }
+        })
     }
 
     /// A valid access token: cached, or fetched with a fresh assertion.
@@ -153,8 +155,19 @@ impl Fcm {
         Ok(token.access_token)
     }
 
-    fn body(message: &PushMessage, token: &str) -> Value {
-        let c = &message.content;
+    /// The request body with a marker where the token goes, split there.
+    fn render(c: &domain::notification::message::Content) -> super::Rendered {
+        const MARK: &str = "\u{0}herald-token\u{0}";
+        let body = Self::body(c, MARK).to_string();
+        let marker = serde_json::to_string(MARK).unwrap_or_default();
+        let (before, after) = body.split_once(&marker).unwrap_or((&body, ""));
+        super::Rendered {
+            before_token: before.to_owned(),
+            after_token: after.to_owned(),
+        }
+    }
+
+    fn body(c: &domain::notification::message::Content, token: &str) -> Value {
         let mut data = c.data.clone();
         if let Some(link) = &c.deep_link {
             data.insert("deep_link".into(), link.clone());
@@ -183,12 +196,13 @@ impl Fcm {
         }})
     }
 
-    async fn post(&self, body: &Value, access_token: &str) -> Result<(u16, Option<Duration>, Value), Outcome> {
+    async fn post(&self, body: &str, access_token: &str) -> Result<(u16, Option<Duration>, Value), Outcome> {
         let response = self
             .http
-            .post(&self.send_url)
+            .post(self.send_url.clone())
             .bearer_auth(access_token)
-            .json(body)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
             .send()
             .await
             .map_err(|e| transport("fcm", &e))?;
@@ -245,7 +259,7 @@ impl Provider for Fcm {
     }
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
-        let body = Self::body(message, token);
+        let body = message.rendered("fcm", Self::render).with_token(token);
         let mut renewed = false;
         loop {
             let access = match self.access_token(renewed).await {

@@ -22,17 +22,60 @@ pub mod log;
 pub mod sender;
 pub mod webpush;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use domain::notification::message::Content;
 use uuid::Uuid;
 
-/// A notification as every provider sends it.
-#[derive(Debug, Clone)]
+/// A notification as every provider sends it. Providers render their
+/// request body once per notification (`rendered`), not once per device.
+#[derive(Debug)]
 pub struct PushMessage {
     pub notification_id: Uuid,
     pub content: Content,
+    rendered: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<Rendered>>>,
+}
+
+/// A provider's body for this message, around the device token.
+#[derive(Debug)]
+pub struct Rendered {
+    pub before_token: String,
+    pub after_token: String,
+}
+
+impl Rendered {
+    /// The body for one device (the token JSON-escaped).
+    pub fn with_token(&self, token: &str) -> String {
+        let escaped = serde_json::to_string(token).unwrap_or_else(|_| "\"\"".into());
+        let mut body = String::with_capacity(self.before_token.len() + escaped.len() + self.after_token.len());
+        body.push_str(&self.before_token);
+        body.push_str(&escaped);
+        body.push_str(&self.after_token);
+        body
+    }
+}
+
+impl PushMessage {
+    pub fn new(notification_id: Uuid, content: Content) -> Self {
+        Self {
+            notification_id,
+            content,
+            rendered: Default::default(),
+        }
+    }
+
+    /// `provider`'s rendering, made once by `render`.
+    pub fn rendered(&self, provider: &'static str, render: impl FnOnce(&Content) -> Rendered) -> Arc<Rendered> {
+        if let Ok(mut cache) = self.rendered.lock() {
+            return cache
+                .entry(provider)
+                .or_insert_with(|| Arc::new(render(&self.content)))
+                .clone();
+        }
+        Arc::new(render(&self.content))
+    }
 }
 
 /// What a provider said about one device.

@@ -11,7 +11,6 @@ use std::time::Duration;
 use domain::ids::ExternalId;
 use domain::notification::{BatchOutcome, Miss, PerPlatform};
 use domain::platform::SendPlatform;
-use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use super::audience::Member;
@@ -112,27 +111,38 @@ async fn send_one(
     }
 }
 
-/// Sends batch `n` to its members.
+/// Sends batch `n` to its members. Each send is its own task, so that
+/// building requests and reading answers spread over every core.
 pub async fn send(
     n: u64,
     members: Vec<Member>,
-    message: &PushMessage,
-    providers: &AppProviders,
+    message: &Arc<PushMessage>,
+    providers: &Arc<AppProviders>,
     limits: &Limits,
-    config: &PushConfig,
+    config: &Arc<PushConfig>,
 ) -> Sent {
-    let halted = AtomicBool::new(false);
-    let outcomes: Vec<(Member, Outcome)> = futures::stream::iter(members)
-        .map(|member| {
-            let halted = &halted;
-            async move {
-                let outcome = send_one(providers, limits, config, message, &member, halted).await;
-                (member, outcome)
-            }
-        })
-        .buffer_unordered(config.concurrency.max(1))
-        .collect()
-        .await;
+    let halted = Arc::new(AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
+    for member in members {
+        let (message, providers, limits, config, halted) = (
+            message.clone(),
+            providers.clone(),
+            limits.clone(),
+            config.clone(),
+            halted.clone(),
+        );
+        tasks.spawn(async move {
+            let outcome = send_one(&providers, &limits, &config, &message, &member, &halted).await;
+            (member, outcome)
+        });
+    }
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(pair) => outcomes.push(pair),
+            Err(e) => tracing::error!(error = %e, "a send task failed"),
+        }
+    }
     let mut sent = Sent {
         outcome: BatchOutcome {
             batch: n,

@@ -279,25 +279,47 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
             return Ok(());
         }
     }
-    let providers = w
-        .cache
-        .load(&w.db, &w.vault, &w.clients, &w.config, app_id)
-        .await
-        .map_err(|e| CommandError::Internal(e.to_string()))?;
-    let push = PushMessage {
-        notification_id: job.notification_id,
-        content: message.content.clone(),
+    let providers = Arc::new(
+        w.cache
+            .load(&w.db, &w.vault, &w.clients, &w.config, app_id)
+            .await
+            .map_err(|e| CommandError::Internal(e.to_string()))?,
+    );
+    let push = Arc::new(PushMessage::new(job.notification_id, message.content.clone()));
+    let config = Arc::new(w.config.clone());
+    let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+    let mut lease_until = w.clock.now() + lease;
+    let pending: Vec<u64> = (1..=state.batches).filter(|n| !state.recorded.contains(n)).collect();
+    // The next batch's members are read while this one is sent.
+    let read = |n: u64| {
+        let db = w.db.clone();
+        let id = job.notification_id;
+        tokio::spawn(async move { audience::batch(&db, id, n, batch_size).await })
     };
-    for n in 1..=state.batches {
-        if state.recorded.contains(&n) {
-            continue;
-        }
+    let mut next = pending.first().map(|n| read(*n));
+    for (i, n) in pending.iter().copied().enumerate() {
         if state.status != Some(Status::Sending) {
             break;
         }
-        let members = audience::batch(&w.db, job.notification_id, n, batch_size).await?;
-        let sent = fanout::send(n, members, &push, &providers, &w.limits, &w.config).await;
+        let started = std::time::Instant::now();
+        let members = match next.take() {
+            Some(task) => task
+                .await
+                .map_err(|e| CommandError::Internal(e.to_string()))??,
+            None => audience::batch(&w.db, job.notification_id, n, batch_size).await?,
+        };
+        next = pending.get(i + 1).map(|m| read(*m));
+        let read_time = started.elapsed();
+        let sent = fanout::send(n, members, &push, &providers, &w.limits, &config).await;
+        let sending = started.elapsed() - read_time;
         record(w, &stream, &meta, &mut state, &mut version, &sent.outcome).await?;
+        tracing::debug!(
+            batch = n,
+            read_ms = read_time.as_millis() as u64,
+            send_ms = sending.as_millis() as u64,
+            record_ms = (started.elapsed() - read_time - sending).as_millis() as u64,
+            "batch sent"
+        );
         invalidate(w, app_id, &sent.invalid_tokens).await;
         if let Some(reason) = sent.misconfigured {
             w.commands
@@ -305,11 +327,14 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
                 .await?;
             return Ok(());
         }
-        let until = w.clock.now()
-            + chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
-        if !jobs::extend(&w.db, job, until).await? {
-            tracing::warn!("the job was taken over; stopping here");
-            return Ok(());
+        // The lease is renewed once half of it is gone.
+        let now = w.clock.now();
+        if lease_until - now < lease / 2 {
+            lease_until = now + lease;
+            if !jobs::extend(&w.db, job, lease_until).await? {
+                tracing::warn!("the job was taken over; stopping here");
+                return Ok(());
+            }
         }
     }
     w.commands
