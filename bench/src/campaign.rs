@@ -202,16 +202,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     anyhow::ensure!(done["status"] == "sent", "the campaign ended {done}");
     let rss_after = peak_rss(server.0.id());
-    let events: Value = client
-        .get(format!("{base}/v1/events?type=notification.*&limit=1000"))
-        .bearer_auth(&token)
-        .send()
-        .await?
-        .json()
-        .await?;
-    let events = events["events"].as_array().cloned().unwrap_or_default();
-    let find = |t: &str| events.iter().find(|e| e["event_type"] == t).cloned().unwrap_or(Value::Null);
-    let (launched, resolved, finished) = (find("notification.launched"), find("notification.audience_resolved"), find("notification.sent"));
+    let mut found = Vec::new();
+    for event_type in ["notification.launched", "notification.audience_resolved", "notification.sent"] {
+        let page: Value = client
+            .get(format!("{base}/v1/events?type={event_type}&limit=10"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let event = page["events"].get(0).cloned();
+        found.push(event.ok_or_else(|| anyhow::anyhow!("no {event_type} event"))?);
+    }
+    let (launched, resolved, finished) = (found[0].clone(), found[1].clone(), found[2].clone());
     let resolution = (at(&resolved) - at(&launched)).as_seconds_f64();
     let sending = (at(&finished) - at(&resolved)).as_seconds_f64();
     let delivered = done["sent"]["android"].as_u64().unwrap_or(0);

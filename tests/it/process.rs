@@ -265,3 +265,57 @@ fn migrate_prepares_a_fresh_database() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("postgres://"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn a_campaign_on_a_fresh_serve_completes_with_correct_counters() {
+    let dir = temp_dir("campaign");
+    let herald = start(&dir, &[]);
+    let root = std::fs::read_to_string(dir.join("root-token")).unwrap_or_default();
+    let app = post_app(&herald.addr, root.trim()).await;
+    let key = app["api_key"]["token"].as_str().unwrap_or_default().to_owned();
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", herald.addr);
+    for (id, send, platform) in [("a", "fcm", "android"), ("b", "fcm", "android"), ("c", "apns", "ios")] {
+        let resp = client
+            .put(format!("{base}/v1/devices/{id}"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"push_token": format!("t-{id}"), "send_platform": send, "device_platform": platform}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(resp.status().as_u16(), 201);
+    }
+    let created: serde_json::Value = client
+        .post(format!("{base}/v1/notifications"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"title": "Hello", "body": "From a fresh serve",
+            "conditions": {"key": "has_permission", "operator": "bool_eq", "value": true}, "launch": true}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_default();
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let mut done = serde_json::Value::Null;
+    for _ in 0..500 {
+        done = client
+            .get(format!("{base}/v1/notifications/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .json()
+            .await
+            .unwrap_or_default();
+        if done["status"] == "sent" || done["status"] == "error" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(done["status"], "sent", "{done}");
+    assert_eq!(done["sent"], serde_json::json!({"android": 2, "ios": 1, "web": 0}));
+    assert_eq!(done["failed"], serde_json::json!({"android": 0, "ios": 0, "web": 0}));
+    drop(herald);
+    let _ = std::fs::remove_dir_all(dir);
+}

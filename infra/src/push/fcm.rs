@@ -207,6 +207,10 @@ impl Fcm {
             .await
             .map_err(|e| transport("fcm", &e))?;
         let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            // The answer names the message; nothing in it is needed.
+            return Ok((status, None, Value::Null));
+        }
         let after = retry_after(response.headers());
         let body: Value = response.json().await.unwrap_or(Value::Null);
         Ok((status, after, body))
