@@ -19,7 +19,7 @@ use infra::store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, SqlEven
 use serde_json::{Value, json};
 
 use crate::databases::{Backend, fresh};
-use crate::search::{Server, create_app, peak_rss, wait_for_projections};
+use crate::search::{Server, cpu_seconds, create_app, peak_rss, wait_for_projections};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -33,29 +33,37 @@ pub struct Args {
     pg_url: String,
     #[arg(long, default_value = "target/release/herald")]
     herald_bin: std::path::PathBuf,
+    /// The plain POSTs speak HTTP/2, as Herald does to FCM.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    http2: bool,
+    /// Only the plain POSTs (HTTP/1.1 and HTTP/2), no campaign.
+    #[arg(long)]
+    plain_only: bool,
 }
 
 /// An RSA key for the stand-in's service account (test-only).
 const KEY_PEM: &str = include_str!("../../tests/support/fixtures/fcm-test-key.pem");
 
-/// The FCM stand-in: hands out a token, accepts every message.
-async fn fake_fcm(sent: Arc<AtomicUsize>) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-        let sent = sent.clone();
-        async move {
-            if uri.path() == "/token" {
-                return axum::Json(json!({"access_token": "bench", "expires_in": 3600, "token_type": "Bearer"}));
-            }
-            let n = sent.fetch_add(1, Ordering::Relaxed);
-            axum::Json(json!({"name": format!("projects/bench/messages/{n}")}))
-        }
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
+/// Starts the FCM stand-in (`herald-bench fake-fcm`) in its own process;
+/// returns it and its address.
+fn fake_fcm() -> anyhow::Result<(Server, std::net::SocketAddr)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("fake-fcm")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+    }
+    let server = Server(child);
+    Ok((server, line.trim().parse()?))
+}
+
+/// How many messages the stand-in has accepted.
+async fn accepted(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
+    let count: Value = reqwest::get(format!("http://{addr}/count")).await?.json().await?;
+    count["count"].as_u64().ok_or_else(|| anyhow::anyhow!("the stand-in answered {count}"))
 }
 
 /// `devices` FCM devices, one registration event each.
@@ -108,21 +116,38 @@ fn at(event: &Value) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-async fn plain_posts(addr: std::net::SocketAddr, n: usize, concurrency: usize) -> anyhow::Result<f64> {
-    let client = reqwest::Client::new();
+/// What plain POSTs to the stand-in came to.
+struct Plain {
+    per_sec: f64,
+    /// CPU per post: the client's (this process) and the stand-in's.
+    client_us: f64,
+    stand_in_us: f64,
+}
+
+/// Plain POSTs of a campaign-sized body from one reqwest client with
+/// `concurrency` in flight: what sending alone costs here.
+async fn plain_posts(fcm: &(Server, std::net::SocketAddr), n: usize, concurrency: usize, http2: bool) -> anyhow::Result<Plain> {
+    let mut client = reqwest::Client::builder();
+    if http2 {
+        client = client.http2_prior_knowledge();
+    }
+    let client = client.build()?;
     let body = json!({"message": {"token": format!("fcm-token-{}", "x".repeat(148)),
         "notification": {"title": "Bench", "body": "A campaign"}, "data": {}, "android": {"priority": "HIGH"}}})
     .to_string();
     let next = Arc::new(AtomicUsize::new(0));
+    let stand_in = fcm.0.0.id().to_string();
+    let (own_cpu, stand_in_cpu) = (cpu_seconds("self"), cpu_seconds(&stand_in));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, body, next) = (client.clone(), body.clone(), next.clone());
-        let url = format!("http://{addr}/v1/projects/bench/messages:send");
+        let url = format!("http://{}/v1/projects/bench/messages:send", fcm.1);
         tasks.push(tokio::spawn(async move {
             while next.fetch_add(1, Ordering::Relaxed) < n {
-                client.post(&url).bearer_auth("bench").header("content-type", "application/json")
+                let response = client.post(&url).bearer_auth("bench").header("content-type", "application/json")
                     .body(body.clone()).send().await?;
+                response.bytes().await?;
             }
             anyhow::Ok(())
         }));
@@ -130,11 +155,26 @@ async fn plain_posts(addr: std::net::SocketAddr, n: usize, concurrency: usize) -
     for t in tasks {
         t.await??;
     }
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    let per_sec = n as f64 / started.elapsed().as_secs_f64();
+    let us = |seconds: f64| (seconds * 1e7 / n as f64).round() / 10.0;
+    Ok(Plain {
+        per_sec,
+        client_us: us(cpu_seconds("self") - own_cpu),
+        stand_in_us: us(cpu_seconds(&stand_in) - stand_in_cpu),
+    })
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    let fcm = fake_fcm()?;
+    if args.plain_only {
+        for http2 in [false, true] {
+            let plain = plain_posts(&fcm, args.devices, args.writers, http2).await?;
+            println!("{}", json!({"bench": "campaign_plain", "http2": http2, "posts_per_sec": plain.per_sec.round(),
+                "client_cpu_us_per_post": plain.client_us, "stand_in_cpu_us_per_post": plain.stand_in_us}));
+        }
+        return Ok(());
+    }
     let db = fresh(args.backend, &args.pg_url, u32::try_from(args.writers + 4).unwrap_or(64)).await?;
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
     let (app_id, token) = create_app(&store).await?;
@@ -142,16 +182,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let head = store.head().await?;
     drop(store);
 
-    let sent = Arc::new(AtomicUsize::new(0));
-    let fcm = fake_fcm(sent.clone()).await?;
+    let fcm_addr = fcm.1;
     let port = 18098;
     let mut command = Command::new(&args.herald_bin);
     command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(&db.dir)
         .env("HERALD_ROOT_TOKEN", "hr_campaign_bench")
-        .env("HERALD_FCM_URL", format!("http://{fcm}"))
-        .env("HERALD_FCM_TOKEN_URL", format!("http://{fcm}/token"))
+        .env("HERALD_FCM_URL", format!("http://{fcm_addr}"))
+        .env("HERALD_FCM_TOKEN_URL", format!("http://{fcm_addr}/token"))
         .env("RUST_LOG", std::env::var("HERALD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
@@ -165,7 +204,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let account = json!({"type": "service_account", "project_id": "bench", "private_key_id": "k",
         "private_key": KEY_PEM, "client_email": "bench@bench.iam.gserviceaccount.com",
-        "token_uri": format!("http://{fcm}/token")});
+        "token_uri": format!("http://{fcm_addr}/token")});
     let put = client
         .put(format!("{base}/v1/push-credentials/fcm"))
         .bearer_auth(&token)
@@ -174,6 +213,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     anyhow::ensure!(put.status().is_success(), "credentials: {}", put.text().await?);
 
+    let stand_in = fcm.0.0.id().to_string();
+    let (herald_cpu, stand_in_cpu) = (cpu_seconds(&server.0.id().to_string()), cpu_seconds(&stand_in));
     let created: Value = client
         .post(format!("{base}/v1/notifications"))
         .bearer_auth(&token)
@@ -202,6 +243,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     anyhow::ensure!(done["status"] == "sent", "the campaign ended {done}");
     let rss_after = peak_rss(server.0.id());
+    let herald_cpu = cpu_seconds(&server.0.id().to_string()) - herald_cpu;
+    let stand_in_cpu = cpu_seconds(&stand_in) - stand_in_cpu;
     let mut found = Vec::new();
     for event_type in ["notification.launched", "notification.audience_resolved", "notification.sent"] {
         let page: Value = client
@@ -220,10 +263,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let delivered = done["sent"]["android"].as_u64().unwrap_or(0);
     anyhow::ensure!(delivered as usize == args.devices, "delivered {delivered} of {}", args.devices);
     drop(server);
-    let provider_requests = sent.load(Ordering::Relaxed);
+    let provider_requests = accepted(fcm_addr).await?;
 
-    let plain = plain_posts(fcm, args.devices.min(200_000), 256).await?;
+    let plain = plain_posts(&fcm, args.devices.min(200_000), 256, args.http2).await?;
     let sends_per_sec = (delivered as f64 / sending).round();
+    let us = |seconds: f64| (seconds * 1e7 / delivered as f64).round() / 10.0;
     println!(
         "{}",
         json!({"bench": "campaign", "backend": args.backend.name(), "devices": args.devices,
@@ -232,8 +276,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "sending_seconds": (sending * 100.0).round() / 100.0,
                "sends_per_sec": sends_per_sec,
                "provider_requests": provider_requests,
-               "plain_posts_per_sec": plain.round(),
-               "ratio_to_plain": ((sends_per_sec / plain) * 1000.0).round() / 1000.0,
+               "plain_posts_per_sec": plain.per_sec.round(),
+               "ratio_to_plain": ((sends_per_sec / plain.per_sec) * 1000.0).round() / 1000.0,
+               // CPU per message: Herald's whole process (sender, projections,
+               // log) beside a plain client's, and the stand-in's in each case.
+               "herald_cpu_us_per_send": us(herald_cpu),
+               "stand_in_cpu_us_per_send": us(stand_in_cpu),
+               "plain_client_cpu_us_per_post": plain.client_us,
+               "plain_stand_in_cpu_us_per_post": plain.stand_in_us,
                "server_peak_rss_mib_before": rss_before, "server_peak_rss_mib_after": rss_after})
     );
     db.cleanup().await?;

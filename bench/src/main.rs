@@ -8,6 +8,7 @@ mod campaign;
 mod databases;
 mod drain;
 mod echo;
+mod fake_fcm;
 mod replay;
 mod search;
 mod webhooks;
@@ -38,6 +39,8 @@ enum Command {
     /// A push campaign to N devices through `herald serve` against a local
     /// FCM stand-in: audience resolution, sends per second, memory.
     Campaign(campaign::Args),
+    /// The FCM stand-in `campaign` starts (prints its address, then serves).
+    FakeFcm(fake_fcm::Args),
     /// Webhook deliveries per second and latency, 1 or many endpoints,
     /// beside plain POSTs to the same receiver.
     Webhooks(webhooks::Args),
@@ -54,5 +57,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Webhooks(args) => webhooks::run(args).await,
         Command::Campaign(args) => campaign::run(args).await,
+        Command::FakeFcm(args) => fake_fcm::run(args).await,
     }
 }

@@ -147,6 +147,49 @@ pub fn size_chunks<T>(items: &[T], size: impl Fn(&T) -> usize, max_bytes: usize)
     chunks
 }
 
+/// The most rows one multi-row `INSERT` carries on SQLite (its limit is
+/// 32,766 parameters; this keeps a statement's memory modest).
+pub const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
+
+/// Splits rows for multi-row `INSERT`s on `backend`: under
+/// [`PG_STATEMENT_BYTES`] by `size` on PostgreSQL, by count on SQLite (no
+/// socket in between, so fewer, larger statements are simply cheaper).
+pub fn insert_chunks<T>(backend: Backend, items: &[T], columns: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    match backend {
+        Backend::Postgres => size_chunks(items, size, PG_STATEMENT_BYTES),
+        Backend::Sqlite => items
+            .chunks(SQLITE_ROWS_PER_STATEMENT.min(32_766 / columns.max(1)).max(1))
+            .collect(),
+    }
+}
+
+/// The `VALUES` list of a multi-row `INSERT`: `rows` groups of `columns`
+/// parameters, each group followed by `constants` (literal SQL such as
+/// `, 'pending', 0`). SQLite gets plain `?` parameters: sqlx looks each
+/// numbered one up by name, which SQLite answers by walking a list, so
+/// binding `$n` parameters costs time quadratic in their number.
+pub fn values_list(backend: Backend, rows: usize, columns: usize, constants: &str) -> String {
+    let mut sql = String::with_capacity(rows * (columns * 6 + constants.len() + 4));
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * columns + column + 1).to_string());
+                }
+            }
+        }
+        sql.push_str(constants);
+        sql.push(')');
+    }
+    sql
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -191,7 +234,24 @@ macro_rules! on_db {
 
 #[cfg(test)]
 mod tests {
-    use super::size_chunks;
+    use super::{Backend, insert_chunks, size_chunks, values_list};
+
+    #[test]
+    fn values_lists_number_parameters_only_on_postgres() {
+        assert_eq!(values_list(Backend::Sqlite, 2, 2, ", 0"), "(?, ?, 0), (?, ?, 0)");
+        assert_eq!(values_list(Backend::Postgres, 2, 3, ""), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(values_list(Backend::Postgres, 0, 3, ""), "");
+    }
+
+    #[test]
+    fn sqlite_chunks_stay_under_its_parameter_limit() {
+        let rows = vec![0u8; 2500];
+        let sizes: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 7, |_| 1).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, [1000, 1000, 500]);
+        let wide: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 100, |_| 1).iter().map(|c| c.len()).collect();
+        assert!(wide.iter().all(|n| n * 100 <= 32_766), "{wide:?}");
+        assert_eq!(wide.iter().sum::<usize>(), 2500);
+    }
 
     #[test]
     fn chunks_stay_under_the_budget() {

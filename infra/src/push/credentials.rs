@@ -91,6 +91,7 @@ pub fn parse(provider: SendPlatform, body: &Value) -> Result<Parsed, DomainError
 /// The HTTP clients the providers share (connections are reused).
 #[derive(Clone)]
 pub struct Clients {
+    /// FCM and OAuth (HTTP/2 where TLS negotiates it, as Google's servers do).
     pub http: reqwest::Client,
     /// HTTP/2 only: APNs speaks nothing else (cleartext h2 when its URL is
     /// `http://`, a local stand-in).

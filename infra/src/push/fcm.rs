@@ -8,9 +8,11 @@
 //! `QUOTA_EXCEEDED` are retried; `THIRD_PARTY_AUTH_ERROR` and
 //! `SENDER_ID_MISMATCH` are configuration errors.
 
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -55,7 +57,11 @@ pub struct Fcm {
     token_url: String,
     send_url: reqwest::Url,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    /// The access token, as the `Authorization` header it goes in, and when
+    /// to renew it. Read by every send; written once an hour.
+    token: RwLock<Option<(HeaderValue, Instant)>>,
+    /// Held while a token is fetched: concurrent sends wait for one exchange.
+    fetching: Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -89,19 +95,42 @@ impl Fcm {
             token_url,
             send_url,
             http,
-            token: Mutex::new(None),
+            token: RwLock::new(None),
+            fetching: Mutex::new(()),
         })
     }
 
-    /// A valid access token: cached, or fetched with a fresh assertion.
-    async fn access_token(&self, renew: bool) -> Result<String, Outcome> {
-        let mut cached = self.token.lock().await;
-        if !renew
-            && let Some((token, until)) = cached.as_ref()
-            && Instant::now() < *until
-        {
-            return Ok(token.clone());
+    /// The cached `Authorization` header, unless it is due for renewal or is
+    /// `refused` (FCM turned it down).
+    fn cached(&self, refused: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let token = self.token.read().ok()?;
+        let (header, until) = token.as_ref()?;
+        (Instant::now() < *until && Some(header) != refused).then(|| header.clone())
+    }
+
+    /// A valid `Authorization` header: cached, or from a fresh exchange (one
+    /// at a time; sends that waited for it use its result).
+    async fn authorization(&self, refused: Option<&HeaderValue>) -> Result<HeaderValue, Outcome> {
+        if let Some(header) = self.cached(refused) {
+            return Ok(header);
         }
+        let _one = self.fetching.lock().await;
+        if let Some(header) = self.cached(refused) {
+            return Ok(header);
+        }
+        let (token, lifetime) = self.exchange().await?;
+        let mut header = HeaderValue::try_from(format!("Bearer {token}"))
+            .map_err(|_| Outcome::Misconfigured("fcm: the token endpoint answered an unusable token".into()))?;
+        header.set_sensitive(true);
+        if let Ok(mut cached) = self.token.write() {
+            *cached = Some((header.clone(), Instant::now() + lifetime));
+        }
+        Ok(header)
+    }
+
+    /// Exchanges a fresh assertion for an access token and its lifetime
+    /// (less the renewal margin).
+    async fn exchange(&self) -> Result<(String, Duration), Outcome> {
         let now = chrono::Utc::now().timestamp();
         let mut header = json!({});
         if let Some(kid) = &self.account.private_key_id {
@@ -151,8 +180,7 @@ impl Fcm {
         let token: TokenResponse = serde_json::from_value(body)
             .map_err(|_| Outcome::Misconfigured("fcm: the token endpoint answered nonsense".into()))?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(RENEW_BEFORE);
-        *cached = Some((token.access_token.clone(), Instant::now() + lifetime));
-        Ok(token.access_token)
+        Ok((token.access_token, lifetime))
     }
 
     /// The request body with a marker where the token goes, split there.
@@ -196,19 +224,22 @@ impl Fcm {
         }})
     }
 
-    async fn post(&self, body: &str, access_token: &str) -> Result<(u16, Option<Duration>, Value), Outcome> {
+    async fn post(&self, body: String, authorization: &HeaderValue) -> Result<(u16, Option<Duration>, Value), Outcome> {
         let response = self
             .http
             .post(self.send_url.clone())
-            .bearer_auth(access_token)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
+            .header(AUTHORIZATION, authorization.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .body(body)
             .send()
             .await
             .map_err(|e| transport("fcm", &e))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
-            // The answer names the message; nothing in it is needed.
+            // The answer names the message; nothing in it is needed, but it
+            // is read to its end so the connection (or HTTP/2 stream) ends
+            // cleanly and is reused rather than reset.
+            let _ = response.bytes().await;
             return Ok((status, None, Value::Null));
         }
         let after = retry_after(response.headers());
@@ -264,13 +295,13 @@ impl Provider for Fcm {
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
         let body = message.rendered("fcm", Self::render).with_token(token);
-        let mut renewed = false;
+        let mut refused: Option<HeaderValue> = None;
         loop {
-            let access = match self.access_token(renewed).await {
-                Ok(t) => t,
+            let authorization = match self.authorization(refused.as_ref()).await {
+                Ok(h) => h,
                 Err(outcome) => return outcome,
             };
-            let (status, after, answer) = match self.post(&body, &access).await {
+            let (status, after, answer) = match self.post(body.clone(), &authorization).await {
                 Ok(r) => r,
                 Err(outcome) => return outcome,
             };
@@ -278,8 +309,8 @@ impl Provider for Fcm {
                 return Outcome::Delivered;
             }
             // An access token revoked or expired early: renew once.
-            if status == 401 && !renewed && answer["error"]["status"] == "UNAUTHENTICATED" {
-                renewed = true;
+            if status == 401 && refused.is_none() && answer["error"]["status"] == "UNAUTHENTICATED" {
+                refused = Some(authorization);
                 continue;
             }
             return classify(status, &answer, after);

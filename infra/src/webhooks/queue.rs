@@ -9,7 +9,7 @@
 //! `FOR UPDATE SKIP LOCKED`, so any number of nodes share the queue.
 
 use chrono::{DateTime, Duration, Utc};
-use projections::db::{Backend, Db, PG_STATEMENT_BYTES, Tx, size_chunks};
+use projections::db::{Backend, Db, Tx, insert_chunks, values_list};
 use projections::{on_db, on_tx};
 use uuid::Uuid;
 
@@ -358,18 +358,13 @@ async fn insert_attempts(tx: &mut Tx, done: &[&(&Claimed, &Outcome)]) -> Result<
     let size = |d: &&(&Claimed, &Outcome)| {
         200 + d.1.response_body.as_ref().map_or(0, String::len) + d.1.error.as_ref().map_or(0, String::len)
     };
-    for chunk in size_chunks(done, size, PG_STATEMENT_BYTES) {
-        let mut sql = String::from(
+    let backend = tx.backend();
+    for chunk in insert_chunks(backend, done, COLUMNS, size) {
+        let sql = format!(
             "INSERT INTO webhook_attempts (attempt_id, endpoint_id, message_id, attempt, started_at, \
-             duration_ms, status_code, response_body, error, outcome, next_attempt_at) VALUES ",
+             duration_ms, status_code, response_body, error, outcome, next_attempt_at) VALUES {}",
+            values_list(backend, chunk.len(), COLUMNS, "")
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", i * COLUMNS + k)).collect();
-            sql.push_str(&format!("({})", params.join(", ")));
-        }
         on_tx!(tx, |c| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
             for (message, outcome) in chunk.iter().map(|d| **d) {

@@ -14,7 +14,7 @@ use domain::change_queue::{self, ChangeQueueEvent, EventTypes};
 use domain::event::DomainEvent;
 use uuid::Uuid;
 
-use crate::db::{PG_STATEMENT_BYTES, Tx, size_chunks};
+use crate::db::{Tx, insert_chunks, values_list};
 use crate::{Projection, ProjectionError, on_tx};
 
 pub struct ChangeQueuesProjection;
@@ -281,11 +281,8 @@ async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), Proje
             .map_or(rows.len(), |n| start + n);
         let group = &rows[start..end];
         let mut gained = 0u64;
-        for chunk in size_chunks(
-            group,
-            |r| 160 + r.data.len() + r.id.len(),
-            PG_STATEMENT_BYTES,
-        ) {
+        let backend = tx.backend();
+        for chunk in insert_chunks(backend, group, CHANGE_COLUMNS, |r| 160 + r.data.len() + r.id.len()) {
             gained += insert_chunk(tx, chunk).await?;
         }
         let (app, queue) = (group[0].app_id, group[0].queue.as_str());
@@ -305,30 +302,16 @@ async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), Proje
     Ok(())
 }
 
+/// Columns of a `changes` row.
+const CHANGE_COLUMNS: usize = 9;
+
 /// Inserts one chunk of changes; returns how many were new.
 async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>]) -> Result<u64, ProjectionError> {
-    let mut sql = String::from(
-        "INSERT INTO changes (app_id, queue, position, event_id, event_type, subject_kind, subject_id, data, recorded_at) VALUES ",
+    let sql = format!(
+        "INSERT INTO changes (app_id, queue, position, event_id, event_type, subject_kind, subject_id, data, \
+         recorded_at) VALUES {} ON CONFLICT (app_id, queue, position) DO NOTHING",
+        values_list(tx.backend(), chunk.len(), CHANGE_COLUMNS, "")
     );
-    for i in 0..chunk.len() {
-        let b = i * 9;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4,
-            b + 5,
-            b + 6,
-            b + 7,
-            b + 8,
-            b + 9
-        ));
-    }
-    sql.push_str(" ON CONFLICT (app_id, queue, position) DO NOTHING");
     let inserted = on_tx!(tx, |c| {
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
         for r in chunk {

@@ -7,7 +7,7 @@ use domain::event::DomainEvent;
 use domain::notification::NotificationEvent;
 use uuid::Uuid;
 
-use crate::db::{PG_STATEMENT_BYTES, Tx, size_chunks};
+use crate::db::{Tx, insert_chunks, values_list};
 use crate::time::micros;
 use crate::{Projection, ProjectionError, on_tx};
 
@@ -89,19 +89,13 @@ impl Projection for DeviceNotificationsProjection {
 async fn insert(tx: &mut Tx, rows: &[Row<'_>]) -> Result<(), ProjectionError> {
     const COLUMNS: usize = 7;
     let size = |r: &Row| 120 + r.external_id.len() + r.reason.map_or(0, str::len);
-    for chunk in size_chunks(rows, size, PG_STATEMENT_BYTES) {
-        let mut sql = String::from(
+    let backend = tx.backend();
+    for chunk in insert_chunks(backend, rows, COLUMNS, size) {
+        let sql = format!(
             "INSERT INTO device_notifications (app_id, external_id, position, notification_id, outcome, \
-             reason, at) VALUES ",
+             reason, at) VALUES {} ON CONFLICT (app_id, external_id, position) DO NOTHING",
+            values_list(backend, chunk.len(), COLUMNS, "")
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", i * COLUMNS + k)).collect();
-            sql.push_str(&format!("({})", params.join(", ")));
-        }
-        sql.push_str(" ON CONFLICT (app_id, external_id, position) DO NOTHING");
         on_tx!(tx, |c| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
             for r in chunk {

@@ -24,7 +24,7 @@ use domain::webhook::template::Template;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::db::{PG_STATEMENT_BYTES, Tx, size_chunks};
+use crate::db::{Tx, insert_chunks, values_list};
 use crate::{Projection, ProjectionError, on_tx};
 
 pub const NAME: &str = "webhooks";
@@ -226,20 +226,14 @@ async fn load_targets(tx: &mut Tx, app: Uuid) -> Result<Vec<Target>, ProjectionE
 /// PostgreSQL. A message already queued is left as it is.
 pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(), ProjectionError> {
     const COLUMNS: usize = 10;
-    for chunk in size_chunks(messages, |m| 200 + m.body.len(), PG_STATEMENT_BYTES) {
-        let mut sql = String::from(
+    let backend = tx.backend();
+    for chunk in insert_chunks(backend, messages, COLUMNS, |m| 200 + m.body.len()) {
+        let sql = format!(
             "INSERT INTO webhook_messages (endpoint_id, message_id, app_id, seq, event_type, user_id, \
-             from_webhooks, body, created_at, updated_at, status, attempts, next_attempt_at) VALUES ",
+             from_webhooks, body, created_at, updated_at, status, attempts, next_attempt_at) VALUES {} \
+             ON CONFLICT (endpoint_id, message_id) DO NOTHING",
+            values_list(backend, chunk.len(), COLUMNS, ", 'pending', 0, 0")
         );
-        for i in 0..chunk.len() {
-            let b = i * COLUMNS;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let params: Vec<String> = (1..=COLUMNS).map(|k| format!("${}", b + k)).collect();
-            sql.push_str(&format!("({}, 'pending', 0, 0)", params.join(", ")));
-        }
-        sql.push_str(" ON CONFLICT (endpoint_id, message_id) DO NOTHING");
         on_tx!(tx, |c| {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
             for m in chunk {

@@ -97,6 +97,31 @@ async fn fcm_errors(backend: Backend) {
     assert!(!log.contains("PRIVATE KEY"));
 }
 
+on_both!(fcm_a_revoked_access_token_is_renewed_once_for_every_send, fcm_revoked);
+async fn fcm_revoked(backend: Backend) {
+    let Some((p, fake)) = with_fcm(backend).await else {
+        return;
+    };
+    let devices: Vec<String> = (1..=8).map(|i| format!("ok-r{i}")).collect();
+    for d in &devices {
+        p.device(d, d, "fcm", "android", None).await;
+    }
+    let first = p.notify(json!({"title": "T", "body": "B", "external_ids": ["ok-r1"], "launch": true})).await;
+    let first = p.finished(first["id"].as_str().unwrap_or_default()).await;
+    assert_eq!((first["status"].as_str(), fake.tokens_issued()), (Some("sent"), 1), "{first}");
+
+    // The cached token is revoked: the sends in flight are all refused with
+    // it, one exchange replaces it, and every send is tried again with the new one.
+    fake.revoke_access_tokens();
+    let n = p.notify(json!({"title": "T", "body": "B", "external_ids": devices, "launch": true})).await;
+    let done = p.finished(n["id"].as_str().unwrap_or_default()).await;
+    assert_eq!(done["status"], "sent", "{done}");
+    assert_eq!(done["sent"]["android"], 8, "{done}");
+    assert_eq!(fake.tokens_issued(), 2, "one renewal served every refused send");
+    let refused = fake.log.requests().iter().filter(|r| r.status == 401).count();
+    assert!((1..=8).contains(&refused), "{refused} sends were refused");
+}
+
 on_both!(fcm_configuration_errors_stop_the_notification_and_keep_tokens, fcm_config);
 async fn fcm_config(backend: Backend) {
     let Some((p, fake)) = with_fcm(backend).await else {

@@ -38,6 +38,8 @@ struct Shared {
     public_key: Arc<Vec<u8>>,
     token_url: String,
     issued: Arc<AtomicUsize>,
+    /// Access tokens numbered below this are revoked.
+    valid_from: Arc<AtomicUsize>,
     reject_oauth: Arc<AtomicBool>,
     oauth_log: Log,
 }
@@ -120,7 +122,7 @@ async fn send(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer fake-access-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n >= 1 && n <= s.issued.load(Ordering::Relaxed));
+        .is_some_and(|n| n >= s.valid_from.load(Ordering::Relaxed) && n <= s.issued.load(Ordering::Relaxed));
     let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let token = message["message"]["token"].as_str().unwrap_or_default().to_owned();
     let before = s.log.seen(&token);
@@ -181,6 +183,7 @@ impl FakeFcm {
             public_key: Arc::new(key.public().as_ref().to_vec()),
             token_url: format!("http://{addr}/token"),
             issued: Arc::new(AtomicUsize::new(0)),
+            valid_from: Arc::new(AtomicUsize::new(1)),
             reject_oauth: Arc::new(AtomicBool::new(false)),
             oauth_log: Log::default(),
         };
@@ -216,6 +219,13 @@ impl FakeFcm {
     /// Access tokens handed out so far.
     pub fn tokens_issued(&self) -> usize {
         self.shared.issued.load(Ordering::Relaxed)
+    }
+
+    /// Revokes every access token handed out so far (sends with one get 401
+    /// `UNAUTHENTICATED`, as FCM answers a revoked or expired token).
+    pub fn revoke_access_tokens(&self) {
+        let issued = self.shared.issued.load(Ordering::Relaxed);
+        self.shared.valid_from.store(issued + 1, Ordering::Relaxed);
     }
 
     /// From now on, refuse every assertion.

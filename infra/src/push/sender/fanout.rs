@@ -4,13 +4,15 @@
 //! asked with Retry-After, within bounds), and the outcome per device.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use domain::ids::ExternalId;
 use domain::notification::{BatchOutcome, Miss, PerPlatform};
 use domain::platform::SendPlatform;
+use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use super::audience::Member;
@@ -111,8 +113,11 @@ async fn send_one(
     }
 }
 
-/// Sends batch `n` to its members. Each send is its own task, so that
-/// building requests and reading answers spread over every core.
+/// Sends batch `n` to its members: as many worker tasks as requests may be
+/// in flight, each taking the next member when its last send is done (not
+/// a task per member: a thousand runnable tasks would queue the provider
+/// connection's own task behind them, and over HTTP/2 every send waits on
+/// that one task).
 pub async fn send(
     n: u64,
     members: Vec<Member>,
@@ -122,9 +127,12 @@ pub async fn send(
     config: &Arc<PushConfig>,
 ) -> Sent {
     let halted = Arc::new(AtomicBool::new(false));
+    let workers = members.len().min(config.concurrency).max(1);
+    let queue = Arc::new(Mutex::new(members.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
-    for member in members {
-        let (message, providers, limits, config, halted) = (
+    for _ in 0..workers {
+        let (queue, message, providers, limits, config, halted) = (
+            queue.clone(),
             message.clone(),
             providers.clone(),
             limits.clone(),
@@ -132,14 +140,24 @@ pub async fn send(
             halted.clone(),
         );
         tasks.spawn(async move {
-            let outcome = send_one(&providers, &limits, &config, &message, &member, &halted).await;
-            (member, outcome)
+            let mut done = Vec::new();
+            loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(member) = next else { break };
+                // A panic in one send must not lose the other members' outcomes.
+                let outcome = AssertUnwindSafe(send_one(&providers, &limits, &config, &message, &member, &halted))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| Outcome::Failed("not sent: an internal error".into()));
+                done.push((member, outcome));
+            }
+            done
         });
     }
-    let mut outcomes = Vec::with_capacity(tasks.len());
+    let mut outcomes = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
-            Ok(pair) => outcomes.push(pair),
+            Ok(pairs) => outcomes.extend(pairs),
             Err(e) => tracing::error!(error = %e, "a send task failed"),
         }
     }
