@@ -33,8 +33,9 @@ pub struct Args {
     pg_url: String,
     #[arg(long, default_value = "target/release/herald")]
     herald_bin: std::path::PathBuf,
-    /// The plain POSTs speak HTTP/2, as Herald does to FCM.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// The plain POSTs speak HTTP/2 (Herald speaks HTTP/1.1 to an
+    /// `http://` FCM URL, as the stand-in's is; over TLS it negotiates HTTP/2).
+    #[arg(long)]
     http2: bool,
     /// Only the plain POSTs (HTTP/1.1 and HTTP/2), no campaign.
     #[arg(long)]
