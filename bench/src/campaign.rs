@@ -33,11 +33,8 @@ pub struct Args {
     pg_url: String,
     #[arg(long, default_value = "target/release/herald")]
     herald_bin: std::path::PathBuf,
-    /// The plain POSTs speak HTTP/2 (Herald speaks HTTP/1.1 to an
-    /// `http://` FCM URL, as the stand-in's is; over TLS it negotiates HTTP/2).
-    #[arg(long)]
-    http2: bool,
-    /// Only the plain POSTs (HTTP/1.1 and HTTP/2), no campaign.
+    /// Only the plain POSTs (Herald's push client; reqwest over HTTP/1.1
+    /// and HTTP/2), `--devices` of them with `--writers` in flight.
     #[arg(long)]
     plain_only: bool,
 }
@@ -125,30 +122,61 @@ struct Plain {
     stand_in_us: f64,
 }
 
-/// Plain POSTs of a campaign-sized body from one reqwest client with
-/// `concurrency` in flight: what sending alone costs here.
-async fn plain_posts(fcm: &(Server, std::net::SocketAddr), n: usize, concurrency: usize, http2: bool) -> anyhow::Result<Plain> {
-    let mut client = reqwest::Client::builder();
-    if http2 {
-        client = client.http2_prior_knowledge();
+/// The client plain POSTs go through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// Herald's push client (`infra::push::http::PushHttp`), over HTTP/1.1.
+    PushHttp,
+    /// reqwest, over HTTP/1.1 or, with `http2`, cleartext HTTP/2.
+    Reqwest { http2: bool },
+}
+
+impl Peer {
+    fn name(self) -> &'static str {
+        match self {
+            Peer::PushHttp => "push_http",
+            Peer::Reqwest { http2: false } => "reqwest",
+            Peer::Reqwest { http2: true } => "reqwest_h2",
+        }
     }
-    let client = client.build()?;
+}
+
+/// POSTs of a campaign-sized body from one client with `concurrency` in
+/// flight: what sending alone costs and achieves here.
+async fn plain_posts(fcm: &(Server, std::net::SocketAddr), n: usize, concurrency: usize, peer: Peer) -> anyhow::Result<Plain> {
+    let url = format!("http://{}/v1/projects/bench/messages:send", fcm.1);
     let body = json!({"message": {"token": format!("fcm-token-{}", "x".repeat(148)),
         "notification": {"title": "Bench", "body": "A campaign"}, "data": {}, "android": {"priority": "HIGH"}}})
     .to_string();
+    let push = infra::push::http::PushHttp::new(infra::push::http::Versions::Negotiated, concurrency, Duration::from_secs(10))
+        .map_err(anyhow::Error::msg)?;
+    let reqwest = match peer {
+        Peer::Reqwest { http2: true } => reqwest::Client::builder().http2_prior_knowledge().build()?,
+        _ => reqwest::Client::new(),
+    };
+    let auth = http::HeaderValue::from_static("Bearer bench");
     let next = Arc::new(AtomicUsize::new(0));
     let stand_in = fcm.0.0.id().to_string();
     let (own_cpu, stand_in_cpu) = (cpu_seconds("self"), cpu_seconds(&stand_in));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (client, body, next) = (client.clone(), body.clone(), next.clone());
-        let url = format!("http://{}/v1/projects/bench/messages:send", fcm.1);
+        let (push, reqwest, next, url, body, auth) =
+            (push.clone(), reqwest.clone(), next.clone(), url.clone(), body.clone(), auth.clone());
         tasks.push(tokio::spawn(async move {
+            let target: http::Uri = url.parse()?;
             while next.fetch_add(1, Ordering::Relaxed) < n {
-                let response = client.post(&url).bearer_auth("bench").header("content-type", "application/json")
-                    .body(body.clone()).send().await?;
-                response.bytes().await?;
+                if peer == Peer::PushHttp {
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(http::header::AUTHORIZATION, auth.clone());
+                    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                    let answer = push.post(target.clone(), headers, body.clone().into()).await;
+                    anyhow::ensure!(answer.is_ok_and(|a| a.status == 200), "a plain POST failed");
+                } else {
+                    let response = reqwest.post(&url).header(http::header::AUTHORIZATION, auth.clone())
+                        .header("content-type", "application/json").body(body.clone()).send().await?;
+                    response.bytes().await?;
+                }
             }
             anyhow::Ok(())
         }));
@@ -169,9 +197,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fcm = fake_fcm()?;
     if args.plain_only {
-        for http2 in [false, true] {
-            let plain = plain_posts(&fcm, args.devices, args.writers, http2).await?;
-            println!("{}", json!({"bench": "campaign_plain", "http2": http2, "posts_per_sec": plain.per_sec.round(),
+        for peer in [Peer::PushHttp, Peer::Reqwest { http2: false }, Peer::Reqwest { http2: true }] {
+            let plain = plain_posts(&fcm, args.devices, args.writers, peer).await?;
+            println!("{}", json!({"bench": "campaign_plain", "client": peer.name(), "posts_per_sec": plain.per_sec.round(),
                 "client_cpu_us_per_post": plain.client_us, "stand_in_cpu_us_per_post": plain.stand_in_us}));
         }
         return Ok(());
@@ -266,7 +294,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(server);
     let provider_requests = accepted(fcm_addr).await?;
 
-    let plain = plain_posts(&fcm, args.devices.min(200_000), 256, args.http2).await?;
+    let plain = plain_posts(&fcm, args.devices.min(200_000), 256, Peer::PushHttp).await?;
+    let reqwest = plain_posts(&fcm, args.devices.min(200_000), 256, Peer::Reqwest { http2: false }).await?;
     let sends_per_sec = (delivered as f64 / sending).round();
     let us = |seconds: f64| (seconds * 1e7 / delivered as f64).round() / 10.0;
     println!(
@@ -285,6 +314,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "stand_in_cpu_us_per_send": us(stand_in_cpu),
                "plain_client_cpu_us_per_post": plain.client_us,
                "plain_stand_in_cpu_us_per_post": plain.stand_in_us,
+               // The same POSTs through reqwest, which sends used before.
+               "reqwest_posts_per_sec": reqwest.per_sec.round(),
+               "reqwest_client_cpu_us_per_post": reqwest.client_us,
                "server_peak_rss_mib_before": rss_before, "server_peak_rss_mib_after": rss_after})
     );
     db.cleanup().await?;

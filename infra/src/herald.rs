@@ -117,7 +117,7 @@ impl Herald {
             clock: config.clock.clone(),
             config: config.push.clone(),
             projections: projections.clone(),
-            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone()))?,
+            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone())).map_err(anyhow::Error::msg)?,
         });
         if config.push.send
             && let Some(jobs) = projections.subscribe(notification_jobs::NAME)

@@ -5,16 +5,19 @@
 //! `POST /3/device/{token}` with `apns-topic`, `apns-push-type`,
 //! `apns-priority`, `apns-expiration` and `apns-collapse-id`.
 
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use domain::notification::message::Priority;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
+use super::http::PushHttp;
 use super::jwt::Signer;
-use super::{Outcome, Provider, PushMessage, retry_after, transport};
+use super::{Outcome, Provider, PushMessage, Rendered, retry_after};
 
 pub const PRODUCTION: &str = "https://api.push.apple.com";
 pub const SANDBOX: &str = "https://api.sandbox.push.apple.com";
@@ -64,12 +67,16 @@ pub struct Apns {
     creds: ApnsCredentials,
     signer: Signer,
     base: String,
-    http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    topic: HeaderValue,
+    http: PushHttp,
+    /// The provider token as the `authorization` header, and when it was
+    /// made. Read by every send; renewed every 50 minutes or once when
+    /// Apple says it expired, whatever the number of sends that heard so.
+    token: RwLock<Option<(HeaderValue, Instant)>>,
 }
 
 impl Apns {
-    pub fn new(creds: ApnsCredentials, signer: Signer, base_url: Option<&str>, http: reqwest::Client) -> Self {
+    pub fn new(creds: ApnsCredentials, signer: Signer, base_url: Option<&str>, http: PushHttp) -> Result<Self, String> {
         let base = base_url
             .map(str::to_owned)
             .unwrap_or_else(|| {
@@ -81,22 +88,33 @@ impl Apns {
             })
             .trim_end_matches('/')
             .to_owned();
-        Self {
+        let topic = HeaderValue::try_from(creds.topic.as_str()).map_err(|_| "topic is not a header value".to_owned())?;
+        Ok(Self {
             creds,
             signer,
             base,
+            topic,
             http,
-            token: Mutex::new(None),
-        }
+            token: RwLock::new(None),
+        })
     }
 
-    async fn provider_token(&self, renew: bool) -> Result<String, Outcome> {
-        let mut cached = self.token.lock().await;
-        if !renew
-            && let Some((token, issued)) = cached.as_ref()
-            && issued.elapsed() < TOKEN_LIFETIME
-        {
-            return Ok(token.clone());
+    /// The cached provider token unless it is due for renewal or `refused`.
+    fn current(slot: Option<&(HeaderValue, Instant)>, refused: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let (header, made) = slot?;
+        (made.elapsed() < TOKEN_LIFETIME && Some(header) != refused).then(|| header.clone())
+    }
+
+    fn provider_token(&self, refused: Option<&HeaderValue>) -> Result<HeaderValue, Outcome> {
+        if let Some(header) = self.token.read().ok().and_then(|t| Self::current(t.as_ref(), refused)) {
+            return Ok(header);
+        }
+        let mut slot = self
+            .token
+            .write()
+            .map_err(|_| Outcome::Failed("apns: the provider token cache is poisoned".into()))?;
+        if let Some(header) = Self::current(slot.as_ref(), refused) {
+            return Ok(header);
         }
         let token = self
             .signer
@@ -105,8 +123,41 @@ impl Apns {
                 &json!({"iss": self.creds.team_id, "iat": chrono::Utc::now().timestamp()}),
             )
             .map_err(Outcome::Misconfigured)?;
-        *cached = Some((token.clone(), Instant::now()));
-        Ok(token)
+        let mut header = HeaderValue::try_from(format!("bearer {token}"))
+            .map_err(|_| Outcome::Misconfigured("apns: the provider token is not a header value".into()))?;
+        header.set_sensitive(true);
+        *slot = Some((header.clone(), Instant::now()));
+        Ok(header)
+    }
+
+    /// The payload, made once per notification.
+    fn render(message: &PushMessage) -> std::sync::Arc<Rendered> {
+        message.rendered("apns", |_| Rendered {
+            before_token: Self::payload(message).to_string(),
+            after_token: String::new(),
+        })
+    }
+
+    fn headers(&self, message: &PushMessage, authorization: HeaderValue) -> HeaderMap {
+        let c = &message.content;
+        let expiration = c
+            .ttl_seconds
+            .map_or(0, |ttl| chrono::Utc::now().timestamp() + i64::from(ttl));
+        let mut headers = HeaderMap::with_capacity(7);
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert(HeaderName::from_static("apns-topic"), self.topic.clone());
+        headers.insert(HeaderName::from_static("apns-push-type"), HeaderValue::from_static("alert"));
+        let priority = match c.priority {
+            Priority::High => "10",
+            Priority::Normal => "5",
+        };
+        headers.insert(HeaderName::from_static("apns-priority"), HeaderValue::from_static(priority));
+        headers.insert(HeaderName::from_static("apns-expiration"), HeaderValue::from(expiration));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(id) = c.collapse_key.as_deref().and_then(|k| HeaderValue::try_from(k).ok()) {
+            headers.insert(HeaderName::from_static("apns-collapse-id"), id);
+        }
+        headers
     }
 
     fn payload(message: &PushMessage) -> Value {
@@ -175,53 +226,32 @@ impl Provider for Apns {
     }
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
-        let c = &message.content;
-        let url = format!("{}/3/device/{}", self.base, segment(token));
-        let body = Self::payload(message).to_string();
-        let expiration = c
-            .ttl_seconds
-            .map_or(0, |ttl| chrono::Utc::now().timestamp() + i64::from(ttl));
-        let mut renewed = false;
+        let Ok(uri) = format!("{}/3/device/{}", self.base, segment(token)).parse::<http::Uri>() else {
+            return Outcome::Failed("apns: the device token makes no URL".into());
+        };
+        let body = Bytes::from(Self::render(message).before_token.clone());
+        let mut refused: Option<HeaderValue> = None;
         loop {
-            let provider_token = match self.provider_token(renewed).await {
+            let authorization = match self.provider_token(refused.as_ref()) {
                 Ok(t) => t,
                 Err(o) => return o,
             };
-            let mut request = self
-                .http
-                .post(&url)
-                .header("authorization", format!("bearer {provider_token}"))
-                .header("apns-topic", &self.creds.topic)
-                .header("apns-push-type", "alert")
-                .header(
-                    "apns-priority",
-                    match c.priority {
-                        Priority::High => "10",
-                        Priority::Normal => "5",
-                    },
-                )
-                .header("apns-expiration", expiration.to_string())
-                .header("content-type", "application/json")
-                .body(body.clone());
-            if let Some(key) = &c.collapse_key {
-                request = request.header("apns-collapse-id", key);
-            }
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => return transport("apns", &e),
+            let headers = self.headers(message, authorization.clone());
+            let answer = match self.http.post(uri.clone(), headers, body.clone()).await {
+                Ok(a) => a,
+                Err(f) => return f.outcome("apns"),
             };
-            let status = response.status().as_u16();
-            if status == 200 {
+            if answer.status == 200 {
                 return Outcome::Delivered;
             }
-            let after = retry_after(response.headers());
-            let answer: Value = response.json().await.unwrap_or(Value::Null);
-            let reason = answer["reason"].as_str().unwrap_or_default();
-            if reason == "ExpiredProviderToken" && !renewed {
-                renewed = true;
+            let after = retry_after(&answer.headers);
+            let reason: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+            let reason = reason["reason"].as_str().unwrap_or_default();
+            if reason == "ExpiredProviderToken" && refused.is_none() {
+                refused = Some(authorization);
                 continue;
             }
-            return classify(status, reason, after);
+            return classify(answer.status, reason, after);
         }
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::apns::{Apns, ApnsCredentials};
 use super::config::PushConfig;
 use super::fcm::{Fcm, ServiceAccount};
+use super::http::{PushHttp, Versions};
 use super::log::LogProvider;
 use super::webpush::{VapidCredentials, WebPush};
 use super::Provider;
@@ -91,35 +92,37 @@ pub fn parse(provider: SendPlatform, body: &Value) -> Result<Parsed, DomainError
 /// The HTTP clients the providers share (connections are reused).
 #[derive(Clone)]
 pub struct Clients {
-    /// FCM and OAuth (HTTP/2 where TLS negotiates it, as Google's servers do).
+    /// The FCM OAuth exchange.
     pub http: reqwest::Client,
-    /// HTTP/2 only: APNs speaks nothing else (cleartext h2 when its URL is
-    /// `http://`, a local stand-in).
-    pub apns: reqwest::Client,
+    /// FCM sends (HTTP/2 where TLS negotiates it, as Google's servers do).
+    pub fcm: PushHttp,
+    /// APNs sends: HTTP/2 only, as APNs speaks nothing else (cleartext h2
+    /// when its URL is `http://`, a local stand-in).
+    pub apns: PushHttp,
     /// Behind the SSRF guard: subscription endpoints come from devices.
     pub webpush: reqwest::Client,
     pub addresses: Arc<AddressPolicy>,
 }
 
 impl Clients {
-    pub fn new(config: &PushConfig, addresses: Arc<AddressPolicy>) -> reqwest::Result<Self> {
+    pub fn new(config: &PushConfig, addresses: Arc<AddressPolicy>) -> Result<Self, String> {
         let base = || {
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(config.timeout)
                 .pool_max_idle_per_host(config.concurrency)
         };
-        let mut apns = base();
-        if config.apns_url.as_deref().is_some_and(|u| u.starts_with("http://")) {
-            apns = apns.http2_prior_knowledge();
-        }
+        let built = |r: reqwest::Result<reqwest::Client>| r.map_err(|e| format!("an HTTP client: {e}"));
         Ok(Self {
-            http: base().build()?,
-            apns: apns.build()?,
-            webpush: base()
-                .no_proxy()
-                .dns_resolver(crate::webhooks::address::GuardedResolver(addresses.clone()))
-                .build()?,
+            http: built(base().build())?,
+            fcm: PushHttp::new(Versions::Negotiated, config.concurrency, config.timeout)?,
+            apns: PushHttp::new(Versions::Http2, config.concurrency, config.timeout)?,
+            webpush: built(
+                base()
+                    .no_proxy()
+                    .dns_resolver(crate::webhooks::address::GuardedResolver(addresses.clone()))
+                    .build(),
+            )?,
             addresses,
         })
     }
@@ -140,12 +143,13 @@ fn build(
                 signer,
                 &config.fcm_url,
                 config.fcm_token_url.as_deref(),
+                clients.fcm.clone(),
                 clients.http.clone(),
             )?)
         }
         SendPlatform::Apns => {
             let (creds, signer) = ApnsCredentials::parse(&json)?;
-            Arc::new(Apns::new(creds, signer, config.apns_url.as_deref(), clients.apns.clone()))
+            Arc::new(Apns::new(creds, signer, config.apns_url.as_deref(), clients.apns.clone())?)
         }
         SendPlatform::Webpush => {
             let creds: VapidCredentials = serde_json::from_value(json).map_err(|e| e.to_string())?;

@@ -12,11 +12,13 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use super::http::PushHttp;
 use super::jwt::Signer;
 use super::{Outcome, Provider, PushMessage, retry_after, transport};
 use domain::notification::message::Priority;
@@ -55,8 +57,11 @@ pub struct Fcm {
     account: ServiceAccount,
     signer: Signer,
     token_url: String,
-    send_url: reqwest::Url,
-    http: reqwest::Client,
+    send_url: http::Uri,
+    /// Sends.
+    http: PushHttp,
+    /// The OAuth token exchange.
+    oauth: reqwest::Client,
     /// The access token, as the `Authorization` header it goes in, and when
     /// to renew it. Read by every send; written once an hour.
     token: RwLock<Option<(HeaderValue, Instant)>>,
@@ -76,7 +81,8 @@ impl Fcm {
         signer: Signer,
         base_url: &str,
         token_url: Option<&str>,
-        http: reqwest::Client,
+        http: PushHttp,
+        oauth: reqwest::Client,
     ) -> Result<Self, String> {
         let token_url = token_url
             .map(str::to_owned)
@@ -87,14 +93,16 @@ impl Fcm {
             base_url.trim_end_matches('/'),
             account.project_id
         );
-        let send_url =
-            reqwest::Url::parse(&send_url).map_err(|e| format!("the FCM URL {send_url} is invalid: {e}"))?;
+        let send_url: http::Uri = send_url
+            .parse()
+            .map_err(|e| format!("the FCM URL {send_url} is invalid: {e}"))?;
         Ok(Self {
             account,
             signer,
             token_url,
             send_url,
             http,
+            oauth,
             token: RwLock::new(None),
             fetching: Mutex::new(()),
         })
@@ -154,7 +162,7 @@ impl Fcm {
             .append_pair("assertion", &assertion)
             .finish();
         let response = self
-            .http
+            .oauth
             .post(&self.token_url)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form)
@@ -224,27 +232,22 @@ impl Fcm {
         }})
     }
 
-    async fn post(&self, body: String, authorization: &HeaderValue) -> Result<(u16, Option<Duration>, Value), Outcome> {
-        let response = self
+    async fn post(&self, body: Bytes, authorization: &HeaderValue) -> Result<(u16, Option<Duration>, Value), Outcome> {
+        let mut headers = HeaderMap::with_capacity(2);
+        headers.insert(AUTHORIZATION, authorization.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let answer = self
             .http
-            .post(self.send_url.clone())
-            .header(AUTHORIZATION, authorization.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(body)
-            .send()
+            .post(self.send_url.clone(), headers, body)
             .await
-            .map_err(|e| transport("fcm", &e))?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            // The answer names the message; nothing in it is needed, but it
-            // is read to its end so the connection (or HTTP/2 stream) ends
-            // cleanly and is reused rather than reset.
-            let _ = response.bytes().await;
-            return Ok((status, None, Value::Null));
+            .map_err(|f| f.outcome("fcm"))?;
+        if (200..300).contains(&answer.status) {
+            // The answer names the message; nothing in it is needed.
+            return Ok((answer.status, None, Value::Null));
         }
-        let after = retry_after(response.headers());
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        Ok((status, after, body))
+        let after = retry_after(&answer.headers);
+        let body: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
+        Ok((answer.status, after, body))
     }
 }
 
@@ -294,7 +297,7 @@ impl Provider for Fcm {
     }
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
-        let body = message.rendered("fcm", Self::render).with_token(token);
+        let body = Bytes::from(message.rendered("fcm", Self::render).with_token(token));
         let mut refused: Option<HeaderValue> = None;
         loop {
             let authorization = match self.authorization(refused.as_ref()).await {

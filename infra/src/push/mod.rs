@@ -4,8 +4,9 @@
 //! per device but for the batch in flight at a crash. See
 //! `docs/notifications.md`.
 //!
-//! The providers speak their documented protocols directly over `reqwest`
-//! with `ring` for the cryptography (RS256 / ES256 JWTs, ECDH, HKDF,
+//! The providers speak their documented protocols directly (FCM and APNs
+//! sends over hyper, see `http`; the rest over reqwest) with `ring` for
+//! the cryptography (RS256 / ES256 JWTs, ECDH, HKDF,
 //! AES-GCM) rather than through provider crates: the FCM crate on
 //! crates.io targets the legacy API Google shut down, the APNs crate brings
 //! a second TLS stack, and the Web Push crate needs OpenSSL. What is spoken
@@ -17,6 +18,7 @@ pub mod config;
 pub mod credentials;
 pub mod ece;
 pub mod fcm;
+pub mod http;
 pub mod jwt;
 pub mod log;
 pub mod sender;
