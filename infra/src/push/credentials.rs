@@ -179,10 +179,13 @@ impl AppProviders {
     }
 }
 
-/// Live providers by app and platform, with the fingerprint they were built from.
+/// A live provider with the fingerprint of the credentials it was built from.
+type Built = (String, Arc<dyn Provider>);
+
+/// Live providers by app and platform.
 #[derive(Default)]
 pub struct ProviderCache {
-    entries: Mutex<HashMap<(AppId, &'static str), (String, Arc<dyn Provider>)>>,
+    entries: Mutex<HashMap<(AppId, &'static str), Built>>,
 }
 
 impl ProviderCache {

@@ -8,10 +8,13 @@
 //! saturates the cores. What reqwest does per request that sends do not
 //! need: redirect and retry policy, proxy matching, a URL turned into a URI.
 //!
-//! Connections are reused (HTTP/1.1 keep-alive, or one HTTP/2 connection
-//! per host carrying every stream); TLS negotiates HTTP/2 where the server
-//! offers it (Google's and Apple's do). Proxies are not used.
+//! Connections are reused (HTTP/1.1 keep-alive, or HTTP/2 connections
+//! carrying up to [`STREAMS_PER_CONNECTION`] streams each); TLS negotiates
+//! HTTP/2 where the server offers it (Google's and Apple's do). Proxies are
+//! not used.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,9 +37,20 @@ pub enum Versions {
     Http2,
 }
 
+/// Streams one HTTP/2 connection is given at most: the limit servers
+/// commonly advertise (a server that advertises fewer gets no more; hyper
+/// queues the rest on that connection).
+pub const STREAMS_PER_CONNECTION: usize = 100;
+
+/// Connection pools, each a client of its own: hyper keeps one HTTP/2
+/// connection per host and pool, so `concurrency` requests in flight are
+/// spread over `concurrency / STREAMS_PER_CONNECTION` connections (rounded
+/// up) instead of queueing behind one. Over HTTP/1.1 the pools share the
+/// idle connections between them.
 #[derive(Clone)]
 pub struct PushHttp {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    clients: Arc<[Client<HttpsConnector<HttpConnector>, Full<Bytes>>]>,
+    next: Arc<AtomicUsize>,
     timeout: Duration,
 }
 
@@ -72,31 +86,45 @@ impl Failure {
 }
 
 impl PushHttp {
-    /// A client keeping up to `idle` connections per host, giving each
-    /// request (connecting included) at most `timeout`.
-    pub fn new(versions: Versions, idle: usize, timeout: Duration) -> Result<Self, String> {
+    /// A client for `concurrency` requests in flight (at most that many
+    /// idle connections kept per host), giving each request (connecting
+    /// included) at most `timeout`.
+    pub fn new(versions: Versions, concurrency: usize, timeout: Duration) -> Result<Self, String> {
         use rustls_platform_verifier::ConfigVerifierExt;
         let tls = rustls::ClientConfig::with_platform_verifier().map_err(|e| format!("TLS: {e}"))?;
-        let mut tcp = HttpConnector::new();
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let connector = match versions {
-            Versions::Negotiated => connector.enable_http1().enable_http2().wrap_connector(tcp),
-            Versions::Http2 => connector.enable_http2().wrap_connector(tcp),
-        };
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_max_idle_per_host(idle);
-        if versions == Versions::Http2 {
-            builder.http2_only(true);
-        }
+        let pools = concurrency.div_ceil(STREAMS_PER_CONNECTION).max(1);
+        let clients = (0..pools)
+            .map(|_| {
+                let mut tcp = HttpConnector::new();
+                tcp.enforce_http(false);
+                tcp.set_nodelay(true);
+                tcp.set_connect_timeout(Some(timeout));
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls.clone())
+                    .https_or_http();
+                let connector = match versions {
+                    Versions::Negotiated => connector.enable_http1().enable_http2().wrap_connector(tcp),
+                    Versions::Http2 => connector.enable_http2().wrap_connector(tcp),
+                };
+                let mut builder = Client::builder(TokioExecutor::new());
+                builder.pool_max_idle_per_host(concurrency.div_ceil(pools));
+                if versions == Versions::Http2 {
+                    builder.http2_only(true);
+                }
+                builder.build(connector)
+            })
+            .collect();
         Ok(Self {
-            client: builder.build(connector),
+            clients,
+            next: Arc::new(AtomicUsize::new(0)),
             timeout,
         })
+    }
+
+    /// The pools, in turn.
+    fn client(&self) -> &Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.clients[n % self.clients.len()]
     }
 
     /// POSTs `body` with `headers`; the answer is read to its end, so the
@@ -107,7 +135,7 @@ impl PushHttp {
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| {
+            let response = self.client().request(request).await.map_err(|e| {
                 if e.is_connect() { Failure::Connect } else { Failure::Other }
             })?;
             let (parts, body) = response.into_parts();

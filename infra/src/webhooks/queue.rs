@@ -196,21 +196,23 @@ impl RateSlots {
         rate: i64,
         now: i64,
     ) -> Result<Result<i64, i64>, sqlx::Error> {
-        if !self.tat.contains_key(&endpoint_id) {
-            let lock = match tx.backend() {
-                Backend::Postgres => " FOR UPDATE",
-                Backend::Sqlite => "",
-            };
-            let sql = format!("SELECT tat FROM webhook_endpoint_state WHERE endpoint_id = $1{lock}");
-            let stored: Option<i64> = on_tx!(tx, |c| {
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                    .bind(endpoint_id)
-                    .fetch_optional(c)
-                    .await?
-            });
-            self.tat.insert(endpoint_id, stored.unwrap_or(0));
-        }
-        let tat = self.tat.entry(endpoint_id).or_insert(0);
+        let tat = match self.tat.entry(endpoint_id) {
+            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let lock = match tx.backend() {
+                    Backend::Postgres => " FOR UPDATE",
+                    Backend::Sqlite => "",
+                };
+                let sql = format!("SELECT tat FROM webhook_endpoint_state WHERE endpoint_id = $1{lock}");
+                let stored: Option<i64> = on_tx!(tx, |c| {
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(endpoint_id)
+                        .fetch_optional(c)
+                        .await?
+                });
+                slot.insert(stored.unwrap_or(0))
+            }
+        };
         let slot = (*tat).max(now);
         if slot > now + RATE_HORIZON_MICROS {
             return Ok(Err(slot));

@@ -7,6 +7,7 @@ pub mod jobs;
 pub mod query;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;
@@ -178,10 +179,10 @@ impl Projection for NotificationsProjection {
                 );
                 continue;
             }
-            if !rows.contains_key(&id) {
+            if let Entry::Vacant(slot) = rows.entry(id) {
                 match load(tx, id).await? {
                     Some(row) => {
-                        rows.insert(id, row);
+                        slot.insert(row);
                     }
                     None => continue,
                 }

@@ -13,6 +13,7 @@ pub mod context;
 pub mod endpoints;
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;
@@ -89,11 +90,10 @@ impl Projection for WebhooksProjection {
         let mut messages: Vec<NewMessage> = Vec::new();
         for event in events {
             let app = event.app_id.0;
-            if !targets.contains_key(&app) {
-                let loaded = load_targets(tx, app).await?;
-                targets.insert(app, loaded);
-            }
-            let app_targets = targets.entry(app).or_default();
+            let app_targets = match targets.entry(app) {
+                Entry::Occupied(loaded) => loaded.into_mut(),
+                Entry::Vacant(slot) => slot.insert(load_targets(tx, app).await?),
+            };
             if event.event_type.starts_with("webhook.") {
                 let decoded =
                     WebhookEvent::decode(&event.event_type, event.schema_version, &event.data)

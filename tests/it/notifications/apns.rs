@@ -87,3 +87,28 @@ async fn apns_config(backend: Backend) {
         .await;
     assert_eq!(bad.invalid_fields(), ["body"]);
 }
+
+on_both!(apns_sends_spread_over_connections_of_at_most_100_streams, apns_connections);
+async fn apns_connections(backend: Backend) {
+    let fake = FakeApns::start().await;
+    let url = fake.base_url();
+    let Some(p) = Pushy::spawn(backend, |c| {
+        c.push.apns_url = Some(url);
+        c.push.concurrency = 250;
+    })
+    .await
+    else {
+        return;
+    };
+    p.credentials("apns", fake.credentials()).await;
+    let devices: Vec<String> = (0..12).map(|i| format!("ok{i}")).collect();
+    for d in &devices {
+        p.device(d, d, "apns", "ios", None).await;
+    }
+    let n = p.notify(json!({"title": "T", "body": "B", "external_ids": devices, "launch": true})).await;
+    let done = p.finished(n["id"].as_str().unwrap_or_default()).await;
+    assert_eq!(done["sent"]["ios"], 12, "{done}");
+    // 250 requests in flight at most: three HTTP/2 connections of up to 100
+    // streams each, taken in turn, each opened once and reused.
+    assert_eq!(fake.connections(), 3);
+}

@@ -144,12 +144,11 @@ async fn status_on_failure(backend: Backend) {
     h.wait_attempts(&id, 2).await;
     h.advance(Duration::seconds(2));
     // The third and last attempt fails: the user is marked, by the reactor.
-    let marked = eventually("the user marked", || async {
+    eventually("the user marked", || async {
         let user = h.app.get("/v1/users/u1", &h.key.token).await;
         (user.body["status"] == "webhook_error").then_some(())
     })
     .await;
-    let _ = marked;
     let created = &h.events_of("user.created").await[0];
     let by_reactor = &h.events_of("user.status_updated").await[0];
     assert_eq!(by_reactor["metadata"]["actor"], "system:webhooks");

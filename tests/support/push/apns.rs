@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
 use infra::push::jwt::Signer;
@@ -37,6 +37,8 @@ struct Shared {
     public_key: Arc<Vec<u8>>,
     /// Provider tokens seen, in order.
     tokens: Arc<Mutex<Vec<String>>>,
+    /// The client ends of the connections requests came on.
+    connections: Arc<Mutex<HashSet<SocketAddr>>>,
 }
 
 pub struct FakeApns {
@@ -51,7 +53,17 @@ fn reason(status: StatusCode, reason: &str) -> Response {
     (status, axum::Json(json!({"reason": reason}))).into_response()
 }
 
-async fn device(State(s): State<Shared>, uri: Uri, version: Version, map: HeaderMap, body: Bytes) -> Response {
+async fn device(
+    State(s): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    version: Version,
+    map: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Ok(mut seen) = s.connections.lock() {
+        seen.insert(peer);
+    }
     let Some(token) = uri.path().strip_prefix("/3/device/").map(str::to_owned) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -127,6 +139,7 @@ impl FakeApns {
             log: Log::default(),
             public_key: Arc::new(public),
             tokens: Arc::new(Mutex::new(Vec::new())),
+            connections: Arc::new(Mutex::new(HashSet::new())),
         };
         let app = axum::Router::new().fallback(device).with_state(shared.clone());
         let addr = serve(app).await;
@@ -145,6 +158,11 @@ impl FakeApns {
     /// The credentials an app stores for this stand-in.
     pub fn credentials(&self) -> Value {
         json!({"key_p8": self.key_p8, "key_id": KEY_ID, "team_id": TEAM_ID, "topic": TOPIC, "environment": "sandbox"})
+    }
+
+    /// How many connections requests came on.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.lock().map(|c| c.len()).unwrap_or_default()
     }
 
     /// Distinct provider tokens seen.

@@ -109,7 +109,8 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
         .unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        // Handlers may ask which connection a request came on.
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
     });
     addr
 }
