@@ -37,6 +37,22 @@ pub struct Args {
     /// and HTTP/2), `--devices` of them with `--writers` in flight.
     #[arg(long)]
     plain_only: bool,
+    /// External ids in no relation to the order devices registered in (as
+    /// in real apps), instead of `dev-<n>` in registration order.
+    #[arg(long)]
+    scattered_ids: bool,
+}
+
+/// Device `i`'s external id: `dev-<i>`, or a bijective scramble of `i`
+/// (splitmix64's finalizer), so ids sort in no relation to `i`.
+fn external_id(i: usize, scattered: bool) -> String {
+    if !scattered {
+        return format!("dev-{i}");
+    }
+    let mut z = (i as u64).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    format!("dev-{:016x}", z ^ (z >> 31))
 }
 
 /// An RSA key for the stand-in's service account (test-only).
@@ -65,7 +81,13 @@ async fn accepted(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
 }
 
 /// `devices` FCM devices, one registration event each.
-async fn load(store: &Arc<SqlEventStore>, app_id: AppId, devices: usize, writers: usize) -> anyhow::Result<f64> {
+async fn load(
+    store: &Arc<SqlEventStore>,
+    app_id: AppId,
+    devices: usize,
+    writers: usize,
+    scattered: bool,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let per = devices.div_ceil(writers);
     let mut tasks = Vec::new();
@@ -73,8 +95,9 @@ async fn load(store: &Arc<SqlEventStore>, app_id: AppId, devices: usize, writers
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in w * per..((w + 1) * per).min(devices) {
+                let id = external_id(i, scattered);
                 let event = DeviceEvent::Registered {
-                    external_id: ExternalId::parse(format!("dev-{i}"))?,
+                    external_id: ExternalId::parse(id.clone())?,
                     push_token: PushToken::parse(format!("fcm-token-{i:08}-{}", "x".repeat(140)))?,
                     send_platform: SendPlatform::Fcm,
                     device_platform: DevicePlatform::Android,
@@ -85,7 +108,7 @@ async fn load(store: &Arc<SqlEventStore>, app_id: AppId, devices: usize, writers
                 let (event_type, data) = event.encode();
                 store
                     .append(AppendRequest {
-                        stream: format!("device:dev-{i}"),
+                        stream: format!("device:{id}"),
                         expected: ExpectedVersion::NoStream,
                         events: vec![NewEvent {
                             event_id: uuid::Uuid::now_v7(),
@@ -207,7 +230,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db = fresh(args.backend, &args.pg_url, u32::try_from(args.writers + 4).unwrap_or(64)).await?;
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
     let (app_id, token) = create_app(&store).await?;
-    let load_seconds = load(&store, app_id, args.devices, args.writers).await?;
+    let load_seconds = load(&store, app_id, args.devices, args.writers, args.scattered_ids).await?;
     let head = store.head().await?;
     drop(store);
 
@@ -301,6 +324,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"bench": "campaign", "backend": args.backend.name(), "devices": args.devices,
+               "scattered_ids": args.scattered_ids,
                "load_seconds": (load_seconds * 10.0).round() / 10.0,
                "audience_resolution_seconds": (resolution * 100.0).round() / 100.0,
                "sending_seconds": (sending * 100.0).round() / 100.0,

@@ -89,6 +89,12 @@ pub async fn count(db: &Db, app_id: AppId, targets: &Targets) -> Result<i64, sql
 /// Resolves the audience (replacing any earlier, unsent resolution) and
 /// records the batch size with the job, in one transaction. Returns the
 /// total and the count per device platform.
+///
+/// Members are numbered in external id order, so each batch's devices are
+/// neighbours in the per-device history (`device_notifications`, keyed by
+/// app and external id): a batch's rows land on a few index pages rather
+/// than one page each (in registration order they would be scattered, as
+/// external ids are in no relation to when devices registered).
 pub async fn resolve(
     db: &Db,
     app_id: AppId,
@@ -101,7 +107,7 @@ pub async fn resolve(
     let sql = format!(
         "INSERT INTO notification_audience (notification_id, seq, device_key, external_id, send_platform, \
          device_platform, push_token) \
-         SELECT {id}, ROW_NUMBER() OVER (ORDER BY d.device_key), d.device_key, d.external_id, \
+         SELECT {id}, ROW_NUMBER() OVER (ORDER BY d.external_id), d.device_key, d.external_id, \
          d.send_platform, d.device_platform, d.push_token FROM devices d WHERE {}",
         compiled.sql
     );
