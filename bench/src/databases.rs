@@ -3,7 +3,7 @@
 use infra::database::{self, DbOptions};
 use projections::db::{Db, PgDb};
 use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Backend {
@@ -47,7 +47,7 @@ pub async fn fresh(backend: Backend, pg_url: &str, connections: u32) -> anyhow::
             let connect = pg_url
                 .parse::<PgConnectOptions>()?
                 .options([("search_path", schema.as_str())]);
-            let pool = PgPoolOptions::new()
+            let pool = database::pg_pool_options(connect.get_port())
                 .max_connections(connections)
                 .connect_with(connect)
                 .await?;

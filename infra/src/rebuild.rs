@@ -23,7 +23,6 @@ use std::time::Instant;
 use domain::RecordedEvent;
 use projections::Projection;
 use projections::db::{Db, PgDb, Tx};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
 use crate::database::{self, DbOptions};
@@ -166,7 +165,7 @@ impl Shadow {
                 let connect = (*p.pool.connect_options())
                     .clone()
                     .options([("search_path", name.as_str())]);
-                let pool = PgPoolOptions::new()
+                let pool = crate::database::pg_pool_options(connect.get_port())
                     .max_connections(options.max_connections)
                     .connect_with(connect)
                     .await?;

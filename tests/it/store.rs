@@ -512,3 +512,30 @@ async fn pg_goes_away_and_comes_back() {
         .await;
     assert_eq!(back.map(|a| a.stream_version), Ok(2));
 }
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on; a statement larger than a
+/// segment then waits ~40 ms for the server's delayed ACK. Herald's pools
+/// turn it off on every connection they open.
+#[tokio::test]
+async fn postgres_connections_have_tcp_nodelay() {
+    if TestDb::new(Backend::Postgres).await.is_none() {
+        return;
+    }
+    // Through a proxy of its own, so its sockets are told apart by port.
+    let proxy = herald_tests::proxy::Proxy::start(herald_tests::backend::pg_addr().await).await;
+    let url = herald_tests::backend::pg_url_via(proxy.addr);
+    let db = infra::database::open_postgres(&url, &infra::database::DbOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let projections::db::Db::Postgres(pg) = &db else {
+        panic!("not PostgreSQL");
+    };
+    let held: Vec<_> = futures::future::join_all((0..3).map(|_| pg.pool.acquire()))
+        .await
+        .into_iter()
+        .map(|c| c.unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let states = infra::tcp_nodelay::states_of_sockets_to(proxy.addr.port());
+    assert!(states.len() >= held.len(), "{states:?}");
+    assert!(states.iter().all(|on| *on), "{states:?}");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use infra::database::{self, DbOptions};
 use projections::db::{Db, PgDb};
 use sqlx::ConnectOptions;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -134,7 +134,7 @@ impl TestDb {
             .parse::<PgConnectOptions>()
             .unwrap_or_else(|e| panic!("bad PostgreSQL URL: {e}"))
             .options([("search_path", schema)]);
-        let pool = PgPoolOptions::new()
+        let pool = database::pg_pool_options(options.get_port())
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);

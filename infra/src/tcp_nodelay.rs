@@ -1,0 +1,113 @@
+//! TCP_NODELAY on the sockets to PostgreSQL.
+//!
+//! sqlx 0.9.0 stopped setting it (sqlx issue #4335; the fix is merged but
+//! not in a release yet). Without it a message that does not fit in one
+//! segment leaves its tail waiting for the server's delayed ACK (Nagle's
+//! algorithm): ~40 ms per statement. Appending a 23 KB batch record of a
+//! campaign took 45-50 ms instead of a few, capping PostgreSQL campaigns at
+//! 7,800 sends/s (BENCHMARKS.md).
+//!
+//! sqlx gives no access to its socket, so every new pooled connection (see
+//! `after_connect` in [`crate::database`]) sets the option on each of the
+//! process's TCP sockets whose peer is the server's port: Linux duplicates
+//! each socket with `pidfd_getfd`, and the option belongs to the socket, not
+//! to the descriptor. Setting it twice, or on another PostgreSQL connection,
+//! is harmless. Elsewhere than Linux this does nothing.
+
+/// Sets TCP_NODELAY on the process's TCP sockets connected to `port`;
+/// returns how many it set it on.
+pub fn set_on_sockets_to(port: u16) -> usize {
+    imp::each_socket_to(port, |fd| set_nodelay(fd)).into_iter().filter(|ok| *ok).count()
+}
+
+/// Whether each of the process's TCP sockets connected to `port` has
+/// TCP_NODELAY (for tests).
+pub fn states_of_sockets_to(port: u16) -> Vec<bool> {
+    imp::each_socket_to(port, |fd| nodelay_of(fd))
+}
+
+#[cfg(target_os = "linux")]
+fn set_nodelay(fd: &rustix::fd::OwnedFd) -> bool {
+    rustix::net::sockopt::set_tcp_nodelay(fd, true).is_ok()
+}
+
+#[cfg(target_os = "linux")]
+fn nodelay_of(fd: &rustix::fd::OwnedFd) -> bool {
+    rustix::net::sockopt::tcp_nodelay(fd).unwrap_or(false)
+}
+
+#[cfg(target_os = "linux")]
+mod imp {
+    use rustix::fd::OwnedFd;
+    use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
+
+    /// Runs `f` on a duplicate of each TCP socket of this process whose
+    /// peer port is `port`.
+    pub fn each_socket_to<T>(port: u16, f: impl Fn(&OwnedFd) -> T) -> Vec<T> {
+        let Ok(me) = pidfd_open(getpid(), PidfdFlags::empty()) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let is_socket = std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+            let Some(number) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            if !is_socket {
+                continue;
+            }
+            let Ok(fd) = pidfd_getfd(&me, number, PidfdGetfdFlags::empty()) else {
+                continue;
+            };
+            let peer = rustix::net::getpeername(&fd)
+                .ok()
+                .flatten()
+                .and_then(|a| std::net::SocketAddr::try_from(a).ok());
+            if peer.is_some_and(|p| p.port() == port) {
+                out.push(f(&fd));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub fn each_socket_to<T>(_port: u16, _f: impl Fn(&()) -> T) -> Vec<T> {
+        Vec::new()
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_nodelay(_fd: &()) -> bool {
+    false
+}
+
+#[cfg(not(target_os = "linux"))]
+fn nodelay_of(_fd: &()) -> bool {
+    false
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn sets_the_option_on_sockets_to_the_port_only() {
+        let server = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let other = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = server.local_addr().map(|a| a.port()).unwrap_or_default();
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|e| panic!("{e}"));
+        let bystander = TcpStream::connect(other.local_addr().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(client.nodelay().ok(), Some(false));
+        assert_eq!(super::set_on_sockets_to(port), 1);
+        assert_eq!(client.nodelay().ok(), Some(true));
+        assert_eq!(bystander.nodelay().ok(), Some(false));
+        assert_eq!(super::states_of_sockets_to(port), [true]);
+    }
+}
