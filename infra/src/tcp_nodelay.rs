@@ -17,13 +17,13 @@
 /// Sets TCP_NODELAY on the process's TCP sockets connected to `port`;
 /// returns how many it set it on.
 pub fn set_on_sockets_to(port: u16) -> usize {
-    imp::each_socket_to(port, |fd| set_nodelay(fd)).into_iter().filter(|ok| *ok).count()
+    imp::each_socket_to(port, set_nodelay).into_iter().filter(|ok| *ok).count()
 }
 
 /// Whether each of the process's TCP sockets connected to `port` has
 /// TCP_NODELAY (for tests).
 pub fn states_of_sockets_to(port: u16) -> Vec<bool> {
-    imp::each_socket_to(port, |fd| nodelay_of(fd))
+    imp::each_socket_to(port, nodelay_of)
 }
 
 #[cfg(target_os = "linux")]
