@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use infra::config::Config;
+use infra::push::config::PushConfig;
 use infra::secrets::Secret;
 use infra::webhooks::address::AddressPolicy;
-use infra::push::config::PushConfig;
 use infra::webhooks::policy::{WebhookConfig, parse_schedule};
 
 #[derive(Debug, Parser)]
@@ -202,7 +202,11 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct PushArgs {
     /// FCM HTTP v1 base URL.
-    #[arg(long, env = "HERALD_FCM_URL", default_value = "https://fcm.googleapis.com")]
+    #[arg(
+        long,
+        env = "HERALD_FCM_URL",
+        default_value = "https://fcm.googleapis.com"
+    )]
     pub fcm_url: String,
     /// Overrides the service accounts' token_uri.
     #[arg(long, env = "HERALD_FCM_TOKEN_URL")]
@@ -250,10 +254,18 @@ pub struct WebhookArgs {
     #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15)]
     pub webhook_timeout_seconds: u64,
     /// Waits between attempts (one attempt more than waits), each +/-20 %.
-    #[arg(long, env = "HERALD_WEBHOOK_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h")]
+    #[arg(
+        long,
+        env = "HERALD_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h"
+    )]
     pub webhook_retry_schedule: String,
     /// An endpoint failing this many hours without a success is disabled.
-    #[arg(long, env = "HERALD_WEBHOOK_DISABLE_AFTER_HOURS", default_value_t = 120)]
+    #[arg(
+        long,
+        env = "HERALD_WEBHOOK_DISABLE_AFTER_HOURS",
+        default_value_t = 120
+    )]
     pub webhook_disable_after_hours: u64,
 }
 
@@ -298,7 +310,11 @@ impl ServeArgs {
         config.otlp_endpoint = self.otlp_endpoint.clone().filter(|e| !e.is_empty());
         config.log_json = self.log_json;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
-        config.secret_key = self.secret_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
+        config.secret_key = self
+            .secret_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
         self.webhooks.apply(&mut config.webhooks)?;
         self.push.apply(&mut config.push)?;
         Ok(config)

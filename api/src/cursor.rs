@@ -65,7 +65,10 @@ pub fn encode_pair(kind: &str, key: i64, id: uuid::Uuid) -> String {
 }
 
 /// Decodes a pair cursor of `kind`; absent is `None` (the start).
-pub fn decode_pair(kind: &str, cursor: Option<&str>) -> Result<Option<(i64, uuid::Uuid)>, ApiError> {
+pub fn decode_pair(
+    kind: &str,
+    cursor: Option<&str>,
+) -> Result<Option<(i64, uuid::Uuid)>, ApiError> {
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(None);
     };

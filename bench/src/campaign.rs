@@ -76,8 +76,13 @@ fn fake_fcm() -> anyhow::Result<(Server, std::net::SocketAddr)> {
 
 /// How many messages the stand-in has accepted.
 async fn accepted(addr: std::net::SocketAddr) -> anyhow::Result<u64> {
-    let count: Value = reqwest::get(format!("http://{addr}/count")).await?.json().await?;
-    count["count"].as_u64().ok_or_else(|| anyhow::anyhow!("the stand-in answered {count}"))
+    let count: Value = reqwest::get(format!("http://{addr}/count"))
+        .await?
+        .json()
+        .await?;
+    count["count"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("the stand-in answered {count}"))
 }
 
 /// `devices` FCM devices, one registration event each.
@@ -166,15 +171,26 @@ impl Peer {
 
 /// POSTs of a campaign-sized body from one client with `concurrency` in
 /// flight: what sending alone costs and achieves here.
-async fn plain_posts(fcm: &(Server, std::net::SocketAddr), n: usize, concurrency: usize, peer: Peer) -> anyhow::Result<Plain> {
+async fn plain_posts(
+    fcm: &(Server, std::net::SocketAddr),
+    n: usize,
+    concurrency: usize,
+    peer: Peer,
+) -> anyhow::Result<Plain> {
     let url = format!("http://{}/v1/projects/bench/messages:send", fcm.1);
     let body = json!({"message": {"token": format!("fcm-token-{}", "x".repeat(148)),
         "notification": {"title": "Bench", "body": "A campaign"}, "data": {}, "android": {"priority": "HIGH"}}})
     .to_string();
-    let push = infra::push::http::PushHttp::new(infra::push::http::Versions::Negotiated, concurrency, Duration::from_secs(10))
-        .map_err(anyhow::Error::msg)?;
+    let push = infra::push::http::PushHttp::new(
+        infra::push::http::Versions::Negotiated,
+        concurrency,
+        Duration::from_secs(10),
+    )
+    .map_err(anyhow::Error::msg)?;
     let reqwest = match peer {
-        Peer::Reqwest { http2: true } => reqwest::Client::builder().http2_prior_knowledge().build()?,
+        Peer::Reqwest { http2: true } => {
+            reqwest::Client::builder().http2_prior_knowledge().build()?
+        }
         _ => reqwest::Client::new(),
     };
     let auth = http::HeaderValue::from_static("Bearer bench");
@@ -184,20 +200,36 @@ async fn plain_posts(fcm: &(Server, std::net::SocketAddr), n: usize, concurrency
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
-        let (push, reqwest, next, url, body, auth) =
-            (push.clone(), reqwest.clone(), next.clone(), url.clone(), body.clone(), auth.clone());
+        let (push, reqwest, next, url, body, auth) = (
+            push.clone(),
+            reqwest.clone(),
+            next.clone(),
+            url.clone(),
+            body.clone(),
+            auth.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let target: http::Uri = url.parse()?;
             while next.fetch_add(1, Ordering::Relaxed) < n {
                 if peer == Peer::PushHttp {
                     let mut headers = http::HeaderMap::new();
                     headers.insert(http::header::AUTHORIZATION, auth.clone());
-                    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-                    let answer = push.post(target.clone(), headers, body.clone().into()).await;
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    let answer = push
+                        .post(target.clone(), headers, body.clone().into())
+                        .await;
                     anyhow::ensure!(answer.is_ok_and(|a| a.status == 200), "a plain POST failed");
                 } else {
-                    let response = reqwest.post(&url).header(http::header::AUTHORIZATION, auth.clone())
-                        .header("content-type", "application/json").body(body.clone()).send().await?;
+                    let response = reqwest
+                        .post(&url)
+                        .header(http::header::AUTHORIZATION, auth.clone())
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await?;
                     response.bytes().await?;
                 }
             }
@@ -220,17 +252,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let fcm = fake_fcm()?;
     if args.plain_only {
-        for peer in [Peer::PushHttp, Peer::Reqwest { http2: false }, Peer::Reqwest { http2: true }] {
+        for peer in [
+            Peer::PushHttp,
+            Peer::Reqwest { http2: false },
+            Peer::Reqwest { http2: true },
+        ] {
             let plain = plain_posts(&fcm, args.devices, args.writers, peer).await?;
-            println!("{}", json!({"bench": "campaign_plain", "client": peer.name(), "posts_per_sec": plain.per_sec.round(),
-                "client_cpu_us_per_post": plain.client_us, "stand_in_cpu_us_per_post": plain.stand_in_us}));
+            println!(
+                "{}",
+                json!({"bench": "campaign_plain", "client": peer.name(), "posts_per_sec": plain.per_sec.round(),
+                "client_cpu_us_per_post": plain.client_us, "stand_in_cpu_us_per_post": plain.stand_in_us})
+            );
         }
         return Ok(());
     }
-    let db = fresh(args.backend, &args.pg_url, u32::try_from(args.writers + 4).unwrap_or(64)).await?;
+    let db = fresh(
+        args.backend,
+        &args.pg_url,
+        u32::try_from(args.writers + 4).unwrap_or(64),
+    )
+    .await?;
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
     let (app_id, token) = create_app(&store).await?;
-    let load_seconds = load(&store, app_id, args.devices, args.writers, args.scattered_ids).await?;
+    let load_seconds = load(
+        &store,
+        app_id,
+        args.devices,
+        args.writers,
+        args.scattered_ids,
+    )
+    .await?;
     let head = store.head().await?;
     drop(store);
 
@@ -238,16 +289,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let port = 18098;
     let mut command = Command::new(&args.herald_bin);
     command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(&db.dir)
         .env("HERALD_ROOT_TOKEN", "hr_campaign_bench")
         .env("HERALD_FCM_URL", format!("http://{fcm_addr}"))
         .env("HERALD_FCM_TOKEN_URL", format!("http://{fcm_addr}/token"))
-        .env("RUST_LOG", std::env::var("HERALD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("HERALD_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     if let Some(schema) = &db.schema {
-        command.env("HERALD_DATABASE_URL", format!("{}?options=-csearch_path%3D{schema}", args.pg_url));
+        command.env(
+            "HERALD_DATABASE_URL",
+            format!("{}?options=-csearch_path%3D{schema}", args.pg_url),
+        );
     }
     let server = Server(command.spawn()?);
     wait_for_projections(&db.db, head).await?;
@@ -263,10 +325,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .json(&json!({"service_account": account}))
         .send()
         .await?;
-    anyhow::ensure!(put.status().is_success(), "credentials: {}", put.text().await?);
+    anyhow::ensure!(
+        put.status().is_success(),
+        "credentials: {}",
+        put.text().await?
+    );
 
     let stand_in = fcm.0.0.id().to_string();
-    let (herald_cpu, stand_in_cpu) = (cpu_seconds(&server.0.id().to_string()), cpu_seconds(&stand_in));
+    let (herald_cpu, stand_in_cpu) = (
+        cpu_seconds(&server.0.id().to_string()),
+        cpu_seconds(&stand_in),
+    );
     let created: Value = client
         .post(format!("{base}/v1/notifications"))
         .bearer_auth(&token)
@@ -298,7 +367,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let herald_cpu = cpu_seconds(&server.0.id().to_string()) - herald_cpu;
     let stand_in_cpu = cpu_seconds(&stand_in) - stand_in_cpu;
     let mut found = Vec::new();
-    for event_type in ["notification.launched", "notification.audience_resolved", "notification.sent"] {
+    for event_type in [
+        "notification.launched",
+        "notification.audience_resolved",
+        "notification.sent",
+    ] {
         let page: Value = client
             .get(format!("{base}/v1/events?type={event_type}&limit=10"))
             .bearer_auth(&token)
@@ -313,12 +386,22 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let resolution = (at(&resolved) - at(&launched)).as_seconds_f64();
     let sending = (at(&finished) - at(&resolved)).as_seconds_f64();
     let delivered = done["sent"]["android"].as_u64().unwrap_or(0);
-    anyhow::ensure!(delivered as usize == args.devices, "delivered {delivered} of {}", args.devices);
+    anyhow::ensure!(
+        delivered as usize == args.devices,
+        "delivered {delivered} of {}",
+        args.devices
+    );
     drop(server);
     let provider_requests = accepted(fcm_addr).await?;
 
     let plain = plain_posts(&fcm, args.devices.min(200_000), 256, Peer::PushHttp).await?;
-    let reqwest = plain_posts(&fcm, args.devices.min(200_000), 256, Peer::Reqwest { http2: false }).await?;
+    let reqwest = plain_posts(
+        &fcm,
+        args.devices.min(200_000),
+        256,
+        Peer::Reqwest { http2: false },
+    )
+    .await?;
     let sends_per_sec = (delivered as f64 / sending).round();
     let us = |seconds: f64| (seconds * 1e7 / delivered as f64).round() / 10.0;
     println!(

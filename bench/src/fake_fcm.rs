@@ -25,7 +25,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let sent = sent.clone();
         async move {
             match uri.path() {
-                "/token" => axum::Json(json!({"access_token": "bench", "expires_in": 3600, "token_type": "Bearer"})),
+                "/token" => axum::Json(
+                    json!({"access_token": "bench", "expires_in": 3600, "token_type": "Bearer"}),
+                ),
                 "/count" => axum::Json(json!({"count": sent.load(Ordering::Relaxed)})),
                 _ => {
                     let n = sent.fetch_add(1, Ordering::Relaxed);

@@ -78,12 +78,18 @@ impl Sink {
         let mut rx = self.count.subscribe();
         tokio::time::timeout(within, rx.wait_for(|c| *c >= n))
             .await
-            .map_err(|_| anyhow::anyhow!("only {} of {n} messages arrived", *self.count.borrow()))??;
+            .map_err(|_| {
+                anyhow::anyhow!("only {} of {n} messages arrived", *self.count.borrow())
+            })??;
         Ok(())
     }
 
     fn percentile(&self, p: f64) -> f64 {
-        let mut l = self.latencies_ms.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut l = self
+            .latencies_ms
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
         if l.is_empty() {
             return f64::NAN;
         }
@@ -112,9 +118,8 @@ async fn receiver(sink: Sink) -> anyhow::Result<std::net::SocketAddr> {
 fn config(dir: &std::path::Path, deliver: bool) -> anyhow::Result<Config> {
     let mut config = Config::with_data_dir(dir);
     config.root_token = Some(Secret::new("hr_bench".to_owned()));
-    config.webhooks.addresses = AddressPolicy::allowing(vec![
-        Net::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?,
-    ]);
+    config.webhooks.addresses =
+        AddressPolicy::allowing(vec![Net::parse("127.0.0.0/8").map_err(anyhow::Error::msg)?]);
     config.webhooks.deliver = deliver;
     Ok(config)
 }
@@ -123,7 +128,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = fresh(args.backend, &args.pg_url, 16).await?;
     // A node that only queues: the throughput run times delivery alone.
-    let queuer = Herald::start_on(config(&db.dir, false)?, db.db.clone()).await?.herald;
+    let queuer = Herald::start_on(config(&db.dir, false)?, db.db.clone())
+        .await?
+        .herald;
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
     let (app_id, _) = create_app(&store).await?;
     let sink = Sink::new();
@@ -150,7 +157,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     load_devices(&store, app_id, args.events / 2, 16).await?;
     let head = infra::store::EventStore::head(store.as_ref()).await?;
     anyhow::ensure!(
-        queuer.projections.wait_for_all(head, Duration::from_secs(3600)).await,
+        queuer
+            .projections
+            .wait_for_all(head, Duration::from_secs(3600))
+            .await,
         "the projections did not catch up"
     );
     drop(queuer);
@@ -174,8 +184,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let store = herald.store.clone();
         tokio::spawn(async move { load_one(store.as_ref(), app_id, first + i).await });
     }
-    sink.wait_for(args.latency_events * args.endpoints, Duration::from_secs(3600))
-        .await?;
+    sink.wait_for(
+        args.latency_events * args.endpoints,
+        Duration::from_secs(3600),
+    )
+    .await?;
     let (p50, p99) = (sink.percentile(0.5), sink.percentile(0.99));
 
     // The limit: the same receiver, plain POSTs of a message-sized body
@@ -198,11 +211,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// One device registration (one event).
-async fn load_one(store: &dyn infra::store::EventStore, app_id: domain::ids::AppId, i: usize) -> anyhow::Result<()> {
+async fn load_one(
+    store: &dyn infra::store::EventStore,
+    app_id: domain::ids::AppId,
+    i: usize,
+) -> anyhow::Result<()> {
     crate::search::append_registration(store, app_id, i).await
 }
 
-async fn plain_posts(addr: std::net::SocketAddr, n: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn plain_posts(
+    addr: std::net::SocketAddr,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<f64> {
     let client = reqwest::Client::new();
     let body = json!({"type": "device.registered", "timestamp": Utc::now().to_rfc3339(),
                       "data": {"external_id": "dev-1", "push_token": "token-1"}})

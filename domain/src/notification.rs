@@ -162,9 +162,15 @@ pub enum NotificationCommand {
 #[serde(tag = "type", content = "data")]
 pub enum NotificationEvent {
     #[serde(rename = "notification.created")]
-    Created { notification_id: Uuid, message: Message },
+    Created {
+        notification_id: Uuid,
+        message: Message,
+    },
     #[serde(rename = "notification.updated")]
-    Updated { notification_id: Uuid, message: Message },
+    Updated {
+        notification_id: Uuid,
+        message: Message,
+    },
     #[serde(rename = "notification.queued")]
     Queued {
         notification_id: Uuid,
@@ -263,7 +269,9 @@ impl Aggregate for Notification {
         } = command
         {
             if self.id.is_some() {
-                return Err(DomainError::StateConflict("the notification id is taken".into()));
+                return Err(DomainError::StateConflict(
+                    "the notification id is taken".into(),
+                ));
             }
             message.validate()?;
             let mut events = vec![E::Created {
@@ -276,7 +284,10 @@ impl Aggregate for Notification {
             return Ok(events);
         }
         let (id, status) = self.current()?;
-        let message = self.message.clone().ok_or(DomainError::NotFound("notification"))?;
+        let message = self
+            .message
+            .clone()
+            .ok_or(DomainError::NotFound("notification"))?;
         Ok(match command {
             C::Create { .. } => vec![],
             C::Update { message: new } => {

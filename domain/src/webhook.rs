@@ -164,9 +164,7 @@ impl Aggregate for Endpoint {
                 secret_fingerprint,
             } => {
                 if self.live || self.settings.is_some() {
-                    return Err(DomainError::StateConflict(
-                        "the webhook id is taken".into(),
-                    ));
+                    return Err(DomainError::StateConflict("the webhook id is taken".into()));
                 }
                 Ok(vec![WebhookEvent::Created {
                     webhook_id,

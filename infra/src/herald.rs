@@ -18,12 +18,12 @@ use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::database::{self, redact};
 use crate::projection_runner::ProjectionRunner;
+use crate::push::credentials::Clients;
+use crate::push::sender::{self, Sender};
 use crate::root_token;
 use crate::secrets::Secret;
 use crate::services::key_cache::KeyCache;
 use crate::store::{EventStore, SqlEventStore, StoreError};
-use crate::push::credentials::Clients;
-use crate::push::sender::{self, Sender};
 use crate::vault::{self, Vault};
 use crate::webhooks::worker::Deliveries;
 
@@ -92,7 +92,8 @@ impl Herald {
     pub async fn start_on(config: Config, db: Db) -> anyhow::Result<Started> {
         let (root_token, created) =
             root_token::load_or_create(config.root_token.as_ref(), &config.data_dir)?;
-        let (secret_key, _) = vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
+        let (secret_key, _) =
+            vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
         let vault = Vault::new(db.clone(), &secret_key);
         let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::open(db.clone()).await?);
         let projections = ProjectionRunner::new(db.clone(), store.clone(), all_projections());
@@ -117,7 +118,8 @@ impl Herald {
             clock: config.clock.clone(),
             config: config.push.clone(),
             projections: projections.clone(),
-            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone())).map_err(anyhow::Error::msg)?,
+            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone()))
+                .map_err(anyhow::Error::msg)?,
         });
         if config.push.send
             && let Some(jobs) = projections.subscribe(notification_jobs::NAME)

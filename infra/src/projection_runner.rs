@@ -168,7 +168,10 @@ impl ProjectionRunner {
 
     /// A receiver that changes whenever projection `name`'s checkpoint moves.
     pub fn subscribe(&self, name: &str) -> Option<watch::Receiver<i64>> {
-        self.inner.entries.get(name).map(|e| e.checkpoint.subscribe())
+        self.inner
+            .entries
+            .get(name)
+            .map(|e| e.checkpoint.subscribe())
     }
 
     /// (name, version, checkpoint) of every projection, as this process knows them.

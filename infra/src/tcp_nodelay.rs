@@ -17,7 +17,10 @@
 /// Sets TCP_NODELAY on the process's TCP sockets connected to `port`;
 /// returns how many it set it on.
 pub fn set_on_sockets_to(port: u16) -> usize {
-    imp::each_socket_to(port, set_nodelay).into_iter().filter(|ok| *ok).count()
+    imp::each_socket_to(port, set_nodelay)
+        .into_iter()
+        .filter(|ok| *ok)
+        .count()
 }
 
 /// Whether each of the process's TCP sockets connected to `port` has
@@ -54,7 +57,11 @@ mod imp {
         for entry in entries.flatten() {
             let is_socket = std::fs::read_link(entry.path())
                 .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-            let Some(number) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            let Some(number) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
                 continue;
             };
             if !is_socket {

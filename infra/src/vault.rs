@@ -49,7 +49,9 @@ pub enum VaultError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The ciphertext does not open: another secret key, or tampering.
-    #[error("a stored secret cannot be decrypted (is HERALD_SECRET_KEY the one it was sealed with?)")]
+    #[error(
+        "a stored secret cannot be decrypted (is HERALD_SECRET_KEY the one it was sealed with?)"
+    )]
     Undecryptable,
 }
 
@@ -146,7 +148,8 @@ impl Keys {
             return Err(VaultError::Undecryptable);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| VaultError::Undecryptable)?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| VaultError::Undecryptable)?;
         let mut in_out = ciphertext.to_vec();
         let plain = self
             .seal
@@ -154,7 +157,6 @@ impl Keys {
             .map_err(|_| VaultError::Undecryptable)?;
         Ok(plain.to_vec())
     }
-
 }
 
 impl Vault {
@@ -302,7 +304,6 @@ impl Vault {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,7 +336,10 @@ mod tests {
         let f = k.fingerprint(b"hunter2");
         assert_eq!(f, k.fingerprint(b"hunter2"));
         assert_ne!(f, k.fingerprint(b"hunter3"));
-        assert_ne!(f, keys("another-master-key-of-enough-length").fingerprint(b"hunter2"));
+        assert_ne!(
+            f,
+            keys("another-master-key-of-enough-length").fingerprint(b"hunter2")
+        );
         assert!(f.starts_with("hmac-sha256:") && f.len() == 12 + 16, "{f}");
     }
 }

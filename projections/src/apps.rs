@@ -77,12 +77,14 @@ impl Projection for AppsProjection {
                         .await?;
                 }),
                 AppEvent::DailyQuotaSet { daily_quota } => on_tx!(tx, |c| {
-                    sqlx::query("UPDATE apps SET daily_quota = $1, updated_at = $2 WHERE app_id = $3")
-                        .bind(daily_quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
-                        .bind(at)
-                        .bind(event.app_id.0)
-                        .execute(c)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE apps SET daily_quota = $1, updated_at = $2 WHERE app_id = $3",
+                    )
+                    .bind(daily_quota.map(|q| i64::try_from(q).unwrap_or(i64::MAX)))
+                    .bind(at)
+                    .bind(event.app_id.0)
+                    .execute(c)
+                    .await?;
                 }),
                 AppEvent::PushCredentialsSet {
                     provider,
@@ -237,11 +239,13 @@ pub async fn push_credentials(
     });
     Ok(rows
         .into_iter()
-        .map(|(provider, fingerprint, details, updated_at)| PushCredentialRecord {
-            provider,
-            fingerprint,
-            details: serde_json::from_str(&details).unwrap_or_default(),
-            updated_at: from_micros(updated_at),
-        })
+        .map(
+            |(provider, fingerprint, details, updated_at)| PushCredentialRecord {
+                provider,
+                fingerprint,
+                details: serde_json::from_str(&details).unwrap_or_default(),
+                updated_at: from_micros(updated_at),
+            },
+        )
         .collect())
 }

@@ -154,11 +154,20 @@ pub const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
 /// Splits rows for multi-row `INSERT`s on `backend`: under
 /// [`PG_STATEMENT_BYTES`] by `size` on PostgreSQL, by count on SQLite (no
 /// socket in between, so fewer, larger statements are simply cheaper).
-pub fn insert_chunks<T>(backend: Backend, items: &[T], columns: usize, size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub fn insert_chunks<T>(
+    backend: Backend,
+    items: &[T],
+    columns: usize,
+    size: impl Fn(&T) -> usize,
+) -> Vec<&[T]> {
     match backend {
         Backend::Postgres => size_chunks(items, size, PG_STATEMENT_BYTES),
         Backend::Sqlite => items
-            .chunks(SQLITE_ROWS_PER_STATEMENT.min(32_766 / columns.max(1)).max(1))
+            .chunks(
+                SQLITE_ROWS_PER_STATEMENT
+                    .min(32_766 / columns.max(1))
+                    .max(1),
+            )
             .collect(),
     }
 }
@@ -238,17 +247,29 @@ mod tests {
 
     #[test]
     fn values_lists_number_parameters_only_on_postgres() {
-        assert_eq!(values_list(Backend::Sqlite, 2, 2, ", 0"), "(?, ?, 0), (?, ?, 0)");
-        assert_eq!(values_list(Backend::Postgres, 2, 3, ""), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            values_list(Backend::Sqlite, 2, 2, ", 0"),
+            "(?, ?, 0), (?, ?, 0)"
+        );
+        assert_eq!(
+            values_list(Backend::Postgres, 2, 3, ""),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
         assert_eq!(values_list(Backend::Postgres, 0, 3, ""), "");
     }
 
     #[test]
     fn sqlite_chunks_stay_under_its_parameter_limit() {
         let rows = vec![0u8; 2500];
-        let sizes: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 7, |_| 1).iter().map(|c| c.len()).collect();
+        let sizes: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 7, |_| 1)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert_eq!(sizes, [1000, 1000, 500]);
-        let wide: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 100, |_| 1).iter().map(|c| c.len()).collect();
+        let wide: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 100, |_| 1)
+            .iter()
+            .map(|c| c.len())
+            .collect();
         assert!(wide.iter().all(|n| n * 100 <= 32_766), "{wide:?}");
         assert_eq!(wide.iter().sum::<usize>(), 2500);
     }

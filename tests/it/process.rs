@@ -272,10 +272,17 @@ async fn a_campaign_on_a_fresh_serve_completes_with_correct_counters() {
     let herald = start(&dir, &[]);
     let root = std::fs::read_to_string(dir.join("root-token")).unwrap_or_default();
     let app = post_app(&herald.addr, root.trim()).await;
-    let key = app["api_key"]["token"].as_str().unwrap_or_default().to_owned();
+    let key = app["api_key"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let client = reqwest::Client::new();
     let base = format!("http://{}", herald.addr);
-    for (id, send, platform) in [("a", "fcm", "android"), ("b", "fcm", "android"), ("c", "apns", "ios")] {
+    for (id, send, platform) in [
+        ("a", "fcm", "android"),
+        ("b", "fcm", "android"),
+        ("c", "apns", "ios"),
+    ] {
         let resp = client
             .put(format!("{base}/v1/devices/{id}"))
             .bearer_auth(&key)
@@ -314,8 +321,14 @@ async fn a_campaign_on_a_fresh_serve_completes_with_correct_counters() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(done["status"], "sent", "{done}");
-    assert_eq!(done["sent"], serde_json::json!({"android": 2, "ios": 1, "web": 0}));
-    assert_eq!(done["failed"], serde_json::json!({"android": 0, "ios": 0, "web": 0}));
+    assert_eq!(
+        done["sent"],
+        serde_json::json!({"android": 2, "ios": 1, "web": 0})
+    );
+    assert_eq!(
+        done["failed"],
+        serde_json::json!({"android": 0, "ios": 0, "web": 0})
+    );
     drop(herald);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -164,7 +164,13 @@ async fn equals_incremental(backend: Backend) {
     let rebuilt = rebuilt.unwrap_or_else(|e| panic!("rebuild failed: {e}"));
     assert_eq!(
         rebuilt.projections,
-        ["apps", "devices", "users", "notifications", "device_notifications"]
+        [
+            "apps",
+            "devices",
+            "users",
+            "notifications",
+            "device_notifications"
+        ]
     );
     caught_up(&app).await;
     for i in 0..20 {

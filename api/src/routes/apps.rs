@@ -5,8 +5,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use domain::text::Name;
 use domain::ids::AppId;
+use domain::text::Name;
 use infra::services::{push_credentials, tenancy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -75,7 +75,12 @@ async fn patch_app(
         .map(AppId)
         .map_err(|_| ApiError::NotFound("app not found".into()))?;
     let quota = match body.daily_quota {
-        None => return Err(ApiError::invalid("daily_quota", "is required (null lifts the limit)")),
+        None => {
+            return Err(ApiError::invalid(
+                "daily_quota",
+                "is required (null lifts the limit)",
+            ));
+        }
         Some(None) => None,
         Some(Some(q)) => Some(
             u64::try_from(q).map_err(|_| ApiError::invalid("daily_quota", "must be 0 or more"))?,

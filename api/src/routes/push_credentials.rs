@@ -21,7 +21,11 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_credentials))
-        .routes(routes!(put_credentials, get_credentials, delete_credentials))
+        .routes(routes!(
+            put_credentials,
+            get_credentials,
+            delete_credentials
+        ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -54,7 +58,8 @@ pub struct CredentialsList {
 }
 
 fn provider(raw: &str) -> Result<SendPlatform, ApiError> {
-    SendPlatform::parse(raw).ok_or_else(|| ApiError::NotFound("no such provider (fcm, apns, webpush)".into()))
+    SendPlatform::parse(raw)
+        .ok_or_else(|| ApiError::NotFound("no such provider (fcm, apns, webpush)".into()))
 }
 
 /// Sets a provider's credentials. FCM: `{"service_account": {…key file…}}`;
@@ -76,7 +81,8 @@ async fn put_credentials(
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<CredentialsBody>> {
     let provider = provider(&raw)?;
-    let stored = push_credentials::set(&state.herald, &key.ctx, key.app_id, provider, &body).await?;
+    let stored =
+        push_credentials::set(&state.herald, &key.ctx, key.app_id, provider, &body).await?;
     Ok(Json(stored.into()))
 }
 
@@ -96,7 +102,9 @@ async fn get_credentials(
     push_credentials::find(&state.herald, key.app_id, provider)
         .await?
         .map(|c| Json(c.into()))
-        .ok_or_else(|| ApiError::NotFound(format!("the app has no {} credentials", provider.as_str())))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("the app has no {} credentials", provider.as_str()))
+        })
 }
 
 /// Removes a provider's credentials.
@@ -119,7 +127,10 @@ async fn delete_credentials(
 /// Every provider the app has credentials for.
 #[utoipa::path(get, path = "/v1/push-credentials", tag = "push", security(("bearer" = [])),
     responses((status = 200, body = CredentialsList)))]
-async fn list_credentials(State(state): State<AppState>, key: Key<Admin>) -> ApiResult<Json<CredentialsList>> {
+async fn list_credentials(
+    State(state): State<AppState>,
+    key: Key<Admin>,
+) -> ApiResult<Json<CredentialsList>> {
     let all = push_credentials::list(&state.herald, key.app_id).await?;
     Ok(Json(CredentialsList {
         push_credentials: all.into_iter().map(Into::into).collect(),

@@ -70,7 +70,10 @@ async fn usage(
         return Err(ApiError::invalid("from", "must not be after to"));
     }
     if (to - from).num_days() > 366 {
-        return Err(ApiError::invalid("from", "the range may span at most 366 days"));
+        return Err(ApiError::invalid(
+            "from",
+            "the range may span at most 366 days",
+        ));
     }
     let (f, t) = (from.to_string(), to.to_string());
     let counted = notifications::usage(&state.herald, key.app_id, &f, &t).await?;
@@ -78,8 +81,14 @@ async fn usage(
     let mut d = from;
     while d <= to {
         let date = d.to_string();
-        let push_messages = counted.iter().find(|(k, _)| *k == date).map_or(0, |(_, n)| *n);
-        days.push(Day { date, push_messages });
+        let push_messages = counted
+            .iter()
+            .find(|(k, _)| *k == date)
+            .map_or(0, |(_, n)| *n);
+        days.push(Day {
+            date,
+            push_messages,
+        });
         d += Duration::days(1);
     }
     let total = days.iter().map(|d| d.push_messages).sum();

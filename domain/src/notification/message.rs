@@ -28,8 +28,10 @@ pub const MAX_COLLAPSE_KEY_CHARS: usize = 32;
 
 /// Data keys FCM reserves.
 fn reserved_data_key(key: &str) -> bool {
-    matches!(key, "from" | "notification" | "message_type" | "collapse_key")
-        || key.starts_with("google.")
+    matches!(
+        key,
+        "from" | "notification" | "message_type" | "collapse_key"
+    ) || key.starts_with("google.")
         || key.starts_with("gcm.")
 }
 
@@ -81,7 +83,9 @@ pub struct Targets {
 
 impl Targets {
     pub fn condition(&self) -> Option<Condition> {
-        self.conditions.as_ref().and_then(|c| Condition::parse(c).ok())
+        self.conditions
+            .as_ref()
+            .and_then(|c| Condition::parse(c).ok())
     }
 }
 
@@ -98,9 +102,15 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize
     if chars == 0 {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if chars > max {
-        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     } else if value.chars().any(|c| c.is_control() && c != '\n') {
-        errors.push(FieldError::new(field, "must not contain control characters"));
+        errors.push(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
 }
 
@@ -133,7 +143,10 @@ impl Content {
             check_url(&mut errors, "icon_url", icon, false);
         }
         if self.data.len() > MAX_DATA_KEYS {
-            errors.push(FieldError::new("data", format!("at most {MAX_DATA_KEYS} keys")));
+            errors.push(FieldError::new(
+                "data",
+                format!("at most {MAX_DATA_KEYS} keys"),
+            ));
         }
         for key in self.data.keys() {
             if key.is_empty() || reserved_data_key(key) {
@@ -152,7 +165,9 @@ impl Content {
         if let Some(key) = &self.collapse_key
             && (key.is_empty()
                 || key.len() > MAX_COLLAPSE_KEY_CHARS
-                || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+                || !key
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
         {
             errors.push(FieldError::new(
                 "collapse_key",
@@ -221,7 +236,10 @@ impl Targets {
             errors.extend(e);
         }
         if self.user_ids.len() > MAX_USER_IDS {
-            errors.push(FieldError::new("user_ids", format!("at most {MAX_USER_IDS}")));
+            errors.push(FieldError::new(
+                "user_ids",
+                format!("at most {MAX_USER_IDS}"),
+            ));
         }
         if self.external_ids.len() > MAX_EXTERNAL_IDS {
             errors.push(FieldError::new(

@@ -12,7 +12,9 @@ fn id() -> Uuid {
 }
 
 fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn message(scheduled_at: Option<DateTime<Utc>>) -> Message {
@@ -113,7 +115,10 @@ fn only_drafts_change_and_illegal_transitions_name_the_status() {
             message: message(None),
         })
         .then_refused();
-    assert!(matches!(&err, DomainError::StateConflict(m) if m.contains("sending")), "{err:?}");
+    assert!(
+        matches!(&err, DomainError::StateConflict(m) if m.contains("sending")),
+        "{err:?}"
+    );
     let err = given::<Notification>(sending())
         .when(NotificationCommand::Delete)
         .then_refused();
@@ -186,7 +191,14 @@ fn content_is_validated_field_by_field() {
     fields.sort();
     assert_eq!(
         fields,
-        ["collapse_key", "conditions", "data.google.x", "image_url", "title", "ttl_seconds"]
+        [
+            "collapse_key",
+            "conditions",
+            "data.google.x",
+            "image_url",
+            "title",
+            "ttl_seconds"
+        ]
     );
 }
 

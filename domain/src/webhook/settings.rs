@@ -119,7 +119,8 @@ pub fn valid_header_name(name: &str) -> bool {
 }
 
 pub fn valid_header_value(value: &str) -> bool {
-    value.len() <= MAX_HEADER_VALUE_BYTES && value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+    value.len() <= MAX_HEADER_VALUE_BYTES
+        && value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
 }
 
 impl Headers {

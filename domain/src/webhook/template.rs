@@ -218,7 +218,8 @@ mod tests {
 
     #[test]
     fn a_sole_placeholder_keeps_the_value_type() {
-        let t = template(json!({"id": "{{user.id}}", "d": "{{ event.data }}", "e": "{{user.email}}"}));
+        let t =
+            template(json!({"id": "{{user.id}}", "d": "{{ event.data }}", "e": "{{user.email}}"}));
         assert_eq!(
             t.render(&lookup),
             json!({"id": 42, "d": {"to": "suspended"}, "e": null})
@@ -233,7 +234,12 @@ mod tests {
 
     #[test]
     fn placeholders_in_text_are_substituted_as_text() {
-        let t = template(json!(["user {{user.id}} is {{user.name}}!", 7, true, "{{ not closed"]));
+        let t = template(json!([
+            "user {{user.id}} is {{user.name}}!",
+            7,
+            true,
+            "{{ not closed"
+        ]));
         assert_eq!(
             t.render(&lookup),
             json!(["user 42 is Ada!", 7, true, "{{ not closed"])

@@ -48,9 +48,11 @@ pub struct ApnsCredentials {
 
 impl ApnsCredentials {
     pub fn parse(json: &Value) -> Result<(Self, Signer), String> {
-        let creds: ApnsCredentials = serde_json::from_value(json.clone())
-            .map_err(|e| format!("needs key_p8, key_id, team_id, topic and optionally environment: {e}"))?;
-        let plain = |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic());
+        let creds: ApnsCredentials = serde_json::from_value(json.clone()).map_err(|e| {
+            format!("needs key_p8, key_id, team_id, topic and optionally environment: {e}")
+        })?;
+        let plain =
+            |s: &str| !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic());
         if !plain(&creds.key_id) || !plain(&creds.team_id) {
             return Err("key_id and team_id must be short identifiers".into());
         }
@@ -76,7 +78,12 @@ pub struct Apns {
 }
 
 impl Apns {
-    pub fn new(creds: ApnsCredentials, signer: Signer, base_url: Option<&str>, http: PushHttp) -> Result<Self, String> {
+    pub fn new(
+        creds: ApnsCredentials,
+        signer: Signer,
+        base_url: Option<&str>,
+        http: PushHttp,
+    ) -> Result<Self, String> {
         let base = base_url
             .map(str::to_owned)
             .unwrap_or_else(|| {
@@ -88,7 +95,8 @@ impl Apns {
             })
             .trim_end_matches('/')
             .to_owned();
-        let topic = HeaderValue::try_from(creds.topic.as_str()).map_err(|_| "topic is not a header value".to_owned())?;
+        let topic = HeaderValue::try_from(creds.topic.as_str())
+            .map_err(|_| "topic is not a header value".to_owned())?;
         Ok(Self {
             creds,
             signer,
@@ -100,13 +108,21 @@ impl Apns {
     }
 
     /// The cached provider token unless it is due for renewal or `refused`.
-    fn current(slot: Option<&(HeaderValue, Instant)>, refused: Option<&HeaderValue>) -> Option<HeaderValue> {
+    fn current(
+        slot: Option<&(HeaderValue, Instant)>,
+        refused: Option<&HeaderValue>,
+    ) -> Option<HeaderValue> {
         let (header, made) = slot?;
         (made.elapsed() < TOKEN_LIFETIME && Some(header) != refused).then(|| header.clone())
     }
 
     fn provider_token(&self, refused: Option<&HeaderValue>) -> Result<HeaderValue, Outcome> {
-        if let Some(header) = self.token.read().ok().and_then(|t| Self::current(t.as_ref(), refused)) {
+        if let Some(header) = self
+            .token
+            .read()
+            .ok()
+            .and_then(|t| Self::current(t.as_ref(), refused))
+        {
             return Ok(header);
         }
         let mut slot = self
@@ -123,8 +139,9 @@ impl Apns {
                 &json!({"iss": self.creds.team_id, "iat": chrono::Utc::now().timestamp()}),
             )
             .map_err(Outcome::Misconfigured)?;
-        let mut header = HeaderValue::try_from(format!("bearer {token}"))
-            .map_err(|_| Outcome::Misconfigured("apns: the provider token is not a header value".into()))?;
+        let mut header = HeaderValue::try_from(format!("bearer {token}")).map_err(|_| {
+            Outcome::Misconfigured("apns: the provider token is not a header value".into())
+        })?;
         header.set_sensitive(true);
         *slot = Some((header.clone(), Instant::now()));
         Ok(header)
@@ -146,15 +163,28 @@ impl Apns {
         let mut headers = HeaderMap::with_capacity(7);
         headers.insert(AUTHORIZATION, authorization);
         headers.insert(HeaderName::from_static("apns-topic"), self.topic.clone());
-        headers.insert(HeaderName::from_static("apns-push-type"), HeaderValue::from_static("alert"));
+        headers.insert(
+            HeaderName::from_static("apns-push-type"),
+            HeaderValue::from_static("alert"),
+        );
         let priority = match c.priority {
             Priority::High => "10",
             Priority::Normal => "5",
         };
-        headers.insert(HeaderName::from_static("apns-priority"), HeaderValue::from_static(priority));
-        headers.insert(HeaderName::from_static("apns-expiration"), HeaderValue::from(expiration));
+        headers.insert(
+            HeaderName::from_static("apns-priority"),
+            HeaderValue::from_static(priority),
+        );
+        headers.insert(
+            HeaderName::from_static("apns-expiration"),
+            HeaderValue::from(expiration),
+        );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(id) = c.collapse_key.as_deref().and_then(|k| HeaderValue::try_from(k).ok()) {
+        if let Some(id) = c
+            .collapse_key
+            .as_deref()
+            .and_then(|k| HeaderValue::try_from(k).ok())
+        {
             headers.insert(HeaderName::from_static("apns-collapse-id"), id);
         }
         headers
@@ -203,10 +233,15 @@ pub fn classify(status: u16, reason: &str, retry_after: Option<Duration>) -> Out
         "BadDeviceToken" | "DeviceTokenNotForTopic" | "Unregistered" | "ExpiredToken" => {
             Outcome::InvalidToken(text)
         }
-        "InvalidProviderToken" | "MissingProviderToken" | "ExpiredProviderToken" | "BadCertificate"
-        | "BadCertificateEnvironment" | "Forbidden" | "TopicDisallowed" | "BadTopic" | "MissingTopic" => {
-            Outcome::Misconfigured(text)
-        }
+        "InvalidProviderToken"
+        | "MissingProviderToken"
+        | "ExpiredProviderToken"
+        | "BadCertificate"
+        | "BadCertificateEnvironment"
+        | "Forbidden"
+        | "TopicDisallowed"
+        | "BadTopic"
+        | "MissingTopic" => Outcome::Misconfigured(text),
         _ => match status {
             410 => Outcome::InvalidToken(text),
             429 | 500..=599 => Outcome::Retry {
@@ -226,7 +261,8 @@ impl Provider for Apns {
     }
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
-        let Ok(uri) = format!("{}/3/device/{}", self.base, segment(token)).parse::<http::Uri>() else {
+        let Ok(uri) = format!("{}/3/device/{}", self.base, segment(token)).parse::<http::Uri>()
+        else {
             return Outcome::Failed("apns: the device token makes no URL".into());
         };
         let body = Bytes::from(Self::render(message).before_token.clone());
@@ -262,17 +298,44 @@ mod tests {
 
     #[test]
     fn reasons_are_classed_as_apple_documents_them() {
-        for dead in ["BadDeviceToken", "DeviceTokenNotForTopic", "Unregistered", "ExpiredToken"] {
-            assert!(matches!(classify(400, dead, None), Outcome::InvalidToken(_)), "{dead}");
+        for dead in [
+            "BadDeviceToken",
+            "DeviceTokenNotForTopic",
+            "Unregistered",
+            "ExpiredToken",
+        ] {
+            assert!(
+                matches!(classify(400, dead, None), Outcome::InvalidToken(_)),
+                "{dead}"
+            );
         }
         assert!(matches!(classify(410, "", None), Outcome::InvalidToken(_)));
-        for config in ["InvalidProviderToken", "MissingProviderToken", "ExpiredProviderToken"] {
-            assert!(matches!(classify(403, config, None), Outcome::Misconfigured(_)), "{config}");
+        for config in [
+            "InvalidProviderToken",
+            "MissingProviderToken",
+            "ExpiredProviderToken",
+        ] {
+            assert!(
+                matches!(classify(403, config, None), Outcome::Misconfigured(_)),
+                "{config}"
+            );
         }
-        assert!(matches!(classify(429, "TooManyRequests", None), Outcome::Retry { .. }));
-        assert!(matches!(classify(503, "ServiceUnavailable", None), Outcome::Retry { .. }));
-        assert!(matches!(classify(500, "InternalServerError", None), Outcome::Retry { .. }));
-        assert!(matches!(classify(413, "PayloadTooLarge", None), Outcome::Failed(_)));
+        assert!(matches!(
+            classify(429, "TooManyRequests", None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(503, "ServiceUnavailable", None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(500, "InternalServerError", None),
+            Outcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify(413, "PayloadTooLarge", None),
+            Outcome::Failed(_)
+        ));
         assert_eq!(segment("ab/c?"), "ab%2Fc%3F");
     }
 }

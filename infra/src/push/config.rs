@@ -54,6 +54,8 @@ impl Default for PushConfig {
 impl PushConfig {
     /// A send lease: long enough for a batch with its retries.
     pub fn lease(&self) -> Duration {
-        self.timeout * (self.max_retries + 2) + self.max_retry_wait * self.max_retries + Duration::from_secs(60)
+        self.timeout * (self.max_retries + 2)
+            + self.max_retry_wait * self.max_retries
+            + Duration::from_secs(60)
     }
 }

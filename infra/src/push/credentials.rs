@@ -12,13 +12,13 @@ use domain::platform::SendPlatform;
 use projections::db::Db;
 use serde_json::{Value, json};
 
+use super::Provider;
 use super::apns::{Apns, ApnsCredentials};
 use super::config::PushConfig;
 use super::fcm::{Fcm, ServiceAccount};
 use super::http::{PushHttp, Versions};
 use super::log::LogProvider;
 use super::webpush::{VapidCredentials, WebPush};
-use super::Provider;
 use crate::vault::{Slot, Vault, VaultError};
 use crate::webhooks::address::AddressPolicy;
 
@@ -40,9 +40,12 @@ pub fn parse(provider: SendPlatform, body: &Value) -> Result<Parsed, DomainError
     let invalid = |field: &str, message: String| DomainError::invalid(field, message);
     match provider {
         SendPlatform::Fcm => {
-            let account = body
-                .get("service_account")
-                .ok_or_else(|| invalid("service_account", "is required (the key file's JSON)".into()))?;
+            let account = body.get("service_account").ok_or_else(|| {
+                invalid(
+                    "service_account",
+                    "is required (the key file's JSON)".into(),
+                )
+            })?;
             let (parsed, _) =
                 ServiceAccount::parse(account).map_err(|m| invalid("service_account", m))?;
             Ok(Parsed {
@@ -67,15 +70,17 @@ pub fn parse(provider: SendPlatform, body: &Value) -> Result<Parsed, DomainError
             })
         }
         SendPlatform::Webpush => {
-            let subject = body
-                .get("subject")
-                .and_then(Value::as_str)
-                .ok_or_else(|| invalid("subject", "is required (mailto: or https: contact)".into()))?;
+            let subject = body.get("subject").and_then(Value::as_str).ok_or_else(|| {
+                invalid("subject", "is required (mailto: or https: contact)".into())
+            })?;
             let creds = match body.get("public_key").and_then(Value::as_str) {
                 Some(public_key) => VapidCredentials {
                     subject: subject.to_owned(),
                     public_key: public_key.to_owned(),
-                    private_key: body.get("private_key").and_then(Value::as_str).map(str::to_owned),
+                    private_key: body
+                        .get("private_key")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                     pkcs8: None,
                 },
                 None => VapidCredentials::generate(subject).map_err(|m| invalid("body", m))?,
@@ -112,7 +117,8 @@ impl Clients {
                 .timeout(config.timeout)
                 .pool_max_idle_per_host(config.concurrency)
         };
-        let built = |r: reqwest::Result<reqwest::Client>| r.map_err(|e| format!("an HTTP client: {e}"));
+        let built =
+            |r: reqwest::Result<reqwest::Client>| r.map_err(|e| format!("an HTTP client: {e}"));
         Ok(Self {
             http: built(base().build())?,
             fcm: PushHttp::new(Versions::Negotiated, config.concurrency, config.timeout)?,
@@ -149,12 +155,23 @@ fn build(
         }
         SendPlatform::Apns => {
             let (creds, signer) = ApnsCredentials::parse(&json)?;
-            Arc::new(Apns::new(creds, signer, config.apns_url.as_deref(), clients.apns.clone())?)
+            Arc::new(Apns::new(
+                creds,
+                signer,
+                config.apns_url.as_deref(),
+                clients.apns.clone(),
+            )?)
         }
         SendPlatform::Webpush => {
-            let creds: VapidCredentials = serde_json::from_value(json).map_err(|e| e.to_string())?;
+            let creds: VapidCredentials =
+                serde_json::from_value(json).map_err(|e| e.to_string())?;
             let signer = creds.signer()?;
-            Arc::new(WebPush::new(&creds, signer, clients.webpush.clone(), clients.addresses.clone()))
+            Arc::new(WebPush::new(
+                &creds,
+                signer,
+                clients.webpush.clone(),
+                clients.addresses.clone(),
+            ))
         }
     })
 }

@@ -69,7 +69,11 @@ pub(crate) fn seal(
     let mut record = plaintext.to_vec();
     record.push(2);
     LessSafeKey::new(key)
-        .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut record)
+        .seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::empty(),
+            &mut record,
+        )
         .map_err(|_| "encryption failed".to_owned())?;
     let mut body = Vec::with_capacity(16 + 4 + 1 + as_public.len() + record.len());
     body.extend_from_slice(salt);
@@ -99,7 +103,16 @@ pub fn encrypt(ua_public: &[u8], auth_secret: &[u8], plaintext: &[u8]) -> Result
     agreement::agree_ephemeral(
         private,
         &UnparsedPublicKey::new(&ECDH_P256, ua_public),
-        |secret| seal(secret, ua_public, as_public.as_ref(), auth_secret, &salt, plaintext),
+        |secret| {
+            seal(
+                secret,
+                ua_public,
+                as_public.as_ref(),
+                auth_secret,
+                &salt,
+                plaintext,
+            )
+        },
     )
     .map_err(|_| "the subscription's p256dh key is not a valid P-256 point".to_owned())?
 }

@@ -48,7 +48,8 @@ impl ServiceAccount {
         if account.project_id.is_empty() || account.client_email.is_empty() {
             return Err("needs project_id and client_email".into());
         }
-        let signer = Signer::rs256_pem(&account.private_key).map_err(|e| format!("private_key {e}"))?;
+        let signer =
+            Signer::rs256_pem(&account.private_key).map_err(|e| format!("private_key {e}"))?;
         Ok((account, signer))
     }
 }
@@ -127,8 +128,9 @@ impl Fcm {
             return Ok(header);
         }
         let (token, lifetime) = self.exchange().await?;
-        let mut header = HeaderValue::try_from(format!("Bearer {token}"))
-            .map_err(|_| Outcome::Misconfigured("fcm: the token endpoint answered an unusable token".into()))?;
+        let mut header = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+            Outcome::Misconfigured("fcm: the token endpoint answered an unusable token".into())
+        })?;
         header.set_sensitive(true);
         if let Ok(mut cached) = self.token.write() {
             *cached = Some((header.clone(), Instant::now() + lifetime));
@@ -185,8 +187,9 @@ impl Fcm {
                 )),
             });
         }
-        let token: TokenResponse = serde_json::from_value(body)
-            .map_err(|_| Outcome::Misconfigured("fcm: the token endpoint answered nonsense".into()))?;
+        let token: TokenResponse = serde_json::from_value(body).map_err(|_| {
+            Outcome::Misconfigured("fcm: the token endpoint answered nonsense".into())
+        })?;
         let lifetime = Duration::from_secs(token.expires_in).saturating_sub(RENEW_BEFORE);
         Ok((token.access_token, lifetime))
     }
@@ -232,7 +235,11 @@ impl Fcm {
         }})
     }
 
-    async fn post(&self, body: Bytes, authorization: &HeaderValue) -> Result<(u16, Option<Duration>, Value), Outcome> {
+    async fn post(
+        &self,
+        body: Bytes,
+        authorization: &HeaderValue,
+    ) -> Result<(u16, Option<Duration>, Value), Outcome> {
         let mut headers = HeaderMap::with_capacity(2);
         headers.insert(AUTHORIZATION, authorization.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -262,9 +269,10 @@ pub fn classify(status: u16, body: &Value, retry_after: Option<Duration>) -> Out
         .unwrap_or("");
     let message = error["message"].as_str().unwrap_or_default();
     let about_token = details.iter().any(|d| {
-        d["fieldViolations"]
-            .as_array()
-            .is_some_and(|v| v.iter().any(|f| f["field"].as_str().is_some_and(|f| f.contains("token"))))
+        d["fieldViolations"].as_array().is_some_and(|v| {
+            v.iter()
+                .any(|f| f["field"].as_str().is_some_and(|f| f.contains("token")))
+        })
     }) || message.to_ascii_lowercase().contains("registration token");
     let reason = if message.is_empty() {
         format!("fcm {code}")
@@ -279,9 +287,10 @@ pub fn classify(status: u16, body: &Value, retry_after: Option<Duration>) -> Out
             reason,
             retry_after,
         },
-        "THIRD_PARTY_AUTH_ERROR" | "SENDER_ID_MISMATCH" | "PERMISSION_DENIED" | "UNAUTHENTICATED" => {
-            Outcome::Misconfigured(reason)
-        }
+        "THIRD_PARTY_AUTH_ERROR"
+        | "SENDER_ID_MISMATCH"
+        | "PERMISSION_DENIED"
+        | "UNAUTHENTICATED" => Outcome::Misconfigured(reason),
         _ => match super::by_status("fcm", status, retry_after) {
             Outcome::Failed(_) => Outcome::Failed(reason),
             Outcome::Misconfigured(_) => Outcome::Misconfigured(reason),
@@ -312,7 +321,8 @@ impl Provider for Fcm {
                 return Outcome::Delivered;
             }
             // An access token revoked or expired early: renew once.
-            if status == 401 && refused.is_none() && answer["error"]["status"] == "UNAUTHENTICATED" {
+            if status == 401 && refused.is_none() && answer["error"]["status"] == "UNAUTHENTICATED"
+            {
                 refused = Some(authorization);
                 continue;
             }
@@ -335,27 +345,70 @@ mod tests {
 
     #[test]
     fn error_codes_come_from_the_details() {
-        let dead = classify(404, &error("NOT_FOUND", Some("UNREGISTERED"), "Requested entity was not found."), None);
+        let dead = classify(
+            404,
+            &error(
+                "NOT_FOUND",
+                Some("UNREGISTERED"),
+                "Requested entity was not found.",
+            ),
+            None,
+        );
         assert!(matches!(dead, Outcome::InvalidToken(_)), "{dead:?}");
         let bad_token = classify(
             400,
-            &error("INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "The registration token is not a valid FCM registration token"),
+            &error(
+                "INVALID_ARGUMENT",
+                Some("INVALID_ARGUMENT"),
+                "The registration token is not a valid FCM registration token",
+            ),
             None,
         );
         assert!(matches!(bad_token, Outcome::InvalidToken(_)));
-        let bad_payload = classify(400, &error("INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), "Invalid JSON payload"), None);
+        let bad_payload = classify(
+            400,
+            &error(
+                "INVALID_ARGUMENT",
+                Some("INVALID_ARGUMENT"),
+                "Invalid JSON payload",
+            ),
+            None,
+        );
         assert!(matches!(bad_payload, Outcome::Failed(_)));
-        let busy = classify(503, &error("UNAVAILABLE", Some("UNAVAILABLE"), ""), Some(Duration::from_secs(7)));
+        let busy = classify(
+            503,
+            &error("UNAVAILABLE", Some("UNAVAILABLE"), ""),
+            Some(Duration::from_secs(7)),
+        );
         assert!(matches!(busy, Outcome::Retry { retry_after: Some(d), .. } if d.as_secs() == 7));
-        let quota = classify(429, &error("RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), ""), None);
+        let quota = classify(
+            429,
+            &error("RESOURCE_EXHAUSTED", Some("QUOTA_EXCEEDED"), ""),
+            None,
+        );
         assert!(matches!(quota, Outcome::Retry { .. }));
-        let apns_auth = classify(401, &error("UNAUTHENTICATED", Some("THIRD_PARTY_AUTH_ERROR"), "APNs auth"), None);
+        let apns_auth = classify(
+            401,
+            &error(
+                "UNAUTHENTICATED",
+                Some("THIRD_PARTY_AUTH_ERROR"),
+                "APNs auth",
+            ),
+            None,
+        );
         assert!(matches!(apns_auth, Outcome::Misconfigured(_)));
-        let mismatch = classify(403, &error("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), ""), None);
+        let mismatch = classify(
+            403,
+            &error("PERMISSION_DENIED", Some("SENDER_ID_MISMATCH"), ""),
+            None,
+        );
         assert!(matches!(mismatch, Outcome::Misconfigured(_)));
         let field = json!({"error": {"status": "INVALID_ARGUMENT", "message": "x", "details": [
             {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": "message.token", "description": "bad"}]}
         ]}});
-        assert!(matches!(classify(400, &field, None), Outcome::InvalidToken(_)));
+        assert!(matches!(
+            classify(400, &field, None),
+            Outcome::InvalidToken(_)
+        ));
     }
 }

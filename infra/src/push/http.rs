@@ -91,7 +91,8 @@ impl PushHttp {
     /// included) at most `timeout`.
     pub fn new(versions: Versions, concurrency: usize, timeout: Duration) -> Result<Self, String> {
         use rustls_platform_verifier::ConfigVerifierExt;
-        let tls = rustls::ClientConfig::with_platform_verifier().map_err(|e| format!("TLS: {e}"))?;
+        let tls =
+            rustls::ClientConfig::with_platform_verifier().map_err(|e| format!("TLS: {e}"))?;
         let pools = concurrency.div_ceil(STREAMS_PER_CONNECTION).max(1);
         let clients = (0..pools)
             .map(|_| {
@@ -103,7 +104,9 @@ impl PushHttp {
                     .with_tls_config(tls.clone())
                     .https_or_http();
                 let connector = match versions {
-                    Versions::Negotiated => connector.enable_http1().enable_http2().wrap_connector(tcp),
+                    Versions::Negotiated => {
+                        connector.enable_http1().enable_http2().wrap_connector(tcp)
+                    }
                     Versions::Http2 => connector.enable_http2().wrap_connector(tcp),
                 };
                 let mut builder = Client::builder(TokioExecutor::new());
@@ -136,7 +139,11 @@ impl PushHttp {
         *request.headers_mut() = headers;
         let exchange = async {
             let response = self.client().request(request).await.map_err(|e| {
-                if e.is_connect() { Failure::Connect } else { Failure::Other }
+                if e.is_connect() {
+                    Failure::Connect
+                } else {
+                    Failure::Other
+                }
             })?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await.map_err(|_| Failure::Other)?.to_bytes();
@@ -164,7 +171,10 @@ mod tests {
             (Failure::Other, "request failed"),
         ] {
             match failure.outcome("fcm") {
-                Outcome::Retry { reason, retry_after } => {
+                Outcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
                     assert_eq!(reason, format!("fcm: {words}"));
                     assert_eq!(retry_after, None);
                 }

@@ -15,7 +15,9 @@ pub fn b64url(bytes: &[u8]) -> String {
 
 /// base64url with or without padding (browsers and libraries differ).
 pub fn b64url_decode(text: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(text.trim().trim_end_matches('=')).ok()
+    URL_SAFE_NO_PAD
+        .decode(text.trim().trim_end_matches('='))
+        .ok()
 }
 
 /// The DER bytes of the first PEM block (any label).
@@ -89,9 +91,8 @@ impl Signer {
     /// A new P-256 key in PKCS#8, and its uncompressed public point.
     pub fn generate_es256() -> Result<(Vec<u8>, Vec<u8>), String> {
         let rng = SystemRandom::new();
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| "cannot generate a key".to_owned())?;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| "cannot generate a key".to_owned())?;
         let pair = EcdsaKeyPair::from_pkcs8(
             &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             pkcs8.as_ref(),
@@ -168,8 +169,8 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         let parts: Vec<&str> = token.split('.').collect();
         assert_eq!(parts.len(), 3);
-        let header: Value =
-            serde_json::from_slice(&b64url_decode(parts[0]).unwrap_or_default()).unwrap_or_default();
+        let header: Value = serde_json::from_slice(&b64url_decode(parts[0]).unwrap_or_default())
+            .unwrap_or_default();
         assert_eq!(header, json!({"alg": "ES256", "typ": "JWT", "kid": "K"}));
         let sig = b64url_decode(parts[2]).unwrap_or_default();
         assert_eq!(sig.len(), 64, "JOSE signatures are r || s");
@@ -186,6 +187,9 @@ mod tests {
         assert!(pem_der("nothing here").is_err());
         let der = pem_der("-----BEGIN PRIVATE KEY-----\nAAEC\nAw==\n-----END PRIVATE KEY-----\n");
         assert_eq!(der.ok(), Some(vec![0, 1, 2, 3]));
-        assert!(Signer::rs256_pem("-----BEGIN PRIVATE KEY-----\nAAEC\n-----END PRIVATE KEY-----").is_err());
+        assert!(
+            Signer::rs256_pem("-----BEGIN PRIVATE KEY-----\nAAEC\n-----END PRIVATE KEY-----")
+                .is_err()
+        );
     }
 }

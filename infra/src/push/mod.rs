@@ -51,7 +51,8 @@ impl Rendered {
     /// The body for one device (the token JSON-escaped).
     pub fn with_token(&self, token: &str) -> String {
         let escaped = serde_json::to_string(token).unwrap_or_else(|_| "\"\"".into());
-        let mut body = String::with_capacity(self.before_token.len() + escaped.len() + self.after_token.len());
+        let mut body =
+            String::with_capacity(self.before_token.len() + escaped.len() + self.after_token.len());
         body.push_str(&self.before_token);
         body.push_str(&escaped);
         body.push_str(&self.after_token);
@@ -69,7 +70,11 @@ impl PushMessage {
     }
 
     /// `provider`'s rendering, made once by `render`.
-    pub fn rendered(&self, provider: &'static str, render: impl FnOnce(&Content) -> Rendered) -> Arc<Rendered> {
+    pub fn rendered(
+        &self,
+        provider: &'static str,
+        render: impl FnOnce(&Content) -> Rendered,
+    ) -> Arc<Rendered> {
         if let Ok(mut cache) = self.rendered.lock() {
             return cache
                 .entry(provider)
@@ -114,9 +119,9 @@ pub(crate) fn by_status(provider: &str, status: u16, retry_after: Option<Duratio
             reason: format!("{provider} answered {status}"),
             retry_after,
         },
-        401 | 403 => Outcome::Misconfigured(format!(
-            "{provider} refused the credentials ({status})"
-        )),
+        401 | 403 => {
+            Outcome::Misconfigured(format!("{provider} refused the credentials ({status})"))
+        }
         _ => Outcome::Failed(format!("{provider} answered {status}")),
     }
 }

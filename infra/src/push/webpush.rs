@@ -125,7 +125,10 @@ impl WebPush {
         let exp = chrono::Utc::now().timestamp() + VAPID_LIFETIME;
         let token = self
             .signer
-            .jwt(json!({}), &json!({"aud": audience, "exp": exp, "sub": self.subject}))
+            .jwt(
+                json!({}),
+                &json!({"aud": audience, "exp": exp, "sub": self.subject}),
+            )
             .map_err(Outcome::Misconfigured)?;
         tokens.insert(audience.to_owned(), (token.clone(), Instant::now()));
         Ok(token)
@@ -146,14 +149,20 @@ impl Provider for WebPush {
             return Outcome::InvalidToken("webpush: the subscription endpoint is not a URL".into());
         };
         if !matches!(endpoint.scheme(), "https" | "http") {
-            return Outcome::InvalidToken("webpush: the subscription endpoint is not http(s)".into());
+            return Outcome::InvalidToken(
+                "webpush: the subscription endpoint is not http(s)".into(),
+            );
         }
         if let Err(e) = self.addresses.check_literal(&endpoint) {
             return Outcome::Failed(format!("webpush: blocked: {e}"));
         }
-        let (Some(p256dh), Some(auth)) = (b64url_decode(&sub.keys.p256dh), b64url_decode(&sub.keys.auth))
-        else {
-            return Outcome::InvalidToken("webpush: the subscription keys are not base64url".into());
+        let (Some(p256dh), Some(auth)) = (
+            b64url_decode(&sub.keys.p256dh),
+            b64url_decode(&sub.keys.auth),
+        ) else {
+            return Outcome::InvalidToken(
+                "webpush: the subscription keys are not base64url".into(),
+            );
         };
         let plaintext = message.content.payload().to_string();
         let body = match ece::encrypt(&p256dh, &auth, plaintext.as_bytes()) {
@@ -169,7 +178,10 @@ impl Provider for WebPush {
         let mut request = self
             .http
             .post(endpoint)
-            .header("authorization", format!("vapid t={vapid}, k={}", self.public_key))
+            .header(
+                "authorization",
+                format!("vapid t={vapid}, k={}", self.public_key),
+            )
             .header("content-encoding", "aes128gcm")
             .header("content-type", "application/octet-stream")
             .header("ttl", c.ttl_seconds.unwrap_or(DEFAULT_TTL).to_string())
@@ -192,8 +204,12 @@ impl Provider for WebPush {
         let after = retry_after(response.headers());
         match status {
             200..=299 => Outcome::Delivered,
-            404 | 410 => Outcome::InvalidToken(format!("webpush {status}: the subscription is gone")),
-            401 | 403 => Outcome::Misconfigured(format!("webpush {status}: the VAPID credentials were refused")),
+            404 | 410 => {
+                Outcome::InvalidToken(format!("webpush {status}: the subscription is gone"))
+            }
+            401 | 403 => Outcome::Misconfigured(format!(
+                "webpush {status}: the VAPID credentials were refused"
+            )),
             413 => Outcome::Failed("webpush 413: the payload is too large".into()),
             _ => super::by_status("webpush", status, after),
         }
@@ -206,7 +222,8 @@ mod tests {
 
     #[test]
     fn vapid_keys_must_pair_and_subjects_must_be_contacts() {
-        let creds = VapidCredentials::generate("mailto:ops@example.com").unwrap_or_else(|e| panic!("{e}"));
+        let creds =
+            VapidCredentials::generate("mailto:ops@example.com").unwrap_or_else(|e| panic!("{e}"));
         assert!(creds.signer().is_ok());
         let mut wrong = creds.clone();
         wrong.public_key = VapidCredentials::generate("mailto:x@y.z")

@@ -8,7 +8,9 @@ use domain::DomainError;
 use domain::ids::AppId;
 use domain::notification::message::Message;
 use domain::notification::{self, Notification, NotificationCommand, Status};
-use projections::notifications::query::{self, After, DeviceNotification, NotificationRecord, Order};
+use projections::notifications::query::{
+    self, After, DeviceNotification, NotificationRecord, Order,
+};
 use uuid::Uuid;
 
 use super::{RequestContext, settle};
@@ -17,7 +19,10 @@ use crate::herald::Herald;
 use crate::push::sender::audience;
 use crate::store::StoreError;
 
-const PROJECTIONS: [&str; 2] = [projections::notifications::NAME, projections::notifications::jobs::NAME];
+const PROJECTIONS: [&str; 2] = [
+    projections::notifications::NAME,
+    projections::notifications::jobs::NAME,
+];
 
 /// Seconds until the next UTC midnight.
 fn until_tomorrow(now: DateTime<Utc>) -> std::time::Duration {
@@ -30,7 +35,11 @@ fn until_tomorrow(now: DateTime<Utc>) -> std::time::Duration {
 }
 
 /// Refuses a launch now that would take the app past its daily quota.
-async fn check_quota(herald: &Herald, app_id: AppId, message: &Message) -> Result<(), CommandError> {
+async fn check_quota(
+    herald: &Herald,
+    app_id: AppId,
+    message: &Message,
+) -> Result<(), CommandError> {
     let Some(quota) = projections::apps::daily_quota(&herald.db, app_id).await? else {
         return Ok(());
     };
@@ -53,7 +62,11 @@ fn launches_now(message: &Message, now: DateTime<Utc>) -> bool {
     message.scheduled_at.is_none_or(|at| at <= now)
 }
 
-async fn record(herald: &Herald, app_id: AppId, id: Uuid) -> Result<NotificationRecord, CommandError> {
+async fn record(
+    herald: &Herald,
+    app_id: AppId,
+    id: Uuid,
+) -> Result<NotificationRecord, CommandError> {
     query::get(&herald.db, app_id.0, id)
         .await
         .map_err(StoreError::from)?
@@ -100,7 +113,11 @@ pub async fn create(
 }
 
 /// The current message, for a partial change.
-pub async fn current(herald: &Herald, app_id: AppId, id: Uuid) -> Result<(Status, Message), CommandError> {
+pub async fn current(
+    herald: &Herald,
+    app_id: AppId,
+    id: Uuid,
+) -> Result<(Status, Message), CommandError> {
     let (_, state) = herald
         .commands
         .load::<Notification>(app_id, &notification::stream(id))
@@ -118,7 +135,14 @@ pub async fn update(
     id: Uuid,
     message: Message,
 ) -> Result<NotificationRecord, CommandError> {
-    run(herald, ctx, app_id, id, NotificationCommand::Update { message }).await?;
+    run(
+        herald,
+        ctx,
+        app_id,
+        id,
+        NotificationCommand::Update { message },
+    )
+    .await?;
     record(herald, app_id, id).await
 }
 
@@ -189,7 +213,11 @@ pub async fn set_status(
     }
 }
 
-pub async fn get(herald: &Herald, app_id: AppId, id: Uuid) -> Result<NotificationRecord, CommandError> {
+pub async fn get(
+    herald: &Herald,
+    app_id: AppId,
+    id: Uuid,
+) -> Result<NotificationRecord, CommandError> {
     record(herald, app_id, id).await
 }
 
@@ -201,9 +229,11 @@ pub async fn list(
     after: Option<After>,
     limit: i64,
 ) -> Result<Vec<(i64, NotificationRecord)>, CommandError> {
-    Ok(query::list(&herald.db, app_id.0, status, order, after, limit)
-        .await
-        .map_err(StoreError::from)?)
+    Ok(
+        query::list(&herald.db, app_id.0, status, order, after, limit)
+            .await
+            .map_err(StoreError::from)?,
+    )
 }
 
 pub async fn device_history(
@@ -213,9 +243,11 @@ pub async fn device_history(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeviceNotification>, CommandError> {
-    Ok(query::device_history(&herald.db, app_id.0, external_id, before, limit)
-        .await
-        .map_err(StoreError::from)?)
+    Ok(
+        query::device_history(&herald.db, app_id.0, external_id, before, limit)
+            .await
+            .map_err(StoreError::from)?,
+    )
 }
 
 pub async fn usage(
@@ -237,7 +269,10 @@ mod tests {
 
     #[test]
     fn retry_after_runs_to_utc_midnight() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 23, 23, 59, 0).single().unwrap_or_default();
+        let at = Utc
+            .with_ymd_and_hms(2026, 11, 23, 23, 59, 0)
+            .single()
+            .unwrap_or_default();
         assert_eq!(until_tomorrow(at).as_secs(), 60);
     }
 }

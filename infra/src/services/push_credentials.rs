@@ -77,7 +77,10 @@ pub async fn remove(
     Ok(())
 }
 
-pub async fn list(herald: &Herald, app_id: AppId) -> Result<Vec<PushCredentialRecord>, CommandError> {
+pub async fn list(
+    herald: &Herald,
+    app_id: AppId,
+) -> Result<Vec<PushCredentialRecord>, CommandError> {
     Ok(read::push_credentials(&herald.db, app_id)
         .await
         .map_err(StoreError::from)?)
@@ -113,5 +116,7 @@ pub async fn set_daily_quota(
     if !done.state.exists() {
         return Err(DomainError::NotFound("app").into());
     }
-    Ok(read::daily_quota(&herald.db, app_id).await.map_err(StoreError::from)?)
+    Ok(read::daily_quota(&herald.db, app_id)
+        .await
+        .map_err(StoreError::from)?)
 }

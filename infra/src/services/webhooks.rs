@@ -45,8 +45,12 @@ fn slot<'a>(app_id: AppId, owner: &'a str, purpose: &'a str) -> Slot<'a> {
     }
 }
 
-fn auth_info(herald: &Herald, credential: &Credential) -> Result<(AuthInfo, Vec<u8>), CommandError> {
-    let sealed = serde_json::to_vec(credential).map_err(|e| CommandError::Internal(e.to_string()))?;
+fn auth_info(
+    herald: &Herald,
+    credential: &Credential,
+) -> Result<(AuthInfo, Vec<u8>), CommandError> {
+    let sealed =
+        serde_json::to_vec(credential).map_err(|e| CommandError::Internal(e.to_string()))?;
     let (kind, header_name) = match credential {
         Credential::Bearer(_) => ("bearer", None),
         Credential::Basic { .. } => ("basic", None),
@@ -71,7 +75,11 @@ async fn check_url(herald: &Herald, url: &str) -> Result<(), CommandError> {
         .map_err(|m| DomainError::invalid("url", m).into())
 }
 
-async fn record(herald: &Herald, app_id: AppId, id: WebhookId) -> Result<EndpointRecord, CommandError> {
+async fn record(
+    herald: &Herald,
+    app_id: AppId,
+    id: WebhookId,
+) -> Result<EndpointRecord, CommandError> {
     endpoints::get(&herald.db, app_id.0, id.0)
         .await
         .map_err(StoreError::from)?
@@ -89,7 +97,12 @@ async fn run(
         .commands
         .execute::<Endpoint>(&webhook::stream(id), &ctx.metadata(app_id), command)
         .await?;
-    settle(herald, &[model::NAME], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        &[model::NAME],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     herald.webhooks.forget(id.0);
     herald.webhooks.wake();
     Ok(())
@@ -122,7 +135,12 @@ pub async fn create(
     let auth = match &credential {
         Some(c) => {
             let (info, sealed) = auth_info(herald, c)?;
-            stored.push(herald.vault.store(slot(app_id, &owner, AUTH), &sealed, now).await?);
+            stored.push(
+                herald
+                    .vault
+                    .store(slot(app_id, &owner, AUTH), &sealed, now)
+                    .await?,
+            );
             Some(info)
         }
         None => None,
@@ -165,7 +183,12 @@ pub async fn update(
         Change::Set(c) => {
             record(herald, app_id, id).await?;
             let (info, sealed) = auth_info(herald, c)?;
-            new_auth = Some(herald.vault.store(slot(app_id, &owner, AUTH), &sealed, now).await?);
+            new_auth = Some(
+                herald
+                    .vault
+                    .store(slot(app_id, &owner, AUTH), &sealed, now)
+                    .await?,
+            );
             patch.auth = Change::Set(info);
         }
     }
@@ -187,11 +210,17 @@ pub async fn update(
         }
         (Err(e), None) => return Err(e),
         (Ok(()), Some(stored)) => {
-            herald.vault.expire_others(slot(app_id, &owner, AUTH), stored, now).await?;
+            herald
+                .vault
+                .expire_others(slot(app_id, &owner, AUTH), stored, now)
+                .await?;
         }
         (Ok(()), None) => {
             if credential == Change::Clear {
-                herald.vault.remove_owner(app_id, &owner, Some(AUTH)).await?;
+                herald
+                    .vault
+                    .remove_owner(app_id, &owner, Some(AUTH))
+                    .await?;
             }
         }
     }
@@ -205,7 +234,14 @@ pub async fn delete(
     app_id: AppId,
     id: WebhookId,
 ) -> Result<(), CommandError> {
-    run(herald, ctx, app_id, id, WebhookCommand::Delete { webhook_id: id }).await?;
+    run(
+        herald,
+        ctx,
+        app_id,
+        id,
+        WebhookCommand::Delete { webhook_id: id },
+    )
+    .await?;
     herald.vault.remove_owner(app_id, &owner(id), None).await?;
     Ok(())
 }
@@ -268,17 +304,30 @@ pub async fn rotate_secret(
 }
 
 /// The newest signing secret.
-pub async fn secret(herald: &Herald, app_id: AppId, id: WebhookId) -> Result<Secret<String>, CommandError> {
+pub async fn secret(
+    herald: &Herald,
+    app_id: AppId,
+    id: WebhookId,
+) -> Result<Secret<String>, CommandError> {
     record(herald, app_id, id).await?;
     let owner = owner(id);
-    let active = herald.vault.active(slot(app_id, &owner, SIGNING), Utc::now()).await?;
+    let active = herald
+        .vault
+        .active(slot(app_id, &owner, SIGNING), Utc::now())
+        .await?;
     let newest = active
         .first()
         .ok_or_else(|| CommandError::Internal("the endpoint has no signing secret".into()))?;
-    Ok(Secret::new(String::from_utf8_lossy(newest.expose()).into_owned()))
+    Ok(Secret::new(
+        String::from_utf8_lossy(newest.expose()).into_owned(),
+    ))
 }
 
-pub async fn get(herald: &Herald, app_id: AppId, id: WebhookId) -> Result<EndpointRecord, CommandError> {
+pub async fn get(
+    herald: &Herald,
+    app_id: AppId,
+    id: WebhookId,
+) -> Result<EndpointRecord, CommandError> {
     record(herald, app_id, id).await
 }
 
@@ -294,7 +343,11 @@ pub async fn list(
 }
 
 /// Queues a `webhook.test` message for the endpoint; returns its id.
-pub async fn send_test(herald: &Herald, app_id: AppId, id: WebhookId) -> Result<Uuid, CommandError> {
+pub async fn send_test(
+    herald: &Herald,
+    app_id: AppId,
+    id: WebhookId,
+) -> Result<Uuid, CommandError> {
     record(herald, app_id, id).await?;
     let message_id = Uuid::now_v7();
     let now = herald.config.clock.now();

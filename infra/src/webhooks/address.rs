@@ -183,9 +183,7 @@ impl AddressPolicy {
             return Err("the host does not resolve".into());
         }
         match addrs.iter().find(|ip| !self.permits(**ip)) {
-            Some(ip) => Err(format!(
-                "resolves to {ip}, which is not a public address"
-            )),
+            Some(ip) => Err(format!("resolves to {ip}, which is not a public address")),
             None => Ok(()),
         }
     }
@@ -213,20 +211,21 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted: Vec<SocketAddr> = found
                 .iter()
                 .copied()
                 .filter(|a| policy.permits(a.ip()))
                 .collect();
             if permitted.is_empty() {
-                let shown = found.first().map(|a| a.ip().to_string()).unwrap_or_default();
-                let err: Box<dyn std::error::Error + Send + Sync> = format!(
-                    "blocked: {host} resolves to {shown}, which is not a public address"
-                )
-                .into();
+                let shown = found
+                    .first()
+                    .map(|a| a.ip().to_string())
+                    .unwrap_or_default();
+                let err: Box<dyn std::error::Error + Send + Sync> =
+                    format!("blocked: {host} resolves to {shown}, which is not a public address")
+                        .into();
                 return Err(err);
             }
             let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
@@ -286,8 +285,8 @@ mod tests {
 
     #[test]
     fn allowed_networks_open_exactly_their_range() {
-        let nets = AddressPolicy::parse_nets("127.0.0.0/8, 10.1.0.0/16")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let nets =
+            AddressPolicy::parse_nets("127.0.0.0/8, 10.1.0.0/16").unwrap_or_else(|e| panic!("{e}"));
         let policy = AddressPolicy::allowing(nets);
         assert!(policy.permits(ip("127.0.0.1")) && policy.permits(ip("10.1.200.1")));
         assert!(!policy.permits(ip("10.2.0.1")) && !policy.permits(ip("192.168.0.1")));

@@ -107,8 +107,11 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-            let n: u64 = number.parse().map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 2h"))?;
+            let (number, unit) =
+                s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+            let n: u64 = number
+                .parse()
+                .map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 2h"))?;
             let seconds = match unit {
                 "s" | "" => n,
                 "m" => n * 60,
@@ -144,7 +147,10 @@ mod tests {
         let p = RetryPolicy::default();
         assert_eq!(p.max_attempts(), 8);
         let total: Duration = (1..8).filter_map(|f| p.next_delay(f, None, 0.5)).sum();
-        assert_eq!(total.as_secs(), 5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000);
+        assert_eq!(
+            total.as_secs(),
+            5 + 300 + 1800 + 7200 + 18000 + 36000 + 36000
+        );
         assert!((total.as_secs_f64() / 3600.0 - 27.6).abs() < 0.05);
         assert_eq!(p.next_delay(8, None, 0.5), None);
     }
@@ -180,7 +186,10 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
             .map(|d| d.with_timezone(&Utc))
             .unwrap_or_default();
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now),
             Some(Duration::from_secs(120))

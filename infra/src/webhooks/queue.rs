@@ -91,8 +91,17 @@ pub async fn claim(
     let mut claimed = Vec::with_capacity(candidates.len());
     let token = Uuid::now_v7();
     let lease = lease.num_microseconds().unwrap_or(i64::MAX / 4);
-    for (endpoint_id, message_id, app_id, event_type, user_id, from_webhooks, body, attempts, rate) in
-        candidates
+    for (
+        endpoint_id,
+        message_id,
+        app_id,
+        event_type,
+        user_id,
+        from_webhooks,
+        body,
+        attempts,
+        rate,
+    ) in candidates
     {
         let send_at = match rate {
             Some(rate) if rate > 0 => {
@@ -156,7 +165,11 @@ pub async fn claim(
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            sql.push_str(&format!("(endpoint_id = ${} AND message_id = ${})", p + 1, p + 2));
+            sql.push_str(&format!(
+                "(endpoint_id = ${} AND message_id = ${})",
+                p + 1,
+                p + 2
+            ));
             p += 3;
         }
         on_tx!(&mut tx, |c| {
@@ -203,7 +216,8 @@ impl RateSlots {
                     Backend::Postgres => " FOR UPDATE",
                     Backend::Sqlite => "",
                 };
-                let sql = format!("SELECT tat FROM webhook_endpoint_state WHERE endpoint_id = $1{lock}");
+                let sql =
+                    format!("SELECT tat FROM webhook_endpoint_state WHERE endpoint_id = $1{lock}");
                 let stored: Option<i64> = on_tx!(tx, |c| {
                     sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                         .bind(endpoint_id)
@@ -255,7 +269,9 @@ pub struct Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     /// Recorded; after a failure, since when the endpoint has been failing.
-    Done { failing_since: Option<DateTime<Utc>> },
+    Done {
+        failing_since: Option<DateTime<Utc>>,
+    },
     /// Another worker took the message over (or it was deleted): nothing written.
     LeaseLost,
 }
@@ -310,7 +326,11 @@ pub async fn complete(
     // Each endpoint's failure streak, by its last outcome in the batch.
     let mut last: Vec<(Uuid, bool, i64)> = Vec::new();
     for (message, outcome) in &kept {
-        let entry = (message.endpoint_id, outcome.succeeded, micros(outcome.started_at));
+        let entry = (
+            message.endpoint_id,
+            outcome.succeeded,
+            micros(outcome.started_at),
+        );
         match last.iter_mut().find(|(e, ..)| *e == message.endpoint_id) {
             Some(slot) => *slot = entry,
             None => last.push(entry),
@@ -358,7 +378,8 @@ pub async fn complete(
 async fn insert_attempts(tx: &mut Tx, done: &[&(&Claimed, &Outcome)]) -> Result<(), sqlx::Error> {
     const COLUMNS: usize = 11;
     let size = |d: &&(&Claimed, &Outcome)| {
-        200 + d.1.response_body.as_ref().map_or(0, String::len) + d.1.error.as_ref().map_or(0, String::len)
+        200 + d.1.response_body.as_ref().map_or(0, String::len)
+            + d.1.error.as_ref().map_or(0, String::len)
     };
     let backend = tx.backend();
     for chunk in insert_chunks(backend, done, COLUMNS, size) {
@@ -380,7 +401,11 @@ async fn insert_attempts(tx: &mut Tx, done: &[&(&Claimed, &Outcome)]) -> Result<
                     .bind(outcome.status_code.map(i32::from))
                     .bind(outcome.response_body.as_deref())
                     .bind(outcome.error.as_deref())
-                    .bind(if outcome.succeeded { "succeeded" } else { "failed" })
+                    .bind(if outcome.succeeded {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    })
                     .bind(outcome.next_attempt_at.map(micros));
             }
             query.execute(c).await?;

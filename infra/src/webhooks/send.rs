@@ -35,7 +35,8 @@ impl Credential {
                 "authorization".to_owned(),
                 format!(
                     "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}"))
                 ),
             ),
             Credential::Header { name, value } => (name.to_ascii_lowercase(), value.clone()),
@@ -84,7 +85,10 @@ impl Response {
 
 /// The client every delivery shares: no redirects, no proxies, the SSRF
 /// guard as its resolver, HTTP/1.1 and HTTP/2 connections reused.
-pub fn client(timeout: Duration, addresses: Arc<AddressPolicy>) -> reqwest::Result<reqwest::Client> {
+pub fn client(
+    timeout: Duration,
+    addresses: Arc<AddressPolicy>,
+) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()

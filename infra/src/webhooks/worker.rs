@@ -165,7 +165,9 @@ async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
         // Claimed and not yet finished: at most twice the concurrency, and
         // claims are made in batches, not one message at a time.
         let free = w.claims.available_permits();
-        let batch = usize::try_from(CLAIM_BATCH).unwrap_or(64).min(w.config.concurrency.max(1));
+        let batch = usize::try_from(CLAIM_BATCH)
+            .unwrap_or(64)
+            .min(w.config.concurrency.max(1));
         if free < batch / 4 + 1 {
             let claims = w.claims.clone();
             drop(w);
@@ -174,7 +176,8 @@ async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
             continue;
         }
         let now = w.clock.now();
-        let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(1));
+        let lease =
+            chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(1));
         let limit = i64::try_from(free.min(batch)).unwrap_or(1);
         match queue::claim(&w.db, now, lease, limit).await {
             Ok(claimed) => {
@@ -391,7 +394,9 @@ async fn target(w: &Worker, message: &Claimed) -> anyhow::Result<Option<Arc<Targ
         .filter_map(|(s, _)| signature::key_of(&String::from_utf8_lossy(s.expose())))
         .collect();
     let credential = match w.vault.active(slot(AUTH), now).await?.first() {
-        Some(sealed) => Some(Secret::new(serde_json::from_slice::<Credential>(sealed.expose())?)),
+        Some(sealed) => Some(Secret::new(serde_json::from_slice::<Credential>(
+            sealed.expose(),
+        )?)),
         None => None,
     };
     let target = Arc::new(Target {
@@ -432,11 +437,15 @@ async fn disable(w: &Worker, app_id: AppId, message: &Claimed, reason: String) {
 /// `webhook_error`, unless the event was itself written by this reactor
 /// (which would loop).
 async fn mark_user(w: &Worker, app_id: AppId, message: &Claimed) {
-    let Some(user_id) = message.user_id.as_ref() else { return };
+    let Some(user_id) = message.user_id.as_ref() else {
+        return;
+    };
     if message.from_webhooks {
         return;
     }
-    let Ok(user_id) = UserId::parse(user_id.clone()) else { return };
+    let Ok(user_id) = UserId::parse(user_id.clone()) else {
+        return;
+    };
     let reason = format!(
         "webhook {} failed for good on {} {}",
         message.endpoint_id, message.event_type, message.message_id

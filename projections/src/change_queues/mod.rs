@@ -282,7 +282,9 @@ async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), Proje
         let group = &rows[start..end];
         let mut gained = 0u64;
         let backend = tx.backend();
-        for chunk in insert_chunks(backend, group, CHANGE_COLUMNS, |r| 160 + r.data.len() + r.id.len()) {
+        for chunk in insert_chunks(backend, group, CHANGE_COLUMNS, |r| {
+            160 + r.data.len() + r.id.len()
+        }) {
             gained += insert_chunk(tx, chunk).await?;
         }
         let (app, queue) = (group[0].app_id, group[0].queue.as_str());

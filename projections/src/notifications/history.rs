@@ -59,14 +59,29 @@ impl Projection for DeviceNotificationsProjection {
         let mut rows = Vec::new();
         for (event, notification_id, outcome) in &decoded {
             for (kind, items) in [
-                ("delivered", outcome.delivered.iter().map(|d| (d.as_str(), None)).collect::<Vec<_>>()),
+                (
+                    "delivered",
+                    outcome
+                        .delivered
+                        .iter()
+                        .map(|d| (d.as_str(), None))
+                        .collect::<Vec<_>>(),
+                ),
                 (
                     "failed",
-                    outcome.failed.iter().map(|m| (m.external_id.as_str(), Some(m.reason.as_str()))).collect(),
+                    outcome
+                        .failed
+                        .iter()
+                        .map(|m| (m.external_id.as_str(), Some(m.reason.as_str())))
+                        .collect(),
                 ),
                 (
                     "invalid_token",
-                    outcome.invalid.iter().map(|m| (m.external_id.as_str(), Some(m.reason.as_str()))).collect(),
+                    outcome
+                        .invalid
+                        .iter()
+                        .map(|m| (m.external_id.as_str(), Some(m.reason.as_str())))
+                        .collect(),
                 ),
             ] {
                 for (external_id, reason) in items {

@@ -60,7 +60,14 @@ impl Projection for NotificationJobsProjection {
             let id = notification_id(&decoded);
             match decoded {
                 NotificationEvent::Queued { scheduled_at, .. } => {
-                    upsert(tx, id, event.app_id.0, LAUNCH, scheduled_at.timestamp_micros()).await?;
+                    upsert(
+                        tx,
+                        id,
+                        event.app_id.0,
+                        LAUNCH,
+                        scheduled_at.timestamp_micros(),
+                    )
+                    .await?;
                 }
                 NotificationEvent::Launched { .. } => {
                     upsert(tx, id, event.app_id.0, SEND, 0).await?;
@@ -72,7 +79,13 @@ impl Projection for NotificationJobsProjection {
     }
 }
 
-async fn upsert(tx: &mut Tx, id: Uuid, app_id: Uuid, stage: &str, due_at: i64) -> Result<(), sqlx::Error> {
+async fn upsert(
+    tx: &mut Tx,
+    id: Uuid,
+    app_id: Uuid,
+    stage: &str,
+    due_at: i64,
+) -> Result<(), sqlx::Error> {
     on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO notification_jobs (notification_id, app_id, stage, due_at) VALUES ($1, $2, $3, $4) \

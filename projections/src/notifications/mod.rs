@@ -71,7 +71,19 @@ async fn load(tx: &mut Tx, id: Uuid) -> Result<Option<Row>, sqlx::Error> {
         .await?
     });
     Ok(row.map(
-        |(app_id, status, message, scheduled_at, audience, sent, failed, error_reason, created_at, updated_at, version)| Row {
+        |(
+            app_id,
+            status,
+            message,
+            scheduled_at,
+            audience,
+            sent,
+            failed,
+            error_reason,
+            created_at,
+            updated_at,
+            version,
+        )| Row {
             app_id,
             status: Status::parse(&status).unwrap_or(Status::Draft),
             message,
@@ -187,7 +199,9 @@ impl Projection for NotificationsProjection {
                     None => continue,
                 }
             }
-            let Some(row) = rows.get_mut(&id) else { continue };
+            let Some(row) = rows.get_mut(&id) else {
+                continue;
+            };
             row.updated_at = at;
             row.version = event.stream_version;
             match decoded {
@@ -266,15 +280,29 @@ impl Projection for NotificationsProjection {
 pub fn notification_id(event: &NotificationEvent) -> Uuid {
     use NotificationEvent as E;
     match event {
-        E::Created { notification_id, .. }
-        | E::Updated { notification_id, .. }
-        | E::Queued { notification_id, .. }
+        E::Created {
+            notification_id, ..
+        }
+        | E::Updated {
+            notification_id, ..
+        }
+        | E::Queued {
+            notification_id, ..
+        }
         | E::Unscheduled { notification_id }
         | E::Launched { notification_id }
-        | E::AudienceResolved { notification_id, .. }
-        | E::BatchSent { notification_id, .. }
-        | E::Sent { notification_id, .. }
-        | E::Errored { notification_id, .. }
+        | E::AudienceResolved {
+            notification_id, ..
+        }
+        | E::BatchSent {
+            notification_id, ..
+        }
+        | E::Sent {
+            notification_id, ..
+        }
+        | E::Errored {
+            notification_id, ..
+        }
         | E::Canceled { notification_id }
         | E::Deleted { notification_id } => *notification_id,
     }

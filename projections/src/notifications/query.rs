@@ -56,8 +56,13 @@ fn record(row: Stored) -> Result<NotificationRecord, sqlx::Error> {
     })
 }
 
-pub async fn get(db: &Db, app_id: Uuid, id: Uuid) -> Result<Option<NotificationRecord>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM notifications WHERE app_id = $1 AND notification_id = $2");
+pub async fn get(
+    db: &Db,
+    app_id: Uuid,
+    id: Uuid,
+) -> Result<Option<NotificationRecord>, sqlx::Error> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM notifications WHERE app_id = $1 AND notification_id = $2");
     let row: Option<Stored> = on_db!(db, |p| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(app_id)
@@ -169,18 +174,25 @@ pub async fn device_history(
     });
     Ok(rows
         .into_iter()
-        .map(|(position, notification_id, outcome, reason, at)| DeviceNotification {
-            position,
-            notification_id,
-            outcome,
-            reason,
-            at: from_micros(at),
-        })
+        .map(
+            |(position, notification_id, outcome, reason, at)| DeviceNotification {
+                position,
+                notification_id,
+                outcome,
+                reason,
+                at: from_micros(at),
+            },
+        )
         .collect())
 }
 
 /// Push messages per UTC day (`YYYY-MM-DD`) in `[from, to]`.
-pub async fn usage(db: &Db, app_id: Uuid, from: &str, to: &str) -> Result<Vec<(String, i64)>, sqlx::Error> {
+pub async fn usage(
+    db: &Db,
+    app_id: Uuid,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
     Ok(on_db!(db, |p| {
         sqlx::query_as(
             "SELECT day, messages FROM push_usage WHERE app_id = $1 AND day >= $2 AND day <= $3 ORDER BY day",

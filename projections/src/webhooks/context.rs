@@ -142,10 +142,18 @@ mod tests {
             "user.created",
             &json!({"name": "Ada", "email": null, "status": "active"}),
         );
-        fold(&mut ctx, "user.status_updated", &json!({"from": "active", "to": "suspended"}));
+        fold(
+            &mut ctx,
+            "user.status_updated",
+            &json!({"from": "active", "to": "suspended"}),
+        );
         fold(&mut ctx, "user.updated", &json!({"email": "a@b.c"}));
         assert_eq!(
-            (ctx.get("user.name"), ctx.get("user.email"), ctx.get("user.status")),
+            (
+                ctx.get("user.name"),
+                ctx.get("user.email"),
+                ctx.get("user.status")
+            ),
             (json!("Ada"), json!("a@b.c"), json!("suspended"))
         );
     }

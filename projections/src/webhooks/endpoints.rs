@@ -206,7 +206,8 @@ pub async fn get(
     app_id: Uuid,
     webhook_id: Uuid,
 ) -> Result<Option<EndpointRecord>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE app_id = $1 AND webhook_id = $2");
+    let sql =
+        format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE app_id = $1 AND webhook_id = $2");
     let row: Option<Row> = on_db!(db, |p| {
         sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(app_id)

@@ -205,10 +205,12 @@ fn apply_to_targets(targets: &mut Vec<Target>, event: &WebhookEvent) {
 
 async fn load_targets(tx: &mut Tx, app: Uuid) -> Result<Vec<Target>, ProjectionError> {
     let rows: Vec<(Uuid, String, bool)> = on_tx!(tx, |c| {
-        sqlx::query_as("SELECT webhook_id, settings, enabled FROM webhook_endpoints WHERE app_id = $1")
-            .bind(app)
-            .fetch_all(c)
-            .await?
+        sqlx::query_as(
+            "SELECT webhook_id, settings, enabled FROM webhook_endpoints WHERE app_id = $1",
+        )
+        .bind(app)
+        .fetch_all(c)
+        .await?
     });
     rows.into_iter()
         .map(|(id, settings, enabled)| {

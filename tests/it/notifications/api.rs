@@ -33,11 +33,24 @@ async fn validation(backend: Backend) {
     fields.sort();
     assert_eq!(
         fields,
-        ["collapse_key", "conditions.operator", "data.n", "image_url", "priority", "title", "ttl_seconds", "user_ids[0]"]
+        [
+            "collapse_key",
+            "conditions.operator",
+            "data.n",
+            "image_url",
+            "priority",
+            "title",
+            "ttl_seconds",
+            "user_ids[0]"
+        ]
     );
     let no_target = p
         .app
-        .post("/v1/notifications", &p.key.token, json!({"title": "t", "body": "b"}))
+        .post(
+            "/v1/notifications",
+            &p.key.token,
+            json!({"title": "t", "body": "b"}),
+        )
         .await;
     assert_eq!(no_target.invalid_fields(), ["conditions"]);
     let big = p
@@ -49,11 +62,24 @@ async fn validation(backend: Backend) {
         )
         .await;
     assert_eq!(big.invalid_fields(), ["data"]);
-    assert!(big.body["detail"].as_str().is_some_and(|d| d.contains("bytes")), "{}", big.body);
-    assert_eq!(p.app.events(&p.key.token).await.len(), before, "nothing written");
+    assert!(
+        big.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("bytes")),
+        "{}",
+        big.body
+    );
+    assert_eq!(
+        p.app.events(&p.key.token).await.len(),
+        before,
+        "nothing written"
+    );
 }
 
-on_both!(only_drafts_change_and_transitions_name_the_status, transitions);
+on_both!(
+    only_drafts_change_and_transitions_name_the_status,
+    transitions
+);
 async fn transitions(backend: Backend) {
     let Some(p) = Pushy::spawn(backend, |_| {}).await else {
         return;
@@ -67,33 +93,91 @@ async fn transitions(backend: Backend) {
     let path = format!("/v1/notifications/{id}");
     let changed = p
         .app
-        .patch(&path, &p.key.token, json!({"title": "Changed", "deep_link": "myapp://x", "data": {"a": "b"}}))
+        .patch(
+            &path,
+            &p.key.token,
+            json!({"title": "Changed", "deep_link": "myapp://x", "data": {"a": "b"}}),
+        )
         .await;
     assert_eq!(changed.status, 200, "{}", changed.body);
-    assert_eq!((changed.body["title"].as_str(), changed.body["deep_link"].as_str()), (Some("Changed"), Some("myapp://x")));
+    assert_eq!(
+        (
+            changed.body["title"].as_str(),
+            changed.body["deep_link"].as_str()
+        ),
+        (Some("Changed"), Some("myapp://x"))
+    );
     let bad = p.app.patch(&path, &p.key.token, json!({"title": ""})).await;
     assert_eq!(bad.invalid_fields(), ["title"]);
 
-    let launched = p.app.post(&format!("{path}/launch"), &p.key.token, json!({})).await;
+    let launched = p
+        .app
+        .post(&format!("{path}/launch"), &p.key.token, json!({}))
+        .await;
     assert_eq!(launched.status, 202, "{}", launched.body);
     let done = p.finished(&id).await;
     assert_eq!(done["status"], "sent");
     assert_eq!(done["title"], "Changed");
 
-    let late = p.app.patch(&path, &p.key.token, json!({"title": "Again"})).await;
-    assert!(late.problem(409)["detail"].as_str().is_some_and(|d| d.contains("sent")), "{}", late.body);
-    let cancel = p.app.post(&format!("{path}/cancel"), &p.key.token, json!({})).await;
-    assert!(cancel.problem(409)["detail"].as_str().is_some_and(|d| d.contains("sent")));
-    let by_hand = p.app.put(&format!("{path}/status"), &p.key.token, json!({"status": "sending"})).await;
+    let late = p
+        .app
+        .patch(&path, &p.key.token, json!({"title": "Again"}))
+        .await;
+    assert!(
+        late.problem(409)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sent")),
+        "{}",
+        late.body
+    );
+    let cancel = p
+        .app
+        .post(&format!("{path}/cancel"), &p.key.token, json!({}))
+        .await;
+    assert!(
+        cancel.problem(409)["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("sent"))
+    );
+    let by_hand = p
+        .app
+        .put(
+            &format!("{path}/status"),
+            &p.key.token,
+            json!({"status": "sending"}),
+        )
+        .await;
     by_hand.problem(409);
-    let nonsense = p.app.put(&format!("{path}/status"), &p.key.token, json!({"status": "flying"})).await;
+    let nonsense = p
+        .app
+        .put(
+            &format!("{path}/status"),
+            &p.key.token,
+            json!({"status": "flying"}),
+        )
+        .await;
     assert_eq!(nonsense.invalid_fields(), ["status"]);
 
     // A draft can be canceled, then deleted; the log keeps it.
-    let other = p.notify(json!({"title": "x", "body": "y", "external_ids": ["d1"]})).await;
-    let other_path = format!("/v1/notifications/{}", other["id"].as_str().unwrap_or_default());
-    let canceled = p.app.put(&format!("{other_path}/status"), &p.key.token, json!({"status": "canceled"})).await;
-    assert_eq!((canceled.status, canceled.body["status"].as_str()), (200, Some("canceled")));
+    let other = p
+        .notify(json!({"title": "x", "body": "y", "external_ids": ["d1"]}))
+        .await;
+    let other_path = format!(
+        "/v1/notifications/{}",
+        other["id"].as_str().unwrap_or_default()
+    );
+    let canceled = p
+        .app
+        .put(
+            &format!("{other_path}/status"),
+            &p.key.token,
+            json!({"status": "canceled"}),
+        )
+        .await;
+    assert_eq!(
+        (canceled.status, canceled.body["status"].as_str()),
+        (200, Some("canceled"))
+    );
     assert_eq!(p.app.delete(&other_path, &p.key.token).await.status, 204);
     p.app.get(&other_path, &p.key.token).await.problem(404);
     assert_eq!(p.events_of("notification.deleted").await.len(), 1);
@@ -108,15 +192,20 @@ async fn listing(backend: Backend) {
     let mut ids = Vec::new();
     for i in 0..3 {
         let n = p
-            .notify(json!({"title": format!("n{i}"), "body": "b", "external_ids": ["d"],
-                           "scheduled_at": format!("2030-01-0{}T00:00:00Z", 3 - i)}))
+            .notify(
+                json!({"title": format!("n{i}"), "body": "b", "external_ids": ["d"],
+                           "scheduled_at": format!("2030-01-0{}T00:00:00Z", 3 - i)}),
+            )
             .await;
         ids.push(n["id"].as_str().unwrap_or_default().to_owned());
     }
     let list = |q: String| {
         let p = &p;
         async move {
-            let r = p.app.get(&format!("/v1/notifications?{q}"), &p.key.token).await;
+            let r = p
+                .app
+                .get(&format!("/v1/notifications?{q}"), &p.key.token)
+                .await;
             assert_eq!(r.status, 200, "{}", r.body);
             r.body
         }
@@ -124,29 +213,53 @@ async fn listing(backend: Backend) {
     let titles = |b: &serde_json::Value| -> Vec<String> {
         b["notifications"]
             .as_array()
-            .map(|a| a.iter().filter_map(|n| n["title"].as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n["title"].as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    assert_eq!(titles(&list("order_by=created_at".into()).await), ["n0", "n1", "n2"]);
+    assert_eq!(
+        titles(&list("order_by=created_at".into()).await),
+        ["n0", "n1", "n2"]
+    );
     assert_eq!(titles(&list(String::new()).await), ["n2", "n1", "n0"]);
-    assert_eq!(titles(&list("order_by=scheduled_at".into()).await), ["n2", "n1", "n0"]);
+    assert_eq!(
+        titles(&list("order_by=scheduled_at".into()).await),
+        ["n2", "n1", "n0"]
+    );
     let first = list("order_by=created_at&limit=2".into()).await;
     assert_eq!(titles(&first), ["n0", "n1"]);
     let cursor = first["next_cursor"].as_str().unwrap_or_default().to_owned();
     let second = list(format!("order_by=created_at&limit=2&cursor={cursor}")).await;
     assert_eq!(titles(&second), ["n2"]);
     assert!(second["next_cursor"].is_null());
-    assert_eq!(titles(&list("status=sent".into()).await), Vec::<String>::new());
-    let bad = p.app.get("/v1/notifications?order_by=title", &p.key.token).await;
+    assert_eq!(
+        titles(&list("status=sent".into()).await),
+        Vec::<String>::new()
+    );
+    let bad = p
+        .app
+        .get("/v1/notifications?order_by=title", &p.key.token)
+        .await;
     assert_eq!(bad.invalid_fields(), ["order_by"]);
     let wrong_cursor = p
         .app
         .get(&format!("/v1/notifications?cursor={cursor}"), &p.key.token)
         .await;
-    assert_eq!(wrong_cursor.invalid_fields(), ["cursor"], "a cursor of another order");
+    assert_eq!(
+        wrong_cursor.invalid_fields(),
+        ["cursor"],
+        "a cursor of another order"
+    );
     let reader = p.app.key_with_roles(&p.key.token, &["read"]).await;
     p.app
-        .post("/v1/notifications", &reader, json!({"title": "t", "body": "b", "external_ids": ["d"]}))
+        .post(
+            "/v1/notifications",
+            &reader,
+            json!({"title": "t", "body": "b", "external_ids": ["d"]}),
+        )
         .await
         .problem(403);
     assert_eq!(ids.len(), 3);

@@ -6,7 +6,10 @@ use serde_json::{Value, json};
 
 use super::{Pushy, outcomes};
 
-on_both!(a_campaign_on_the_log_provider_completes_with_exact_counters, log_campaign);
+on_both!(
+    a_campaign_on_the_log_provider_completes_with_exact_counters,
+    log_campaign
+);
 async fn log_campaign(backend: Backend) {
     let Some(p) = Pushy::spawn(backend, |c| c.push.batch_size = 2).await else {
         return;
@@ -19,7 +22,11 @@ async fn log_campaign(backend: Backend) {
     for (d, plan) in [("a1", "pro"), ("w1", "pro"), ("x1", "pro"), ("a2", "free")] {
         let r = p
             .app
-            .patch(&format!("/v1/devices/{d}/properties"), &p.key.token, json!({"properties": {"plan": plan}}))
+            .patch(
+                &format!("/v1/devices/{d}/properties"),
+                &p.key.token,
+                json!({"properties": {"plan": plan}}),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
     }
@@ -38,11 +45,20 @@ async fn log_campaign(backend: Backend) {
             "launch": true,
         }))
         .await;
-    assert!(matches!(created["status"].as_str(), Some("launched" | "sending" | "sent")), "{created}");
+    assert!(
+        matches!(
+            created["status"].as_str(),
+            Some("launched" | "sending" | "sent")
+        ),
+        "{created}"
+    );
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     let done = p.finished(&id).await;
     assert_eq!(done["status"], "sent", "{done}");
-    assert_eq!(done["audience"], json!({"total": 4, "android": 2, "ios": 1, "web": 1}));
+    assert_eq!(
+        done["audience"],
+        json!({"total": 4, "android": 2, "ios": 1, "web": 1})
+    );
     assert_eq!(done["sent"], json!({"android": 2, "ios": 1, "web": 1}));
     assert_eq!(done["failed"], json!({"android": 0, "ios": 0, "web": 0}));
 
@@ -72,10 +88,16 @@ async fn log_campaign(backend: Backend) {
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
     let days = usage.body["days"].as_array().cloned().unwrap_or_default();
     let last: &Value = days.last().unwrap_or(&Value::Null);
-    assert_eq!((last["date"].as_str(), last["push_messages"].as_i64()), (Some(today.as_str()), Some(4)));
+    assert_eq!(
+        (last["date"].as_str(), last["push_messages"].as_i64()),
+        (Some(today.as_str()), Some(4))
+    );
 }
 
-on_both!(an_empty_audience_ends_in_error_with_a_reason, empty_audience);
+on_both!(
+    an_empty_audience_ends_in_error_with_a_reason,
+    empty_audience
+);
 async fn empty_audience(backend: Backend) {
     let Some(p) = Pushy::spawn(backend, |_| {}).await else {
         return;

@@ -19,12 +19,24 @@ async fn with_fcm(backend: Backend) -> Option<(Pushy, FakeFcm)> {
         .credentials("fcm", json!({"service_account": fake.service_account()}))
         .await;
     assert_eq!(stored["details"]["project_id"], "herald-test");
-    assert!(stored["fingerprint"].as_str().is_some_and(|f| f.starts_with("hmac-sha256:")));
+    assert!(
+        stored["fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("hmac-sha256:"))
+    );
     assert!(!stored.to_string().contains("PRIVATE KEY"));
     Some((p, fake))
 }
 
-const DEVICES: [&str; 7] = ["ok-1", "ok-2", "dead-1", "bad-1", "busy-1", "quota-1", "internal-1"];
+const DEVICES: [&str; 7] = [
+    "ok-1",
+    "ok-2",
+    "dead-1",
+    "bad-1",
+    "busy-1",
+    "quota-1",
+    "internal-1",
+];
 
 on_both!(fcm_error_classes_are_told_apart, fcm_errors);
 async fn fcm_errors(backend: Backend) {
@@ -59,25 +71,43 @@ async fn fcm_errors(backend: Backend) {
     ];
     assert_eq!(
         got,
-        expect.iter().map(|(d, o)| ((*d).to_owned(), (*o).to_owned())).collect::<Vec<_>>()
+        expect
+            .iter()
+            .map(|(d, o)| ((*d).to_owned(), (*o).to_owned()))
+            .collect::<Vec<_>>()
     );
     // Retried ones were asked again; the always-failing one gave up after the retries.
     let tries = |t: &str| fake.log.requests().iter().filter(|r| r.token == t).count();
-    assert_eq!((tries("busy-1"), tries("quota-1"), tries("internal-1")), (2, 2, 3));
+    assert_eq!(
+        (tries("busy-1"), tries("quota-1"), tries("internal-1")),
+        (2, 2, 3)
+    );
 
     // Dead tokens leave future audiences.
     let invalidated = p.events_of("device.push_token_invalidated").await;
-    let mut dead: Vec<&str> = invalidated.iter().filter_map(|e| e["data"]["external_id"].as_str()).collect();
+    let mut dead: Vec<&str> = invalidated
+        .iter()
+        .filter_map(|e| e["data"]["external_id"].as_str())
+        .collect();
     dead.sort();
     assert_eq!(dead, ["bad-1", "dead-1"]);
-    assert!(invalidated.iter().all(|e| e["metadata"]["actor"] == "system:push"));
-    let again = p.notify(json!({"title": "T", "body": "B", "external_ids": DEVICES, "launch": true})).await;
+    assert!(
+        invalidated
+            .iter()
+            .all(|e| e["metadata"]["actor"] == "system:push")
+    );
+    let again = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": DEVICES, "launch": true}))
+        .await;
     let again = p.finished(again["id"].as_str().unwrap_or_default()).await;
     assert_eq!(again["audience"]["total"], 5);
 
     // One OAuth exchange served every send; its assertion was verified.
     assert_eq!(fake.tokens_issued(), 1);
-    assert_eq!(fake.oauth.requests()[0].payload["iss"], "herald@herald-test.iam.gserviceaccount.com");
+    assert_eq!(
+        fake.oauth.requests()[0].payload["iss"],
+        "herald@herald-test.iam.gserviceaccount.com"
+    );
     let sent = fake
         .log
         .requests()
@@ -85,7 +115,10 @@ async fn fcm_errors(backend: Backend) {
         .find(|r| r.token == "ok-1")
         .unwrap_or_else(|| panic!("ok-1 never sent"));
     let m = &sent.payload;
-    assert_eq!(m["notification"], json!({"title": "Sale", "body": "Today only"}));
+    assert_eq!(
+        m["notification"],
+        json!({"title": "Sale", "body": "Today only"})
+    );
     assert_eq!(m["data"], json!({"sku": "42", "deep_link": "myapp://sale"}));
     assert_eq!(m["android"]["priority"], "NORMAL");
     assert_eq!(m["android"]["ttl"], "60s");
@@ -97,7 +130,10 @@ async fn fcm_errors(backend: Backend) {
     assert!(!log.contains("PRIVATE KEY"));
 }
 
-on_both!(fcm_a_revoked_access_token_is_renewed_once_for_every_send, fcm_revoked);
+on_both!(
+    fcm_a_revoked_access_token_is_renewed_once_for_every_send,
+    fcm_revoked
+);
 async fn fcm_revoked(backend: Backend) {
     let Some((p, fake)) = with_fcm(backend).await else {
         return;
@@ -106,23 +142,43 @@ async fn fcm_revoked(backend: Backend) {
     for d in &devices {
         p.device(d, d, "fcm", "android", None).await;
     }
-    let first = p.notify(json!({"title": "T", "body": "B", "external_ids": ["ok-r1"], "launch": true})).await;
+    let first = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": ["ok-r1"], "launch": true}))
+        .await;
     let first = p.finished(first["id"].as_str().unwrap_or_default()).await;
-    assert_eq!((first["status"].as_str(), fake.tokens_issued()), (Some("sent"), 1), "{first}");
+    assert_eq!(
+        (first["status"].as_str(), fake.tokens_issued()),
+        (Some("sent"), 1),
+        "{first}"
+    );
 
     // The cached token is revoked: the sends in flight are all refused with
     // it, one exchange replaces it, and every send is tried again with the new one.
     fake.revoke_access_tokens();
-    let n = p.notify(json!({"title": "T", "body": "B", "external_ids": devices, "launch": true})).await;
+    let n = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": devices, "launch": true}))
+        .await;
     let done = p.finished(n["id"].as_str().unwrap_or_default()).await;
     assert_eq!(done["status"], "sent", "{done}");
     assert_eq!(done["sent"]["android"], 8, "{done}");
-    assert_eq!(fake.tokens_issued(), 2, "one renewal served every refused send");
-    let refused = fake.log.requests().iter().filter(|r| r.status == 401).count();
+    assert_eq!(
+        fake.tokens_issued(),
+        2,
+        "one renewal served every refused send"
+    );
+    let refused = fake
+        .log
+        .requests()
+        .iter()
+        .filter(|r| r.status == 401)
+        .count();
     assert!((1..=8).contains(&refused), "{refused} sends were refused");
 }
 
-on_both!(fcm_configuration_errors_stop_the_notification_and_keep_tokens, fcm_config);
+on_both!(
+    fcm_configuration_errors_stop_the_notification_and_keep_tokens,
+    fcm_config
+);
 async fn fcm_config(backend: Backend) {
     let Some((p, fake)) = with_fcm(backend).await else {
         return;
@@ -131,38 +187,74 @@ async fn fcm_config(backend: Backend) {
         p.device(d, d, "fcm", "android", None).await;
     }
     for device in ["auth-1", "mismatch-1"] {
-        let n = p.notify(json!({"title": "T", "body": "B", "external_ids": [device], "launch": true})).await;
+        let n = p
+            .notify(json!({"title": "T", "body": "B", "external_ids": [device], "launch": true}))
+            .await;
         let done = p.finished(n["id"].as_str().unwrap_or_default()).await;
         assert_eq!(done["status"], "error", "{done}");
-        let code = if device == "auth-1" { "THIRD_PARTY_AUTH_ERROR" } else { "SENDER_ID_MISMATCH" };
-        assert!(done["error_reason"].as_str().is_some_and(|r| r.contains(code)), "{done}");
+        let code = if device == "auth-1" {
+            "THIRD_PARTY_AUTH_ERROR"
+        } else {
+            "SENDER_ID_MISMATCH"
+        };
+        assert!(
+            done["error_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains(code)),
+            "{done}"
+        );
     }
-    assert!(p.events_of("device.push_token_invalidated").await.is_empty(), "tokens are kept");
+    assert!(
+        p.events_of("device.push_token_invalidated")
+            .await
+            .is_empty(),
+        "tokens are kept"
+    );
 
     // A service account the token endpoint refuses: a clear reason.
     let other = p.app.create_app("other").await;
     let put = p
         .app
-        .put("/v1/push-credentials/fcm", &other.token, json!({"service_account": fake.service_account()}))
+        .put(
+            "/v1/push-credentials/fcm",
+            &other.token,
+            json!({"service_account": fake.service_account()}),
+        )
         .await;
     assert_eq!(put.status, 200);
     fake.reject_oauth();
     let d = p
         .app
-        .put("/v1/devices/x", &other.token, json!({"push_token": "ok-9", "send_platform": "fcm", "device_platform": "android"}))
+        .put(
+            "/v1/devices/x",
+            &other.token,
+            json!({"push_token": "ok-9", "send_platform": "fcm", "device_platform": "android"}),
+        )
         .await;
     assert_eq!(d.status, 201);
     let n = p
         .app
-        .post("/v1/notifications", &other.token, json!({"title": "T", "body": "B", "external_ids": ["x"], "launch": true}))
+        .post(
+            "/v1/notifications",
+            &other.token,
+            json!({"title": "T", "body": "B", "external_ids": ["x"], "launch": true}),
+        )
         .await;
     let id = n.body["id"].as_str().unwrap_or_default().to_owned();
     let done = crate::webhooks::eventually("the refused notification to finish", || async {
-        let r = p.app.get(&format!("/v1/notifications/{id}"), &other.token).await;
+        let r = p
+            .app
+            .get(&format!("/v1/notifications/{id}"), &other.token)
+            .await;
         (r.body["status"] == "error").then_some(r.body)
     })
     .await;
-    assert!(done["error_reason"].as_str().is_some_and(|r| r.contains("refused")), "{done}");
+    assert!(
+        done["error_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("refused")),
+        "{done}"
+    );
 
     // Bad credentials are refused when set.
     let bad = p

@@ -50,24 +50,41 @@ impl Pushy {
         Some(Self { app, key, clock })
     }
 
-    pub async fn device(&self, id: &str, token: &str, send: &str, platform: &str, user: Option<&str>) {
-        let mut body = json!({"push_token": token, "send_platform": send, "device_platform": platform});
+    pub async fn device(
+        &self,
+        id: &str,
+        token: &str,
+        send: &str,
+        platform: &str,
+        user: Option<&str>,
+    ) {
+        let mut body =
+            json!({"push_token": token, "send_platform": send, "device_platform": platform});
         if let Some(u) = user {
             body["user_id"] = json!(u);
         }
-        let resp = self.app.put(&format!("/v1/devices/{id}"), &self.key.token, body).await;
+        let resp = self
+            .app
+            .put(&format!("/v1/devices/{id}"), &self.key.token, body)
+            .await;
         assert!(resp.status == 201 || resp.status == 200, "{}", resp.body);
     }
 
     /// Creates a notification; returns it (201 expected).
     pub async fn notify(&self, body: Value) -> Value {
-        let resp = self.app.post("/v1/notifications", &self.key.token, body).await;
+        let resp = self
+            .app
+            .post("/v1/notifications", &self.key.token, body)
+            .await;
         assert_eq!(resp.status, 201, "{}", resp.body);
         resp.body
     }
 
     pub async fn get(&self, id: &str) -> Value {
-        let resp = self.app.get(&format!("/v1/notifications/{id}"), &self.key.token).await;
+        let resp = self
+            .app
+            .get(&format!("/v1/notifications/{id}"), &self.key.token)
+            .await;
         assert_eq!(resp.status, 200, "{}", resp.body);
         resp.body
     }
@@ -84,16 +101,26 @@ impl Pushy {
     pub async fn history(&self, device: &str) -> Vec<Value> {
         let resp = self
             .app
-            .get(&format!("/v1/devices/{device}/notifications"), &self.key.token)
+            .get(
+                &format!("/v1/devices/{device}/notifications"),
+                &self.key.token,
+            )
             .await;
         assert_eq!(resp.status, 200, "{}", resp.body);
-        resp.body["notifications"].as_array().cloned().unwrap_or_default()
+        resp.body["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub async fn credentials(&self, provider: &str, body: Value) -> Value {
         let resp = self
             .app
-            .put(&format!("/v1/push-credentials/{provider}"), &self.key.token, body)
+            .put(
+                &format!("/v1/push-credentials/{provider}"),
+                &self.key.token,
+                body,
+            )
             .await;
         assert_eq!(resp.status, 200, "{}", resp.body);
         resp.body

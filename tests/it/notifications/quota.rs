@@ -16,36 +16,86 @@ async fn quota(backend: Backend) {
         p.device(d, &format!("t-{d}"), "fcm", "android", None).await;
     }
     let path = format!("/v1/apps/{}", p.key.app_id);
-    p.app.patch(&path, &p.key.token, json!({"daily_quota": 3})).await.problem(403);
-    let set = p.app.patch(&path, ROOT_TOKEN, json!({"daily_quota": 3})).await;
-    assert_eq!((set.status, set.body["daily_quota"].as_i64()), (200, Some(3)), "{}", set.body);
+    p.app
+        .patch(&path, &p.key.token, json!({"daily_quota": 3}))
+        .await
+        .problem(403);
+    let set = p
+        .app
+        .patch(&path, ROOT_TOKEN, json!({"daily_quota": 3}))
+        .await;
+    assert_eq!(
+        (set.status, set.body["daily_quota"].as_i64()),
+        (200, Some(3)),
+        "{}",
+        set.body
+    );
     let before = p.app.events(&p.key.token).await.len();
 
     let all = json!({"title": "T", "body": "B", "external_ids": ["d1", "d2", "d3", "d4"], "launch": true});
-    let refused = p.app.post("/v1/notifications", &p.key.token, all.clone()).await;
+    let refused = p
+        .app
+        .post("/v1/notifications", &p.key.token, all.clone())
+        .await;
     refused.problem(429);
-    let retry: u64 = refused.header("retry-after").and_then(|r| r.parse().ok()).unwrap_or(0);
+    let retry: u64 = refused
+        .header("retry-after")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     assert!((1..=86_400).contains(&retry), "Retry-After {retry}");
-    assert_eq!(p.app.events(&p.key.token).await.len(), before, "nothing written");
+    assert_eq!(
+        p.app.events(&p.key.token).await.len(),
+        before,
+        "nothing written"
+    );
 
     let two = p
         .notify(json!({"title": "T", "body": "B", "external_ids": ["d1", "d2"], "launch": true}))
         .await;
-    assert_eq!(p.finished(two["id"].as_str().unwrap_or_default()).await["status"], "sent");
+    assert_eq!(
+        p.finished(two["id"].as_str().unwrap_or_default()).await["status"],
+        "sent"
+    );
     // Two sent today: two more would pass three.
-    let draft = p.notify(json!({"title": "T", "body": "B", "external_ids": ["d3", "d4"]})).await;
-    let launch = format!("/v1/notifications/{}/launch", draft["id"].as_str().unwrap_or_default());
-    p.app.post(&launch, &p.key.token, json!({})).await.problem(429);
-    assert_eq!(p.get(draft["id"].as_str().unwrap_or_default()).await["status"], "draft");
+    let draft = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": ["d3", "d4"]}))
+        .await;
+    let launch = format!(
+        "/v1/notifications/{}/launch",
+        draft["id"].as_str().unwrap_or_default()
+    );
+    p.app
+        .post(&launch, &p.key.token, json!({}))
+        .await
+        .problem(429);
+    assert_eq!(
+        p.get(draft["id"].as_str().unwrap_or_default()).await["status"],
+        "draft"
+    );
 
     let usage = p.app.get("/v1/usage", &p.key.token).await;
-    assert_eq!((usage.body["total"].as_i64(), usage.body["daily_quota"].as_i64()), (Some(2), Some(3)));
+    assert_eq!(
+        (
+            usage.body["total"].as_i64(),
+            usage.body["daily_quota"].as_i64()
+        ),
+        (Some(2), Some(3))
+    );
     let bad = p.app.get("/v1/usage?from=yesterday", &p.key.token).await;
     assert_eq!(bad.invalid_fields(), ["from"]);
 
     // Lifted: the launch goes through.
-    let lifted = p.app.patch(&path, ROOT_TOKEN, json!({"daily_quota": null})).await;
+    let lifted = p
+        .app
+        .patch(&path, ROOT_TOKEN, json!({"daily_quota": null}))
+        .await;
     assert!(lifted.body["daily_quota"].is_null());
-    assert_eq!(p.app.post(&launch, &p.key.token, json!({})).await.status, 202);
-    assert_eq!(p.finished(draft["id"].as_str().unwrap_or_default()).await["status"], "sent");
+    assert_eq!(
+        p.app.post(&launch, &p.key.token, json!({})).await.status,
+        202
+    );
+    assert_eq!(
+        p.finished(draft["id"].as_str().unwrap_or_default()).await["status"],
+        "sent"
+    );
 }

@@ -13,7 +13,10 @@ use serde_json::json;
 use super::{Pushy, outcomes, quick};
 use crate::webhooks::{WITHIN, on_clock};
 
-on_both!(a_scheduled_launch_happens_after_a_restart, scheduled_restart);
+on_both!(
+    a_scheduled_launch_happens_after_a_restart,
+    scheduled_restart
+);
 async fn scheduled_restart(backend: Backend) {
     let Some(p) = Pushy::spawn(backend, |_| {}).await else {
         return;
@@ -28,19 +31,31 @@ async fn scheduled_restart(backend: Backend) {
         .notify(json!({"title": "Never", "body": "b", "external_ids": ["d1"], "scheduled_at": at.to_rfc3339(), "launch": true}))
         .await;
     let dropped_id = dropped["id"].as_str().unwrap_or_default().to_owned();
-    let canceled = p.app.post(&format!("/v1/notifications/{dropped_id}/cancel"), &p.key.token, json!({})).await;
+    let canceled = p
+        .app
+        .post(
+            &format!("/v1/notifications/{dropped_id}/cancel"),
+            &p.key.token,
+            json!({}),
+        )
+        .await;
     assert_eq!(canceled.body["status"], "canceled");
 
     // Restart: a new node on the same database; the old one is gone.
     let clock = p.clock.clone();
     let Pushy { app, key, clock: _ } = p;
-    let node = app.another_node(|c| {
-        on_clock(c, &clock);
-        quick(c);
-    })
-    .await;
+    let node = app
+        .another_node(|c| {
+            on_clock(c, &clock);
+            quick(c);
+        })
+        .await;
     drop(app);
-    let p = Pushy { app: node, key, clock };
+    let p = Pushy {
+        app: node,
+        key,
+        clock,
+    };
     p.advance_to(at + Duration::minutes(1));
     let done = p.finished(kept["id"].as_str().unwrap_or_default()).await;
     assert_eq!(done["status"], "sent");
@@ -57,7 +72,10 @@ impl Pushy {
     }
 }
 
-on_both!(a_crash_mid_fan_out_repeats_at_most_the_batch_in_flight, crash_resume);
+on_both!(
+    a_crash_mid_fan_out_repeats_at_most_the_batch_in_flight,
+    crash_resume
+);
 async fn crash_resume(backend: Backend) {
     const BATCH: usize = 5;
     let fake = FakeFcm::start().await;
@@ -70,11 +88,16 @@ async fn crash_resume(backend: Backend) {
     else {
         return;
     };
-    p.credentials("fcm", json!({"service_account": fake.service_account()})).await;
+    p.credentials("fcm", json!({"service_account": fake.service_account()}))
+        .await;
     // Twenty devices in four batches; one in the third makes its request hang.
     let devices: Vec<String> = (1..=20).map(|i| format!("d{i:02}")).collect();
     for (i, d) in devices.iter().enumerate() {
-        let token = if i + 1 == 13 { "hang-once-13".to_owned() } else { format!("t-{d}") };
+        let token = if i + 1 == 13 {
+            "hang-once-13".to_owned()
+        } else {
+            format!("t-{d}")
+        };
         p.device(d, &token, "fcm", "android", None).await;
     }
     let n = p
@@ -99,9 +122,14 @@ async fn crash_resume(backend: Backend) {
         })
         .await;
     drop(app);
-    let p = Pushy { app: node, key, clock };
+    let p = Pushy {
+        app: node,
+        key,
+        clock,
+    };
     let lease = p.app.herald.config.push.lease();
-    p.clock.advance(Duration::from_std(lease).unwrap_or_default() + Duration::seconds(1));
+    p.clock
+        .advance(Duration::from_std(lease).unwrap_or_default() + Duration::seconds(1));
     let done = p.finished(&id).await;
     assert_eq!(done["status"], "sent", "{done}");
     assert_eq!(done["sent"]["android"], 20);
@@ -112,7 +140,11 @@ async fn crash_resume(backend: Backend) {
     }
     let repeated: Vec<(&String, &usize)> = per_token.iter().filter(|(_, n)| **n > 1).collect();
     for (i, d) in devices.iter().enumerate() {
-        let token = if i + 1 == 13 { "hang-once-13".to_owned() } else { format!("t-{d}") };
+        let token = if i + 1 == 13 {
+            "hang-once-13".to_owned()
+        } else {
+            format!("t-{d}")
+        };
         let n = per_token.get(&token).copied().unwrap_or(0);
         let in_flight = (11..=15).contains(&(i + 1));
         if in_flight {
@@ -128,7 +160,10 @@ async fn crash_resume(backend: Backend) {
     assert!(got.iter().all(|(_, o)| o == "delivered"), "{got:?}");
     let batches = p.events_of("notification.batch_sent").await;
     assert_eq!(batches.len(), 4);
-    let mut numbers: Vec<i64> = batches.iter().filter_map(|b| b["data"]["batch"].as_i64()).collect();
+    let mut numbers: Vec<i64> = batches
+        .iter()
+        .filter_map(|b| b["data"]["batch"].as_i64())
+        .collect();
     numbers.sort();
     assert_eq!(numbers, [1, 2, 3, 4]);
 }

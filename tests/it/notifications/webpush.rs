@@ -13,12 +13,18 @@ async fn webpush(backend: Backend) {
     let Some(p) = Pushy::spawn(backend, |_| {}).await else {
         return;
     };
-    let creds = p.credentials("webpush", json!({"subject": "mailto:ops@example.com"})).await;
-    let public_key = creds["details"]["public_key"].as_str().unwrap_or_default().to_owned();
+    let creds = p
+        .credentials("webpush", json!({"subject": "mailto:ops@example.com"}))
+        .await;
+    let public_key = creds["details"]["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(public_key.len(), 87, "a P-256 point, base64url");
     let ids = ["ok-1", "gone-1", "notfound-1", "busy-1"];
     for id in ids {
-        p.device(id, &fake.subscribe(id), "webpush", "web", None).await;
+        p.device(id, &fake.subscribe(id), "webpush", "web", None)
+            .await;
     }
     let n = p
         .notify(json!({"title": "Hello", "body": "Web", "deep_link": "https://example.com/x", "data": {"a": "b"},
@@ -27,7 +33,10 @@ async fn webpush(backend: Backend) {
     let id = n["id"].as_str().unwrap_or_default().to_owned();
     let done = p.finished(&id).await;
     assert_eq!(done["status"], "sent", "{done}");
-    assert_eq!((done["sent"]["web"].as_i64(), done["failed"]["web"].as_i64()), (Some(2), Some(2)));
+    assert_eq!(
+        (done["sent"]["web"].as_i64(), done["failed"]["web"].as_i64()),
+        (Some(2), Some(2))
+    );
     let got = outcomes(&p, &ids, &id).await;
     assert_eq!(
         got.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>(),
@@ -52,28 +61,60 @@ async fn webpush(backend: Backend) {
     assert!(auth.ends_with(&format!("k={public_key}")), "{auth}");
     assert_eq!(p.events_of("device.push_token_invalidated").await.len(), 2);
 
-    p.device("forbidden-1", &fake.subscribe("forbidden-1"), "webpush", "web", None).await;
-    let n = p.notify(json!({"title": "T", "body": "B", "external_ids": ["forbidden-1"], "launch": true})).await;
+    p.device(
+        "forbidden-1",
+        &fake.subscribe("forbidden-1"),
+        "webpush",
+        "web",
+        None,
+    )
+    .await;
+    let n = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": ["forbidden-1"], "launch": true}))
+        .await;
     let done = p.finished(n["id"].as_str().unwrap_or_default()).await;
     assert_eq!(done["status"], "error");
-    assert!(done["error_reason"].as_str().is_some_and(|r| r.contains("VAPID")), "{done}");
+    assert!(
+        done["error_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("VAPID")),
+        "{done}"
+    );
 }
 
-on_both!(an_app_without_credentials_for_a_platform_fails_those_devices, missing_credentials);
+on_both!(
+    an_app_without_credentials_for_a_platform_fails_those_devices,
+    missing_credentials
+);
 async fn missing_credentials(backend: Backend) {
     let fake = FakeWebPush::start().await;
     let Some(p) = Pushy::spawn(backend, |_| {}).await else {
         return;
     };
     // Web Push credentials only: FCM devices cannot be reached.
-    p.credentials("webpush", json!({"subject": "mailto:ops@example.com"})).await;
-    p.device("w", &fake.subscribe("w"), "webpush", "web", None).await;
+    p.credentials("webpush", json!({"subject": "mailto:ops@example.com"}))
+        .await;
+    p.device("w", &fake.subscribe("w"), "webpush", "web", None)
+        .await;
     p.device("a", "fcm-token", "fcm", "android", None).await;
-    let n = p.notify(json!({"title": "T", "body": "B", "external_ids": ["w", "a"], "launch": true})).await;
+    let n = p
+        .notify(json!({"title": "T", "body": "B", "external_ids": ["w", "a"], "launch": true}))
+        .await;
     let id = n["id"].as_str().unwrap_or_default().to_owned();
     let done = p.finished(&id).await;
-    assert_eq!((done["sent"]["web"].as_i64(), done["failed"]["android"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (
+            done["sent"]["web"].as_i64(),
+            done["failed"]["android"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
     let history = p.history("a").await;
-    assert!(history[0]["reason"].as_str().is_some_and(|r| r.contains("no fcm credentials")), "{history:?}");
+    assert!(
+        history[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no fcm credentials")),
+        "{history:?}"
+    );
     assert_eq!(outcomes(&p, &["w", "a"], &id).await[1].1, "failed");
 }

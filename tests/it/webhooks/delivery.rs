@@ -123,10 +123,7 @@ async fn templates(backend: Backend) {
             "fixed": [1, true, "text"],
         })
     );
-    let read = h
-        .app
-        .get(&format!("/v1/webhooks/{id}"), &h.key.token)
-        .await;
+    let read = h.app.get(&format!("/v1/webhooks/{id}"), &h.key.token).await;
     assert_eq!(read.body["event_types"], json!(["user.status_updated"]));
 }
 

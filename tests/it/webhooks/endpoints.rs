@@ -53,12 +53,19 @@ async fn bad_endpoints(backend: Backend) {
         )
         .await;
     assert_eq!(unknown.invalid_fields(), ["colour"]);
-    assert_eq!(h.app.events(&h.key.token).await.len(), before, "nothing written");
+    assert_eq!(
+        h.app.events(&h.key.token).await.len(),
+        before,
+        "nothing written"
+    );
     let list = h.app.get("/v1/webhooks", &h.key.token).await;
     assert_eq!(list.body["webhooks"], json!([]));
 }
 
-on_both!(non_public_addresses_are_refused_at_creation, ssrf_at_creation);
+on_both!(
+    non_public_addresses_are_refused_at_creation,
+    ssrf_at_creation
+);
 async fn ssrf_at_creation(backend: Backend) {
     // The default policy: public addresses only.
     let Some(app) = TestApp::spawn(backend).await else {
@@ -82,7 +89,10 @@ async fn ssrf_at_creation(backend: Backend) {
     }
 }
 
-on_both!(only_admins_of_the_app_manage_its_endpoints, roles_and_tenancy);
+on_both!(
+    only_admins_of_the_app_manage_its_endpoints,
+    roles_and_tenancy
+);
 async fn roles_and_tenancy(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -90,7 +100,11 @@ async fn roles_and_tenancy(backend: Backend) {
     let (id, _) = h.endpoint(json!({"url": "http://127.0.0.1:9/x"})).await;
     let writer = h.app.key_with_roles(&h.key.token, &["write", "read"]).await;
     h.app
-        .post("/v1/webhooks", &writer, json!({"url": "http://127.0.0.1:9/x"}))
+        .post(
+            "/v1/webhooks",
+            &writer,
+            json!({"url": "http://127.0.0.1:9/x"}),
+        )
         .await
         .problem(403);
     h.app.get("/v1/webhooks", &writer).await.problem(403);
@@ -108,10 +122,16 @@ async fn roles_and_tenancy(backend: Backend) {
         .await
         .problem(404);
     let own = h.app.get(&format!("/v1/webhooks/{id}"), &h.key.token).await;
-    assert_eq!((own.status, own.body["id"].as_str()), (200, Some(id.as_str())));
+    assert_eq!(
+        (own.status, own.body["id"].as_str()),
+        (200, Some(id.as_str()))
+    );
 }
 
-on_both!(endpoints_change_and_keep_credentials_out_of_sight, changes_and_credentials);
+on_both!(
+    endpoints_change_and_keep_credentials_out_of_sight,
+    changes_and_credentials
+);
 async fn changes_and_credentials(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -143,13 +163,19 @@ async fn changes_and_credentials(backend: Backend) {
     assert!(changed.body["payload_template"].is_null());
     assert_eq!(changed.body["ordered"], true);
     assert_eq!(changed.body["auth"]["kind"], "basic");
-    let fingerprint = changed.body["auth"]["fingerprint"].as_str().unwrap_or_default();
+    let fingerprint = changed.body["auth"]["fingerprint"]
+        .as_str()
+        .unwrap_or_default();
     assert!(fingerprint.starts_with("hmac-sha256:"), "{fingerprint}");
     assert!(!changed.body.to_string().contains("s3cret-pw"));
 
     let refused = h
         .app
-        .patch(&path, &h.key.token, json!({"payload_template": {"a": "{{nope}}"}}))
+        .patch(
+            &path,
+            &h.key.token,
+            json!({"payload_template": {"a": "{{nope}}"}}),
+        )
         .await;
     assert_eq!(refused.invalid_fields(), ["payload_template.a"]);
     assert_eq!(h.app.get(&path, &h.key.token).await.body, changed.body);
@@ -173,7 +199,10 @@ async fn changes_and_credentials(backend: Backend) {
     assert_eq!(h.events_of("webhook.endpoint_deleted").await.len(), 1);
 }
 
-on_both!(a_rotated_secret_signs_beside_the_new_one_for_a_day, rotation);
+on_both!(
+    a_rotated_secret_signs_beside_the_new_one_for_a_day,
+    rotation
+);
 async fn rotation(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -182,10 +211,17 @@ async fn rotation(backend: Backend) {
     let (id, old) = h.endpoint(json!({"url": receiver.url("/r")})).await;
     let rotated = h
         .app
-        .post(&format!("/v1/webhooks/{id}/rotate-secret"), &h.key.token, json!({}))
+        .post(
+            &format!("/v1/webhooks/{id}/rotate-secret"),
+            &h.key.token,
+            json!({}),
+        )
         .await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
-    let new = rotated.body["secret"].as_str().unwrap_or_default().to_owned();
+    let new = rotated.body["secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_ne!(new, old);
     h.user("u1", json!({})).await;
     let got = receiver.wait_for(1, WITHIN).await;
@@ -200,7 +236,8 @@ async fn rotation(backend: Backend) {
     let last = &got[1];
     assert!(last.signed_by(&new) && !last.signed_by(&old));
     assert_eq!(
-        last.header("webhook-signature").map(|s| s.split(' ').count()),
+        last.header("webhook-signature")
+            .map(|s| s.split(' ').count()),
         Some(1)
     );
 }

@@ -19,13 +19,20 @@ async fn gone(backend: Backend) {
     h.user("u1", json!({})).await;
     let attempts = h.wait_attempts(&id, 1).await;
     assert_eq!(attempts[0]["status_code"], 410);
-    assert!(attempts[0]["next_attempt_at"].is_null(), "no retry after 410");
+    assert!(
+        attempts[0]["next_attempt_at"].is_null(),
+        "no retry after 410"
+    );
     let disabled = eventually("the endpoint disabled", || async {
         let e = h.app.get(&format!("/v1/webhooks/{id}"), &h.key.token).await;
         (e.body["enabled"] == false).then_some(e.body)
     })
     .await;
-    assert!(disabled["disabled_reason"].as_str().is_some_and(|r| r.contains("410")));
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("410"))
+    );
     let events = h.events_of("webhook.endpoint_disabled").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["metadata"]["actor"], "system:webhooks");
@@ -34,9 +41,16 @@ async fn gone(backend: Backend) {
     h.user("u2", json!({})).await;
     let enabled = h
         .app
-        .post(&format!("/v1/webhooks/{id}/enable"), &h.key.token, json!({}))
+        .post(
+            &format!("/v1/webhooks/{id}/enable"),
+            &h.key.token,
+            json!({}),
+        )
         .await;
-    assert_eq!((enabled.status, &enabled.body["enabled"]), (200, &json!(true)));
+    assert_eq!(
+        (enabled.status, &enabled.body["enabled"]),
+        (200, &json!(true))
+    );
     h.user("u3", json!({})).await;
     let got = receiver.wait_for(2, WITHIN).await;
     let u3 = &h.events_of("user.created").await[2];
@@ -55,10 +69,17 @@ async fn redirects(backend: Backend) {
     h.user("u1", json!({})).await;
     let attempts = h.wait_attempts(&id, 1).await;
     assert_eq!(
-        (attempts[0]["status"].as_str(), attempts[0]["status_code"].as_i64()),
+        (
+            attempts[0]["status"].as_str(),
+            attempts[0]["status_code"].as_i64()
+        ),
         (Some("failed"), Some(302))
     );
-    assert!(attempts[0]["error"].as_str().is_some_and(|e| e.contains("redirect")));
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("redirect"))
+    );
     assert!(!attempts[0]["next_attempt_at"].is_null(), "retried later");
     let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
     assert_eq!(paths, ["/here"]);
@@ -81,7 +102,9 @@ async fn hanging(backend: Backend) {
     assert_eq!(attempts[0]["status"], "failed");
     assert!(attempts[0]["status_code"].is_null());
     assert!(
-        attempts[0]["error"].as_str().is_some_and(|e| e.contains("timed out")),
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timed out")),
         "{}",
         attempts[0]
     );
@@ -89,7 +112,10 @@ async fn hanging(backend: Backend) {
     assert_eq!(h.wait_attempts(&id, 2).await[1]["status"], "succeeded");
 }
 
-on_both!(an_endpoint_failing_for_too_long_is_disabled, failing_too_long);
+on_both!(
+    an_endpoint_failing_for_too_long_is_disabled,
+    failing_too_long
+);
 async fn failing_too_long(backend: Backend) {
     let Some(h) = Hooked::spawn_with(backend, |c| {
         c.webhooks.disable_after = std::time::Duration::from_secs(3600);
@@ -107,7 +133,10 @@ async fn failing_too_long(backend: Backend) {
     h.advance(Duration::minutes(40));
     h.wait_attempts(&id, 2).await;
     let still = h.app.get(&format!("/v1/webhooks/{id}"), &h.key.token).await;
-    assert_eq!(still.body["enabled"], true, "40 minutes of failure is not enough");
+    assert_eq!(
+        still.body["enabled"], true,
+        "40 minutes of failure is not enough"
+    );
     h.advance(Duration::minutes(40));
     h.wait_attempts(&id, 3).await;
     let disabled = eventually("the endpoint disabled", || async {
@@ -123,7 +152,10 @@ async fn failing_too_long(backend: Backend) {
     );
 }
 
-on_both!(failed_messages_can_be_resent_and_recovered, resend_and_recover);
+on_both!(
+    failed_messages_can_be_resent_and_recovered,
+    resend_and_recover
+);
 async fn resend_and_recover(backend: Backend) {
     let Some(h) = Hooked::spawn_with(backend, |c| {
         c.webhooks.retry.delays = vec![];
@@ -140,10 +172,17 @@ async fn resend_and_recover(backend: Backend) {
         h.user(user, json!({})).await;
     }
     let failed = h.wait_attempts(&id, 3).await;
-    assert!(failed.iter().all(|a| a["status"] == "failed" && a["next_attempt_at"].is_null()));
+    assert!(
+        failed
+            .iter()
+            .all(|a| a["status"] == "failed" && a["next_attempt_at"].is_null())
+    );
     receiver.by_default(Reply::Status(204));
 
-    let one = failed[0]["message_id"].as_str().unwrap_or_default().to_owned();
+    let one = failed[0]["message_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let resend = h
         .app
         .post(

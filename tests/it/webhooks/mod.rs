@@ -72,10 +72,16 @@ impl Hooked {
     pub async fn attempts(&self, id: &str) -> Vec<Value> {
         let resp = self
             .app
-            .get(&format!("/v1/webhooks/{id}/attempts?limit=250"), &self.key.token)
+            .get(
+                &format!("/v1/webhooks/{id}/attempts?limit=250"),
+                &self.key.token,
+            )
             .await;
         assert_eq!(resp.status, 200, "{}", resp.body);
-        let mut all = resp.body["attempts"].as_array().cloned().unwrap_or_default();
+        let mut all = resp.body["attempts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         all.reverse();
         all
     }

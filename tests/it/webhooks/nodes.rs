@@ -12,7 +12,10 @@ use serde_json::json;
 
 use super::{Hooked, WITHIN, on_clock};
 
-on_both!(two_nodes_share_the_queue_and_send_each_message_once, two_nodes);
+on_both!(
+    two_nodes_share_the_queue_and_send_each_message_once,
+    two_nodes
+);
 async fn two_nodes(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -35,7 +38,10 @@ async fn two_nodes(backend: Backend) {
     drop(second);
 }
 
-on_both!(a_delivery_cut_off_by_a_crash_is_retried_with_the_same_id, crash);
+on_both!(
+    a_delivery_cut_off_by_a_crash_is_retried_with_the_same_id,
+    crash
+);
 async fn crash(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -63,12 +69,18 @@ async fn crash(backend: Backend) {
     let attempts = h.wait_attempts(&id, 1).await;
     assert_eq!(attempts.len(), 1, "the cut-off attempt recorded nothing");
     assert_eq!(
-        (attempts[0]["attempt"].as_i64(), attempts[0]["status"].as_str()),
+        (
+            attempts[0]["attempt"].as_i64(),
+            attempts[0]["status"].as_str()
+        ),
         (Some(2), Some("succeeded"))
     );
 }
 
-on_both!(ordered_endpoints_get_messages_strictly_in_log_order, ordered);
+on_both!(
+    ordered_endpoints_get_messages_strictly_in_log_order,
+    ordered
+);
 async fn ordered(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -151,7 +163,9 @@ async fn ssrf_at_connect(backend: Backend) {
     h.user("u1", json!({})).await;
     let attempts = h.wait_attempts(&id, 1).await;
     assert!(
-        attempts[0]["error"].as_str().is_some_and(|e| e.contains("blocked")),
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("blocked")),
         "{}",
         attempts[0]
     );

@@ -33,7 +33,10 @@ async fn schedule(backend: Backend) {
 
     let first = h.wait_attempts(&id, 1).await;
     assert_eq!(
-        (first[0]["status"].as_str(), first[0]["status_code"].as_i64()),
+        (
+            first[0]["status"].as_str(),
+            first[0]["status_code"].as_i64()
+        ),
         (Some("failed"), Some(500))
     );
     let wait = wait_after(&first[0]);
@@ -43,7 +46,10 @@ async fn schedule(backend: Backend) {
     let second = h.wait_attempts(&id, 2).await;
     assert_eq!(second[1]["status_code"], 503);
     let wait = wait_after(&second[1]);
-    assert!((240.0..=360.0).contains(&wait), "5 min +/- 20 %, got {wait}");
+    assert!(
+        (240.0..=360.0).contains(&wait),
+        "5 min +/- 20 %, got {wait}"
+    );
 
     h.advance(Duration::minutes(6));
     let all = h.wait_attempts(&id, 3).await;
@@ -65,7 +71,10 @@ async fn schedule(backend: Backend) {
 
     let failed = h
         .app
-        .get(&format!("/v1/webhooks/{id}/attempts?status=failed"), &h.key.token)
+        .get(
+            &format!("/v1/webhooks/{id}/attempts?status=failed"),
+            &h.key.token,
+        )
         .await;
     assert_eq!(failed.body["attempts"].as_array().map(Vec::len), Some(2));
 }
@@ -76,18 +85,27 @@ async fn retry_after(backend: Backend) {
         return;
     };
     let receiver = Receiver::start().await;
-    receiver.script([Reply::WithHeaders(429, vec![("retry-after", "3600".into())])]);
+    receiver.script([Reply::WithHeaders(
+        429,
+        vec![("retry-after", "3600".into())],
+    )]);
     let (id, _) = h.endpoint(json!({"url": receiver.url("/")})).await;
     h.user("u1", json!({})).await;
     let first = h.wait_attempts(&id, 1).await;
     let wait = wait_after(&first[0]);
-    assert!((3600.0..3601.0).contains(&wait), "the receiver asked for an hour: {wait}");
+    assert!(
+        (3600.0..3601.0).contains(&wait),
+        "the receiver asked for an hour: {wait}"
+    );
     h.advance(Duration::minutes(61));
     let all = h.wait_attempts(&id, 2).await;
     assert_eq!(all[1]["status"], "succeeded");
 }
 
-on_both!(a_receiver_down_for_a_while_gets_every_message_after, receiver_down);
+on_both!(
+    a_receiver_down_for_a_while_gets_every_message_after,
+    receiver_down
+);
 async fn receiver_down(backend: Backend) {
     let Some(h) = Hooked::spawn(backend).await else {
         return;
@@ -99,8 +117,18 @@ async fn receiver_down(backend: Backend) {
         h.user(user, json!({})).await;
     }
     let failed = h.wait_attempts(&id, 3).await;
-    assert!(failed.iter().all(|a| a["status"] == "failed" && a["status_code"].is_null()));
-    assert!(failed[0]["error"].as_str().is_some_and(|e| e.contains("connect")), "{}", failed[0]);
+    assert!(
+        failed
+            .iter()
+            .all(|a| a["status"] == "failed" && a["status_code"].is_null())
+    );
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("connect")),
+        "{}",
+        failed[0]
+    );
     // Down for two more rounds.
     h.advance(Duration::seconds(6));
     h.wait_attempts(&id, 6).await;
@@ -120,7 +148,10 @@ async fn receiver_down(backend: Backend) {
     assert!(got.iter().all(|r| r.signed_by(&secret)));
 }
 
-on_both!(a_message_about_a_user_that_fails_for_good_marks_the_user_once, status_on_failure);
+on_both!(
+    a_message_about_a_user_that_fails_for_good_marks_the_user_once,
+    status_on_failure
+);
 async fn status_on_failure(backend: Backend) {
     let Some(h) = Hooked::spawn_with(backend, |c| {
         c.webhooks.retry.delays = vec![std::time::Duration::from_secs(1); 2];
@@ -172,7 +203,10 @@ async fn status_on_failure(backend: Backend) {
         (events.len() >= 3).then_some(events)
     })
     .await;
-    let causes: Vec<&Value> = again.iter().map(|e| &e["metadata"]["causation_id"]).collect();
+    let causes: Vec<&Value> = again
+        .iter()
+        .map(|e| &e["metadata"]["causation_id"])
+        .collect();
     assert_eq!(causes[2], &by_admin["event_id"]);
     assert!(
         !causes.contains(&&by_reactor["event_id"]),

@@ -73,10 +73,17 @@ async fn device(
         .and_then(|a| a.strip_prefix("bearer "))
         .unwrap_or_default()
         .to_owned();
-    let verified = super::verify_jwt(&provider_token, &signature::ECDSA_P256_SHA256_FIXED, &s.public_key)
-        .is_some_and(|(header, claims)| {
-            header["alg"] == "ES256" && header["kid"] == KEY_ID && claims["iss"] == TEAM_ID && claims["iat"].is_i64()
-        });
+    let verified = super::verify_jwt(
+        &provider_token,
+        &signature::ECDSA_P256_SHA256_FIXED,
+        &s.public_key,
+    )
+    .is_some_and(|(header, claims)| {
+        header["alg"] == "ES256"
+            && header["kid"] == KEY_ID
+            && claims["iss"] == TEAM_ID
+            && claims["iat"].is_i64()
+    });
     let first_provider_token = {
         let Ok(mut seen) = s.tokens.lock() else {
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -91,8 +98,10 @@ async fn device(
     let headers_ok = version == Version::HTTP_2
         && h.get("apns-topic").map(String::as_str) == Some(TOPIC)
         && h.get("apns-push-type").map(String::as_str) == Some("alert")
-        && h.get("apns-priority").is_some_and(|p| p == "10" || p == "5")
-        && h.get("apns-expiration").is_some_and(|e| e.parse::<i64>().is_ok());
+        && h.get("apns-priority")
+            .is_some_and(|p| p == "10" || p == "5")
+        && h.get("apns-expiration")
+            .is_some_and(|e| e.parse::<i64>().is_ok());
     let response = if !verified {
         reason(StatusCode::FORBIDDEN, "InvalidProviderToken")
     } else if !headers_ok {
@@ -113,7 +122,10 @@ async fn device(
         reason(StatusCode::FORBIDDEN, "InvalidProviderToken")
     } else {
         let mut r = StatusCode::OK.into_response();
-        r.headers_mut().insert("apns-id", axum::http::HeaderValue::from_static("00000000-0000-0000-0000-000000000001"));
+        r.headers_mut().insert(
+            "apns-id",
+            axum::http::HeaderValue::from_static("00000000-0000-0000-0000-000000000001"),
+        );
         r
     };
     let mut recorded = h;
@@ -141,7 +153,9 @@ impl FakeApns {
             tokens: Arc::new(Mutex::new(Vec::new())),
             connections: Arc::new(Mutex::new(HashSet::new())),
         };
-        let app = axum::Router::new().fallback(device).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(device)
+            .with_state(shared.clone());
         let addr = serve(app).await;
         Self {
             addr,
@@ -162,7 +176,11 @@ impl FakeApns {
 
     /// How many connections requests came on.
     pub fn connections(&self) -> usize {
-        self.shared.connections.lock().map(|c| c.len()).unwrap_or_default()
+        self.shared
+            .connections
+            .lock()
+            .map(|c| c.len())
+            .unwrap_or_default()
     }
 
     /// Distinct provider tokens seen.

@@ -81,7 +81,8 @@ async fn token(State(s): State<Shared>, body: Bytes) -> Response {
         .and_then(|a| verify_jwt(a, &signature::RSA_PKCS1_2048_8192_SHA256, &s.public_key))
         .map(|(_, c)| c);
     let ok = !s.reject_oauth.load(Ordering::Relaxed)
-        && form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        && form.get("grant_type").map(String::as_str)
+            == Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
         && claims.as_ref().is_some_and(|c| {
             c["iss"] == CLIENT_EMAIL
                 && c["scope"] == "https://www.googleapis.com/auth/firebase.messaging"
@@ -97,7 +98,9 @@ async fn token(State(s): State<Shared>, body: Bytes) -> Response {
     if !ok {
         return (
             StatusCode::BAD_REQUEST,
-            axum::Json(json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."})),
+            axum::Json(
+                json!({"error": "invalid_grant", "error_description": "Invalid JWT Signature."}),
+            ),
         )
             .into_response();
     }
@@ -122,14 +125,29 @@ async fn send(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer fake-access-"))
         .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n >= s.valid_from.load(Ordering::Relaxed) && n <= s.issued.load(Ordering::Relaxed));
+        .is_some_and(|n| {
+            n >= s.valid_from.load(Ordering::Relaxed) && n <= s.issued.load(Ordering::Relaxed)
+        });
     let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let token = message["message"]["token"].as_str().unwrap_or_default().to_owned();
+    let token = message["message"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let before = s.log.seen(&token);
     let response = if !authorised {
-        fcm_error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "UNAUTHENTICATED", "Request had invalid authentication credentials.")
+        fcm_error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+        )
     } else if token.starts_with("dead-") {
-        fcm_error(StatusCode::NOT_FOUND, "UNREGISTERED", "NOT_FOUND", "Requested entity was not found.")
+        fcm_error(
+            StatusCode::NOT_FOUND,
+            "UNREGISTERED",
+            "NOT_FOUND",
+            "Requested entity was not found.",
+        )
     } else if token.starts_with("bad-") {
         fcm_error(
             StatusCode::BAD_REQUEST,
@@ -138,17 +156,43 @@ async fn send(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
             "The registration token is not a valid FCM registration token",
         )
     } else if token.starts_with("busy-") && before == 0 {
-        let mut r = fcm_error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", "UNAVAILABLE", "The service is unavailable.");
-        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        let mut r = fcm_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UNAVAILABLE",
+            "UNAVAILABLE",
+            "The service is unavailable.",
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
         r
     } else if token.starts_with("quota-") && before == 0 {
-        fcm_error(StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "Quota exceeded.")
+        fcm_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "QUOTA_EXCEEDED",
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded.",
+        )
     } else if token.starts_with("internal-") {
-        fcm_error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "INTERNAL", "Internal error.")
+        fcm_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "INTERNAL",
+            "Internal error.",
+        )
     } else if token.starts_with("auth-") {
-        fcm_error(StatusCode::UNAUTHORIZED, "THIRD_PARTY_AUTH_ERROR", "UNAUTHENTICATED", "Auth error from APNS or Web Push Service")
+        fcm_error(
+            StatusCode::UNAUTHORIZED,
+            "THIRD_PARTY_AUTH_ERROR",
+            "UNAUTHENTICATED",
+            "Auth error from APNS or Web Push Service",
+        )
     } else if token.starts_with("mismatch-") {
-        fcm_error(StatusCode::FORBIDDEN, "SENDER_ID_MISMATCH", "PERMISSION_DENIED", "SenderId mismatch")
+        fcm_error(
+            StatusCode::FORBIDDEN,
+            "SENDER_ID_MISMATCH",
+            "PERMISSION_DENIED",
+            "SenderId mismatch",
+        )
     } else if token.starts_with("hang-once-") && before == 0 {
         s.log.record(Request {
             token,
@@ -172,7 +216,8 @@ async fn send(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
 
 impl FakeFcm {
     pub async fn start() -> Self {
-        let key = RsaKeyPair::from_pkcs8(&der(KEY_PEM)).unwrap_or_else(|e| panic!("fixture key: {e}"));
+        let key =
+            RsaKeyPair::from_pkcs8(&der(KEY_PEM)).unwrap_or_else(|e| panic!("fixture key: {e}"));
         // The token URL is known once bound: bind first, then serve.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -187,7 +232,9 @@ impl FakeFcm {
             reject_oauth: Arc::new(AtomicBool::new(false)),
             oauth_log: Log::default(),
         };
-        let app = axum::Router::new().fallback(send).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(send)
+            .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });

@@ -47,7 +47,9 @@ pub struct Request {
 impl Log {
     /// Counts a request for `token`; returns how many came before it.
     pub fn seen(&self, token: &str) -> usize {
-        let Ok(mut inner) = self.inner.lock() else { return 0 };
+        let Ok(mut inner) = self.inner.lock() else {
+            return 0;
+        };
         let n = inner.seen.entry(token.to_owned()).or_default();
         *n += 1;
         *n - 1
@@ -62,7 +64,10 @@ impl Log {
     }
 
     pub fn requests(&self) -> Vec<Request> {
-        self.inner.lock().map(|i| i.requests.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .map(|i| i.requests.clone())
+            .unwrap_or_default()
     }
 
     /// Requests answered 2xx, by token.
@@ -77,8 +82,14 @@ impl Log {
     /// Waits for `n` recorded requests.
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Request> {
         let mut rx = self.count.subscribe();
-        if tokio::time::timeout(within, rx.wait_for(|c| *c >= n)).await.is_err() {
-            panic!("expected {n} provider requests, got {}", self.requests().len());
+        if tokio::time::timeout(within, rx.wait_for(|c| *c >= n))
+            .await
+            .is_err()
+        {
+            panic!(
+                "expected {n} provider requests, got {}",
+                self.requests().len()
+            );
         }
         self.requests()
     }
@@ -110,7 +121,11 @@ pub async fn serve(app: axum::Router) -> SocketAddr {
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     tokio::spawn(async move {
         // Handlers may ask which connection a request came on.
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        let _ = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await;
     });
     addr
 }

@@ -66,14 +66,21 @@ fn decrypt(keys: Keys, body: &[u8]) -> Option<Vec<u8>> {
     )
     .ok()?;
     let prk_key = hmac256(&keys.auth, &[&ecdh]);
-    let ikm = hmac256(&prk_key, &[b"WebPush: info\0", &keys.public, &as_public, &[1]]);
+    let ikm = hmac256(
+        &prk_key,
+        &[b"WebPush: info\0", &keys.public, &as_public, &[1]],
+    );
     let prk = hmac256(salt, &[&ikm]);
     let cek = hmac256(&prk, &[b"Content-Encoding: aes128gcm\0", &[1]]);
     let nonce = hmac256(&prk, &[b"Content-Encoding: nonce\0", &[1]]);
     let key = LessSafeKey::new(UnboundKey::new(&AES_128_GCM, &cek[..16]).ok()?);
     let mut buf = record.to_vec();
     let plain = key
-        .open_in_place(Nonce::try_assume_unique_for_key(&nonce[..12]).ok()?, Aad::empty(), &mut buf)
+        .open_in_place(
+            Nonce::try_assume_unique_for_key(&nonce[..12]).ok()?,
+            Aad::empty(),
+            &mut buf,
+        )
         .ok()?;
     // Strip the padding: trailing zeros, then the 0x02 delimiter.
     let end = plain.iter().rposition(|b| *b != 0)?;
@@ -88,7 +95,9 @@ async fn push(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
     let before = s.log.seen(&id);
     let origin = s.origin.lock().map(|o| o.clone()).unwrap_or_default();
     let vapid_ok = h.get("authorization").is_some_and(|a| {
-        let Some(rest) = a.strip_prefix("vapid ") else { return false };
+        let Some(rest) = a.strip_prefix("vapid ") else {
+            return false;
+        };
         let mut t = None;
         let mut k = None;
         for part in rest.split(',').map(str::trim) {
@@ -99,13 +108,21 @@ async fn push(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
                 k = Some(v);
             }
         }
-        let (Some(t), Some(k)) = (t, k) else { return false };
-        let Ok(public) = URL_SAFE_NO_PAD.decode(k) else { return false };
+        let (Some(t), Some(k)) = (t, k) else {
+            return false;
+        };
+        let Ok(public) = URL_SAFE_NO_PAD.decode(k) else {
+            return false;
+        };
         super::verify_jwt(t, &signature::ECDSA_P256_SHA256_FIXED, &public).is_some_and(|(_, c)| {
             let now = chrono::Utc::now().timestamp();
             c["aud"] == json!(origin)
-                && c["sub"].as_str().is_some_and(|s| s.starts_with("mailto:") || s.starts_with("https:"))
-                && c["exp"].as_i64().is_some_and(|e| e > now && e <= now + 24 * 3600)
+                && c["sub"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("mailto:") || s.starts_with("https:"))
+                && c["exp"]
+                    .as_i64()
+                    .is_some_and(|e| e > now && e <= now + 24 * 3600)
         })
     });
     let encoded = h.get("content-encoding").map(String::as_str) == Some("aes128gcm")
@@ -141,7 +158,9 @@ async fn push(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
     });
     let mut response = status.into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        response.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        response
+            .headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
     }
     response
 }
@@ -153,7 +172,9 @@ impl FakeWebPush {
             origin: Arc::new(Mutex::new(String::new())),
             keys: Arc::new(Mutex::new(HashMap::new())),
         };
-        let app = axum::Router::new().fallback(push).with_state(shared.clone());
+        let app = axum::Router::new()
+            .fallback(push)
+            .with_state(shared.clone());
         let addr = serve(app).await;
         if let Ok(mut o) = shared.origin.lock() {
             *o = format!("http://{addr}");
@@ -168,8 +189,13 @@ impl FakeWebPush {
     /// A new browser subscription (the device's push token).
     pub fn subscribe(&self, id: &str) -> String {
         let rng = SystemRandom::new();
-        let private = EphemeralPrivateKey::generate(&ECDH_P256, &rng).unwrap_or_else(|e| panic!("{e}"));
-        let public = private.compute_public_key().unwrap_or_else(|e| panic!("{e}")).as_ref().to_vec();
+        let private =
+            EphemeralPrivateKey::generate(&ECDH_P256, &rng).unwrap_or_else(|e| panic!("{e}"));
+        let public = private
+            .compute_public_key()
+            .unwrap_or_else(|e| panic!("{e}"))
+            .as_ref()
+            .to_vec();
         let mut auth = [0u8; 16];
         rng.fill(&mut auth).unwrap_or_else(|e| panic!("{e}"));
         let token = json!({
@@ -178,7 +204,14 @@ impl FakeWebPush {
         })
         .to_string();
         if let Ok(mut keys) = self.shared.keys.lock() {
-            keys.insert(id.to_owned(), Keys { private, public, auth });
+            keys.insert(
+                id.to_owned(),
+                Keys {
+                    private,
+                    public,
+                    auth,
+                },
+            );
         }
         token
     }

@@ -297,7 +297,10 @@ async fn device_notifications(
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
-        .then(|| page.last().map(|n| crate::cursor::encode("device-notifications", n.position)))
+        .then(|| {
+            page.last()
+                .map(|n| crate::cursor::encode("device-notifications", n.position))
+        })
         .flatten();
     Ok(Json(DeviceNotificationList {
         notifications: page

@@ -162,7 +162,9 @@ impl CreateNotification {
             .keep(self.priority.as_deref().map(Priority::parse).transpose())
             .flatten()
             .unwrap_or_default();
-        let user_ids = e.keep(ids("user_ids", self.user_ids, UserId::parse)).unwrap_or_default();
+        let user_ids = e
+            .keep(ids("user_ids", self.user_ids, UserId::parse))
+            .unwrap_or_default();
         let external_ids = e
             .keep(ids("external_ids", self.external_ids, ExternalId::parse))
             .unwrap_or_default();
@@ -190,7 +192,10 @@ impl CreateNotification {
             // "name a target" is noise when the targets given were malformed.
             let had_errors = !e.0.is_empty();
             let noise = |f: &FieldError| {
-                !parsed_targets && had_errors && f.field == "conditions" && f.message.starts_with("name a target")
+                !parsed_targets
+                    && had_errors
+                    && f.field == "conditions"
+                    && f.message.starts_with("name a target")
             };
             e.0.extend(found.into_iter().filter(|f| !noise(f)));
         }
@@ -330,7 +335,11 @@ impl From<NotificationRecord> for NotificationBody {
             data: c.data,
             conditions: t.conditions,
             user_ids: t.user_ids.iter().map(|u| u.as_str().to_owned()).collect(),
-            external_ids: t.external_ids.iter().map(|x| x.as_str().to_owned()).collect(),
+            external_ids: t
+                .external_ids
+                .iter()
+                .map(|x| x.as_str().to_owned())
+                .collect(),
             scheduled_at: r.message.scheduled_at,
             ttl_seconds: c.ttl_seconds,
             priority: match c.priority {

@@ -25,7 +25,11 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_notification, list_notifications))
-        .routes(routes!(get_notification, patch_notification, delete_notification))
+        .routes(routes!(
+            get_notification,
+            patch_notification,
+            delete_notification
+        ))
         .routes(routes!(launch_notification))
         .routes(routes!(cancel_notification))
         .routes(routes!(set_status))
@@ -49,7 +53,8 @@ async fn create_notification(
     AppJson(body): AppJson<CreateNotification>,
 ) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
     let (message, launch) = body.parse()?;
-    let created = notifications::create(&state.herald, &key.ctx, key.app_id, message, launch).await?;
+    let created =
+        notifications::create(&state.herald, &key.ctx, key.app_id, message, launch).await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -79,12 +84,16 @@ async fn list_notifications(
 ) -> ApiResult<Json<NotificationList>> {
     let status = match query.status.as_deref() {
         None => None,
-        Some(s) => Some(Status::parse(s).filter(|s| *s != Status::Deleted).ok_or_else(|| {
-            ApiError::invalid(
-                "status",
-                "must be draft, queued, launched, sending, sent, error or canceled",
-            )
-        })?),
+        Some(s) => Some(
+            Status::parse(s)
+                .filter(|s| *s != Status::Deleted)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "status",
+                        "must be draft, queued, launched, sending, sent, error or canceled",
+                    )
+                })?,
+        ),
     };
     let (order, kind) = match query.order_by.as_deref().unwrap_or("-created_at") {
         "created_at" => (Order::CreatedAsc, "n-created"),
@@ -98,13 +107,17 @@ async fn list_notifications(
         }
     };
     let limit = cursor::limit(query.limit, 50, 100)?;
-    let after = cursor::decode_pair(kind, query.cursor.as_deref())?.map(|(key, id)| After { key, id });
+    let after =
+        cursor::decode_pair(kind, query.cursor.as_deref())?.map(|(key, id)| After { key, id });
     let found =
         notifications::list(&state.herald, key.app_id, status, order, after, limit + 1).await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
-        .then(|| page.last().map(|(k, n)| cursor::encode_pair(kind, *k, n.notification_id)))
+        .then(|| {
+            page.last()
+                .map(|(k, n)| cursor::encode_pair(kind, *k, n.notification_id))
+        })
         .flatten();
     Ok(Json(NotificationList {
         notifications: page.into_iter().map(|(_, n)| n.into()).collect(),
@@ -125,7 +138,11 @@ async fn get_notification(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<NotificationBody>> {
     let id = notification_id(&raw)?;
-    Ok(Json(notifications::get(&state.herald, key.app_id, id).await?.into()))
+    Ok(Json(
+        notifications::get(&state.herald, key.app_id, id)
+            .await?
+            .into(),
+    ))
 }
 
 /// Changes a draft (absent fields stay; `null` clears the optional ones).
@@ -208,7 +225,11 @@ async fn cancel_notification(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<NotificationBody>> {
     let id = notification_id(&raw)?;
-    Ok(Json(notifications::cancel(&state.herald, &key.ctx, key.app_id, id).await?.into()))
+    Ok(Json(
+        notifications::cancel(&state.herald, &key.ctx, key.app_id, id)
+            .await?
+            .into(),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

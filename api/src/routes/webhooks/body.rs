@@ -47,7 +47,10 @@ impl AuthBody {
             }
             AuthBody::Basic { username, password } => {
                 if username.contains(':') || username.chars().any(char::is_control) {
-                    return bad("basic.username", "must not contain ':' or control characters");
+                    return bad(
+                        "basic.username",
+                        "must not contain ':' or control characters",
+                    );
                 }
                 if password.chars().any(char::is_control) {
                     return bad("basic.password", "must not contain control characters");
@@ -60,10 +63,16 @@ impl AuthBody {
                     || lower.starts_with("webhook-")
                     || ["content-type", "content-length", "host"].contains(&lower.as_str())
                 {
-                    return bad("header.name", "must be a header name Herald does not set itself");
+                    return bad(
+                        "header.name",
+                        "must be a header name Herald does not set itself",
+                    );
                 }
                 if value.is_empty() || !valid_header_value(&value) {
-                    return bad("header.value", "must be 1-1024 bytes of visible ASCII and spaces");
+                    return bad(
+                        "header.value",
+                        "must be 1-1024 bytes of visible ASCII and spaces",
+                    );
                 }
                 Ok(Credential::Header { name, value })
             }
@@ -157,12 +166,26 @@ impl CreateWebhook {
     pub fn parse(self) -> Result<(Settings, Option<Credential>), ApiError> {
         let mut e = Errors::default();
         let url = e.keep(EndpointUrl::parse(&self.url));
-        let description = e.keep(self.description.as_deref().map(settings::description).transpose());
+        let description = e.keep(
+            self.description
+                .as_deref()
+                .map(settings::description)
+                .transpose(),
+        );
         let event_types = e.keep(settings::event_types(&self.event_types));
         let method = e.keep(self.method.as_deref().map(HttpMethod::parse).transpose());
         let headers = e.keep(Headers::parse(&self.headers));
-        let payload_template = e.keep(self.payload_template.filter(|v| !v.is_null()).map(template).transpose());
-        let rate = e.keep(self.rate_limit_per_second.map(settings::rate_limit).transpose());
+        let payload_template = e.keep(
+            self.payload_template
+                .filter(|v| !v.is_null())
+                .map(template)
+                .transpose(),
+        );
+        let rate = e.keep(
+            self.rate_limit_per_second
+                .map(settings::rate_limit)
+                .transpose(),
+        );
         let auth = e.keep(self.auth.map(AuthBody::parse).transpose());
         let parsed = (|| {
             Some((
@@ -208,9 +231,15 @@ impl PatchWebhook {
     pub fn parse(self) -> Result<(SettingsPatch, Change<Credential>), ApiError> {
         let mut e = Errors::default();
         let url = e.keep(self.url.as_deref().map(EndpointUrl::parse).transpose());
-        let description = change_of(&mut e, self.description, |d: String| settings::description(&d));
-        let event_types: Option<Option<EventTypes>> =
-            e.keep(self.event_types.as_deref().map(settings::event_types).transpose());
+        let description = change_of(&mut e, self.description, |d: String| {
+            settings::description(&d)
+        });
+        let event_types: Option<Option<EventTypes>> = e.keep(
+            self.event_types
+                .as_deref()
+                .map(settings::event_types)
+                .transpose(),
+        );
         let method = e.keep(self.method.as_deref().map(HttpMethod::parse).transpose());
         let headers = e.keep(self.headers.as_ref().map(Headers::parse).transpose());
         let payload_template = change_of(
@@ -281,7 +310,11 @@ impl From<EndpointRecord> for WebhookBody {
             description: s.description,
             event_types: s.event_types.as_slice().to_vec(),
             method: s.method.as_str().to_owned(),
-            headers: s.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            headers: s
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             payload_template: s.payload_template.map(|t| t.as_value().clone()),
             auth: r.auth.map(|a| AuthView {
                 kind: a.kind,

@@ -106,7 +106,10 @@ async fn list_attempts(
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
-        .then(|| page.last().map(|a| cursor::encode_id("attempts", a.attempt_id)))
+        .then(|| {
+            page.last()
+                .map(|a| cursor::encode_id("attempts", a.attempt_id))
+        })
         .flatten();
     Ok(Json(AttemptList {
         attempts: page.into_iter().map(Into::into).collect(),
@@ -186,6 +189,7 @@ async fn recover_messages(
     AppJson(body): AppJson<RecoverBody>,
 ) -> ApiResult<(StatusCode, Json<Recovered>)> {
     let id = webhook_id(&raw)?;
-    let recovered = webhooks::recover(&state.herald, key.app_id, id, body.since, body.until).await?;
+    let recovered =
+        webhooks::recover(&state.herald, key.app_id, id, body.since, body.until).await?;
     Ok((StatusCode::ACCEPTED, Json(Recovered { recovered })))
 }

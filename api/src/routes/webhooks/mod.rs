@@ -53,7 +53,8 @@ async fn create_webhook(
     AppJson(body): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let (settings, credential) = body.parse()?;
-    let created = webhooks::create(&state.herald, &key.ctx, key.app_id, settings, credential).await?;
+    let created =
+        webhooks::create(&state.herald, &key.ctx, key.app_id, settings, credential).await?;
     Ok((
         StatusCode::CREATED,
         Json(WebhookWithSecret {
@@ -86,7 +87,10 @@ async fn list_webhooks(
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
-        .then(|| page.last().map(|w| cursor::encode_id("webhooks", w.webhook_id.0)))
+        .then(|| {
+            page.last()
+                .map(|w| cursor::encode_id("webhooks", w.webhook_id.0))
+        })
         .flatten();
     Ok(Json(WebhookList {
         webhooks: page.into_iter().map(Into::into).collect(),
@@ -107,7 +111,9 @@ async fn get_webhook(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<WebhookBody>> {
     let id = webhook_id(&raw)?;
-    Ok(Json(webhooks::get(&state.herald, key.app_id, id).await?.into()))
+    Ok(Json(
+        webhooks::get(&state.herald, key.app_id, id).await?.into(),
+    ))
 }
 
 /// Changes an endpoint: absent fields stay, `null` clears the nullable ones.

@@ -3,9 +3,9 @@
 //! resolved once, in one statement, into `notification_audience`, numbered
 //! in device order so that batch N is always the same devices.
 
+use domain::ids::AppId;
 use domain::notification::PerPlatform;
 use domain::notification::message::Targets;
-use domain::ids::AppId;
 use projections::db::{Db, Tx};
 use projections::devices::search::{Bind, Compiled, compile};
 use projections::{on_db, on_tx};
@@ -80,9 +80,12 @@ pub async fn count(db: &Db, app_id: AppId, targets: &Targets) -> Result<i64, sql
     let compiled = matching(app_id, targets);
     let sql = format!("SELECT COUNT(*) FROM devices d WHERE {}", compiled.sql);
     Ok(on_db!(db, |p| {
-        bind_all!(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())), &compiled.binds)
-            .fetch_one(p)
-            .await?
+        bind_all!(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())),
+            &compiled.binds
+        )
+        .fetch_one(p)
+        .await?
     }))
 }
 
@@ -117,9 +120,12 @@ pub async fn resolve(
             .bind(notification_id)
             .execute(&mut *c)
             .await?;
-        bind_all!(sqlx::query(sqlx::AssertSqlSafe(sql.as_str())), &compiled.binds)
-            .execute(&mut *c)
-            .await?;
+        bind_all!(
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
+            &compiled.binds
+        )
+        .execute(&mut *c)
+        .await?;
         sqlx::query("UPDATE notification_jobs SET batch_size = $2 WHERE notification_id = $1")
             .bind(notification_id)
             .bind(batch_size)
@@ -147,7 +153,12 @@ pub async fn resolve(
 }
 
 /// Batch `n` (1-based) of `size` members.
-pub async fn batch(db: &Db, notification_id: Uuid, n: u64, size: i64) -> Result<Vec<Member>, sqlx::Error> {
+pub async fn batch(
+    db: &Db,
+    notification_id: Uuid,
+    n: u64,
+    size: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
     let from = (i64::try_from(n).unwrap_or(i64::MAX) - 1) * size;
     let rows: Vec<(i64, String, String, String, String)> = on_db!(db, |p| {
         sqlx::query_as(
@@ -162,12 +173,14 @@ pub async fn batch(db: &Db, notification_id: Uuid, n: u64, size: i64) -> Result<
     });
     Ok(rows
         .into_iter()
-        .map(|(seq, external_id, send_platform, device_platform, push_token)| Member {
-            seq,
-            external_id,
-            send_platform,
-            device_platform,
-            push_token,
-        })
+        .map(
+            |(seq, external_id, send_platform, device_platform, push_token)| Member {
+                seq,
+                external_id,
+                send_platform,
+                device_platform,
+                push_token,
+            },
+        )
         .collect())
 }

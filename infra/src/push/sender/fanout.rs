@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use domain::ids::ExternalId;
@@ -60,10 +60,13 @@ fn count(p: &mut PerPlatform, device_platform: &str) {
 
 /// The wait before retry `attempt` (1-based).
 fn backoff(config: &PushConfig, attempt: u32, asked: Option<Duration>) -> Duration {
-    let exp = config.retry_base.saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+    let exp = config
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
     let jitter = f64::from(random_in_1_to(1000)) / 1000.0; // (0, 1]
     let wait = exp.mul_f64(0.5 + jitter * 0.5);
-    wait.max(asked.unwrap_or_default()).min(config.max_retry_wait)
+    wait.max(asked.unwrap_or_default())
+        .min(config.max_retry_wait)
 }
 
 async fn send_one(
@@ -75,7 +78,9 @@ async fn send_one(
     halted: &AtomicBool,
 ) -> Outcome {
     if halted.load(Ordering::Relaxed) {
-        return Outcome::Failed("not sent: the notification stopped on a configuration error".into());
+        return Outcome::Failed(
+            "not sent: the notification stopped on a configuration error".into(),
+        );
     }
     let provider = match SendPlatform::parse(&member.send_platform).map(|p| providers.get(p)) {
         Some(Ok(p)) => p,
@@ -100,7 +105,10 @@ async fn send_one(
             } => {
                 attempt += 1;
                 if attempt > config.max_retries {
-                    return Outcome::Failed(format!("{reason} (gave up after {} retries)", config.max_retries));
+                    return Outcome::Failed(format!(
+                        "{reason} (gave up after {} retries)",
+                        config.max_retries
+                    ));
                 }
                 tokio::time::sleep(backoff(config, attempt, retry_after)).await;
             }
@@ -145,10 +153,12 @@ pub async fn send(
                 let next = queue.lock().ok().and_then(|mut q| q.next());
                 let Some(member) = next else { break };
                 // A panic in one send must not lose the other members' outcomes.
-                let outcome = AssertUnwindSafe(send_one(&providers, &limits, &config, &message, &member, &halted))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| Outcome::Failed("not sent: an internal error".into()));
+                let outcome = AssertUnwindSafe(send_one(
+                    &providers, &limits, &config, &message, &member, &halted,
+                ))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Outcome::Failed("not sent: an internal error".into()));
                 done.push((member, outcome));
             }
             done
@@ -186,17 +196,27 @@ pub async fn send(
                 count(&mut o.sent, &member.device_platform);
             }
             Outcome::InvalidToken(reason) => {
-                sent.invalid_tokens.push((external_id.clone(), member.push_token.clone()));
-                o.invalid.push(Miss { external_id, reason });
+                sent.invalid_tokens
+                    .push((external_id.clone(), member.push_token.clone()));
+                o.invalid.push(Miss {
+                    external_id,
+                    reason,
+                });
                 count(&mut o.failures, &member.device_platform);
             }
             Outcome::Misconfigured(reason) => {
                 sent.misconfigured.get_or_insert(reason.clone());
-                o.failed.push(Miss { external_id, reason });
+                o.failed.push(Miss {
+                    external_id,
+                    reason,
+                });
                 count(&mut o.failures, &member.device_platform);
             }
             Outcome::Failed(reason) | Outcome::Retry { reason, .. } => {
-                o.failed.push(Miss { external_id, reason });
+                o.failed.push(Miss {
+                    external_id,
+                    reason,
+                });
                 count(&mut o.failures, &member.device_platform);
             }
         }
@@ -215,8 +235,14 @@ mod tests {
         assert!(first >= Duration::from_millis(250) && first <= Duration::from_millis(500));
         let third = backoff(&config, 3, None);
         assert!(third >= Duration::from_secs(1) && third <= Duration::from_secs(2));
-        assert_eq!(backoff(&config, 1, Some(Duration::from_secs(10))), Duration::from_secs(10));
-        assert_eq!(backoff(&config, 1, Some(Duration::from_secs(999))), config.max_retry_wait);
+        assert_eq!(
+            backoff(&config, 1, Some(Duration::from_secs(10))),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            backoff(&config, 1, Some(Duration::from_secs(999))),
+            config.max_retry_wait
+        );
         assert_eq!(backoff(&config, 30, None), config.max_retry_wait);
     }
 }

@@ -22,7 +22,12 @@ fn micros(at: DateTime<Utc>) -> i64 {
 }
 
 /// Claims up to `limit` due jobs.
-pub async fn claim(db: &Db, now: DateTime<Utc>, lease: Duration, limit: i64) -> Result<Vec<Job>, sqlx::Error> {
+pub async fn claim(
+    db: &Db,
+    now: DateTime<Utc>,
+    lease: Duration,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
     let mut tx = db.begin_relaxed().await?;
     let lock = match tx.backend() {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -33,7 +38,11 @@ pub async fn claim(db: &Db, now: DateTime<Utc>, lease: Duration, limit: i64) -> 
          WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY due_at LIMIT $2{lock}"
     );
     let found: Vec<(Uuid, Uuid, String, Option<i64>)> = on_tx!(&mut tx, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(micros(now)).bind(limit).fetch_all(c).await?
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(micros(now))
+            .bind(limit)
+            .fetch_all(c)
+            .await?
     });
     let until = micros(now) + lease.num_microseconds().unwrap_or(i64::MAX / 4);
     let mut jobs = Vec::with_capacity(found.len());
@@ -96,11 +105,13 @@ pub async fn release(db: &Db, job: &Job) -> Result<(), sqlx::Error> {
 pub async fn drop_job(db: &Db, job: &Job) -> Result<(), sqlx::Error> {
     let mut tx = db.begin_relaxed().await?;
     on_tx!(&mut tx, |c| {
-        sqlx::query("DELETE FROM notification_jobs WHERE notification_id = $1 AND lease_token = $2")
-            .bind(job.notification_id)
-            .bind(job.lease_token)
-            .execute(c)
-            .await?;
+        sqlx::query(
+            "DELETE FROM notification_jobs WHERE notification_id = $1 AND lease_token = $2",
+        )
+        .bind(job.notification_id)
+        .bind(job.lease_token)
+        .execute(c)
+        .await?;
     });
     tx.commit().await?;
     Ok(())

@@ -28,9 +28,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 
 use self::fanout::Limits;
 use self::jobs::Job;
+use super::PushMessage;
 use super::config::PushConfig;
 use super::credentials::{Clients, ProviderCache};
-use super::PushMessage;
 use crate::clock::Clock;
 use crate::commands::{CommandBus, CommandError};
 use crate::projection_runner::ProjectionRunner;
@@ -136,7 +136,8 @@ async fn run(worker: Weak<Worker>, mut jobs_moved: watch::Receiver<i64>) {
             continue;
         }
         let now = w.clock.now();
-        let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+        let lease =
+            chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
         match jobs::claim(&w.db, now, lease, i64::try_from(free).unwrap_or(1)).await {
             Ok(claimed) => {
                 backoff = Duration::from_millis(100);
@@ -164,7 +165,11 @@ async fn run(worker: Weak<Worker>, mut jobs_moved: watch::Receiver<i64>) {
                 continue;
             }
         }
-        let due = jobs::next_due(&w.db).await.ok().flatten().filter(|at| *at > now);
+        let due = jobs::next_due(&w.db)
+            .await
+            .ok()
+            .flatten()
+            .filter(|at| *at > now);
         let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
         let poll = w.config.poll_interval;
         tokio::select! {
@@ -250,11 +255,23 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
                     .await;
             }
             batch_size = i64::try_from(w.config.batch_size).unwrap_or(1000).max(1);
-            let (total, by_platform) =
-                audience::resolve(&w.db, app_id, job.notification_id, &message.targets, batch_size).await?;
+            let (total, by_platform) = audience::resolve(
+                &w.db,
+                app_id,
+                job.notification_id,
+                &message.targets,
+                batch_size,
+            )
+            .await?;
             if let Some(reason) = over_quota(w, app_id, total).await? {
                 w.commands
-                    .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Fail { reason })
+                    .execute_on(
+                        &stream,
+                        &meta,
+                        &mut state,
+                        &mut version,
+                        NotificationCommand::Fail { reason },
+                    )
                     .await?;
                 return Ok(());
             }
@@ -285,11 +302,17 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
             .await
             .map_err(|e| CommandError::Internal(e.to_string()))?,
     );
-    let push = Arc::new(PushMessage::new(job.notification_id, message.content.clone()));
+    let push = Arc::new(PushMessage::new(
+        job.notification_id,
+        message.content.clone(),
+    ));
     let config = Arc::new(w.config.clone());
-    let lease = chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+    let lease =
+        chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
     let mut lease_until = w.clock.now() + lease;
-    let pending: Vec<u64> = (1..=state.batches).filter(|n| !state.recorded.contains(n)).collect();
+    let pending: Vec<u64> = (1..=state.batches)
+        .filter(|n| !state.recorded.contains(n))
+        .collect();
     // The next batch's members are read while this one is sent.
     let read = |n: u64| {
         let db = w.db.clone();
@@ -323,7 +346,13 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
         invalidate(w, app_id, &sent.invalid_tokens).await;
         if let Some(reason) = sent.misconfigured {
             w.commands
-                .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Fail { reason })
+                .execute_on(
+                    &stream,
+                    &meta,
+                    &mut state,
+                    &mut version,
+                    NotificationCommand::Fail { reason },
+                )
                 .await?;
             return Ok(());
         }
@@ -338,7 +367,13 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
         }
     }
     w.commands
-        .execute_on(&stream, &meta, &mut state, &mut version, NotificationCommand::Finish)
+        .execute_on(
+            &stream,
+            &meta,
+            &mut state,
+            &mut version,
+            NotificationCommand::Finish,
+        )
         .await?;
     Ok(())
 }
