@@ -118,6 +118,7 @@ pub async fn open_postgres(url: &str, options: &DbOptions) -> Result<Db, StoreEr
 pub fn pg_pool_options(port: u16) -> PgPoolOptions {
     PgPoolOptions::new().after_connect(move |_, _| {
         Box::pin(async move {
+            #[cfg(target_os = "linux")]
             crate::tcp_nodelay::set_on_sockets_to(port);
             Ok(())
         })

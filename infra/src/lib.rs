@@ -16,6 +16,7 @@ pub mod root_token;
 pub mod secrets;
 pub mod services;
 pub mod store;
+#[cfg(target_os = "linux")]
 pub mod tcp_nodelay;
 pub mod telemetry;
 pub mod vault;

@@ -12,94 +12,55 @@
 //! process's TCP sockets whose peer is the server's port: Linux duplicates
 //! each socket with `pidfd_getfd`, and the option belongs to the socket, not
 //! to the descriptor. Setting it twice, or on another PostgreSQL connection,
-//! is harmless. Elsewhere than Linux this does nothing.
+//! is harmless. The module is Linux's only; elsewhere sockets stay as sqlx
+//! makes them.
 
 /// Sets TCP_NODELAY on the process's TCP sockets connected to `port`;
 /// returns how many it set it on.
 pub fn set_on_sockets_to(port: u16) -> usize {
-    imp::each_socket_to(port, set_nodelay)
-        .into_iter()
-        .filter(|ok| *ok)
+    sockets_to(port)
+        .iter()
+        .filter(|fd| rustix::net::sockopt::set_tcp_nodelay(fd, true).is_ok())
         .count()
 }
 
 /// Whether each of the process's TCP sockets connected to `port` has
 /// TCP_NODELAY (for tests).
 pub fn states_of_sockets_to(port: u16) -> Vec<bool> {
-    imp::each_socket_to(port, nodelay_of)
+    sockets_to(port)
+        .iter()
+        .map(|fd| rustix::net::sockopt::tcp_nodelay(fd).unwrap_or(false))
+        .collect()
 }
 
-#[cfg(target_os = "linux")]
-fn set_nodelay(fd: &rustix::fd::OwnedFd) -> bool {
-    rustix::net::sockopt::set_tcp_nodelay(fd, true).is_ok()
-}
-
-#[cfg(target_os = "linux")]
-fn nodelay_of(fd: &rustix::fd::OwnedFd) -> bool {
-    rustix::net::sockopt::tcp_nodelay(fd).unwrap_or(false)
-}
-
-#[cfg(target_os = "linux")]
-mod imp {
-    use rustix::fd::OwnedFd;
+/// Duplicates of this process's TCP sockets whose peer port is `port`.
+fn sockets_to(port: u16) -> Vec<rustix::fd::OwnedFd> {
     use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_open};
-
-    /// Runs `f` on a duplicate of each TCP socket of this process whose
-    /// peer port is `port`.
-    pub fn each_socket_to<T>(port: u16, f: impl Fn(&OwnedFd) -> T) -> Vec<T> {
-        let Ok(me) = pidfd_open(getpid(), PidfdFlags::empty()) else {
-            return Vec::new();
-        };
-        let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for entry in entries.flatten() {
-            let is_socket = std::fs::read_link(entry.path())
-                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
-            let Some(number) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if !is_socket {
-                continue;
-            }
-            let Ok(fd) = pidfd_getfd(&me, number, PidfdGetfdFlags::empty()) else {
-                continue;
-            };
-            let peer = rustix::net::getpeername(&fd)
+    let (Ok(me), Ok(entries)) = (
+        pidfd_open(getpid(), PidfdFlags::empty()),
+        std::fs::read_dir("/proc/self/fd"),
+    ) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|number| pidfd_getfd(&me, number, PidfdGetfdFlags::empty()).ok())
+        .filter(|fd| {
+            rustix::net::getpeername(fd)
                 .ok()
                 .flatten()
-                .and_then(|a| std::net::SocketAddr::try_from(a).ok());
-            if peer.is_some_and(|p| p.port() == port) {
-                out.push(f(&fd));
-            }
-        }
-        out
-    }
+                .and_then(|a| std::net::SocketAddr::try_from(a).ok())
+                .is_some_and(|peer| peer.port() == port)
+        })
+        .collect()
 }
 
-#[cfg(not(target_os = "linux"))]
-mod imp {
-    pub fn each_socket_to<T>(_port: u16, _f: impl Fn(&()) -> T) -> Vec<T> {
-        Vec::new()
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_nodelay(_fd: &()) -> bool {
-    false
-}
-
-#[cfg(not(target_os = "linux"))]
-fn nodelay_of(_fd: &()) -> bool {
-    false
-}
-
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use std::net::{TcpListener, TcpStream};
 

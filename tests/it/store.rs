@@ -516,6 +516,7 @@ async fn pg_goes_away_and_comes_back() {
 /// sqlx 0.9.0 leaves Nagle's algorithm on; a statement larger than a
 /// segment then waits ~40 ms for the server's delayed ACK. Herald's pools
 /// turn it off on every connection they open.
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn postgres_connections_have_tcp_nodelay() {
     if TestDb::new(Backend::Postgres).await.is_none() {

@@ -45,8 +45,8 @@ pub const STREAMS_PER_CONNECTION: usize = 100;
 /// Connection pools, each a client of its own: hyper keeps one HTTP/2
 /// connection per host and pool, so `concurrency` requests in flight are
 /// spread over `concurrency / STREAMS_PER_CONNECTION` connections (rounded
-/// up) instead of queueing behind one. Over HTTP/1.1 the pools share the
-/// idle connections between them.
+/// up) instead of queueing behind one. Over HTTP/1.1 each pool keeps its
+/// share of the idle connections.
 #[derive(Clone)]
 pub struct PushHttp {
     clients: Arc<[Client<HttpsConnector<HttpConnector>, Full<Bytes>>]>,

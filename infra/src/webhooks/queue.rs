@@ -8,6 +8,8 @@
 //! the one that took over. On PostgreSQL the claim locks rows with
 //! `FOR UPDATE SKIP LOCKED`, so any number of nodes share the queue.
 
+use std::collections::hash_map::Entry;
+
 use chrono::{DateTime, Duration, Utc};
 use projections::db::{Backend, Db, Tx, insert_chunks, values_list};
 use projections::{on_db, on_tx};
@@ -210,8 +212,8 @@ impl RateSlots {
         now: i64,
     ) -> Result<Result<i64, i64>, sqlx::Error> {
         let tat = match self.tat.entry(endpoint_id) {
-            std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
+            Entry::Occupied(known) => known.into_mut(),
+            Entry::Vacant(slot) => {
                 let lock = match tx.backend() {
                     Backend::Postgres => " FOR UPDATE",
                     Backend::Sqlite => "",
