@@ -14,6 +14,7 @@ mod process;
 mod projections;
 mod pump;
 mod rebuild;
+mod reliability;
 mod search;
 mod store;
 mod users;
