@@ -2,11 +2,12 @@
 //! and removes, so that it can take the database away for real without
 //! touching the shared server.
 //!
-//! It runs the installed PostgreSQL binaries (`HERALD_TEST_PG_BIN`, default
-//! `/usr/lib/postgresql/15/bin`) on 127.0.0.1 and a free port, with trust
-//! authentication and fsync off, in memory (`/dev/shm`) where there is
-//! some. `initdb` refuses to run as root, so as root
-//! every PostgreSQL command runs as the `postgres` user (`runuser`).
+//! It runs the installed PostgreSQL binaries (`HERALD_TEST_PG_BIN`, else
+//! `/usr/lib/postgresql/15/bin`, else the newest version there) on
+//! 127.0.0.1 and a free port, with trust authentication and fsync off, in
+//! memory (`/dev/shm`) where there is some. `initdb` refuses to run as
+//! root, so as root every PostgreSQL command runs as the `postgres` user
+//! (`runuser`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,10 +17,22 @@ use std::time::{Duration, Instant};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 
+/// `HERALD_TEST_PG_BIN`, else PostgreSQL 15's, else the newest installed.
 pub fn bin_dir() -> PathBuf {
-    std::env::var_os("HERALD_TEST_PG_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
+    if let Some(dir) = std::env::var_os("HERALD_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new("/usr/lib/postgresql");
+    let preferred = root.join("15/bin");
+    if preferred.is_dir() {
+        return preferred;
+    }
+    let newest = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max();
+    newest.map_or(preferred, |version| root.join(format!("{version}/bin")))
 }
 
 pub struct PgCluster {

@@ -93,10 +93,11 @@ fn unavailable(status: Option<u16>, retry_after: Option<&String>) -> bool {
 /// again, and the load goes on for 3 s. Asserts, and prints: every command
 /// and `/readyz` in flight while the database was down was answered within
 /// 1 s of the later of its sending and the database going (max and p50),
-/// with 503 and `Retry-After` if answered before the restart; the first command succeeded within 1 s of the database
-/// accepting connections again (the recovery time), and none failed after
-/// that second; then everything `kill9` checks: nothing acknowledged lost or
-/// doubled, a dense log, the hash chain, the read models.
+/// with 503 and `Retry-After` if answered before the restart; the first
+/// command succeeded within 1 s of the database accepting connections again
+/// (the recovery time), and none failed after that second; and everything
+/// `kill9` checks: nothing acknowledged lost or doubled, a dense log, the
+/// hash chain, the read models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_outage_is_answered_quickly_and_loses_nothing() {
     let began = Instant::now();
