@@ -7,7 +7,7 @@ use herald_tests::{Backend, TestDb, on_both};
 use tokio::sync::watch;
 
 use super::durability::{self, Subject};
-use super::{ROOT_TOKEN, WRITERS, client, create_app, spec, start, writers};
+use super::{ONE_LOAD_AT_A_TIME, ROOT_TOKEN, WRITERS, client, create_app, spec, start, writers};
 
 /// Load before the kill, and after the restart.
 const BEFORE_KILL: Duration = Duration::from_secs(3);
@@ -29,6 +29,7 @@ async fn kill9(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let began = Instant::now();
     let spec = spec(&db.dir, db.url());
     let first = start(&spec).await;

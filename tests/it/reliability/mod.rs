@@ -29,6 +29,11 @@ const ROOT_TOKEN: &str = "hr_reliability-root-token";
 /// Concurrent writers in the load tests.
 const WRITERS: usize = 16;
 
+/// The load tests take turns: on two cores, one's writers would slow the
+/// other's server, and the outage test's timings would measure the
+/// neighbour instead of Herald.
+static ONE_LOAD_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn spec(data_dir: &std::path::Path, database_url: Option<String>) -> ServeSpec {
     ServeSpec {
         bin: BIN.into(),

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::durability::{self, Subject};
 use super::writers::{self, Attempt, quantile};
-use super::{ROOT_TOKEN, WRITERS, client, create_app, spec, start};
+use super::{ONE_LOAD_AT_A_TIME, ROOT_TOKEN, WRITERS, client, create_app, spec, start};
 
 /// Load before the outage, the outage itself, load after it.
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -100,6 +100,7 @@ fn unavailable(status: Option<u16>, retry_after: Option<&String>) -> bool {
 /// hash chain, the read models.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_outage_is_answered_quickly_and_loses_nothing() {
+    let _turn = ONE_LOAD_AT_A_TIME.lock().await;
     let began = Instant::now();
     let cluster = match tokio::task::spawn_blocking(PgCluster::create).await {
         Ok(Ok(cluster)) => Arc::new(cluster),
