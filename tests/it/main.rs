@@ -5,6 +5,7 @@ mod apps_and_keys;
 mod audit_integrity;
 mod audit_log;
 mod change_queues;
+mod connections;
 mod device_properties;
 mod devices;
 mod events;
