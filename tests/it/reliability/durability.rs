@@ -36,8 +36,13 @@ pub struct Report {
     pub acknowledged: usize,
     pub found: usize,
     pub duplicates: usize,
-    /// Committed, but the client never heard (in flight at the crash).
-    pub committed_unacknowledged: usize,
+    /// Committed, though the client was not told so (in flight at the
+    /// crash, or answered 503 as the database went), per answer.
+    pub committed_unacknowledged: BTreeMap<String, usize>,
+    /// Of those answered, how many were written after their answer, and
+    /// the latest how long after.
+    pub written_after_answer: usize,
+    pub latest_write_after_answer: Duration,
     pub head: i64,
     pub resources: usize,
     pub caught_up_in: Duration,
@@ -49,7 +54,8 @@ impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "attempts {}, acknowledged {}, found {}, duplicates {}, committed unacknowledged {}, \
+            "attempts {}, acknowledged {}, found {}, duplicates {}, committed unacknowledged {:?} \
+             ({} of them written after their answer, up to {:.1?} after), \
              log head {} (dense), {} resources match the log, read models caught up in {:?}; \
              answers {:?}",
             self.attempts,
@@ -57,12 +63,19 @@ impl std::fmt::Display for Report {
             self.found,
             self.duplicates,
             self.committed_unacknowledged,
+            self.written_after_answer,
+            self.latest_write_after_answer,
             self.head,
             self.resources,
             self.caught_up_in,
             self.answers
         )
     }
+}
+
+/// The status, or `none` when there was no HTTP answer.
+fn answer(attempt: &Attempt) -> String {
+    attempt.status.map_or("none".into(), |s| s.to_string())
 }
 
 async fn get(subject: &Subject<'_>, path: &str, token: &str) -> (u16, Value) {
@@ -149,8 +162,7 @@ pub async fn check(subject: &Subject<'_>, attempts: &[Attempt]) -> Report {
         ..Report::default()
     };
     for attempt in attempts {
-        let answer = attempt.status.map_or("none".into(), |s| s.to_string());
-        *report.answers.entry(answer).or_default() += 1;
+        *report.answers.entry(answer(attempt)).or_default() += 1;
     }
     let events = app_events(subject).await;
 
@@ -217,10 +229,27 @@ pub async fn check(subject: &Subject<'_>, attempts: &[Attempt]) -> Report {
             None => missing.push(ack.clone()),
         }
     }
-    report.committed_unacknowledged = by_marker
-        .keys()
-        .filter(|m| attempted.get(m.as_str()).is_some_and(|a| !a.acknowledged()))
-        .count();
+    for marker in by_marker.keys() {
+        if let Some(attempt) = attempted.get(marker.as_str()).filter(|a| !a.acknowledged()) {
+            // Answered (a 503, say), yet written after that answer.
+            let recorded = by_marker[marker][0]["recorded_at"]
+                .as_str()
+                .and_then(|r| chrono::DateTime::parse_from_rfc3339(r).ok());
+            let answered =
+                attempt.sent_at + chrono::Duration::from_std(attempt.latency).unwrap_or_default();
+            if let Some(late) = recorded
+                .filter(|_| attempt.status.is_some())
+                .and_then(|r| (r.to_utc() - answered).to_std().ok())
+            {
+                report.written_after_answer += 1;
+                report.latest_write_after_answer = report.latest_write_after_answer.max(late);
+            }
+            *report
+                .committed_unacknowledged
+                .entry(answer(attempt))
+                .or_default() += 1;
+        }
+    }
     assert!(
         repeated.is_empty(),
         "commands in the log twice: {repeated:?}"

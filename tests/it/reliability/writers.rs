@@ -76,6 +76,8 @@ pub struct Attempt {
     pub marker: String,
     pub target: Target,
     pub sent: Instant,
+    /// `sent` on the wall clock (to compare with `recorded_at`).
+    pub sent_at: chrono::DateTime<chrono::Utc>,
     pub latency: Duration,
     /// `None`: no HTTP answer (refused, reset, timed out).
     pub status: Option<u16>,
@@ -221,11 +223,13 @@ impl Writer {
             ),
         };
         let sent = Instant::now();
+        let sent_at = chrono::Utc::now();
         let result = request.bearer_auth(&self.token).send().await;
         let mut attempt = Attempt {
             marker,
             target,
             sent,
+            sent_at,
             latency: Duration::ZERO,
             status: None,
             retry_after: None,
