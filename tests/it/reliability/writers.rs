@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use herald_tests::app::device_body;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -206,20 +207,29 @@ impl Writer {
             0 => (
                 self.client
                     .put(format!("{base}/v1/devices/{device}"))
-                    .json(&json!({"push_token": marker, "send_platform": "fcm", "device_platform": "android"})),
-                Target { id: device, field: Field::PushToken },
+                    .json(&device_body(&marker)),
+                Target {
+                    id: device,
+                    field: Field::PushToken,
+                },
             ),
             1 => (
                 self.client
                     .patch(format!("{base}/v1/devices/{device}/properties"))
                     .json(&json!({"properties": {"marker": marker}})),
-                Target { id: device, field: Field::Property },
+                Target {
+                    id: device,
+                    field: Field::Property,
+                },
             ),
             _ => (
                 self.client
                     .put(format!("{base}/v1/users/{user}"))
                     .json(&json!({"name": marker})),
-                Target { id: user, field: Field::UserName },
+                Target {
+                    id: user,
+                    field: Field::UserName,
+                },
             ),
         };
         let sent = Instant::now();
