@@ -26,6 +26,15 @@ const PROGRESS_WITHIN: Duration = Duration::from_secs(30);
 /// Between two `/readyz` probes.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 
+/// The data directory, removed however the test ends.
+struct RemovedOnDrop(std::path::PathBuf);
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// One `GET /readyz`.
 #[derive(Debug, Clone)]
 struct Probe {
@@ -115,8 +124,8 @@ async fn a_postgres_outage_is_answered_quickly_and_loses_nothing() {
         Err(e) => panic!("creating the cluster panicked: {e}"),
     };
     let created_in = began.elapsed();
-    let dir = temp_dir("pg-outage");
-    let spec = spec(&dir, Some(cluster.url()));
+    let dir = RemovedOnDrop(temp_dir("pg-outage"));
+    let spec = spec(&dir.0, Some(cluster.url()));
     let served = start(&spec).await;
     let client = client();
     let token = create_app(&client, &served.base_url()).await;
@@ -297,5 +306,4 @@ async fn a_postgres_outage_is_answered_quickly_and_loses_nothing() {
 
     drop(served);
     db.close().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
