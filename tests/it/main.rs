@@ -12,6 +12,7 @@ mod events;
 mod http_basics;
 mod notifications;
 mod process;
+mod projection_faults;
 mod projections;
 mod pump;
 mod rebuild;

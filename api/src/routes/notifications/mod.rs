@@ -21,6 +21,7 @@ use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -82,6 +83,9 @@ async fn list_notifications(
     key: Key<Read>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<NotificationList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+        .await?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -137,6 +141,9 @@ async fn get_notification(
     key: Key<Read>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<NotificationBody>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+        .await?;
     let id = notification_id(&raw)?;
     Ok(Json(
         notifications::get(&state.herald, key.app_id, id)
