@@ -214,7 +214,8 @@ pub struct PushArgs {
         default_value = "https://fcm.googleapis.com"
     )]
     pub fcm_url: String,
-    /// Overrides the service accounts' token_uri.
+    /// Where FCM access tokens are obtained (default Google's); the
+    /// service accounts' own token_uri is never used.
     #[arg(long, env = "HERALD_FCM_TOKEN_URL")]
     pub fcm_token_url: Option<String>,
     /// Overrides the APNs host chosen by the credentials' environment.

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cli;
 mod cursor;
+mod edge;
 pub mod error;
 pub mod extract;
 mod fallback;

@@ -11,9 +11,9 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::fallback;
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
+use crate::{edge, fallback};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -26,6 +26,7 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
     ));
     router
         .fallback(fallback::not_found)
+        .layer(axum::middleware::from_fn(edge::refuse_unstorable))
         .layer(axum::Extension(doc))
         .layer(axum::middleware::from_fn(fallback::problems_everywhere))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -16,5 +16,6 @@ mod pump;
 mod rebuild;
 mod search;
 mod store;
+mod unstorable;
 mod users;
 mod webhooks;
