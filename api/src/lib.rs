@@ -13,3 +13,6 @@ pub mod server;
 pub mod state;
 
 pub use server::{app, serve};
+
+#[cfg(test)]
+mod arbitrary;

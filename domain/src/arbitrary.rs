@@ -70,27 +70,6 @@ pub fn one_of_or_text(words: &'static [&'static str]) -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// Every string anywhere in `value`, object keys included.
-pub fn strings_of(value: &Value) -> Vec<&str> {
-    let mut out = Vec::new();
-    collect(value, &mut out);
-    out
-}
-
-fn collect<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-    match value {
-        Value::String(s) => out.push(s),
-        Value::Array(items) => items.iter().for_each(|v| collect(v, out)),
-        Value::Object(map) => {
-            for (k, v) in map {
-                out.push(k);
-                collect(v, out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// `value` with its `n`-th node (pre-order, modulo the node count) replaced
 /// by `with`: a valid input with one part gone wrong.
 pub fn replace_node(value: &Value, n: usize, with: Value) -> Value {
