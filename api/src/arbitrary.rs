@@ -59,3 +59,11 @@ pub fn one_of_or_text(words: &'static [&'static str]) -> BoxedStrategy<String> {
 pub fn status_of(error: ApiError) -> u16 {
     error.into_response().status().as_u16()
 }
+
+/// Cases per property: 512, or `PROPTEST_CASES` to dig deeper.
+pub fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512)
+}

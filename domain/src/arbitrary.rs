@@ -106,3 +106,11 @@ fn replace(value: &Value, target: &mut usize, with: &mut Option<Value>) -> Value
         other => other.clone(),
     }
 }
+
+/// Cases per property: 512, or `PROPTEST_CASES` to dig deeper.
+pub fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(512)
+}

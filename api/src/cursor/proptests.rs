@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 
 use super::*;
-use crate::arbitrary::{status_of, text};
+use crate::arbitrary::{cases, status_of, text};
 
 fn kind() -> impl Strategy<Value = String> {
     "[a-z_-]{1,16}"
@@ -28,7 +28,7 @@ fn refused<T: std::fmt::Debug>(result: Result<T, ApiError>) -> Result<(), TestCa
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn a_cursor_decodes_to_what_was_encoded(kind in kind(), key in 0..=i64::MAX, id in uuid(), pair_key in any::<i64>()) {

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::arbitrary::{json_with, one_of_or_text, replace_node, text};
+use crate::arbitrary::{cases, json_with, one_of_or_text, replace_node, text};
 
 const FIELDS: &[&str] = &["join_type", "conditions", "not", "key", "operator", "value"];
 const WORDS: &[&str] = &[
@@ -159,7 +159,7 @@ fn tree() -> impl Strategy<Value = Condition> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_json_is_parsed_or_refused_with_named_fields(

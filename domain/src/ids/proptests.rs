@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::arbitrary::cases;
 
 /// Strings around the 255-byte limit, in one- to four-byte characters,
 /// with control characters and NUL now and then.
@@ -43,7 +44,7 @@ fn check<T: fmt::Display + Serialize + serde::de::DeserializeOwned + PartialEq +
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn external_ids_keep_every_byte_or_are_refused(raw in raw_id()) {

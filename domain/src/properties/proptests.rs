@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Value};
 
 use super::*;
-use crate::arbitrary::{json, json_with, one_of_or_text, text};
+use crate::arbitrary::{cases, json, json_with, one_of_or_text, text};
 
 const KEYS: &[&str] = &[
     "plan",
@@ -92,7 +92,7 @@ fn json_of(value: &PropertyValue) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_json_is_parsed_or_refused_naming_each_bad_key(

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{Map, Number, Value, json};
 
 use super::*;
-use crate::arbitrary::{json_with, replace_node, text};
+use crate::arbitrary::{cases, json_with, replace_node, text};
 
 /// Template strings: text and placeholders, known, unknown, unclosed.
 fn template_string() -> BoxedStrategy<String> {
@@ -113,7 +113,7 @@ fn looked_up() -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_json_is_parsed_or_refused_under_payload_template(

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::arbitrary::{json_with, one_of_or_text, status_of, text};
+use crate::arbitrary::{cases, json_with, one_of_or_text, status_of, text};
 use crate::error::ApiError;
 use crate::extract::json::parse;
 
@@ -108,7 +108,7 @@ fn accepted_sensibly(query: &SearchQuery) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn any_json_body_is_a_query_or_a_4xx(
