@@ -1,7 +1,9 @@
-//! What every request is checked for before any handler runs: a path or a
-//! query string that decodes to NUL (`%00`) is a 400, on every backend
-//! alike (PostgreSQL cannot hold NUL in text; see `domain::storable`).
-//! Bodies are checked by the JSON extractor (`extract::json`).
+//! What every request is checked for before any handler runs: a URI longer
+//! than [`MAX_URI_BYTES`] is a 414, headers over [`MAX_HEADER_BYTES`] a 431
+//! (hyper answers longer heads itself, see `connections`), and a path or a query string that
+//! decodes to NUL (`%00`) is a 400, on every backend alike (PostgreSQL
+//! cannot hold NUL in text; see `domain::storable`). Bodies are checked by
+//! the JSON extractor (`extract::json`).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -10,7 +12,29 @@ use domain::storable::NUL_MESSAGE;
 
 use crate::error::ApiError;
 
+/// The longest path and query string served (no route needs more; ids are
+/// at most 255 bytes).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The most header bytes (names and values) a request may carry.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 pub async fn refuse_unstorable(request: Request, next: Next) -> Response {
+    let length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if length > MAX_URI_BYTES {
+        return ApiError::UriTooLong(MAX_URI_BYTES).into_response();
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::HeadersTooLarge(MAX_HEADER_BYTES).into_response();
+    }
     match unstorable_part(request.uri()) {
         Some(field) => ApiError::invalid(field, NUL_MESSAGE).into_response(),
         None => next.run(request).await,

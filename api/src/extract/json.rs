@@ -10,6 +10,12 @@ use crate::error::ApiError;
 
 pub struct AppJson<T>(pub T);
 
+/// How long a request body may take to arrive whole (a request extension,
+/// set by the server from `HttpLimits::body_timeout`). A client sending its
+/// body a byte at a time gets 408 instead of holding a connection forever.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 impl<S, T> FromRequest<S> for AppJson<T>
 where
     S: Send + Sync,
@@ -21,13 +27,20 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(std::time::Duration::from_secs(30), |t| t.0);
+        let bytes = tokio::time::timeout(timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
         parse(&bytes).map(AppJson)
     }
 }
