@@ -15,3 +15,6 @@ pub mod server;
 pub mod state;
 
 pub use server::{app, serve};
+
+#[cfg(test)]
+mod arbitrary;

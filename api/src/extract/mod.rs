@@ -3,7 +3,7 @@
 
 mod auth;
 mod context;
-mod json;
+pub(crate) mod json;
 mod query;
 
 pub use auth::{Admin, Audit, Key, Read, Root, Write};
