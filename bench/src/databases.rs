@@ -41,13 +41,13 @@ pub async fn fresh(backend: Backend, pg_url: &str, connections: u32) -> anyhow::
         Backend::Postgres => {
             let schema = format!("bench_{id}");
             let mut admin = pg_url.parse::<PgConnectOptions>()?.connect().await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
                 .execute(&mut admin)
                 .await?;
             let connect = pg_url
                 .parse::<PgConnectOptions>()?
                 .options([("search_path", schema.as_str())]);
-            let pool = database::pg_pool_options(connect.get_port())
+            let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(connections)
                 .connect_with(connect)
                 .await?;
@@ -74,7 +74,7 @@ impl Fresh {
         self.db.close().await;
         if let Some(schema) = self.schema {
             let mut admin = self.pg_url.parse::<PgConnectOptions>()?.connect().await?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(&mut admin)
                 .await?;
         }

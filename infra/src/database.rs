@@ -102,8 +102,7 @@ pub async fn open_postgres(url: &str, options: &DbOptions) -> Result<Db, StoreEr
         // matched 0.5 %) and batch lookups that plan is orders of magnitude
         // slower, and planning anew costs well under a millisecond.
         .options([("plan_cache_mode", "force_custom_plan")]);
-    let port = connect.get_port();
-    let pool = pg_pool_options(port)
+    let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.max(2))
         .acquire_timeout(options.acquire_timeout)
         .connect_lazy_with(connect);
@@ -111,18 +110,6 @@ pub async fn open_postgres(url: &str, options: &DbOptions) -> Result<Db, StoreEr
         .fetch_one(&pool)
         .await?;
     Ok(Db::Postgres(PgDb { pool, schema }))
-}
-
-/// Pool options for a server on `port`: each new connection turns on
-/// TCP_NODELAY, which sqlx 0.9.0 leaves off (see [`crate::tcp_nodelay`]).
-pub fn pg_pool_options(port: u16) -> PgPoolOptions {
-    PgPoolOptions::new().after_connect(move |_, _| {
-        Box::pin(async move {
-            #[cfg(target_os = "linux")]
-            crate::tcp_nodelay::set_on_sockets_to(port);
-            Ok(())
-        })
-    })
 }
 
 /// Opens whichever database the URL names: `postgres://…` / `postgresql://…`,

@@ -17,8 +17,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod services;
 pub mod store;
-#[cfg(target_os = "linux")]
-pub mod tcp_nodelay;
 pub mod telemetry;
 pub mod vault;
 pub mod webhooks;

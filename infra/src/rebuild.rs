@@ -23,7 +23,7 @@ use std::time::Instant;
 use domain::RecordedEvent;
 use projections::db::{Db, PgDb, Tx};
 use projections::{Projection, ReadModel};
-use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 
 use crate::database::{self, DbOptions};
 use crate::runtime::checkpoints::{
@@ -219,16 +219,13 @@ impl Shadow {
         let (db, location) = match live {
             Db::Postgres(p) => {
                 let name = format!("{}_rebuild", p.schema);
-                sqlx::query(AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS {}",
-                    quote(&name)
-                )))
-                .execute(&p.pool)
-                .await?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(&name)))
+                    .execute(&p.pool)
+                    .await?;
                 let connect = (*p.pool.connect_options())
                     .clone()
                     .options([("search_path", name.as_str())]);
-                let pool = crate::database::pg_pool_options(connect.get_port())
+                let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .connect_with(connect)
                     .await?;
@@ -255,12 +252,9 @@ impl Shadow {
         self.db.close().await;
         match (&self.location, live) {
             (Location::Schema(name), Db::Postgres(p)) => {
-                sqlx::query(AssertSqlSafe(format!(
-                    "DROP SCHEMA {} CASCADE",
-                    quote(name)
-                )))
-                .execute(&p.pool)
-                .await?;
+                sqlx::query(&format!("DROP SCHEMA {} CASCADE", quote(name)))
+                    .execute(&p.pool)
+                    .await?;
             }
             (Location::File(path), _) => {
                 if let Some(dir) = path.parent() {
@@ -332,12 +326,12 @@ async fn switch_postgres(
     let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
     for (projection, _) in positions.iter() {
         for table in projection.tables() {
-            sqlx::query(AssertSqlSafe(format!("DROP TABLE {live_schema}.{table}")))
+            sqlx::query(&format!("DROP TABLE {live_schema}.{table}"))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(AssertSqlSafe(format!(
+            sqlx::query(&format!(
                 "ALTER TABLE {shadow_schema}.{table} SET SCHEMA {live_schema}"
-            )))
+            ))
             .execute(&mut *tx)
             .await?;
         }
@@ -360,7 +354,7 @@ async fn set_search_path(
     tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
     schema: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(AssertSqlSafe(format!("SET LOCAL search_path TO {schema}")))
+    sqlx::query(&format!("SET LOCAL search_path TO {schema}"))
         .execute(&mut **tx)
         .await
         .map(|_| ())
@@ -410,12 +404,12 @@ async fn switch_sqlite(
         let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
         for (projection, _) in positions.iter() {
             for table in projection.tables() {
-                sqlx::query(AssertSqlSafe(format!("DELETE FROM main.{table}")))
+                sqlx::query(&format!("DELETE FROM main.{table}"))
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(AssertSqlSafe(format!(
+                sqlx::query(&format!(
                     "INSERT INTO main.{table} SELECT * FROM rebuild.{table}"
-                )))
+                ))
                 .execute(&mut *tx)
                 .await?;
             }

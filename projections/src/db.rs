@@ -116,60 +116,21 @@ impl Tx {
     }
 }
 
-/// The largest statement Herald sends to PostgreSQL in one message, in bytes.
-///
-/// sqlx 0.9.0 does not set `TCP_NODELAY`. A message larger than the
-/// socket's send buffer (16 KiB by default on Linux) goes out in two writes,
-/// and Nagle's algorithm holds the second until the server's delayed ACK:
-/// a 40 ms stall. Bulk writes are therefore cut into statements well under
-/// that size (a few extra round trips cost far less). Remove once sqlx sets
-/// `TCP_NODELAY` again (sqlx PR #4336).
-pub const PG_STATEMENT_BYTES: usize = 8 * 1024;
+/// The most rows one multi-row `INSERT` carries (it keeps a statement's
+/// memory modest; SQLite allows 32,766 parameters, PostgreSQL 65,535).
+pub const ROWS_PER_STATEMENT: usize = 1000;
 
-/// Splits `items` into runs whose estimated encoded size stays under
-/// `max_bytes` (every run holds at least one item).
-pub fn size_chunks<T>(items: &[T], size: impl Fn(&T) -> usize, max_bytes: usize) -> Vec<&[T]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut bytes = 0;
-    for (i, item) in items.iter().enumerate() {
-        let s = size(item);
-        if i > start && bytes + s > max_bytes {
-            chunks.push(&items[start..i]);
-            start = i;
-            bytes = 0;
-        }
-        bytes += s;
-    }
-    if start < items.len() {
-        chunks.push(&items[start..]);
-    }
-    chunks
-}
-
-/// The most rows one multi-row `INSERT` carries on SQLite (its limit is
-/// 32,766 parameters; this keeps a statement's memory modest).
-pub const SQLITE_ROWS_PER_STATEMENT: usize = 1000;
-
-/// Splits rows for multi-row `INSERT`s on `backend`: under
-/// [`PG_STATEMENT_BYTES`] by `size` on PostgreSQL, by count on SQLite (no
-/// socket in between, so fewer, larger statements are simply cheaper).
-pub fn insert_chunks<T>(
-    backend: Backend,
-    items: &[T],
-    columns: usize,
-    size: impl Fn(&T) -> usize,
-) -> Vec<&[T]> {
-    match backend {
-        Backend::Postgres => size_chunks(items, size, PG_STATEMENT_BYTES),
-        Backend::Sqlite => items
-            .chunks(
-                SQLITE_ROWS_PER_STATEMENT
-                    .min(32_766 / columns.max(1))
-                    .max(1),
-            )
-            .collect(),
-    }
+/// Splits rows for multi-row `INSERT`s of `columns` parameters each on
+/// `backend`: at most [`ROWS_PER_STATEMENT`], within the backend's limit on
+/// parameters per statement.
+pub fn insert_chunks<T>(backend: Backend, items: &[T], columns: usize) -> Vec<&[T]> {
+    let parameters = match backend {
+        Backend::Sqlite => 32_766,
+        Backend::Postgres => 65_535,
+    };
+    items
+        .chunks(ROWS_PER_STATEMENT.min(parameters / columns.max(1)).max(1))
+        .collect()
 }
 
 /// The `VALUES` list of a multi-row `INSERT`: `rows` groups of `columns`
@@ -243,7 +204,7 @@ macro_rules! on_db {
 
 #[cfg(test)]
 mod tests {
-    use super::{Backend, insert_chunks, size_chunks, values_list};
+    use super::{Backend, insert_chunks, values_list};
 
     #[test]
     fn values_lists_number_parameters_only_on_postgres() {
@@ -259,26 +220,20 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_chunks_stay_under_its_parameter_limit() {
+    fn chunks_stay_under_the_parameter_limits() {
         let rows = vec![0u8; 2500];
-        let sizes: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 7, |_| 1)
+        let sizes: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 7)
             .iter()
             .map(|c| c.len())
             .collect();
         assert_eq!(sizes, [1000, 1000, 500]);
-        let wide: Vec<usize> = insert_chunks(Backend::Sqlite, &rows, 100, |_| 1)
-            .iter()
-            .map(|c| c.len())
-            .collect();
-        assert!(wide.iter().all(|n| n * 100 <= 32_766), "{wide:?}");
-        assert_eq!(wide.iter().sum::<usize>(), 2500);
-    }
-
-    #[test]
-    fn chunks_stay_under_the_budget() {
-        let items = [3, 3, 3, 10, 1, 1];
-        let chunks = size_chunks(&items, |i| *i, 6);
-        assert_eq!(chunks, vec![&[3, 3][..], &[3][..], &[10][..], &[1, 1][..]]);
-        assert!(size_chunks(&[] as &[usize], |i| *i, 6).is_empty());
+        for (backend, limit) in [(Backend::Sqlite, 32_766), (Backend::Postgres, 65_535)] {
+            let wide: Vec<usize> = insert_chunks(backend, &rows, 100)
+                .iter()
+                .map(|c| c.len())
+                .collect();
+            assert!(wide.iter().all(|n| n * 100 <= limit), "{wide:?}");
+            assert_eq!(wide.iter().sum::<usize>(), 2500);
+        }
     }
 }

@@ -11,7 +11,7 @@ use domain::properties::Properties;
 use domain::user::UserEvent;
 use domain::{DomainEvent, RecordedEvent};
 use serde::Serialize;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
 use crate::db::{Db, Tx};
@@ -238,7 +238,7 @@ pub async fn get_user(
 ) -> Result<Option<UserRecord>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM users WHERE app_id = $1 AND user_id = $2");
     on_db!(db, |pool| {
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        let row = sqlx::query(sql.as_str())
             .bind(app_id.0)
             .bind(user_id)
             .fetch_optional(pool)

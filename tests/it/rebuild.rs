@@ -32,17 +32,15 @@ async fn dump(db: &Db) -> Vec<String> {
                         .map(|c| format!("quote({c})"))
                         .collect::<Vec<_>>()
                         .join(" || ',' || ");
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {row} FROM {table}")))
+                    sqlx::query_scalar(&format!("SELECT {row} FROM {table}"))
                         .fetch_all(&s.reader)
                         .await
                         .unwrap_or_else(|e| panic!("{e}"))
                 }
-                Db::Postgres(p) => sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT t::text FROM {table} t"
-                )))
-                .fetch_all(&p.pool)
-                .await
-                .unwrap_or_else(|e| panic!("{e}")),
+                Db::Postgres(p) => sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+                    .fetch_all(&p.pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
             };
             lines.sort();
             rows.extend(lines.into_iter().map(|l| format!("{table}: {l}")));

@@ -136,7 +136,7 @@ impl TestDb {
             .parse::<PgConnectOptions>()
             .unwrap_or_else(|e| panic!("bad PostgreSQL URL: {e}"))
             .options([("search_path", schema)]);
-        let pool = database::pg_pool_options(options.get_port())
+        let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options);
@@ -155,7 +155,7 @@ impl TestDb {
 
 async fn create_schema(schema: &str) -> Result<(), sqlx::Error> {
     let mut conn = pg_url().parse::<PgConnectOptions>()?.connect().await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&mut conn)
         .await?;
     Ok(())
@@ -179,11 +179,9 @@ impl Drop for TestDb {
                         return;
                     };
                     if let Ok(mut conn) = options.connect().await {
-                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                            "DROP SCHEMA {schema} CASCADE"
-                        )))
-                        .execute(&mut conn)
-                        .await;
+                        let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             })

@@ -72,6 +72,10 @@ async fn accept(listener: TcpListener, target: SocketAddr, cuts: watch::Sender<u
             let Ok(mut outbound) = TcpStream::connect(target).await else {
                 return;
             };
+            // The proxy itself never waits on Nagle: what a test measures
+            // through it is its client's socket.
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                 _ = cut.changed() => {}

@@ -40,16 +40,13 @@ pub(crate) async fn prepare(
             for table in projection.tables() {
                 let sql = format!("DELETE FROM {table}");
                 projections::on_tx!(&mut tx, |c| {
-                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?;
+                    sqlx::query(&sql).execute(c).await?;
                 });
             }
             for table in ["projection_faults", "projection_skipped"] {
                 let sql = format!("DELETE FROM {table} WHERE name = $1");
                 projections::on_tx!(&mut tx, |c| {
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
-                        .bind(projection.name())
-                        .execute(c)
-                        .await?;
+                    sqlx::query(&sql).bind(projection.name()).execute(c).await?;
                 });
             }
             write(&mut tx, projection.name(), projection.version(), 0).await?;
@@ -121,32 +118,39 @@ pub(crate) async fn analyze(db: &Db, projection: &dyn Projection) {
     let tables = projection.tables().join(", ");
     let result = match db {
         // A bounded sample keeps this fast on big tables.
-        Db::Sqlite(s) => {
-            let sql = format!(
-                "PRAGMA analysis_limit = 1000; ANALYZE {};",
-                projection.tables().join("; ANALYZE ")
-            );
-            match s.begin_on(&s.relaxed).await {
-                Ok(Tx::Sqlite(mut tx, guard)) => {
-                    let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut *tx)
-                        .await;
-                    let r = match r {
-                        Ok(_) => tx.commit().await,
-                        Err(e) => Err(e),
-                    };
-                    drop(guard);
-                    r
+        Db::Sqlite(_) => {
+            let mut tx = match db.begin_relaxed().await {
+                Ok(tx) => tx,
+                Err(e) => return report(projection, Err(e)),
+            };
+            let mut result = projections::on_tx!(&mut tx, |c| {
+                sqlx::query("PRAGMA analysis_limit = 1000")
+                    .execute(c)
+                    .await
+                    .map(|_| ())
+            });
+            for table in projection.tables() {
+                if result.is_ok() {
+                    let sql = format!("ANALYZE {table}");
+                    result = projections::on_tx!(&mut tx, |c| {
+                        sqlx::query(&sql).execute(c).await.map(|_| ())
+                    });
                 }
-                Ok(Tx::Pg(_)) => Ok(()),
+            }
+            match result {
+                Ok(()) => tx.commit().await,
                 Err(e) => Err(e),
             }
         }
-        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
+        Db::Postgres(p) => sqlx::query(&format!("ANALYZE {tables}"))
             .execute(&p.pool)
             .await
             .map(|_| ()),
     };
+    report(projection, result);
+}
+
+fn report(projection: &dyn Projection, result: Result<(), sqlx::Error>) {
     match result {
         Ok(()) => tracing::debug!(
             projection = projection.name(),

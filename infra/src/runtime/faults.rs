@@ -115,7 +115,7 @@ pub(crate) async fn locked(
          FROM projection_faults WHERE name = $1 AND app_id = $2{lock}"
     );
     let row: Option<FaultRow> = on_tx!(tx, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(name)
             .bind(app.0)
             .fetch_optional(c)

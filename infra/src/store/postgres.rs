@@ -24,7 +24,6 @@ use super::batch::{Committed, Snapshot, StoredId, plan};
 use super::rows::EventRow;
 use super::sqlite::to_hash;
 use super::{AppendRequest, StoreError};
-use projections::db::{PG_STATEMENT_BYTES, size_chunks};
 
 pub(crate) struct PgWriter {
     pool: PgPool,
@@ -53,7 +52,7 @@ impl PgWriter {
     ) -> Result<Committed, StoreError> {
         // BEGIN and the lock in one round trip (the key is our own integer).
         let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
-        let mut tx = conn.begin_with(sqlx::AssertSqlSafe(begin)).await?;
+        let mut tx = conn.begin_with(begin).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
         let plan = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
         if !plan.rows.is_empty() {
@@ -167,15 +166,13 @@ async fn snapshot(
         Vec::new()
     };
     let rows = if careful {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{SNAPSHOT}{CAREFUL_SNAPSHOT_TAIL}"
-        )))
-        .bind(&stream_apps)
-        .bind(&stream_names)
-        .bind(&apps)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?
+        sqlx::query(&format!("{SNAPSHOT}{CAREFUL_SNAPSHOT_TAIL}"))
+            .bind(&stream_apps)
+            .bind(&stream_names)
+            .bind(&apps)
+            .bind(&ids)
+            .fetch_all(&mut *conn)
+            .await?
     } else {
         sqlx::query(SNAPSHOT)
             .bind(&stream_apps)
@@ -225,18 +222,15 @@ async fn snapshot(
 }
 
 /// Inserts the rows, and notifies listeners of the new head with the last
-/// statement. Statements are kept small (see [`size_chunks`]).
+/// statement (one `UNNEST` statement per batch: its arrays are parameters,
+/// so no row count limits it).
 async fn insert(
     conn: &mut PgConnection,
     rows: &[EventRow],
     channel: &str,
     head: i64,
 ) -> Result<(), StoreError> {
-    let chunks = size_chunks(
-        rows,
-        |r| r.data.len() + r.metadata.len() + r.stream.len() + 120,
-        PG_STATEMENT_BYTES,
-    );
+    let chunks = [rows];
     let last = chunks.len().saturating_sub(1);
     for (i, chunk) in chunks.into_iter().enumerate() {
         let sql = if i == last {

@@ -83,7 +83,7 @@ pub async fn claim(
          ORDER BY m.next_attempt_at, m.seq LIMIT $2{lock}"
     );
     let candidates: Vec<Candidate> = on_tx!(&mut tx, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(micros(now))
             .bind(limit)
             .fetch_all(c)
@@ -175,7 +175,7 @@ pub async fn claim(
             p += 3;
         }
         on_tx!(&mut tx, |c| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            let mut query = sqlx::query(sql.as_str())
                 .bind(token)
                 .bind(micros(now))
                 .bind(micros(now).saturating_add(lease));
@@ -221,7 +221,7 @@ impl RateSlots {
                 let sql =
                     format!("SELECT tat FROM webhook_endpoint_state WHERE endpoint_id = $1{lock}");
                 let stored: Option<i64> = on_tx!(tx, |c| {
-                    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    sqlx::query_scalar(&sql)
                         .bind(endpoint_id)
                         .fetch_optional(c)
                         .await?
@@ -379,19 +379,15 @@ pub async fn complete(
 /// Inserts attempt records, in statements small enough for PostgreSQL.
 async fn insert_attempts(tx: &mut Tx, done: &[&(&Claimed, &Outcome)]) -> Result<(), sqlx::Error> {
     const COLUMNS: usize = 11;
-    let size = |d: &&(&Claimed, &Outcome)| {
-        200 + d.1.response_body.as_ref().map_or(0, String::len)
-            + d.1.error.as_ref().map_or(0, String::len)
-    };
     let backend = tx.backend();
-    for chunk in insert_chunks(backend, done, COLUMNS, size) {
+    for chunk in insert_chunks(backend, done, COLUMNS) {
         let sql = format!(
             "INSERT INTO webhook_attempts (attempt_id, endpoint_id, message_id, attempt, started_at, \
              duration_ms, status_code, response_body, error, outcome, next_attempt_at) VALUES {}",
             values_list(backend, chunk.len(), COLUMNS, "")
         );
         on_tx!(tx, |c| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            let mut query = sqlx::query(sql.as_str());
             for (message, outcome) in chunk.iter().map(|d| **d) {
                 query = query
                     .bind(Uuid::now_v7())

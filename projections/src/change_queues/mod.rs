@@ -280,9 +280,7 @@ async fn write_pending(tx: &mut Tx, rows: &mut Vec<Row<'_>>) -> Result<(), Proje
         let group = &rows[start..end];
         let mut gained = 0u64;
         let backend = tx.backend();
-        for chunk in insert_chunks(backend, group, CHANGE_COLUMNS, |r| {
-            160 + r.data.len() + r.id.len()
-        }) {
+        for chunk in insert_chunks(backend, group, CHANGE_COLUMNS) {
             gained += insert_chunk(tx, chunk).await?;
         }
         let (app, queue) = (group[0].app_id, group[0].queue.as_str());
@@ -313,7 +311,7 @@ async fn insert_chunk(tx: &mut Tx, chunk: &[Row<'_>]) -> Result<u64, ProjectionE
         values_list(tx.backend(), chunk.len(), CHANGE_COLUMNS, "")
     );
     let inserted = on_tx!(tx, |c| {
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+        let mut query = sqlx::query(sql.as_str());
         for r in chunk {
             query = query
                 .bind(r.app_id)

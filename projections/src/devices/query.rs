@@ -1,7 +1,6 @@
 //! Reading devices.
 
 use domain::ids::AppId;
-use sqlx::AssertSqlSafe;
 
 use super::DeviceRecord;
 use super::record::{COLUMNS, from_row};
@@ -15,7 +14,7 @@ pub async fn get_device(
 ) -> Result<Option<DeviceRecord>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM devices WHERE app_id = $1 AND external_id = $2");
     on_db!(db, |pool| {
-        let row = sqlx::query(AssertSqlSafe(sql.as_str()))
+        let row = sqlx::query(sql.as_str())
             .bind(app_id.0)
             .bind(external_id)
             .fetch_optional(pool)
@@ -37,7 +36,7 @@ pub async fn devices_of_user(
          ORDER BY device_key LIMIT $4"
     );
     on_db!(db, |pool| {
-        let rows = sqlx::query(AssertSqlSafe(sql.as_str()))
+        let rows = sqlx::query(sql.as_str())
             .bind(app_id.0)
             .bind(user_id)
             .bind(after_key)

@@ -5,7 +5,6 @@
 
 use domain::conditions::{Condition, Key, Leaf, Op, version_key};
 use domain::ids::AppId;
-use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
 use super::DeviceRecord;
@@ -387,7 +386,7 @@ pub async fn search(
         }
     };
     let mut devices = on_db!(db, |pool| {
-        let mut query = sqlx::query(AssertSqlSafe(sql.as_str()));
+        let mut query = sqlx::query(sql.as_str());
         for bind in &compiled.binds {
             query = match bind {
                 Bind::Uuid(u) => query.bind(*u),

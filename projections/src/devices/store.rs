@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use domain::conditions::version_key;
 use domain::properties::PropertyValue;
-use sqlx::{AssertSqlSafe, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
 use super::DeviceRecord;
@@ -62,13 +62,9 @@ pub(crate) async fn delete(
         let properties = format!("DELETE FROM device_properties WHERE device_key IN ({list})");
         let devices = format!("DELETE FROM devices WHERE device_key IN ({list})");
         on_tx!(tx, |c| {
-            sqlx::query(AssertSqlSafe(properties.as_str()))
-                .execute(&mut *c)
-                .await?;
+            sqlx::query(properties.as_str()).execute(&mut *c).await?;
             if with_devices {
-                sqlx::query(AssertSqlSafe(devices.as_str()))
-                    .execute(&mut *c)
-                    .await?;
+                sqlx::query(devices.as_str()).execute(&mut *c).await?;
             }
         });
     }

@@ -105,16 +105,15 @@ impl Projection for DeviceNotificationsProjection {
 
 async fn insert(tx: &mut Tx, rows: &[Row<'_>]) -> Result<(), ProjectionError> {
     const COLUMNS: usize = 7;
-    let size = |r: &Row| 120 + r.external_id.len() + r.reason.map_or(0, str::len);
     let backend = tx.backend();
-    for chunk in insert_chunks(backend, rows, COLUMNS, size) {
+    for chunk in insert_chunks(backend, rows, COLUMNS) {
         let sql = format!(
             "INSERT INTO device_notifications (app_id, external_id, position, notification_id, outcome, \
              reason, at) VALUES {} ON CONFLICT (app_id, external_id, position) DO NOTHING",
             values_list(backend, chunk.len(), COLUMNS, "")
         );
         on_tx!(tx, |c| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            let mut query = sqlx::query(sql.as_str());
             for r in chunk {
                 query = query
                     .bind(r.app_id)

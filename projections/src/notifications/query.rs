@@ -64,7 +64,7 @@ pub async fn get(
     let sql =
         format!("SELECT {COLUMNS} FROM notifications WHERE app_id = $1 AND notification_id = $2");
     let row: Option<Stored> = on_db!(db, |p| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(app_id)
             .bind(id)
             .fetch_optional(p)
@@ -128,7 +128,7 @@ pub async fn list(
         i64,
     );
     let rows: Vec<Keyed> = on_db!(db, |p| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(app_id)
             .bind(status.map(Status::as_str))
             .bind(after.map_or(0, |a| a.key))

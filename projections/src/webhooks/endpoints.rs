@@ -149,7 +149,7 @@ pub(super) async fn apply(
                     "webhook_endpoint_state",
                 ] {
                     let sql = format!("DELETE FROM {table} WHERE endpoint_id = $1");
-                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                    sqlx::query(&sql)
                         .bind(webhook_id.0)
                         .execute(&mut *c)
                         .await?;
@@ -209,7 +209,7 @@ pub async fn get(
     let sql =
         format!("SELECT {COLUMNS} FROM webhook_endpoints WHERE app_id = $1 AND webhook_id = $2");
     let row: Option<Row> = on_db!(db, |p| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(app_id)
             .bind(webhook_id)
             .fetch_optional(p)
@@ -230,7 +230,7 @@ pub async fn list(
          ORDER BY webhook_id LIMIT $3"
     );
     let rows: Vec<Row> = on_db!(db, |p| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(app_id)
             .bind(after.unwrap_or(Uuid::nil()))
             .bind(limit)

@@ -227,7 +227,7 @@ async fn load_targets(tx: &mut Tx, app: Uuid) -> Result<Vec<Target>, ProjectionE
 pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(), ProjectionError> {
     const COLUMNS: usize = 10;
     let backend = tx.backend();
-    for chunk in insert_chunks(backend, messages, COLUMNS, |m| 200 + m.body.len()) {
+    for chunk in insert_chunks(backend, messages, COLUMNS) {
         let sql = format!(
             "INSERT INTO webhook_messages (endpoint_id, message_id, app_id, seq, event_type, user_id, \
              from_webhooks, body, created_at, updated_at, status, attempts, next_attempt_at) VALUES {} \
@@ -235,7 +235,7 @@ pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(),
             values_list(backend, chunk.len(), COLUMNS, ", 'pending', 0, 0")
         );
         on_tx!(tx, |c| {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            let mut query = sqlx::query(sql.as_str());
             for m in chunk {
                 query = query
                     .bind(m.endpoint_id)

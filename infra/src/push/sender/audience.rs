@@ -80,12 +80,9 @@ pub async fn count(db: &Db, app_id: AppId, targets: &Targets) -> Result<i64, sql
     let compiled = matching(app_id, targets);
     let sql = format!("SELECT COUNT(*) FROM devices d WHERE {}", compiled.sql);
     Ok(on_db!(db, |p| {
-        bind_all!(
-            sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str())),
-            &compiled.binds
-        )
-        .fetch_one(p)
-        .await?
+        bind_all!(sqlx::query_scalar(sql.as_str()), &compiled.binds)
+            .fetch_one(p)
+            .await?
     }))
 }
 
@@ -120,12 +117,9 @@ pub async fn resolve(
             .bind(notification_id)
             .execute(&mut *c)
             .await?;
-        bind_all!(
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str())),
-            &compiled.binds
-        )
-        .execute(&mut *c)
-        .await?;
+        bind_all!(sqlx::query(sql.as_str()), &compiled.binds)
+            .execute(&mut *c)
+            .await?;
         sqlx::query("UPDATE notification_jobs SET batch_size = $2 WHERE notification_id = $1")
             .bind(notification_id)
             .bind(batch_size)

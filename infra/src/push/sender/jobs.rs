@@ -38,7 +38,7 @@ pub async fn claim(
          WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY due_at LIMIT $2{lock}"
     );
     let found: Vec<(Uuid, Uuid, String, Option<i64>)> = on_tx!(&mut tx, |c| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        sqlx::query_as(&sql)
             .bind(micros(now))
             .bind(limit)
             .fetch_all(c)
