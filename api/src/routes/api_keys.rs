@@ -108,7 +108,6 @@ fn parse_roles(raw: &[String]) -> Result<Vec<Role>, ApiError> {
     request_body = CreateApiKey,
     responses(
         (status = 201, body = IssuedKeyBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_api_key(
     State(state): State<AppState>,

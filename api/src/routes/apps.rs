@@ -62,7 +62,6 @@ pub struct AppQuota {
     request_body = PatchApp,
     responses(
         (status = 200, body = AppQuota),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_app(
@@ -99,9 +98,6 @@ async fn patch_app(
     request_body = CreateApp,
     responses(
         (status = 201, body = CreatedAppBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_app(
     State(state): State<AppState>,

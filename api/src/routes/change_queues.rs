@@ -134,7 +134,6 @@ fn queue_name(raw: &str) -> Result<QueueName, ApiError> {
     request_body = CreateQueue,
     responses(
         (status = 201, body = QueueBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_queue(
@@ -200,7 +199,6 @@ async fn delete_queue(
     params(("name" = String, Path), DrainQuery),
     responses(
         (status = 200, body = Drained),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn drain_changes(

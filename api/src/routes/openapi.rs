@@ -12,6 +12,16 @@ use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+mod errors;
+
+pub use self::errors::ErrorResponses;
+
+/// Finishes the document of the merged routes: the rules that hold for
+/// every operation.
+pub fn complete(doc: &mut openapi::OpenApi) {
+    ErrorResponses.modify(doc);
+}
+
 pub struct BearerAuth;
 
 impl Modify for BearerAuth {

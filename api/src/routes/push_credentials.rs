@@ -71,7 +71,6 @@ fn provider(raw: &str) -> Result<SendPlatform, ApiError> {
     request_body(content = Object),
     responses(
         (status = 200, body = CredentialsBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_credentials(

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Key, Read};
 use crate::state::AppState;
 
@@ -56,7 +56,6 @@ fn day(field: &str, raw: Option<&str>, default: NaiveDate) -> Result<NaiveDate, 
     params(UsageQuery),
     responses(
         (status = 200, body = Usage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn usage(
     State(state): State<AppState>,

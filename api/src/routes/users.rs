@@ -162,7 +162,6 @@ fn user_response(
     responses(
         (status = 200, body = UserBody),
         (status = 201, body = UserBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_user(
     State(state): State<AppState>,
@@ -233,7 +232,6 @@ async fn delete_user(
     request_body = PutStatus,
     responses(
         (status = 200, body = UserBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_status(

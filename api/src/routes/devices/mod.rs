@@ -131,7 +131,6 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
     responses(
         (status = 200, body = DeviceBody, headers(("herald-position" = i64, description = "Log position of the device's last event"))),
         (status = 201, body = DeviceBody, headers(("herald-position" = i64, description = "Log position of the device's last event"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_device(
     State(state): State<AppState>,
@@ -197,7 +196,6 @@ async fn delete_device(
     request_body = PatchProperties,
     responses(
         (status = 200, body = DeviceBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_properties(
@@ -272,7 +270,6 @@ pub struct DeviceNotificationList {
     params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), HistoryQuery),
     responses(
         (status = 200, body = DeviceNotificationList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn device_notifications(
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::DeviceBody;
 use crate::cursor;
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::extract::{AppJson, Key, Read};
 use crate::state::AppState;
 
@@ -40,7 +40,6 @@ pub struct DeviceSearchPage {
     request_body = SearchDevices,
     responses(
         (status = 200, body = DeviceSearchPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn search_devices(
     State(state): State<AppState>,

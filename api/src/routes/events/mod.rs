@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Audit, Key};
 use crate::state::AppState;
 
@@ -188,7 +188,6 @@ pub(crate) fn limit(raw: Option<i64>) -> Result<usize, ApiError> {
     params(EventsQuery, TypeParam),
     responses(
         (status = 200, body = EventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_events(
     State(state): State<AppState>,
@@ -225,7 +224,6 @@ pub struct StreamQuery {
     params(("stream" = String, Path, description = "the stream name, percent-encoded"), StreamQuery),
     responses(
         (status = 200, body = EventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stream_events(
     State(state): State<AppState>,

@@ -44,7 +44,6 @@ fn notification_id(raw: &str) -> Result<Uuid, ApiError> {
     request_body = CreateNotification,
     responses(
         (status = 201, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota"),
     ))]
 async fn create_notification(
@@ -75,7 +74,6 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, body = NotificationList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_notifications(
     State(state): State<AppState>,
@@ -151,7 +149,6 @@ async fn get_notification(
     request_body = PatchNotification,
     responses(
         (status = 200, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not a draft"),
     ))]
@@ -245,7 +242,6 @@ pub struct SetStatus {
     request_body = SetStatus,
     responses(
         (status = 200, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]

@@ -84,7 +84,6 @@ pub struct AttemptList {
     params(("id" = Uuid, Path), AttemptsQuery),
     responses(
         (status = 200, body = AttemptList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_attempts(
@@ -179,7 +178,6 @@ pub struct Recovered {
     request_body = RecoverBody,
     responses(
         (status = 202, body = Recovered),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn recover_messages(

@@ -45,7 +45,6 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookWithSecret),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_webhook(
     State(state): State<AppState>,
@@ -122,7 +121,6 @@ async fn get_webhook(
     request_body = PatchWebhook,
     responses(
         (status = 200, body = WebhookBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_webhook(
