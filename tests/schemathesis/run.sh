@@ -5,6 +5,7 @@
 #
 #   tests/schemathesis/run.sh                       # both backends
 #   HERALD_ST_BACKENDS=sqlite tests/schemathesis/run.sh
+#   tests/schemathesis/run.sh --include-path-regex '^/v1/devices'   # more options for schemathesis run
 #
 # HERALD_ST_MAX_EXAMPLES (default 15) bounds the cases per operation and
 # phase, HERALD_ST_SEED fixes the seed, HERALD_TEST_PG_URL names the
@@ -109,6 +110,7 @@ FAILED=""
 # Runs schemathesis against the server at BASE_URL ($1: the backend's name).
 fuzz() {
   local backend=$1 har="$REPORTS/$1.har" started=$SECONDS status=0 requests
+  shift
   HERALD_ST_APP_KEY=$(create_app)
   export HERALD_ST_APP_KEY
   log "schemathesis on $backend: $BASE_URL/openapi.json"
@@ -119,7 +121,8 @@ fuzz() {
     --workers 1 \
     --generation-database none \
     ${HERALD_ST_SEED:+--seed "$HERALD_ST_SEED"} \
-    --report har --report-har-path "$har" || status=$?
+    --report har --report-har-path "$har" \
+    "$@" || status=$?
   requests=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["log"]["entries"]))' "$har" 2>/dev/null || echo 0)
   TOTAL_REQUESTS=$((TOTAL_REQUESTS + requests))
   log "schemathesis on $backend: $requests requests in $((SECONDS - started)) s, exit $status"
@@ -145,7 +148,7 @@ for backend in $BACKENDS; do
       exit 2
       ;;
   esac
-  fuzz "$backend"
+  fuzz "$backend" "$@"
   stop_server
   if [ -n "$PG_SCHEMA" ]; then
     psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null

@@ -20,9 +20,26 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectionsBody {
-    /// `{name, version, stored_version, position, head, lag_events, lag_seconds}` per read model.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<ProjectionBody>)]
     projections: Vec<ProjectionStatus>,
+}
+
+/// One read model (`infra::projection_status::ProjectionStatus`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ProjectionBody {
+    name: String,
+    /// The version this build runs.
+    version: i32,
+    /// The version the stored read model was built with (null: never built).
+    stored_version: Option<i32>,
+    /// The last log position applied.
+    position: i64,
+    head: i64,
+    /// Events not applied yet.
+    lag_events: i64,
+    /// Age of the oldest event not applied yet (0 when caught up).
+    lag_seconds: f64,
 }
 
 /// Each read model's version, checkpoint and lag behind the log.

@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::schema::Role as RoleSchema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
@@ -23,9 +24,11 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
-    /// Any of `admin`, `write`, `read`, `audit`; at least one.
+    /// At least one.
+    #[schema(value_type = Vec<RoleSchema>, min_items = 1)]
     roles: Vec<String>,
 }
 
@@ -34,7 +37,9 @@ pub struct CreateApiKey {
 pub struct IssuedKeyBody {
     id: Uuid,
     name: String,
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
+    /// The bearer token; shown only in this response.
     token: String,
     created_at: DateTime<Utc>,
 }
@@ -55,6 +60,7 @@ impl From<IssuedKey> for IssuedKeyBody {
 pub struct ApiKeyBody {
     id: Uuid,
     name: String,
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
     created_at: DateTime<Utc>,
 }

@@ -19,6 +19,7 @@ pub use self::errors::ErrorResponses;
 /// Finishes the document of the merged routes: the rules that hold for
 /// every operation.
 pub fn complete(doc: &mut openapi::OpenApi) {
+    super::schema::register(doc.components.get_or_insert_with(Default::default));
     ErrorResponses.modify(doc);
 }
 

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
@@ -30,7 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsBody {
-    /// `fcm`, `apns` or `webpush`.
+    #[schema(value_type = schema::SendPlatform)]
     provider: String,
     /// Tells whether the credentials changed; reveals nothing of them.
     fingerprint: String,
@@ -67,7 +68,7 @@ fn provider(raw: &str) -> Result<SendPlatform, ApiError> {
 /// Web Push: `{"subject"}` (a VAPID key pair is generated) or
 /// `{"subject", "public_key", "private_key"}`.
 #[utoipa::path(put, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
     request_body(content = Object),
     responses(
         (status = 200, body = CredentialsBody),
@@ -87,7 +88,7 @@ async fn put_credentials(
 
 /// The fingerprint and public details of a provider's credentials.
 #[utoipa::path(get, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
     responses(
         (status = 200, body = CredentialsBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -108,7 +109,7 @@ async fn get_credentials(
 
 /// Removes a provider's credentials.
 #[utoipa::path(delete, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

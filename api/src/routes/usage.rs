@@ -20,14 +20,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// First day, `YYYY-MM-DD` (default: 30 days ago).
+    /// First day, `YYYY-MM-DD` (default: 30 days before `to`); at most 366
+    /// days before `to`.
+    #[param(format = Date)]
     from: Option<String>,
-    /// Last day, inclusive (default: today).
+    /// Last day, inclusive (default: today, UTC).
+    #[param(format = Date)]
     to: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Day {
+    #[schema(format = Date)]
     date: String,
     /// Messages handed to providers (delivered or not).
     push_messages: i64,
@@ -35,7 +39,9 @@ pub struct Day {
 
 #[derive(Serialize, ToSchema)]
 pub struct Usage {
+    #[schema(format = Date)]
     from: String,
+    #[schema(format = Date)]
     to: String,
     /// Every day of the range, oldest first (days without messages count 0).
     days: Vec<Day>,

@@ -20,9 +20,10 @@ const CURSOR_KIND: &str = "devices";
 pub struct SearchDevices {
     /// A condition tree: a group `{join_type: "AND"|"OR", conditions: [...]}`,
     /// a negation `{not: ...}`, or a leaf `{key, operator, value}`. Absent: all devices.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::routes::schema::nullable_condition)]
     conditions: Option<serde_json::Value>,
     /// 1..=1000, default 100.
+    #[schema(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

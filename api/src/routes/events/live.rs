@@ -80,7 +80,7 @@ impl Tail {
 /// position in `Last-Event-ID`, else after `after`.
 #[utoipa::path(get, path = "/v1/events/live", tag = "events", security(("bearer" = [])),
     params(EventsQuery, TypeParam,
-        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this position")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "resume after this position")),
     responses(
         (status = 200, description = "`text/event-stream`; each event's `id` is its position, `event` its type, `data` the envelope", content_type = "text/event-stream"),
     ))]
