@@ -6,11 +6,21 @@
 
 mod values;
 
-use utoipa::ToSchema;
+use utoipa::{PartialSchema, ToSchema};
 
-pub use self::values::{
-    nullable_condition, nullable_property_patch, properties, property_patch, register,
-};
+use utoipa::openapi::schema::Components;
+
+pub use self::values::{nullable_condition, nullable_property_patch, properties, property_patch};
+
+/// Adds the components that no body refers to, so utoipa does not collect
+/// them: the JSON Schema ones, and those only parameters use.
+pub fn register(components: &mut Components) {
+    values::register(components);
+    components.schemas.insert(
+        NotificationOrder::name().into_owned(),
+        NotificationOrder::schema(),
+    );
+}
 
 /// A client-chosen id (`external_id`, `user_id`): 1 to 255 **bytes** of
 /// UTF-8, any characters, kept exactly as sent (`maxLength` counts

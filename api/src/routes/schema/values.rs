@@ -108,6 +108,8 @@ fn components() -> Vec<(&'static str, Value)> {
                         ],
                     },
                     "value": {
+                        "type": ["integer", "string", "boolean", "array", "null"],
+                        "items": {"type": "string"},
                         "description": "`int_*`: an integer; `str_eq`, `str_ne`, `str_prefix`, `str_exists`: a string; `str_in`: 1 to 1000 strings; `bool_eq`: a boolean; `version_*`: a dotted numeric version such as \"1.10.2\"; `exists`, `not_exists`: none (absent or null).",
                     },
                 },
@@ -153,4 +155,17 @@ pub fn nullable_property_patch() -> RefOr<Schema> {
 
 pub fn nullable_condition() -> RefOr<Schema> {
     nullable("Condition")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_component_parses() {
+        for (name, value) in components() {
+            let parsed = serde_json::from_value::<Schema>(value);
+            assert!(parsed.is_ok(), "{name}: {:?}", parsed.err());
+        }
+    }
 }
