@@ -7,7 +7,7 @@
 #   HERALD_ST_BACKENDS=sqlite tests/schemathesis/run.sh
 #   tests/schemathesis/run.sh --include-path-regex '^/v1/devices'   # more options for schemathesis run
 #
-# HERALD_ST_MAX_EXAMPLES (default 15) bounds the cases per operation and
+# HERALD_ST_MAX_EXAMPLES (default 10) bounds the cases per operation and
 # phase, HERALD_ST_SEED fixes the seed, HERALD_TEST_PG_URL names the
 # PostgreSQL server (a fresh schema is made there and dropped after).
 set -euo pipefail
@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 
 HERE=tests/schemathesis
 BACKENDS=${HERALD_ST_BACKENDS:-sqlite postgres}
-MAX_EXAMPLES=${HERALD_ST_MAX_EXAMPLES:-15}
+MAX_EXAMPLES=${HERALD_ST_MAX_EXAMPLES:-10}
 PG_URL=${HERALD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
 
