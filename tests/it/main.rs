@@ -10,6 +10,7 @@ mod devices;
 mod events;
 mod http_basics;
 mod notifications;
+mod openapi;
 mod process;
 mod projections;
 mod pump;

@@ -18,8 +18,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use self::body::{DeviceBody, device_response, position_header};
-use super::schema::{self, ClientId, DeliveryOutcome};
 use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
+use super::schema::{self, ClientId, DeliveryOutcome};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;

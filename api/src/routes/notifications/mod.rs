@@ -45,7 +45,7 @@ fn notification_id(raw: &str) -> Result<Uuid, ApiError> {
     request_body = CreateNotification,
     responses(
         (status = 201, body = NotificationBody),
-        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn create_notification(
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ async fn delete_notification(
         (status = 202, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn launch_notification(
     State(state): State<AppState>,
@@ -249,6 +249,7 @@ pub struct SetStatus {
         (status = 200, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn set_status(
     State(state): State<AppState>,

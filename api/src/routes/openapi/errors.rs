@@ -12,9 +12,9 @@
 
 use axum::http::StatusCode;
 use serde_json::json;
+use utoipa::Modify;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::Response;
-use utoipa::Modify;
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
 use crate::error::PROBLEM_JSON;

@@ -123,9 +123,7 @@ pub fn register(components: &mut Components) {
     for (name, value) in self::components() {
         match serde_json::from_value::<Schema>(value) {
             Ok(schema) => {
-                components
-                    .schemas
-                    .insert(name.to_owned(), RefOr::T(schema));
+                components.schemas.insert(name.to_owned(), RefOr::T(schema));
             }
             Err(e) => tracing::error!(name, error = %e, "an OpenAPI component does not parse"),
         }
@@ -137,7 +135,8 @@ fn reference(name: &str) -> RefOr<Schema> {
 }
 
 fn nullable(name: &str) -> RefOr<Schema> {
-    let value = json!({"oneOf": [{"$ref": format!("#/components/schemas/{name}")}, {"type": "null"}]});
+    let value =
+        json!({"oneOf": [{"$ref": format!("#/components/schemas/{name}")}, {"type": "null"}]});
     serde_json::from_value(value).unwrap_or_else(|_| reference(name))
 }
 

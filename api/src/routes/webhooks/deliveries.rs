@@ -14,10 +14,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::webhook_id;
-use crate::routes::schema;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
+use crate::routes::schema;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
