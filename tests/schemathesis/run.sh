@@ -66,6 +66,7 @@ start_server() {
   local data_dir="$WORK/data-$2" server_log="$WORK/server-$2.log" deadline address=""
   mkdir -p "$data_dir"
   HERALD_ROOT_TOKEN=$HERALD_ST_ROOT_TOKEN HERALD_LOG_JSON=true HERALD_DATABASE_URL=$1 \
+    HERALD_WEBHOOK_ALLOW_NETS=127.0.0.0/8 \
     RUST_LOG=${RUST_LOG:-warn,herald=info} \
     "$BIN" serve --listen 127.0.0.1:0 --data-dir "$data_dir" >"$server_log" 2>&1 &
   SERVER_PID=$!
@@ -113,8 +114,10 @@ fuzz() {
   shift
   HERALD_ST_APP_KEY=$(create_app)
   export HERALD_ST_APP_KEY
+  cp "$HERE/schemathesis.toml" "$WORK/schemathesis.toml"
+  python3 "$HERE/seed.py" "$BASE_URL" "$HERALD_ST_APP_KEY" >>"$WORK/schemathesis.toml"
   log "schemathesis on $backend: $BASE_URL/openapi.json"
-  "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" --no-color run \
+  "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" --no-color run \
     "$BASE_URL/openapi.json" \
     --checks "$CHECKS" \
     --max-examples "$MAX_EXAMPLES" \
