@@ -25,7 +25,7 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 VENV=${HERALD_ST_VENV:-$TARGET_DIR/schemathesis-venv}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/herald-schemathesis.XXXXXX")
-# The last run's HAR files (every request and answer), for reading failures.
+# The last run's HAR files (every request and answer) and server logs.
 REPORTS=$TARGET_DIR/schemathesis
 mkdir -p "$REPORTS"
 SERVER_PID=""
@@ -63,7 +63,7 @@ export HERALD_ST_ROOT_TOKEN="hr_schemathesis-$(od -An -N16 -tx1 /dev/urandom | t
 # Starts herald on a free port ($1: database URL, empty for SQLite) and sets
 # BASE_URL once it is listening and ready.
 start_server() {
-  local data_dir="$WORK/data-$2" server_log="$WORK/server-$2.log" deadline address=""
+  local data_dir="$WORK/data-$2" server_log="$REPORTS/server-$2.log" deadline address=""
   mkdir -p "$data_dir"
   HERALD_ROOT_TOKEN=$HERALD_ST_ROOT_TOKEN HERALD_LOG_JSON=true HERALD_DATABASE_URL=$1 \
     HERALD_WEBHOOK_ALLOW_NETS=127.0.0.0/8 \
