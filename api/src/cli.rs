@@ -194,9 +194,59 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
     #[command(flatten)]
+    pub http: HttpArgs,
+    #[command(flatten)]
     pub webhooks: WebhookArgs,
     #[command(flatten)]
     pub push: PushArgs,
+}
+
+/// What one client connection may hold (see `api::connections`).
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Seconds a request head may take to arrive, from its first byte (or
+    /// from the connection opening).
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may wait for its next request (keep
+    /// it above a load balancer's idle timeout).
+    #[arg(long, env = "HERALD_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 75)]
+    pub keep_alive_timeout_seconds: u64,
+    /// Seconds a request body may take to arrive whole (then 408).
+    #[arg(long, env = "HERALD_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Seconds without a byte either way after which any connection closes.
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub idle_timeout_seconds: u64,
+    /// Client connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+}
+
+impl HttpArgs {
+    fn apply(&self, limits: &mut infra::config::HttpLimits) -> anyhow::Result<()> {
+        let seconds = [
+            ("HERALD_HEADER_TIMEOUT_SECONDS", self.header_timeout_seconds),
+            (
+                "HERALD_KEEP_ALIVE_TIMEOUT_SECONDS",
+                self.keep_alive_timeout_seconds,
+            ),
+            ("HERALD_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds),
+            ("HERALD_IDLE_TIMEOUT_SECONDS", self.idle_timeout_seconds),
+        ];
+        if let Some((name, _)) = seconds.iter().find(|(_, s)| *s == 0) {
+            anyhow::bail!("{name} must be at least 1");
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("HERALD_MAX_CONNECTIONS must be at least 1");
+        }
+        limits.header_timeout = Duration::from_secs(self.header_timeout_seconds);
+        limits.keep_alive_timeout = Duration::from_secs(self.keep_alive_timeout_seconds);
+        limits.body_timeout = Duration::from_secs(self.body_timeout_seconds);
+        limits.idle_timeout = Duration::from_secs(self.idle_timeout_seconds);
+        limits.max_connections = self.max_connections;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -208,7 +258,8 @@ pub struct PushArgs {
         default_value = "https://fcm.googleapis.com"
     )]
     pub fcm_url: String,
-    /// Overrides the service accounts' token_uri.
+    /// Where FCM access tokens are obtained (default Google's); the
+    /// service accounts' own token_uri is never used.
     #[arg(long, env = "HERALD_FCM_TOKEN_URL")]
     pub fcm_token_url: Option<String>,
     /// Overrides the APNs host chosen by the credentials' environment.
@@ -315,6 +366,7 @@ impl ServeArgs {
             .clone()
             .filter(|k| !k.is_empty())
             .map(Secret::new);
+        self.http.apply(&mut config.http)?;
         self.webhooks.apply(&mut config.webhooks)?;
         self.push.apply(&mut config.push)?;
         Ok(config)

@@ -39,6 +39,12 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     PayloadTooLarge,
+    /// The body did not arrive in time.
+    RequestTimeout,
+    /// The URI is longer than this many bytes.
+    UriTooLong(usize),
+    /// The headers are larger than this many bytes.
+    HeadersTooLarge(usize),
     UnsupportedMediaType,
     TooManyRequests {
         detail: String,
@@ -65,6 +71,17 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+            ),
+            ApiError::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            ApiError::UriTooLong(_) => (StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            ApiError::HeadersTooLarge(_) => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "Request header fields too large",
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -142,6 +159,15 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge => {
                 ("the request body is over the 1 MiB limit".into(), vec![])
             }
+            ApiError::RequestTimeout => ("the request body did not arrive in time".into(), vec![]),
+            ApiError::UriTooLong(max) => (
+                format!("the request URI is longer than {max} bytes"),
+                vec![],
+            ),
+            ApiError::HeadersTooLarge(max) => (
+                format!("the request's headers are over {max} bytes"),
+                vec![],
+            ),
             ApiError::UnsupportedMediaType => (
                 "send the body as JSON with Content-Type: application/json".into(),
                 vec![],
@@ -163,6 +189,11 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response

@@ -2,9 +2,12 @@
 
 pub mod admin;
 pub mod cli;
+mod connections;
 mod cursor;
+mod edge;
 pub mod error;
 pub mod extract;
+mod fail_fast;
 mod fallback;
 pub mod pump;
 pub mod routes;

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::fallback;
+use crate::extract::BodyTimeout;
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
+use crate::{connections, edge, fail_fast, fallback};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -25,9 +26,17 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
     let doc = Document(Arc::new(
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
     ));
+    let body_timeout = BodyTimeout(herald.config.http.body_timeout);
+    let state = AppState { herald, stopping };
     router
         .fallback(fallback::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fail_fast::while_the_database_is_down,
+        ))
+        .layer(axum::middleware::from_fn(edge::refuse_unstorable))
         .layer(axum::Extension(doc))
+        .layer(axum::Extension(body_timeout))
         .layer(axum::middleware::from_fn(fallback::problems_everywhere))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -40,7 +49,7 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(AppState { herald, stopping })
+        .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish
@@ -51,23 +60,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = herald.config.shutdown_grace;
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let (live_tx, live_rx) = watch::channel(false);
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing in-flight requests");
-        let _ = live_tx.send(true);
-        let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, app(herald.clone(), live_rx)).with_graceful_shutdown(signal);
-    let server = tokio::spawn(async move { server.await });
-    let drained = async {
-        let _ = stopping_rx.await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result.map_err(std::io::Error::other)??,
-        () = drained => tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests did not finish in time"),
+    let limits = herald.config.http;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let router = app(herald.clone(), stop_rx.clone());
+    let server = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    if tokio::time::timeout(grace, server).await.is_err() {
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "in-flight requests did not finish in time"
+        );
     }
     herald.stop();
     // Closing waits for connections to come back; some are held by

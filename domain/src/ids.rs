@@ -1,6 +1,7 @@
 //! Identifiers. Server-chosen ids are UUIDs; client-chosen ids (a device's
 //! external id, a user's id) are arbitrary strings of 1 to 255 bytes that
-//! round-trip exactly: no trimming, no case folding, no normalisation.
+//! round-trip exactly: no trimming, no case folding, no normalisation. The
+//! one character they cannot hold is NUL (see `storable`).
 
 use std::fmt;
 
@@ -72,6 +73,7 @@ macro_rules! client_id {
                         format!("must be at most {} bytes", Self::MAX_BYTES),
                     ));
                 }
+                $crate::storable::check_str($field, &raw)?;
                 Ok(Self(raw))
             }
 
@@ -105,9 +107,15 @@ mod tests {
 
     #[test]
     fn client_ids_keep_every_byte() {
-        for raw in [" a ", "ÄÖ/ü?#%20", "a\u{0}b", "\u{1F600}", "x"] {
+        for raw in [" a ", "ÄÖ/ü?#%20", "a\u{1}b\tc", "\u{1F600}", "x"] {
             assert_eq!(ExternalId::parse(raw).map(|id| id.0), Ok(raw.to_owned()));
         }
+    }
+
+    #[test]
+    fn client_ids_cannot_hold_nul() {
+        assert!(ExternalId::parse("a\u{0}b").is_err());
+        assert!(UserId::parse("\u{0}").is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod notification;
 pub mod platform;
 pub mod properties;
 pub mod role;
+pub mod storable;
 pub mod text;
 pub mod user;
 pub mod webhook;

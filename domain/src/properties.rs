@@ -160,6 +160,8 @@ fn check_key(key: &str) -> Result<(), String> {
 fn check_string(s: &str) -> Result<(), String> {
     if s.len() > MAX_STRING_BYTES {
         Err(format!("strings are at most {MAX_STRING_BYTES} bytes"))
+    } else if s.contains('\0') {
+        Err(crate::storable::NUL_MESSAGE.to_owned())
     } else {
         Ok(())
     }

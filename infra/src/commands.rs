@@ -42,6 +42,7 @@ impl From<StoreError> for CommandError {
         match e {
             StoreError::Conflict { .. } => CommandError::Conflict,
             StoreError::Unavailable(m) => CommandError::Unavailable(m),
+            StoreError::Unstorable(m) => CommandError::Domain(DomainError::invalid("body", m)),
             other => CommandError::Internal(other.to_string()),
         }
     }

@@ -27,6 +27,8 @@ pub struct Config {
     pub read_your_writes_timeout: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_grace: Duration,
+    /// What one client connection may hold (see `api::connections`).
+    pub http: HttpLimits,
     /// Seals secrets at rest (see `vault`); default: generated into the
     /// data directory.
     pub secret_key: Option<Secret<String>>,
@@ -52,10 +54,40 @@ impl Config {
             db: DbOptions::default(),
             read_your_writes_timeout: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(30),
+            http: HttpLimits::default(),
             secret_key: None,
             webhooks: WebhookConfig::default(),
             push: PushConfig::default(),
             clock: clock::system(),
+        }
+    }
+}
+
+/// Limits on client connections.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request head must arrive whole within this of its first byte (or
+    /// of the connection opening).
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no new request this long after its last
+    /// answer is closed (keep it above a load balancer's idle timeout).
+    pub keep_alive_timeout: Duration,
+    /// A request body must arrive whole within this of the request (408).
+    pub body_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+            max_connections: 10_000,
         }
     }
 }

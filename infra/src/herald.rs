@@ -17,6 +17,7 @@ use projections::webhooks::{self as webhook_model, WebhooksProjection};
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::database::{self, redact};
+use crate::db_health::DbHealth;
 use crate::projection_runner::ProjectionRunner;
 use crate::push::credentials::Clients;
 use crate::push::sender::{self, Sender};
@@ -42,6 +43,8 @@ pub struct Herald {
     pub webhooks: Deliveries,
     /// The push sender (scheduled launches, fan-out).
     pub push: Sender,
+    /// Whether the database answers (requests fail fast while it does not).
+    pub health: DbHealth,
 }
 
 /// Every projection this build runs.
@@ -126,7 +129,9 @@ impl Herald {
         {
             push.start(jobs);
         }
+        let health = DbHealth::start(&db);
         let herald = Arc::new(Herald {
+            health,
             push,
             commands,
             vault,

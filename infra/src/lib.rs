@@ -7,6 +7,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod database;
+pub mod db_health;
 pub mod herald;
 pub mod projection_runner;
 pub mod projection_status;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use herald_tests::app::webpush_token;
 use herald_tests::{Backend, TestApp, on_both};
 use serde_json::{Value, json};
 
@@ -20,7 +21,7 @@ fn fixture() -> Vec<(&'static str, Value, Value)> {
         ),
         (
             "d3",
-            json!({"push_token": "t3", "send_platform": "webpush", "device_platform": "web", "has_permission": false}),
+            json!({"push_token": webpush_token("t3"), "send_platform": "webpush", "device_platform": "web", "has_permission": false}),
             json!({"plan": "pro", "age": "31", "tags": "a", "app_version": "2.0"}),
         ),
         (

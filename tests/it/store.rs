@@ -387,7 +387,26 @@ async fn atomic_append(backend: Backend) {
         ))
         .await;
     assert!(
-        matches!(refused, Err(StoreError::Invalid(_))),
+        matches!(refused, Err(StoreError::Unstorable(_))),
+        "{refused:?}"
+    );
+    // So are strings PostgreSQL cannot hold, on every backend alike.
+    let nul = NewEvent {
+        data: json!({"tags": ["a\u{0}"]}),
+        ..event(6)
+    };
+    let refused = store
+        .append(request(app, "s", ExpectedVersion::Any, vec![nul]))
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Unstorable(m)) if m.contains("data.tags[0]")),
+        "{refused:?}"
+    );
+    let refused = store
+        .append(request(app, "s\u{0}", ExpectedVersion::Any, vec![event(7)]))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Unstorable(_))),
         "{refused:?}"
     );
     assert_eq!(store.head().await.unwrap_or_default(), 19);

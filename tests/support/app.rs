@@ -295,6 +295,16 @@ pub fn segment(raw: &str) -> String {
         .collect()
 }
 
+/// A Web Push subscription (the token of a `webpush` device) whose endpoint
+/// is on a public address literal that no test contacts.
+pub fn webpush_token(id: &str) -> String {
+    json!({
+        "endpoint": format!("https://8.8.8.8/push/{id}"),
+        "keys": {"p256dh": "BAAA", "auth": "AAAA"},
+    })
+    .to_string()
+}
+
 /// A device registration body with this push token (FCM, Android).
 pub fn device_body(push_token: &str) -> Value {
     json!({"push_token": push_token, "send_platform": "fcm", "device_platform": "android"})

@@ -51,7 +51,9 @@ pub fn pg_url_via(addr: std::net::SocketAddr) -> String {
     format!("{prefix}@{addr}/{path}")
 }
 
-fn pg_required() -> bool {
+/// Whether PostgreSQL suites must run (`HERALD_TEST_REQUIRE_PG=1`) rather
+/// than be skipped when no server is available.
+pub fn pg_required() -> bool {
     std::env::var("HERALD_TEST_REQUIRE_PG").is_ok_and(|v| v == "1" || v == "true")
 }
 

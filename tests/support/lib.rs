@@ -8,9 +8,11 @@
 
 pub mod app;
 pub mod backend;
+pub mod pg_cluster;
 pub mod proxy;
 pub mod push;
 pub mod receiver;
+pub mod serve;
 
 pub use app::TestApp;
 pub use backend::{Backend, TestDb};

@@ -10,6 +10,12 @@ use crate::error::ApiError;
 
 pub struct AppJson<T>(pub T);
 
+/// How long a request body may take to arrive whole (a request extension,
+/// set by the server from `HttpLimits::body_timeout`). A client sending its
+/// body a byte at a time gets 408 instead of holding a connection forever.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 impl<S, T> FromRequest<S> for AppJson<T>
 where
     S: Send + Sync,
@@ -21,13 +27,20 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
+        let timeout = req
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(std::time::Duration::from_secs(30), |t| t.0);
+        let bytes = tokio::time::timeout(timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::RequestTimeout)?
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
         parse(&bytes).map(AppJson)
     }
 }
@@ -47,7 +60,9 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
 }
 
 /// Parses a JSON document into `T`, naming the field that does not fit.
+/// A string holding NUL is refused wherever it is (see `domain::storable`).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    refuse_nul(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -61,6 +76,28 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
     Ok(value)
+}
+
+/// JSON can carry NUL only as the escape `\u0000`; a body without those six
+/// bytes needs no further look. One with them is parsed to find the field.
+fn refuse_nul(bytes: &[u8]) -> Result<(), ApiError> {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return Ok(());
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(());
+    };
+    match domain::storable::find_unstorable(&value, "") {
+        Some((field, message)) if message == domain::storable::NUL_MESSAGE => {
+            let field = if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            };
+            Err(ApiError::invalid(field, message))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn field_error(path: &str, message: String) -> ApiError {
@@ -133,6 +170,17 @@ mod tests {
         );
         assert_eq!(field_of(r#"{"name": "a", "inner": {}}"#), ["inner.count"]);
         assert_eq!(field_of(r#"{"name": "a", "extra": 1}"#), ["extra"]);
+    }
+
+    #[test]
+    fn nul_is_refused_naming_the_field() {
+        assert_eq!(field_of(r#"{"name": "a\u0000b"}"#), ["name"]);
+        assert_eq!(
+            field_of(r#"{"name": "a", "inner": {"k\u0000": 1}}"#),
+            ["inner.k\u{0}"]
+        );
+        // An escaped backslash before "u0000" is text, not NUL.
+        assert!(parse::<Body>(br#"{"name": "a\\u0000"}"#).is_ok());
     }
 
     #[test]

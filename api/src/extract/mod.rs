@@ -8,5 +8,5 @@ mod query;
 
 pub use auth::{Admin, Audit, Key, Read, Root, Write};
 pub use context::request_context;
-pub use json::AppJson;
+pub use json::{AppJson, BodyTimeout};
 pub use query::AppQuery;

@@ -97,6 +97,7 @@ impl Template {
                 format!("must be at most {MAX_TEMPLATE_BYTES} bytes of JSON"),
             ));
         }
+        crate::storable::check_value(&raw, "payload_template")?;
         let mut errors = Vec::new();
         check(&raw, "payload_template", &mut errors);
         if errors.is_empty() {
@@ -224,6 +225,20 @@ mod tests {
             t.render(&lookup),
             json!({"id": 42, "d": {"to": "suspended"}, "e": null})
         );
+    }
+
+    #[test]
+    fn fractions_big_numbers_and_nul_are_refused() {
+        let field = |raw: Value| match Template::parse(raw) {
+            Err(DomainError::Invalid(errors)) => errors[0].field.clone(),
+            other => panic!("accepted: {other:?}"),
+        };
+        assert_eq!(field(json!({"a": 0.0})), "payload_template.a");
+        let big: Value = serde_json::from_str(r#"{"n": [1, 99999999999999999999999]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(field(big), "payload_template.n[1]");
+        assert_eq!(field(json!({"s": "a\u{0}"})), "payload_template.s");
+        assert!(Template::parse(json!({"n": i64::MAX, "m": -1})).is_ok());
     }
 
     #[test]

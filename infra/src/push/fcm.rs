@@ -1,6 +1,12 @@
 //! FCM HTTP v1: a service account's key signs a JWT (RS256), exchanged at
-//! its `token_uri` for an OAuth2 access token (cached until shortly before
-//! it expires), which authorises `POST /v1/projects/{project}/messages:send`.
+//! Google's token endpoint for an OAuth2 access token (cached until shortly
+//! before it expires), which authorises
+//! `POST /v1/projects/{project}/messages:send`.
+//!
+//! The token endpoint is the operator's (`HERALD_FCM_TOKEN_URL`, default
+//! Google's), never the `token_uri` of the tenant's key file: that field is
+//! written by whoever uploads the credentials, and following it would let
+//! an app admin make Herald POST to an internal address and read the answer.
 //!
 //! Errors are read from `error.details[].errorCode` (the FcmError detail),
 //! falling back to `error.status`: `UNREGISTERED` and token-related
@@ -36,8 +42,7 @@ pub struct ServiceAccount {
     pub private_key_id: Option<String>,
     pub private_key: String,
     pub client_email: String,
-    #[serde(default)]
-    pub token_uri: Option<String>,
+    // `token_uri` is read by nobody: see the module's documentation.
 }
 
 impl ServiceAccount {
@@ -85,10 +90,7 @@ impl Fcm {
         http: PushHttp,
         oauth: reqwest::Client,
     ) -> Result<Self, String> {
-        let token_url = token_url
-            .map(str::to_owned)
-            .or_else(|| account.token_uri.clone())
-            .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
+        let token_url = token_url.unwrap_or(DEFAULT_TOKEN_URI).to_owned();
         let send_url = format!(
             "{}/v1/projects/{}/messages:send",
             base_url.trim_end_matches('/'),

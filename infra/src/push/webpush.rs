@@ -76,16 +76,50 @@ impl VapidCredentials {
     }
 }
 
-#[derive(Deserialize)]
-struct Subscription {
-    endpoint: String,
-    keys: SubscriptionKeys,
+/// A browser's push subscription, as registered for a device's token.
+pub struct Subscription {
+    pub endpoint: url::Url,
+    p256dh: Vec<u8>,
+    auth: Vec<u8>,
 }
 
 #[derive(Deserialize)]
-struct SubscriptionKeys {
+struct RawSubscription {
+    endpoint: String,
+    keys: RawKeys,
+}
+
+#[derive(Deserialize)]
+struct RawKeys {
     p256dh: String,
     auth: String,
+}
+
+impl Subscription {
+    /// Parses a token; the error says what is wrong with it. Used when a
+    /// device registers (a 400) and again when sending (an invalid token).
+    pub fn parse(token: &str) -> Result<Self, String> {
+        let raw: RawSubscription = serde_json::from_str(token).map_err(|_| {
+            "the token is not a push subscription ({\"endpoint\", \"keys\": {\"p256dh\", \"auth\"}})"
+                .to_owned()
+        })?;
+        let endpoint = url::Url::parse(&raw.endpoint)
+            .map_err(|_| "the subscription endpoint is not a URL".to_owned())?;
+        if !matches!(endpoint.scheme(), "https" | "http") {
+            return Err("the subscription endpoint is not http(s)".into());
+        }
+        let (Some(p256dh), Some(auth)) = (
+            b64url_decode(&raw.keys.p256dh),
+            b64url_decode(&raw.keys.auth),
+        ) else {
+            return Err("the subscription keys are not base64url".into());
+        };
+        Ok(Self {
+            endpoint,
+            p256dh,
+            auth,
+        })
+    }
 }
 
 pub struct WebPush {
@@ -142,28 +176,18 @@ impl Provider for WebPush {
     }
 
     async fn send(&self, message: &PushMessage, token: &str) -> Outcome {
-        let Ok(sub) = serde_json::from_str::<Subscription>(token) else {
-            return Outcome::InvalidToken("webpush: the token is not a push subscription".into());
+        let sub = match Subscription::parse(token) {
+            Ok(sub) => sub,
+            Err(e) => return Outcome::InvalidToken(format!("webpush: {e}")),
         };
-        let Ok(endpoint) = url::Url::parse(&sub.endpoint) else {
-            return Outcome::InvalidToken("webpush: the subscription endpoint is not a URL".into());
-        };
-        if !matches!(endpoint.scheme(), "https" | "http") {
-            return Outcome::InvalidToken(
-                "webpush: the subscription endpoint is not http(s)".into(),
-            );
-        }
-        if let Err(e) = self.addresses.check_literal(&endpoint) {
+        if let Err(e) = self.addresses.check_literal(&sub.endpoint) {
             return Outcome::Failed(format!("webpush: blocked: {e}"));
         }
-        let (Some(p256dh), Some(auth)) = (
-            b64url_decode(&sub.keys.p256dh),
-            b64url_decode(&sub.keys.auth),
-        ) else {
-            return Outcome::InvalidToken(
-                "webpush: the subscription keys are not base64url".into(),
-            );
-        };
+        let Subscription {
+            endpoint,
+            p256dh,
+            auth,
+        } = sub;
         let plaintext = message.content.payload().to_string();
         let body = match ece::encrypt(&p256dh, &auth, plaintext.as_bytes()) {
             Ok(b) => b,

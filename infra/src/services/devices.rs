@@ -3,13 +3,15 @@
 use domain::conditions::Condition;
 use domain::device::{self, Device, DeviceCommand, DeviceEvent, Registration};
 use domain::ids::{AppId, ExternalId, UserId};
+use domain::platform::SendPlatform;
 use domain::properties::PropertyPatch;
-use domain::{DomainEvent, RecordedEvent};
+use domain::{DomainError, DomainEvent, RecordedEvent};
 use projections::devices::{self as read, At, DeviceRecord, DeviceView};
 
 use super::{RequestContext, settle};
 use crate::commands::{CommandError, Executed};
 use crate::herald::Herald;
+use crate::push::webpush::Subscription;
 use crate::secrets::random_in_1_to;
 
 /// A device after a command, and what the command did.
@@ -29,12 +31,35 @@ pub async fn register(
     external_id: ExternalId,
     registration: Registration,
 ) -> Result<DeviceOutcome, CommandError> {
+    check_push_token(herald, &registration).await?;
     let command = DeviceCommand::Register {
         external_id: external_id.clone(),
         registration,
         random_bucket: random_in_1_to(device::RANDOM_BUCKETS),
     };
     run(herald, ctx, app_id, &external_id, command).await
+}
+
+/// A Web Push token is a subscription whose endpoint anyone registering a
+/// device chooses: it must parse, and its host pass the same address guard
+/// as webhook URLs (public addresses only, unless allowed), so a request
+/// to an internal address is refused here with a 400, not at send time.
+async fn check_push_token(
+    herald: &Herald,
+    registration: &Registration,
+) -> Result<(), CommandError> {
+    if registration.send_platform != SendPlatform::Webpush {
+        return Ok(());
+    }
+    let invalid = |m: String| CommandError::from(DomainError::invalid("push_token", m));
+    let subscription = Subscription::parse(registration.push_token.as_str()).map_err(invalid)?;
+    herald
+        .config
+        .webhooks
+        .addresses
+        .check_url(subscription.endpoint.as_str())
+        .await
+        .map_err(|m| invalid(format!("the subscription endpoint {m}")))
 }
 
 pub async fn set_properties(

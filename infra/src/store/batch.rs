@@ -58,6 +58,25 @@ pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
     if request.stream.is_empty() || request.stream.len() > 1024 {
         return invalid("stream names are 1 to 1024 bytes".into());
     }
+    // What the log accepts, every backend and read model can store: the edge
+    // refuses these first; this keeps any other caller from getting them in.
+    let unstorable =
+        |field: String, reason: &str| Err(StoreError::Unstorable(format!("{field}: {reason}")));
+    if request.stream.contains('\0') {
+        return unstorable("stream".into(), domain::storable::NUL_MESSAGE);
+    }
+    let m = &request.metadata;
+    let texts = [
+        ("metadata.actor", Some(&m.actor)),
+        ("metadata.request_id", m.request_id.as_ref()),
+        ("metadata.correlation_id", m.correlation_id.as_ref()),
+        ("metadata.trace_id", m.trace_id.as_ref()),
+    ];
+    for (field, text) in texts {
+        if text.is_some_and(|t| t.contains('\0')) {
+            return unstorable(field.into(), domain::storable::NUL_MESSAGE);
+        }
+    }
     let mut ids = HashSet::new();
     for event in &request.events {
         if !ids.insert(event.event_id) {
@@ -65,6 +84,9 @@ pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
         }
         if event.event_type.is_empty() {
             return invalid("event types must not be empty".into());
+        }
+        if let Some((field, reason)) = domain::storable::find_unstorable(&event.data, "data") {
+            return unstorable(field, reason);
         }
         check_canonical(&event.data).map_err(|e| StoreError::Invalid(e.to_string()))?;
     }

@@ -14,6 +14,10 @@ pub enum StoreError {
     DuplicateEventIds,
     #[error("invalid append: {0}")]
     Invalid(String),
+    /// The append holds a value some backend cannot store (NUL in a string,
+    /// a fraction): refused on every backend alike.
+    #[error("the log cannot store {0}")]
+    Unstorable(String),
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
     #[error("the database failed: {0}")]

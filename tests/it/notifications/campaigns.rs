@@ -1,6 +1,7 @@
 //! A campaign on the embedded default (no credentials: the log provider),
 //! end to end: targets, audience, batches, counters, history, usage.
 
+use herald_tests::app::webpush_token;
 use herald_tests::{Backend, on_both};
 use serde_json::{Value, json};
 
@@ -17,7 +18,8 @@ async fn log_campaign(backend: Backend) {
     p.device("a1", "t-a1", "fcm", "android", Some("u1")).await;
     p.device("a2", "t-a2", "fcm", "android", None).await;
     p.device("i1", "t-i1", "apns", "ios", Some("u1")).await;
-    p.device("w1", "t-w1", "webpush", "web", None).await;
+    p.device("w1", &webpush_token("w1"), "webpush", "web", None)
+        .await;
     p.device("x1", "t-x1", "fcm", "android", None).await;
     for (d, plan) in [("a1", "pro"), ("w1", "pro"), ("x1", "pro"), ("a2", "free")] {
         let r = p

@@ -10,8 +10,10 @@ use super::{Pushy, outcomes};
 async fn with_fcm(backend: Backend) -> Option<(Pushy, FakeFcm)> {
     let fake = FakeFcm::start().await;
     let url = fake.base_url();
+    let token_url = fake.token_url();
     let p = Pushy::spawn(backend, |c| {
         c.push.fcm_url = url;
+        c.push.fcm_token_url = Some(token_url);
         c.push.batch_size = 3;
     })
     .await?;
@@ -262,4 +264,51 @@ async fn fcm_config(backend: Backend) {
         .put("/v1/push-credentials/fcm", &p.key.token, json!({"service_account": {"project_id": "p", "client_email": "e", "private_key": "nope"}}))
         .await;
     assert_eq!(bad.invalid_fields(), ["service_account"]);
+}
+
+on_both!(
+    the_key_files_token_uri_is_never_called,
+    token_uri_is_ignored
+);
+async fn token_uri_is_ignored(backend: Backend) {
+    // Anything that connects here is Herald following the tenant's token_uri.
+    let trap = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let trap_url = format!(
+        "http://{}/token",
+        trap.local_addr().unwrap_or_else(|e| panic!("{e}"))
+    );
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = calls.clone();
+    tokio::spawn(async move {
+        while trap.accept().await.is_ok() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let fake = FakeFcm::start().await;
+    let url = fake.base_url();
+    // No token endpoint configured: Google's is the only one Herald may call
+    // (unreachable here, so the send fails; what matters is where it went).
+    let Some(p) = Pushy::spawn(backend, |c| {
+        c.push.fcm_url = url;
+        c.push.max_retries = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let mut account = fake.service_account();
+    account["token_uri"] = json!(trap_url);
+    p.credentials("fcm", json!({"service_account": account}))
+        .await;
+    p.device("ok-1", "ok-1", "fcm", "android", None).await;
+    let n = p
+        .notify(json!({"title": "Hi", "body": "x", "external_ids": ["ok-1"], "launch": true}))
+        .await;
+    let id = n["id"].as_str().unwrap_or_default().to_owned();
+    let done = p.finished(&id).await;
+    assert_ne!(done["sent"]["android"], 1, "{done}");
+    assert_eq!(fake.tokens_issued(), 0);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

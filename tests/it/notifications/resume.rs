@@ -80,8 +80,10 @@ async fn crash_resume(backend: Backend) {
     const BATCH: usize = 5;
     let fake = FakeFcm::start().await;
     let url = fake.base_url();
+    let token_url = fake.token_url();
     let Some(p) = Pushy::spawn(backend, |c| {
         c.push.fcm_url = url.clone();
+        c.push.fcm_token_url = Some(token_url.clone());
         c.push.batch_size = BATCH;
     })
     .await
@@ -118,6 +120,7 @@ async fn crash_resume(backend: Backend) {
             on_clock(c, &clock);
             quick(c);
             c.push.fcm_url = url.clone();
+            c.push.fcm_token_url = Some(token_url.clone());
             c.push.batch_size = BATCH;
         })
         .await;

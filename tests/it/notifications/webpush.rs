@@ -1,8 +1,9 @@
 //! Web Push against its local stand-in: VAPID, encryption a browser can
 //! open, TTL / Urgency / Topic, and the error classes.
 
+use herald_tests::app::webpush_token;
 use herald_tests::push::webpush::FakeWebPush;
-use herald_tests::{Backend, on_both};
+use herald_tests::{Backend, TestApp, on_both};
 use serde_json::json;
 
 use super::{Pushy, outcomes};
@@ -117,4 +118,65 @@ async fn missing_credentials(backend: Backend) {
         "{history:?}"
     );
     assert_eq!(outcomes(&p, &["w", "a"], &id).await[1].1, "failed");
+}
+
+on_both!(
+    subscriptions_to_internal_addresses_are_refused_at_registration,
+    internal_endpoints
+);
+async fn internal_endpoints(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("web").await;
+    let keys = json!({"p256dh": "BAAA", "auth": "AAAA"});
+    let endpoints = [
+        "http://127.0.0.1/push/x",
+        "https://127.1/push/x",
+        "https://0x7f000001/push/x",
+        "https://2130706433/push/x",
+        "https://localhost/push/x",
+        "https://[::1]/push/x",
+        "https://[::ffff:127.0.0.1]/push/x",
+        "https://10.1.2.3/push/x",
+        "https://192.168.0.10/push/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fe80::1]/push/x",
+        "https://0.0.0.0/push/x",
+    ];
+    let register = |token: String| {
+        let body =
+            json!({"push_token": token, "send_platform": "webpush", "device_platform": "web"});
+        let app = &app;
+        let token = key.token.clone();
+        async move { app.put("/v1/devices/w", &token, body).await }
+    };
+    for endpoint in endpoints {
+        let token = json!({"endpoint": endpoint, "keys": keys}).to_string();
+        let resp = register(token).await;
+        assert_eq!(
+            resp.invalid_fields(),
+            ["push_token"],
+            "{endpoint}: {}",
+            resp.body
+        );
+    }
+    for malformed in [
+        "not json".to_owned(),
+        json!({"endpoint": "ftp://8.8.8.8/x", "keys": keys}).to_string(),
+        json!({"endpoint": "https://8.8.8.8/x"}).to_string(),
+        json!({"endpoint": "https://8.8.8.8/x", "keys": {"p256dh": "!!", "auth": "AAAA"}})
+            .to_string(),
+    ] {
+        let resp = register(malformed.clone()).await;
+        assert_eq!(resp.invalid_fields(), ["push_token"], "{malformed}");
+    }
+    assert!(
+        app.events(&key.token)
+            .await
+            .iter()
+            .all(|e| e["event_type"] != "device.registered")
+    );
+    let resp = register(webpush_token("w")).await;
+    assert_eq!(resp.status, 201, "{}", resp.body);
 }

@@ -250,6 +250,11 @@ impl FakeFcm {
         format!("http://{}", self.addr)
     }
 
+    /// Its OAuth token endpoint (Herald's `fcm_token_url`).
+    pub fn token_url(&self) -> String {
+        self.shared.token_url.clone()
+    }
+
     /// A service account key file for this stand-in.
     pub fn service_account(&self) -> Value {
         json!({
