@@ -117,7 +117,9 @@ fuzz() {
   cp "$HERE/schemathesis.toml" "$WORK/schemathesis.toml"
   python3 "$HERE/seed.py" "$BASE_URL" "$HERALD_ST_APP_KEY" >>"$WORK/schemathesis.toml"
   log "schemathesis on $backend: $BASE_URL/openapi.json"
-  "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" --no-color run \
+  # From the run's own directory: schemathesis keeps a cache of past
+  # failures where it runs, and each run starts without one.
+  (cd "$WORK" && "$VENV/bin/schemathesis" --config-file "$WORK/schemathesis.toml" --no-color run \
     "$BASE_URL/openapi.json" \
     --checks "$CHECKS" \
     --max-examples "$MAX_EXAMPLES" \
@@ -125,7 +127,7 @@ fuzz() {
     --generation-database none \
     ${HERALD_ST_SEED:+--seed "$HERALD_ST_SEED"} \
     --report har --report-har-path "$har" \
-    "$@" || status=$?
+    "$@") || status=$?
   requests=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["log"]["entries"]))' "$har" 2>/dev/null || echo 0)
   TOTAL_REQUESTS=$((TOTAL_REQUESTS + requests))
   log "schemathesis on $backend: $requests requests in $((SECONDS - started)) s, exit $status"

@@ -53,6 +53,60 @@ impl From<PushCredentialRecord> for CredentialsBody {
     }
 }
 
+/// A provider's credentials, by provider (the path names it).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CredentialsInput {
+    Fcm(FcmCredentials),
+    Apns(ApnsCredentials),
+    Webpush(WebPushCredentials),
+}
+
+/// FCM: a service account.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct FcmCredentials {
+    /// The service account's key file, as downloaded (JSON).
+    #[schema(value_type = Object)]
+    service_account: Value,
+}
+
+/// APNs: a token-based (`.p8`) key.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ApnsCredentials {
+    /// The `.p8` file's text.
+    key_p8: String,
+    key_id: String,
+    team_id: String,
+    /// The app's bundle id.
+    topic: String,
+    /// Default `production`.
+    #[schema(value_type = Option<ApnsEnvironment>)]
+    environment: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ApnsEnvironment {
+    Production,
+    Sandbox,
+}
+
+/// Web Push: a VAPID subject; a key pair is generated unless one is given.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct WebPushCredentials {
+    /// A `mailto:` or `https:` contact.
+    subject: String,
+    /// The VAPID public key (base64url), with its private key.
+    public_key: Option<String>,
+    private_key: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsList {
     push_credentials: Vec<CredentialsBody>,
@@ -69,7 +123,7 @@ fn provider(raw: &str) -> Result<SendPlatform, ApiError> {
 /// `{"subject", "public_key", "private_key"}`.
 #[utoipa::path(put, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
     params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
-    request_body(content = Object),
+    request_body = CredentialsInput,
     responses(
         (status = 200, body = CredentialsBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -10,7 +10,10 @@ use utoipa::{PartialSchema, ToSchema};
 
 use utoipa::openapi::schema::Components;
 
-pub use self::values::{nullable_condition, nullable_property_patch, properties, property_patch};
+pub use self::values::{
+    nullable_condition, nullable_property_patch, nullable_webhook_headers, properties,
+    property_patch, webhook_headers,
+};
 
 /// Adds the components that no body refers to, so utoipa does not collect
 /// them: the JSON Schema ones, and those only parameters use.

@@ -47,6 +47,16 @@ fn components() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "WebhookHeaders",
+            json!({
+                "type": "object",
+                "description": "Extra headers sent with every message: at most 20. Names are HTTP tokens (stored lower-cased) other than those Herald sets itself (`authorization`, `content-length`, `content-type`, `connection`, `host`, `transfer-encoding`, `user-agent`, `webhook-id`, `webhook-signature`, `webhook-timestamp`); values are at most 1024 bytes of visible ASCII and spaces.",
+                "maxProperties": 20,
+                "propertyNames": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$"},
+                "additionalProperties": {"type": "string", "maxLength": 1024, "pattern": "^[ -~]*$"},
+            }),
+        ),
+        (
             "Condition",
             json!({
                 "description": "A condition tree: a group, a negation or a leaf; at most 16 levels deep and 256 leaves. A leaf over a property of another type, or a missing one, is false.",
@@ -150,6 +160,14 @@ pub fn property_patch() -> RefOr<Schema> {
 
 pub fn nullable_property_patch() -> RefOr<Schema> {
     nullable("PropertyPatch")
+}
+
+pub fn webhook_headers() -> RefOr<Schema> {
+    reference("WebhookHeaders")
+}
+
+pub fn nullable_webhook_headers() -> RefOr<Schema> {
+    nullable("WebhookHeaders")
 }
 
 pub fn nullable_condition() -> RefOr<Schema> {

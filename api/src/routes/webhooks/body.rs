@@ -100,10 +100,8 @@ pub struct CreateWebhook {
     /// Default `POST`.
     #[schema(value_type = Option<schema::HttpMethod>)]
     pub method: Option<String>,
-    /// Extra headers sent with every message: at most 20; names are HTTP
-    /// tokens Herald does not set itself, values at most 1024 bytes of
-    /// visible ASCII and spaces.
     #[serde(default)]
+    #[schema(schema_with = schema::webhook_headers)]
     pub headers: BTreeMap<String, String>,
     /// Any JSON (at most 16 KiB) whose strings may hold `{{placeholder}}`s
     /// (see `docs/webhooks.md`); the message body instead of the event.
@@ -133,6 +131,7 @@ pub struct PatchWebhook {
     pub event_types: Option<Vec<String>>,
     #[schema(value_type = Option<schema::HttpMethod>)]
     pub method: Option<String>,
+    #[schema(schema_with = schema::nullable_webhook_headers)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Value>)]
@@ -303,6 +302,7 @@ pub struct WebhookBody {
     event_types: Vec<String>,
     #[schema(value_type = schema::HttpMethod)]
     method: String,
+    #[schema(schema_with = schema::webhook_headers)]
     headers: BTreeMap<String, String>,
     #[schema(value_type = Option<Value>)]
     payload_template: Option<Value>,
