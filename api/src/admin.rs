@@ -12,11 +12,11 @@ use anyhow::Context;
 use domain::ids::AppId;
 use infra::audit::{apps_in_log, verify_app};
 use infra::database;
-use infra::herald::{all_projections, rebuildable_projections};
+use infra::runtime::{self, faults};
 use infra::store::{EventFilter, EventStore, SqlEventStore};
 use projections::db::Db;
 
-use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, RebuildArgs, VerifyArgs};
+use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, FaultArgs, RebuildArgs, VerifyArgs};
 use crate::pump::buffer::{Buffer, id_of};
 use crate::pump::client::ChangesClient;
 use crate::pump::{Pump, retry_dead_letters};
@@ -157,7 +157,9 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// Prints each read model's status as a JSON line.
 pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
     let (db, store) = open(&args).await?;
-    for status in infra::projection_status::status(&db, store.as_ref(), &all_projections()).await? {
+    for status in
+        infra::projection_status::status(&db, store.as_ref(), &runtime::registered()).await?
+    {
         println!("{}", serde_json::to_string(&status)?);
     }
     db.close().await;
@@ -167,15 +169,20 @@ pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
 /// Rebuilds one read model (or all) beside the live ones, then switches.
 pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     let (db, store) = open(&args.database).await?;
-    let all = rebuildable_projections();
+    let all = runtime::read_models();
     let chosen: Vec<_> = match &args.name {
         Some(name) => {
             let found: Vec<_> = all.iter().filter(|p| p.name() == name).cloned().collect();
             anyhow::ensure!(
                 !found.is_empty(),
-                "no rebuildable projection named {name:?}; there are: {} \
-                 (change_queues is not rebuilt: it records what was handed out)",
-                all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+                "no read model named {name:?}; there are: {} (reactor feeds — {} — are \
+                 not rebuilt: they record what was handed out and delivered)",
+                all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
+                runtime::reactor_feeds()
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             found
         }
@@ -196,6 +203,42 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         rebuilt.position
     );
     db.close().await;
+    Ok(())
+}
+
+/// `herald projections skip|retry`: asks the node running the projection
+/// to skip the event it is stopped at for an app, or to retry it.
+pub async fn projections_fault(args: FaultArgs, action: faults::Action) -> anyhow::Result<()> {
+    let (db, _store) = open(&args.database).await?;
+    anyhow::ensure!(
+        runtime::registered()
+            .iter()
+            .any(|r| r.projection.name() == args.name),
+        "no projection named {:?}",
+        args.name
+    );
+    let app = domain::ids::AppId(args.app);
+    let found = faults::request(&db, &args.name, app, args.position, action).await?;
+    db.close().await;
+    anyhow::ensure!(
+        found,
+        "{} is not stopped for app {}{} (see `herald projections status`)",
+        args.name,
+        args.app,
+        args.position
+            .map(|p| format!(" at position {p}"))
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "herald: asked {} to {} for app {}; the node running it acts within a second \
+         (`herald projections status` shows when the fault is gone)",
+        args.name,
+        match action {
+            faults::Action::Skip => "skip the event it is stopped at",
+            faults::Action::Retry => "retry the event it is stopped at",
+        },
+        args.app
+    );
     Ok(())
 }
 

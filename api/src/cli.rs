@@ -147,6 +147,26 @@ pub enum ProjectionsCommand {
     /// Rebuild read models from the log beside the live ones, then switch
     /// atomically; interrupt and run again to resume.
     Rebuild(RebuildArgs),
+    /// A projection stopped for an app (it cannot apply one of its events):
+    /// record the event as skipped and apply the app's later events.
+    Skip(FaultArgs),
+    /// A projection stopped for an app: apply the event again (after a fix),
+    /// then the app's later events.
+    Retry(FaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The projection (`herald projections status` lists its faults).
+    pub name: String,
+    /// The app it is stopped for.
+    #[arg(long)]
+    pub app: uuid::Uuid,
+    /// The event's position, to be sure it is the one you looked at.
+    #[arg(long)]
+    pub position: Option<i64>,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,8 @@ pub enum ApiError {
         retry_after: std::time::Duration,
     },
     Unavailable,
+    /// A read model cannot serve the read: `(slug, detail)`.
+    NotReady(&'static str, String),
     Internal(String),
 }
 
@@ -97,6 +99,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::NotReady(slug, _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                slug,
+                "Read model not ready",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -173,6 +180,7 @@ impl IntoResponse for ApiError {
                 vec![],
             ),
             ApiError::Unavailable => ("the database is unavailable; retry shortly".into(), vec![]),
+            ApiError::NotReady(_, detail) => (detail, vec![]),
             ApiError::TooManyRequests { detail, .. } => (detail, vec![]),
             ApiError::Internal(m) => {
                 tracing::error!(error = %m, "request failed");
@@ -224,6 +232,13 @@ impl From<CommandError> for ApiError {
             CommandError::Unavailable(m) => {
                 tracing::warn!(error = %infra::database::redact(&m), "database unavailable");
                 ApiError::Unavailable
+            }
+            CommandError::NotReady(ref n) => {
+                let slug = match n {
+                    infra::runtime::NotReady::Stopped { .. } => "read-model-stopped",
+                    infra::runtime::NotReady::Behind { .. } => "read-model-behind",
+                };
+                ApiError::NotReady(slug, e.to_string())
             }
             CommandError::Internal(m) => ApiError::Internal(m),
             CommandError::TooMany {

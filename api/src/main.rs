@@ -73,5 +73,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::projections_rebuild(args).await
         }
+        Command::Projections(ProjectionsCommand::Skip(args)) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::projections_fault(args, infra::runtime::faults::Action::Skip).await
+        }
+        Command::Projections(ProjectionsCommand::Retry(args)) => {
+            let _telemetry = telemetry::init(None, false)?;
+            api::admin::projections_fault(args, infra::runtime::faults::Action::Retry).await
+        }
     }
 }

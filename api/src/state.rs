@@ -11,3 +11,17 @@ pub struct AppState {
     /// responses (live tails, exports) end instead of holding it up.
     pub stopping: watch::Receiver<bool>,
 }
+
+impl AppState {
+    /// Before a read: the read models `models` must be able to serve the
+    /// caller's app, and have applied the request's consistency token
+    /// (`Herald-Min-Position`), else 503 naming why.
+    pub async fn fresh(
+        &self,
+        ctx: &infra::services::RequestContext,
+        app: domain::ids::AppId,
+        models: &[&'static str],
+    ) -> Result<(), crate::error::ApiError> {
+        Ok(infra::services::fresh(&self.herald, ctx, app, models).await?)
+    }
+}

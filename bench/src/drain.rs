@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use infra::config::Config;
 use infra::herald::Herald;
-use infra::rebuild::rebuild;
+use infra::rebuild::dry_run;
 use infra::secrets::Secret;
 use infra::store::{EventStore, SqlEventStore};
 use projections::Projection;
@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let store = store.clone();
         async move {
             let started = Instant::now();
-            rebuild(&db, store.as_ref(), &[p], |_| {}).await?;
+            dry_run(&db, store.as_ref(), &[p]).await?;
             anyhow::Ok(started.elapsed().as_secs_f64())
         }
     };

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use domain::ids::AppId;
 use infra::audit::verify_app;
-use infra::herald::all_projections;
 use infra::store::{EventStore, SqlEventStore};
 use serde_json::json;
 
@@ -54,8 +53,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(report.is_ok(), "the chain did not verify: {report:?}");
 
     let started = Instant::now();
-    let rebuilt =
-        infra::rebuild::rebuild(&db.db, store.as_ref(), &all_projections(), |_| {}).await?;
+    let rebuilt = infra::rebuild::rebuild(
+        &db.db,
+        store.as_ref(),
+        &infra::runtime::read_models(),
+        |_| {},
+    )
+    .await?;
     let rebuild_seconds = started.elapsed().as_secs_f64();
     anyhow::ensure!(
         rebuilt.position == head,

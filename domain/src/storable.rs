@@ -5,8 +5,9 @@
 //! - no string (value or object key) holds NUL (U+0000): SQLite keeps it,
 //!   PostgreSQL `text` refuses it, so a NUL accepted into the log would stop
 //!   every PostgreSQL read model that copies the string into a column;
-//! - numbers are integers that fit in 64 bits: the canonical form the hash
-//!   chain covers has no fractions (see `envelope`).
+//! - numbers are integers in the signed 64-bit range: the canonical form
+//!   the hash chain covers has no fractions (see `envelope`), and every
+//!   backend's integer column (`BIGINT`) holds exactly that range.
 //!
 //! JSON has no other value a backend cannot hold: raw control characters are
 //! not valid JSON, and a lone surrogate escape (`"\ud800"`) is refused by the
@@ -20,7 +21,8 @@ use crate::error::DomainError;
 pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
 
 /// Why a number cannot be stored.
-pub const NUMBER_MESSAGE: &str = "numbers must be integers of at most 64 bits";
+pub const NUMBER_MESSAGE: &str =
+    "numbers must be integers from -9223372036854775808 to 9223372036854775807";
 
 /// Refuses a string holding NUL, naming `field`.
 pub fn check_str(field: &str, s: &str) -> Result<(), DomainError> {
@@ -36,7 +38,7 @@ pub fn check_str(field: &str, s: &str) -> Result<(), DomainError> {
 pub fn is_storable(value: &Value) -> bool {
     match value {
         Value::String(s) => !s.contains('\0'),
-        Value::Number(n) => n.is_i64() || n.is_u64(),
+        Value::Number(n) => n.is_i64(),
         Value::Array(items) => items.iter().all(is_storable),
         Value::Object(map) => map
             .iter()
@@ -57,7 +59,7 @@ pub fn find_unstorable(value: &Value, root: &str) -> Option<(String, &'static st
 fn locate(value: &Value, root: &str) -> Option<(String, &'static str)> {
     match value {
         Value::String(s) if s.contains('\0') => Some((root.to_owned(), NUL_MESSAGE)),
-        Value::Number(n) if !(n.is_i64() || n.is_u64()) => Some((root.to_owned(), NUMBER_MESSAGE)),
+        Value::Number(n) if !n.is_i64() => Some((root.to_owned(), NUMBER_MESSAGE)),
         Value::Array(items) => items
             .iter()
             .enumerate()
@@ -123,6 +125,7 @@ mod tests {
         let huge: Value =
             serde_json::from_str("{\"a\": 123456789012345678901234567890}").unwrap_or_default();
         assert!(find_unstorable(&huge, "").is_some());
-        assert_eq!(find_unstorable(&json!([i64::MIN, u64::MAX]), ""), None);
+        assert_eq!(find_unstorable(&json!([i64::MIN, i64::MAX]), ""), None);
+        assert!(find_unstorable(&json!([u64::MAX]), "").is_some());
     }
 }

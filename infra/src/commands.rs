@@ -32,9 +32,33 @@ pub enum CommandError {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// The read models a read needs cannot serve it (yet): stopped for
+    /// the app, or behind the consistency token (503).
+    #[error("{}", describe_not_ready(.0))]
+    NotReady(crate::runtime::NotReady),
     /// Anything else (500).
     #[error("the command failed: {0}")]
     Internal(String),
+}
+
+fn describe_not_ready(n: &crate::runtime::NotReady) -> String {
+    match n {
+        crate::runtime::NotReady::Stopped {
+            model,
+            position,
+            error,
+        } => format!(
+            "the read model {model} is stopped for this app at log position {position} \
+             (it cannot apply that event: {error}); an operator can skip or retry it"
+        ),
+        crate::runtime::NotReady::Behind {
+            model,
+            position,
+            wanted,
+        } => format!(
+            "the read model {model} has applied position {position}, not yet {wanted}; retry shortly"
+        ),
+    }
 }
 
 impl From<StoreError> for CommandError {

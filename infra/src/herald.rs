@@ -3,25 +3,18 @@
 
 use std::sync::Arc;
 
-use projections::Projection;
-use projections::apps::AppsProjection;
-use projections::change_queues::ChangeQueuesProjection;
 use projections::db::Db;
-use projections::devices::DevicesProjection;
-use projections::notifications::NotificationsProjection;
-use projections::notifications::history::DeviceNotificationsProjection;
-use projections::notifications::jobs::{self as notification_jobs, NotificationJobsProjection};
-use projections::users::UsersProjection;
-use projections::webhooks::{self as webhook_model, WebhooksProjection};
+use projections::notifications::jobs as notification_jobs;
+use projections::webhooks as webhook_model;
 
 use crate::commands::CommandBus;
 use crate::config::Config;
 use crate::database::{self, redact};
 use crate::db_health::DbHealth;
-use crate::projection_runner::ProjectionRunner;
 use crate::push::credentials::Clients;
 use crate::push::sender::{self, Sender};
 use crate::root_token;
+use crate::runtime::{self, Followers};
 use crate::secrets::Secret;
 use crate::services::key_cache::KeyCache;
 use crate::store::{EventStore, SqlEventStore, StoreError};
@@ -33,7 +26,7 @@ pub struct Herald {
     pub db: Db,
     pub store: Arc<dyn EventStore>,
     pub commands: CommandBus,
-    pub projections: ProjectionRunner,
+    pub projections: Followers,
     pub root_token: Secret<String>,
     /// Recently authenticated API keys.
     pub keys: KeyCache,
@@ -45,29 +38,6 @@ pub struct Herald {
     pub push: Sender,
     /// Whether the database answers (requests fail fast while it does not).
     pub health: DbHealth,
-}
-
-/// Every projection this build runs.
-pub fn all_projections() -> Vec<Arc<dyn Projection>> {
-    vec![
-        Arc::new(AppsProjection),
-        Arc::new(DevicesProjection),
-        Arc::new(UsersProjection),
-        Arc::new(ChangeQueuesProjection),
-        Arc::new(WebhooksProjection),
-        Arc::new(NotificationsProjection),
-        Arc::new(NotificationJobsProjection),
-        Arc::new(DeviceNotificationsProjection),
-    ]
-}
-
-/// The projections `herald projections rebuild` rebuilds when not given a
-/// name (not the change queues: their tables record what was handed out).
-pub fn rebuildable_projections() -> Vec<Arc<dyn Projection>> {
-    all_projections()
-        .into_iter()
-        .filter(|p| p.rebuildable())
-        .collect()
 }
 
 /// What `start` found out that the caller should tell the operator.
@@ -99,7 +69,7 @@ impl Herald {
             vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
         let vault = Vault::new(db.clone(), &secret_key);
         let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::open(db.clone()).await?);
-        let projections = ProjectionRunner::new(db.clone(), store.clone(), all_projections());
+        let projections = Followers::new(db.clone(), store.clone(), runtime::registered());
         projections.start().await?;
         let commands = CommandBus::new(store.clone());
         let webhooks = Deliveries::new(

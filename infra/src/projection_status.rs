@@ -1,20 +1,23 @@
-//! Where each read model stands against the log.
+//! Where each projection stands against the log, from the database (so any
+//! node, or the CLI, sees the same): its checkpoint and lag, and the apps it
+//! is stopped for.
 
-use std::sync::Arc;
-
-use projections::Projection;
 use projections::db::Db;
 use projections::on_db;
 use serde::Serialize;
 
-use crate::store::{EventStore, StoreError};
+use crate::runtime::faults::{self, Fault};
+use crate::runtime::{Kind, Registered, RuntimeError};
+use crate::store::EventStore;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectionStatus {
     pub name: &'static str,
+    /// `read_model` (rebuildable) or `reactor_feed` (delivery state).
+    pub kind: Kind,
     /// The version this build runs.
     pub version: i32,
-    /// The version the stored read model was built with (`None`: never built).
+    /// The version the stored projection was built with (`None`: never built).
     pub stored_version: Option<i32>,
     /// The last log position applied.
     pub position: i64,
@@ -23,17 +26,36 @@ pub struct ProjectionStatus {
     pub lag_events: i64,
     /// Age of the oldest event not applied yet (0 when caught up).
     pub lag_seconds: f64,
+    /// The apps it is stopped for: the event it cannot apply and why.
+    pub faults: Vec<Fault>,
+}
+
+impl ProjectionStatus {
+    /// Takes in what the answering node knows: its in-memory checkpoint can
+    /// be ahead of the stored one by a stretch of events the projection does
+    /// not handle (written within a second).
+    pub fn with_local(mut self, local: i64) -> Self {
+        if local > self.position {
+            self.position = local;
+            self.lag_events = (self.head - local).max(0);
+            if self.lag_events == 0 {
+                self.lag_seconds = 0.0;
+            }
+        }
+        self
+    }
 }
 
 pub async fn status(
     db: &Db,
     store: &dyn EventStore,
-    projections: &[Arc<dyn Projection>],
-) -> Result<Vec<ProjectionStatus>, StoreError> {
+    registered: &[Registered],
+) -> Result<Vec<ProjectionStatus>, RuntimeError> {
     let head = store.head().await?;
     let now = chrono::Utc::now().timestamp_micros();
-    let mut out = Vec::with_capacity(projections.len());
-    for p in projections {
+    let mut out = Vec::with_capacity(registered.len());
+    for r in registered {
+        let p = &r.projection;
         let stored: Option<(i32, i64)> = on_db!(db, |pool| {
             sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
                 .bind(p.name())
@@ -53,12 +75,14 @@ pub async fn status(
         };
         out.push(ProjectionStatus {
             name: p.name(),
+            kind: r.kind,
             version: p.version(),
             stored_version: stored.map(|(version, _)| version),
             position,
             head,
             lag_events: (head - position).max(0),
             lag_seconds: oldest.map_or(0.0, |at| ((now - at).max(0) as f64) / 1e6),
+            faults: faults::list(db, p.name()).await?,
         });
     }
     Ok(out)

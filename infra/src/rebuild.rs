@@ -21,14 +21,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use domain::RecordedEvent;
-use projections::Projection;
 use projections::db::{Db, PgDb, Tx};
+use projections::{Projection, ReadModel};
 use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 
 use crate::database::{self, DbOptions};
-use crate::projection_runner::{
-    RunnerError, analyze, apply_batch, prepare, read_checkpoint, write_checkpoint,
+use crate::runtime::checkpoints::{
+    analyze, prepare as prepare_checkpoint, read as read_checkpoint, write as write_checkpoint,
 };
+use crate::runtime::{Kind, RuntimeError as RunnerError};
 use crate::store::{EventStore, StoreError, rows};
 
 /// Events read and applied per shadow transaction.
@@ -61,7 +62,7 @@ pub struct Rebuilt {
 pub async fn rebuild(
     live: &Db,
     store: &dyn EventStore,
-    projections: &[Arc<dyn Projection>],
+    projections: &[Arc<dyn ReadModel>],
     progress: impl FnMut(Progress),
 ) -> Result<Rebuilt, RunnerError> {
     rebuild_in_batches(live, store, projections, BATCH, progress).await
@@ -71,16 +72,43 @@ pub async fn rebuild(
 pub async fn rebuild_in_batches(
     live: &Db,
     store: &dyn EventStore,
+    models: &[Arc<dyn ReadModel>],
+    batch: usize,
+    progress: impl FnMut(Progress),
+) -> Result<Rebuilt, RunnerError> {
+    let projections: Vec<Arc<dyn Projection>> = models
+        .iter()
+        .map(|m| m.clone() as Arc<dyn Projection>)
+        .collect();
+    build(live, store, &projections, batch, progress, true).await
+}
+
+/// Builds `projections` from the log into a scratch copy and throws it
+/// away: how long a rebuild takes, for any projection (reactor feeds too,
+/// since nothing is switched in). For benchmarks and capacity planning.
+pub async fn dry_run(
+    live: &Db,
+    store: &dyn EventStore,
+    projections: &[Arc<dyn Projection>],
+) -> Result<Rebuilt, RunnerError> {
+    build(live, store, projections, BATCH, |_| {}, false).await
+}
+
+async fn build(
+    live: &Db,
+    store: &dyn EventStore,
     projections: &[Arc<dyn Projection>],
     batch: usize,
     mut progress: impl FnMut(Progress),
+    switch: bool,
 ) -> Result<Rebuilt, RunnerError> {
     let started = Instant::now();
     let shadow = Shadow::open(live).await?;
     let result = async {
         let mut positions = Vec::with_capacity(projections.len());
         for p in projections {
-            positions.push((p.as_ref(), prepare(&shadow.db, p.as_ref()).await?));
+            let position = prepare_checkpoint(&shadow.db, p.as_ref(), Kind::ReadModel).await?;
+            positions.push((p.as_ref(), position));
         }
         let head = store.head().await?;
         let mut applied = 0u64;
@@ -104,6 +132,10 @@ pub async fn rebuild_in_batches(
         for (projection, _) in &positions {
             analyze(&shadow.db, *projection).await;
         }
+        if !switch {
+            let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+            return Ok::<_, RunnerError>((position, applied));
+        }
         let position = match (live, &shadow.location) {
             (Db::Postgres(p), Location::Schema(name)) => {
                 switch_postgres(p, name, &mut positions).await?
@@ -125,8 +157,10 @@ pub async fn rebuild_in_batches(
         }
     };
     shadow.remove(live).await?;
-    for p in projections {
-        analyze(live, p.as_ref()).await;
+    if switch {
+        for p in projections {
+            analyze(live, p.as_ref()).await;
+        }
     }
     Ok(Rebuilt {
         projections: projections.iter().map(|p| p.name()).collect(),
@@ -134,6 +168,35 @@ pub async fn rebuild_in_batches(
         events,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Gives each projection the events of `events` past its own position (and
+/// of the types it handles), then moves its checkpoint to the end of the
+/// batch, all in `tx`. Returns how many events each projection applied.
+async fn apply_batch(
+    tx: &mut Tx,
+    projections: &mut [(&dyn Projection, i64)],
+    events: &[RecordedEvent],
+) -> Result<Vec<u64>, RunnerError> {
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(vec![0; projections.len()]);
+    };
+    let mut applied = Vec::with_capacity(projections.len());
+    for (projection, position) in projections.iter_mut() {
+        let relevant: Vec<_> = events
+            .iter()
+            .filter(|e| e.position > *position && projection.handles(&e.event_type))
+            .collect();
+        if !relevant.is_empty() {
+            projection.apply(tx, &relevant).await?;
+        }
+        applied.push(relevant.len() as u64);
+        if last > *position {
+            write_checkpoint(tx, projection.name(), projection.version(), last).await?;
+            *position = last;
+        }
+    }
+    Ok(applied)
 }
 
 enum Location {

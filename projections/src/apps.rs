@@ -15,6 +15,8 @@ use crate::{Projection, ProjectionError, on_db, on_tx};
 
 pub struct AppsProjection;
 
+impl crate::ReadModel for AppsProjection {}
+
 #[async_trait]
 impl Projection for AppsProjection {
     fn name(&self) -> &'static str {

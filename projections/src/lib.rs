@@ -1,6 +1,15 @@
-//! Herald's read models. A projection is a named, versioned read model that
-//! applies events to its own tables; the runner in `infra` feeds it batches
-//! and commits its checkpoint in the same transaction as its writes.
+//! Herald's projections of the log. A projection is named and versioned and
+//! applies events to its own tables; the runtime in `infra` runs each one on
+//! its own, committing its checkpoint in the same transaction as its writes.
+//!
+//! Two kinds, told apart by type:
+//! - a [`ReadModel`] holds derived data only: it can be dropped and rebuilt
+//!   from the log to the same rows, and `herald projections rebuild` does;
+//! - a [`ReactorFeed`] turns events into work for a reactor (webhook
+//!   messages, push jobs, change-queue items) and shares its tables with
+//!   that reactor, which records there what it handed out, attempted and
+//!   sent. That is delivery state the log cannot give back: a feed is never
+//!   dropped or rebuilt (rebuilding would deliver everything again).
 
 pub mod apps;
 pub mod change_queues;
@@ -45,13 +54,6 @@ pub trait Projection: Send + Sync + 'static {
     /// The tables this projection owns (all its state).
     fn tables(&self) -> &'static [&'static str];
 
-    /// Whether the model can be rebuilt from the log alone. `false` for
-    /// tables that also hold state written outside the projection (drained
-    /// change queues): rebuilding them would redo what that state records.
-    fn rebuildable(&self) -> bool {
-        true
-    }
-
     /// Whether this projection reads events of this type at all.
     fn handles(&self, event_type: &str) -> bool;
 
@@ -59,3 +61,11 @@ pub trait Projection: Send + Sync + 'static {
     /// Must be deterministic: the same events give the same rows.
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError>;
 }
+
+/// A projection of derived data only: dropped and rebuilt from the log, it
+/// gives the same rows.
+pub trait ReadModel: Projection {}
+
+/// A projection whose tables a reactor shares and writes delivery state to:
+/// never dropped, reset or rebuilt.
+pub trait ReactorFeed: Projection {}

@@ -128,6 +128,8 @@ pub struct UsersProjection;
 
 type UserKey = (Uuid, String);
 
+impl crate::ReadModel for UsersProjection {}
+
 #[async_trait]
 impl Projection for UsersProjection {
     fn name(&self) -> &'static str {

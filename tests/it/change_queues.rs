@@ -17,6 +17,8 @@ use projections::change_queues::drain;
 use serde_json::{Value, json};
 
 async fn drain_all(app: &TestApp, token: &str, queue: &str, limit: usize) -> Vec<Value> {
+    // A command does not wait for the change-queue feed: let it catch up.
+    app.settled().await;
     let mut all = Vec::new();
     loop {
         let resp = app
@@ -120,14 +122,15 @@ async fn default_queue(backend: Backend) {
         201
     );
     let status = json!({"status": "suspended"});
-    assert_eq!(
-        app.put("/v1/users/u1/status", &a.token, status)
-            .await
-            .status,
-        200
-    );
+    let written = app.put("/v1/users/u1/status", &a.token, status).await;
+    assert_eq!(written.status, 200);
+    let position = written
+        .header("herald-position")
+        .unwrap_or_default()
+        .to_owned();
 
-    let list = app.get("/v1/change-queues", &a.token).await;
+    // The write's consistency token makes the read wait for the feed.
+    let list = app.get_at("/v1/change-queues", &a.token, &position).await;
     assert_eq!(list.status, 200);
     let queues = list.body["change_queues"]
         .as_array()

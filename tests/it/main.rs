@@ -13,6 +13,7 @@ mod http_basics;
 mod notifications;
 mod openapi;
 mod process;
+mod projection_faults;
 mod projections;
 mod pump;
 mod rebuild;

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use domain::Metadata;
 use herald_tests::{Backend, TestApp, TestDb, on_both};
-use infra::herald::all_projections;
-use infra::projection_runner::ProjectionRunner;
+use infra::runtime::{self, Followers};
 use infra::store::{EventStore, SqlEventStore};
 use serde_json::json;
 
@@ -59,7 +58,7 @@ async fn catch_up(backend: Backend) {
     let position = done.appended.map(|a| a.last_position).unwrap_or_default();
 
     // …are picked up by a runner started later, exactly once.
-    let runner = ProjectionRunner::new(pool.clone(), store.clone(), all_projections());
+    let runner = Followers::new(pool.clone(), store.clone(), runtime::registered());
     runner.start().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(runner.wait_for_all(position, Duration::from_secs(20)).await);
     let late = app.get("/v1/devices/late-device", &key.token).await;

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_tests::{Backend, TestApp, TestDb, on_both};
-use infra::herald::rebuildable_projections;
 use infra::rebuild::{rebuild, rebuild_in_batches};
+use infra::runtime::read_models as rebuildable_projections;
 use projections::db::Db;
 use serde_json::json;
 
@@ -225,7 +225,7 @@ async fn resumes(backend: Backend) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let herald = app.herald.clone();
     let task = tokio::spawn(async move {
-        let projections: Vec<Arc<dyn projections::Projection>> = rebuildable_projections();
+        let projections: Vec<Arc<dyn projections::ReadModel>> = rebuildable_projections();
         rebuild_in_batches(&herald.db, herald.store.as_ref(), &projections, 5, |p| {
             let _ = tx.send(p.position);
         })
@@ -289,13 +289,16 @@ async fn cli(backend: Backend) {
             "apps",
             "devices",
             "users",
+            "notifications",
+            "device_notifications",
             "change_queues",
             "webhooks",
-            "notifications",
-            "notification_jobs",
-            "device_notifications"
+            "notification_jobs"
         ]
     );
+    let kinds: Vec<&str> = list.iter().filter_map(|p| p["kind"].as_str()).collect();
+    assert_eq!(kinds[..5], ["read_model"; 5]);
+    assert_eq!(kinds[5..], ["reactor_feed"; 3]);
     assert!(
         list.iter()
             .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
@@ -338,5 +341,5 @@ async fn cli(backend: Backend) {
         .output()
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no rebuildable projection named"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no read model named"));
 }

@@ -218,6 +218,38 @@ impl TestApp {
         self.send(Method::DELETE, path, Some(token), None).await
     }
 
+    /// Waits until every projection (read models and reactor feeds) has
+    /// applied the whole log: what a test does before reading something a
+    /// command does not wait for (a change queue, a webhook message).
+    pub async fn settled(&self) {
+        let head = self
+            .herald
+            .store
+            .head()
+            .await
+            .unwrap_or_else(|e| panic!("head: {e}"));
+        assert!(
+            self.herald
+                .projections
+                .wait_for_all(head, Duration::from_secs(20))
+                .await,
+            "the projections did not reach {head}"
+        );
+    }
+
+    /// A GET carrying a consistency token (`Herald-Min-Position`).
+    pub async fn get_at(&self, path: &str, token: &str, position: &str) -> Resp {
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .header("herald-min-position", position)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        read(response).await
+    }
+
     /// Creates an app with the root token.
     pub async fn create_app(&self, name: &str) -> AppKey {
         let resp = self

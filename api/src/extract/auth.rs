@@ -12,7 +12,7 @@ use domain::role::Role;
 use infra::services::RequestContext;
 use infra::services::tenancy::{Principal, authenticate};
 
-use super::context::request_context;
+use super::context::from_parts;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -91,7 +91,7 @@ impl<R: RequiredRole> FromRequestParts<AppState> for Key<R> {
                         R::ROLE
                     )));
                 }
-                let ctx = request_context(&parts.headers, format!("key:{key_id}"));
+                let ctx = from_parts(parts, format!("key:{key_id}"))?;
                 Ok(Key {
                     app_id,
                     key_id,
@@ -109,7 +109,7 @@ impl FromRequestParts<AppState> for Root {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match principal(parts, state).await? {
             Principal::Root => Ok(Root {
-                ctx: request_context(&parts.headers, "root".into()),
+                ctx: from_parts(parts, "root".into())?,
             }),
             Principal::Key { .. } => Err(ApiError::Forbidden("this needs the root token".into())),
         }

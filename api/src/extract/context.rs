@@ -1,8 +1,52 @@
 //! The ids that tie a request to the events it writes.
 
 use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use infra::services::RequestContext;
 use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The consistency token's header; `min_position` in the query does the same.
+pub const MIN_POSITION: &str = "herald-min-position";
+
+/// The request context of `parts`, with the consistency token (`Herald-Min-
+/// Position` or `?min_position=`) and the client's preference about waiting
+/// for read models (`Prefer: return=minimal`: don't).
+pub fn from_parts(parts: &Parts, actor: String) -> Result<RequestContext, ApiError> {
+    let mut ctx = request_context(&parts.headers, actor);
+    let from_query = parts.uri.query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "min_position")
+            .map(|(_, v)| v.into_owned())
+    });
+    let from_header = parts
+        .headers
+        .get(MIN_POSITION)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_owned());
+    if let Some((field, raw)) = from_header
+        .map(|v| ("Herald-Min-Position", v))
+        .or(from_query.map(|v| ("min_position", v)))
+    {
+        let position =
+            raw.parse::<i64>().ok().filter(|p| *p >= 0).ok_or_else(|| {
+                ApiError::invalid(field, "must be a log position (an integer >= 0)")
+            })?;
+        ctx.min_position = Some(position);
+    }
+    ctx.wait_for_read_models = !prefers_minimal(&parts.headers);
+    Ok(ctx)
+}
+
+/// `Prefer: return=minimal` (RFC 7240), among other preferences.
+pub fn prefers_minimal(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .any(|p| p.trim().eq_ignore_ascii_case("return=minimal"))
+}
 
 /// Builds the request context: the request id (set by the request-id layer,
 /// or the client's `X-Request-Id`), a correlation id (the client's
@@ -29,6 +73,7 @@ pub fn request_context(headers: &HeaderMap, actor: String) -> RequestContext {
         ),
         causation_id: None,
         trace_id,
+        ..RequestContext::default()
     }
 }
 

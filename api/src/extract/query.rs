@@ -17,6 +17,18 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
         let raw = parts.uri.query().unwrap_or_default();
+        // The consistency token is every read's, read by `context`.
+        let without_token;
+        let raw = if form_urlencoded::parse(raw.as_bytes()).any(|(k, _)| k == "min_position") {
+            without_token = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    form_urlencoded::parse(raw.as_bytes()).filter(|(k, _)| k != "min_position"),
+                )
+                .finish();
+            without_token.as_str()
+        } else {
+            raw
+        };
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(raw.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(AppQuery)

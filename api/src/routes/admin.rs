@@ -1,60 +1,176 @@
-//! Operations on the whole installation (root token).
+//! Operations on the whole installation (root token): where each projection
+//! stands, and the operator's way out when one is stopped for an app.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use infra::commands::CommandError;
-use infra::herald::all_projections;
 use infra::projection_status::{ProjectionStatus, status};
-use serde::Serialize;
-use utoipa::ToSchema;
+use infra::runtime::faults::{self, Action, Skipped};
+use infra::runtime::{self, Stall};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiResult;
-use crate::extract::Root;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{AppQuery, Root};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(projections))
+    OpenApiRouter::new()
+        .routes(routes!(projections))
+        .routes(routes!(skip))
+        .routes(routes!(retry))
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ProjectionsBody {
-    #[schema(value_type = Vec<ProjectionBody>)]
-    projections: Vec<ProjectionStatus>,
+    /// Per projection: `{name, kind, version, stored_version, position, head,
+    /// lag_events, lag_seconds, faults: [{app_id, position, event_type, error,
+    /// since, action}], stall}`.
+    #[schema(value_type = Vec<Object>)]
+    projections: Vec<ProjectionReport>,
+    /// Events operators skipped, newest first (at most 100).
+    #[schema(value_type = Vec<Object>)]
+    skipped: Vec<Skipped>,
 }
 
-/// One read model (`infra::projection_status::ProjectionStatus`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ProjectionBody {
-    name: String,
-    /// The version this build runs.
-    version: i32,
-    /// The version the stored read model was built with (null: never built).
-    stored_version: Option<i32>,
-    /// The last log position applied.
-    position: i64,
-    head: i64,
-    /// Events not applied yet.
-    lag_events: i64,
-    /// Age of the oldest event not applied yet (0 when caught up).
-    lag_seconds: f64,
+#[derive(Serialize)]
+struct ProjectionReport {
+    #[serde(flatten)]
+    status: ProjectionStatus,
+    /// Stalled as a whole on the node that answered (retried with back-off).
+    stall: Option<Stall>,
 }
 
-/// Each read model's version, checkpoint and lag behind the log.
+/// Each projection's kind, version, checkpoint and lag behind the log, and
+/// the apps it is stopped for.
 #[utoipa::path(get, path = "/v1/admin/projections", tag = "operations", security(("bearer" = [])),
     responses((status = 200, body = ProjectionsBody)))]
 async fn projections(
     State(state): State<AppState>,
     _root: Root,
 ) -> ApiResult<Json<ProjectionsBody>> {
-    let projections = status(
-        &state.herald.db,
-        state.herald.store.as_ref(),
-        &all_projections(),
-    )
-    .await
-    .map_err(CommandError::from)?;
-    Ok(Json(ProjectionsBody { projections }))
+    let herald = &state.herald;
+    let statuses = status(&herald.db, herald.store.as_ref(), &runtime::registered())
+        .await
+        .map_err(CommandError::from)?;
+    let trouble = herald.projections.trouble();
+    let local = herald.projections.checkpoints();
+    let projections = statuses
+        .into_iter()
+        .map(|status| {
+            let here = local.iter().find(|(n, _, _)| *n == status.name);
+            status.with_local(here.map_or(0, |(_, _, p)| *p))
+        })
+        .map(|status| ProjectionReport {
+            stall: trouble
+                .iter()
+                .find(|t| t.name == status.name)
+                .and_then(|t| t.stall.clone()),
+            status,
+        })
+        .collect();
+    let skipped = faults::skipped(&herald.db, 100)
+        .await
+        .map_err(CommandError::from)?;
+    Ok(Json(ProjectionsBody {
+        projections,
+        skipped,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct FaultPath {
+    /// The projection.
+    name: String,
+    /// The app it is stopped for.
+    app_id: uuid::Uuid,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct FaultQuery {
+    /// The event's position, to be sure it is the one you looked at.
+    position: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Asked {
+    /// `skip` or `retry`.
+    action: &'static str,
+    /// What happens next.
+    detail: &'static str,
+}
+
+/// Skips the event a projection is stopped at for an app: the event is
+/// recorded (see `skipped`), then the app's later events are applied.
+#[utoipa::path(post, path = "/v1/admin/projections/{name}/faults/{app_id}/skip", tag = "operations",
+    security(("bearer" = [])), params(FaultPath, FaultQuery),
+    responses((status = 202, body = Asked)))]
+async fn skip(
+    State(state): State<AppState>,
+    _root: Root,
+    Path(path): Path<FaultPath>,
+    AppQuery(query): AppQuery<FaultQuery>,
+) -> ApiResult<(StatusCode, Json<Asked>)> {
+    ask(&state, path, query.position, Action::Skip).await
+}
+
+/// Retries the event a projection is stopped at for an app (after a fix),
+/// then the app's later events; if it fails again the fault stays.
+#[utoipa::path(post, path = "/v1/admin/projections/{name}/faults/{app_id}/retry", tag = "operations",
+    security(("bearer" = [])), params(FaultPath, FaultQuery),
+    responses((status = 202, body = Asked)))]
+async fn retry(
+    State(state): State<AppState>,
+    _root: Root,
+    Path(path): Path<FaultPath>,
+    AppQuery(query): AppQuery<FaultQuery>,
+) -> ApiResult<(StatusCode, Json<Asked>)> {
+    ask(&state, path, query.position, Action::Retry).await
+}
+
+async fn ask(
+    state: &AppState,
+    path: FaultPath,
+    position: Option<i64>,
+    action: Action,
+) -> ApiResult<(StatusCode, Json<Asked>)> {
+    let known = runtime::registered()
+        .iter()
+        .any(|r| r.projection.name() == path.name);
+    if !known {
+        return Err(ApiError::NotFound(format!(
+            "no projection named {}",
+            path.name
+        )));
+    }
+    let app = domain::ids::AppId(path.app_id);
+    let found = faults::request(&state.herald.db, &path.name, app, position, action)
+        .await
+        .map_err(CommandError::from)?;
+    if !found {
+        return Err(ApiError::NotFound(format!(
+            "{} is not stopped for app {}{}",
+            path.name,
+            path.app_id,
+            position
+                .map(|p| format!(" at position {p}"))
+                .unwrap_or_default()
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Asked {
+            action: match action {
+                Action::Skip => "skip",
+                Action::Retry => "retry",
+            },
+            detail: "the node running the projection acts within a second; \
+                     GET /v1/admin/projections shows when the fault is gone",
+        }),
+    ))
 }

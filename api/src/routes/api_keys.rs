@@ -20,6 +20,7 @@ use super::schema::Role as RoleSchema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
+use infra::runtime::names;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -146,6 +147,7 @@ async fn list_api_keys(
     State(state): State<AppState>,
     key: Key<Admin>,
 ) -> ApiResult<Json<ApiKeyList>> {
+    state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
     let keys = tenancy::list_api_keys(&state.herald, key.app_id).await?;
     Ok(Json(ApiKeyList {
         api_keys: keys.into_iter().map(Into::into).collect(),

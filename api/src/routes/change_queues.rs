@@ -17,6 +17,7 @@ use super::schema::{self, SubjectKind};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key, Read};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -175,6 +176,9 @@ async fn create_queue(
 #[utoipa::path(get, path = "/v1/change-queues", tag = "change-queues", security(("bearer" = [])),
     responses((status = 200, body = QueueList)))]
 async fn list_queues(State(state): State<AppState>, key: Key<Read>) -> ApiResult<Json<QueueList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::CHANGE_QUEUES])
+        .await?;
     let queues = change_queues::list(&state.herald, key.app_id).await?;
     Ok(Json(QueueList {
         change_queues: queues.into_iter().map(Into::into).collect(),
@@ -213,6 +217,9 @@ async fn drain_changes(
     Path(raw): Path<String>,
     AppQuery(query): AppQuery<DrainQuery>,
 ) -> ApiResult<Json<Drained>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::CHANGE_QUEUES])
+        .await?;
     let limit = query.limit.unwrap_or(100);
     if limit < 1 {
         return Err(ApiError::invalid(

@@ -18,6 +18,7 @@ use super::schema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -152,6 +153,7 @@ async fn get_credentials(
     key: Key<Admin>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<CredentialsBody>> {
+    state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
     let provider = provider(&raw)?;
     push_credentials::find(&state.herald, key.app_id, provider)
         .await?
@@ -185,6 +187,7 @@ async fn list_credentials(
     State(state): State<AppState>,
     key: Key<Admin>,
 ) -> ApiResult<Json<CredentialsList>> {
+    state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
     let all = push_credentials::list(&state.herald, key.app_id).await?;
     Ok(Json(CredentialsList {
         push_credentials: all.into_iter().map(Into::into).collect(),

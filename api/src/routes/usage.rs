@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Key, Read};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(usage))
@@ -68,6 +69,9 @@ async fn usage(
     key: Key<Read>,
     AppQuery(query): AppQuery<UsageQuery>,
 ) -> ApiResult<Json<Usage>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+        .await?;
     let today = Utc::now().date_naive();
     let to = day("to", query.to.as_deref(), today)?;
     let from = day("from", query.from.as_deref(), to - Duration::days(30))?;

@@ -23,6 +23,7 @@ use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
 use crate::state::AppState;
+use infra::runtime::names;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +199,9 @@ async fn get_user(
     Path(raw): Path<String>,
     AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<UserBody>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::USERS, names::DEVICES])
+        .await?;
     let user_id = user_id(raw)?;
     let body = match query.instant()? {
         None => users::get(&state.herald, key.app_id, &user_id)
@@ -274,6 +278,7 @@ async fn user_devices(
     Path(raw): Path<String>,
     AppQuery(query): AppQuery<PageQuery>,
 ) -> ApiResult<Json<UserDevicePage>> {
+    state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
     let user_id = user_id(raw)?;
     let limit = cursor::limit(query.limit, 100, 1000)?;
     let after = cursor::decode("user-devices", query.cursor.as_deref())?;

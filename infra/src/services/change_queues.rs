@@ -45,6 +45,7 @@ pub async fn create(
         .await?;
     settle(
         herald,
+        ctx,
         &[PROJECTION],
         done.appended.map(|a| a.last_position),
     )
@@ -70,6 +71,7 @@ pub async fn delete(
         .await?;
     settle(
         herald,
+        ctx,
         &[PROJECTION],
         done.appended.map(|a| a.last_position),
     )

@@ -119,7 +119,13 @@ pub(crate) async fn run(
         .appended
         .map(|a| a.last_position)
         .or(done.history.last().map(|e| e.position));
-    settle(herald, &["devices"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["devices"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     let created = done
         .events
         .iter()

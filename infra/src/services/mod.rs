@@ -20,7 +20,7 @@ use crate::herald::Herald;
 use crate::store::StoreError;
 
 /// Who is asking, and the ids that tie their request to what it causes.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     /// `key:<id>`, `root`, or `system:<reactor>`.
     pub actor: String,
@@ -28,6 +28,27 @@ pub struct RequestContext {
     pub correlation_id: Option<String>,
     pub causation_id: Option<Uuid>,
     pub trace_id: Option<String>,
+    /// A read's consistency token (`Herald-Min-Position`): the read models
+    /// it uses must have applied this position first.
+    pub min_position: Option<i64>,
+    /// Whether a command's answer waits until the read models serving the
+    /// resource have applied it (read-your-writes on the next read). `false`
+    /// when the client said it does not need that (`Prefer: return=minimal`).
+    pub wait_for_read_models: bool,
+}
+
+impl Default for RequestContext {
+    fn default() -> Self {
+        Self {
+            actor: String::new(),
+            request_id: None,
+            correlation_id: None,
+            causation_id: None,
+            trace_id: None,
+            min_position: None,
+            wait_for_read_models: true,
+        }
+    }
 }
 
 impl RequestContext {
@@ -49,9 +70,17 @@ impl From<sqlx::Error> for CommandError {
     }
 }
 
-/// Waits (bounded) until the named read models have applied `position`.
-pub(crate) async fn settle(herald: &Herald, projections: &[&str], position: Option<i64>) {
-    let Some(position) = position else { return };
+/// Waits (bounded) until the named read models have applied `position`,
+/// unless the client does not need to read its write at once.
+pub(crate) async fn settle(
+    herald: &Herald,
+    ctx: &RequestContext,
+    projections: &[&str],
+    position: Option<i64>,
+) {
+    let Some(position) = position.filter(|_| ctx.wait_for_read_models) else {
+        return;
+    };
     let timeout = herald.config.read_your_writes_timeout;
     for projection in projections {
         if !herald
@@ -66,6 +95,26 @@ pub(crate) async fn settle(herald: &Herald, projections: &[&str], position: Opti
             );
         }
     }
+}
+
+/// Whether the read models `models` can serve `app` now, once they have
+/// applied the request's consistency token (waiting for that, bounded).
+pub async fn fresh(
+    herald: &Herald,
+    ctx: &RequestContext,
+    app: AppId,
+    models: &[&'static str],
+) -> Result<(), CommandError> {
+    herald
+        .projections
+        .ready(
+            app,
+            models,
+            ctx.min_position,
+            herald.config.read_your_writes_timeout,
+        )
+        .await
+        .map_err(CommandError::NotReady)
 }
 
 /// A stream's events recorded at or before `as_of`, for reads "as of" an

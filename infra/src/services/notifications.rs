@@ -84,7 +84,13 @@ async fn run(
         .commands
         .execute::<Notification>(&notification::stream(id), &ctx.metadata(app_id), command)
         .await?;
-    settle(herald, &PROJECTIONS, done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &PROJECTIONS,
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     herald.push.wake();
     Ok(())
 }

@@ -49,7 +49,13 @@ pub async fn set(
         }
     };
     herald.vault.expire_others(slot, stored, now).await?;
-    settle(herald, &["apps"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["apps"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     find(herald, app_id, provider)
         .await?
         .ok_or_else(|| CommandError::Internal("the credentials are not visible yet".into()))
@@ -73,7 +79,13 @@ pub async fn remove(
         .vault
         .remove_owner(app_id, &credentials::owner(provider), Some(PURPOSE))
         .await?;
-    settle(herald, &["apps"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["apps"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     Ok(())
 }
 
@@ -112,7 +124,13 @@ pub async fn set_daily_quota(
             AppCommand::SetDailyQuota(quota),
         )
         .await?;
-    settle(herald, &["apps"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["apps"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     if !done.state.exists() {
         return Err(DomainError::NotFound("app").into());
     }

@@ -85,7 +85,7 @@ pub async fn create_app(
     let appended = done
         .appended
         .ok_or_else(|| CommandError::Internal("app creation wrote nothing".into()))?;
-    settle(herald, &["apps"], Some(appended.last_position)).await;
+    settle(herald, ctx, &["apps"], Some(appended.last_position)).await;
     Ok(CreatedApp {
         app_id,
         name: name.as_str().to_owned(),
@@ -110,7 +110,7 @@ pub async fn create_api_key(
     let appended = done
         .appended
         .ok_or_else(|| CommandError::Internal("key creation wrote nothing".into()))?;
-    settle(herald, &["apps"], Some(appended.last_position)).await;
+    settle(herald, ctx, &["apps"], Some(appended.last_position)).await;
     Ok(issued(&key, token, appended.recorded_at))
 }
 
@@ -125,7 +125,13 @@ pub async fn revoke_api_key(
         .commands
         .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
         .await?;
-    settle(herald, &["apps"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["apps"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     herald.keys.clear();
     Ok(())
 }

@@ -86,7 +86,13 @@ async fn run(
         .appended
         .map(|a| a.last_position)
         .or(done.history.last().map(|e| e.position));
-    settle(herald, &["users"], done.appended.map(|a| a.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["users"],
+        done.appended.map(|a| a.last_position),
+    )
+    .await;
     let created = done
         .events
         .iter()
@@ -195,7 +201,13 @@ pub async fn delete(
     };
     // Every link made before the deletion is in the read model once it has
     // caught up with the deletion.
-    settle(herald, &["devices", "users"], Some(appended.last_position)).await;
+    settle(
+        herald,
+        ctx,
+        &["devices", "users"],
+        Some(appended.last_position),
+    )
+    .await;
     let mut caused = ctx.clone();
     caused.causation_id = done.event_ids.first().copied();
     let mut after = 0;
@@ -227,7 +239,7 @@ pub async fn delete(
             _ => break,
         }
     }
-    settle(herald, &["devices"], Some(last_position)).await;
+    settle(herald, ctx, &["devices"], Some(last_position)).await;
     Ok(())
 }
 

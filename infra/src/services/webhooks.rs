@@ -99,6 +99,7 @@ async fn run(
         .await?;
     settle(
         herald,
+        ctx,
         &[model::NAME],
         done.appended.map(|a| a.last_position),
     )

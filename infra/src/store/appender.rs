@@ -12,9 +12,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use domain::RecordedEvent;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::batch::Planned;
+use super::batch::{Committed, Planned};
+use super::recent::Recent;
 use super::{AppendRequest, Appended, StoreError};
 
 /// Requests taken into one transaction at most.
@@ -30,11 +32,8 @@ pub(crate) trait BatchWriter: Send + Sync + 'static {
     /// Locks, reads the snapshot (with stored ids if `careful`), plans,
     /// inserts and commits. Returns each request's outcome and the head after
     /// the commit.
-    async fn write(
-        &self,
-        batch: &[&AppendRequest],
-        careful: bool,
-    ) -> Result<(Vec<Planned>, i64), StoreError>;
+    async fn write(&self, batch: &[&AppendRequest], careful: bool)
+    -> Result<Committed, StoreError>;
 }
 
 type Reply = oneshot::Sender<Result<Appended, StoreError>>;
@@ -50,9 +49,13 @@ pub(crate) struct Appender {
 }
 
 impl Appender {
-    pub fn spawn(writer: Arc<dyn BatchWriter>, head: watch::Sender<i64>) -> Self {
+    pub fn spawn(
+        writer: Arc<dyn BatchWriter>,
+        head: watch::Sender<i64>,
+        recent: Arc<Recent>,
+    ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(writer, queue, head));
+        tokio::spawn(run(writer, queue, Published { head, recent }));
         Self { jobs }
     }
 
@@ -69,11 +72,21 @@ impl Appender {
     }
 }
 
-async fn run(
-    writer: Arc<dyn BatchWriter>,
-    mut queue: mpsc::Receiver<Job>,
+/// Where committed batches are announced: the events into the cache first,
+/// then the head, so a follower woken by the head finds them there.
+struct Published {
     head: watch::Sender<i64>,
-) {
+    recent: Arc<Recent>,
+}
+
+impl Published {
+    fn committed(&self, events: Vec<RecordedEvent>, new_head: i64) {
+        self.recent.push(events);
+        advance(&self.head, new_head);
+    }
+}
+
+async fn run(writer: Arc<dyn BatchWriter>, mut queue: mpsc::Receiver<Job>, head: Published) {
     let mut pending: Option<Job> = None;
     loop {
         let first = match pending.take() {
@@ -102,14 +115,24 @@ async fn run(
     }
 }
 
-async fn process(writer: &dyn BatchWriter, jobs: Vec<Job>, head: &watch::Sender<i64>) {
+async fn process(writer: &dyn BatchWriter, mut jobs: Vec<Job>, head: &Published) {
+    // A caller that has gone (its request was answered 503, or dropped)
+    // gets nothing written on its behalf.
+    jobs.retain(|job| !job.reply.is_closed());
+    if jobs.is_empty() {
+        return;
+    }
     let careful = jobs.len() == 1;
     let requests: Vec<&AppendRequest> = jobs.iter().map(|j| &j.request).collect();
     let result = writer.write(&requests, careful).await;
     let mut deferred = Vec::new();
     match result {
-        Ok((outcomes, new_head)) => {
-            advance(head, new_head);
+        Ok(Committed {
+            outcomes,
+            head: new_head,
+            events,
+        }) => {
+            head.committed(events, new_head);
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
                 match outcome {
                     Planned::Written(a) | Planned::Replayed(a) => {
@@ -140,8 +163,12 @@ async fn process(writer: &dyn BatchWriter, jobs: Vec<Job>, head: &watch::Sender<
     }
     for job in deferred {
         let outcome = match writer.write(&[&job.request], true).await {
-            Ok((mut outcomes, new_head)) => {
-                advance(head, new_head);
+            Ok(Committed {
+                mut outcomes,
+                head: new_head,
+                events,
+            }) => {
+                head.committed(events, new_head);
                 match outcomes.pop() {
                     Some(Planned::Written(a) | Planned::Replayed(a)) => Ok(a),
                     Some(Planned::Refused(e)) => Err(e),

@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::DateTime;
+use domain::RecordedEvent;
 use domain::envelope::{CanonicalFields, canonical_bytes, check_canonical};
 use domain::ids::AppId;
 use uuid::Uuid;
@@ -93,23 +94,48 @@ pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(crate) fn plan(
-    batch: &[&AppendRequest],
-    snapshot: &mut Snapshot,
-    now_micros: i64,
-) -> (Vec<EventRow>, Vec<Planned>) {
+/// What a batch writes: the rows to insert, the same events as readers will
+/// see them once committed (for the recent-events cache), and each
+/// request's outcome.
+pub(crate) struct Plan {
+    pub rows: Vec<EventRow>,
+    pub events: Vec<RecordedEvent>,
+    pub outcomes: Vec<Planned>,
+}
+
+/// What a committed batch did.
+pub(crate) struct Committed {
+    pub outcomes: Vec<Planned>,
+    /// The head after the commit.
+    pub head: i64,
+    /// The events written, in position order.
+    pub events: Vec<RecordedEvent>,
+}
+
+pub(crate) fn plan(batch: &[&AppendRequest], snapshot: &mut Snapshot, now_micros: i64) -> Plan {
     let recorded_at = now_micros.max(snapshot.last_recorded_at);
     let mut rows = Vec::new();
+    let mut events = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut ids_in_batch = HashSet::new();
     for request in batch {
-        let outcome = plan_one(request, snapshot, recorded_at, &mut ids_in_batch, &mut rows);
+        let outcome = plan_one(
+            request,
+            snapshot,
+            recorded_at,
+            &mut ids_in_batch,
+            (&mut rows, &mut events),
+        );
         outcomes.push(outcome);
     }
     if !rows.is_empty() {
         snapshot.last_recorded_at = recorded_at;
     }
-    (rows, outcomes)
+    Plan {
+        rows,
+        events,
+        outcomes,
+    }
 }
 
 fn plan_one(
@@ -117,7 +143,7 @@ fn plan_one(
     snapshot: &mut Snapshot,
     recorded_at: i64,
     ids_in_batch: &mut HashSet<Uuid>,
-    rows: &mut Vec<EventRow>,
+    (rows, events): (&mut Vec<EventRow>, &mut Vec<RecordedEvent>),
 ) -> Planned {
     if let Err(e) = validate(request) {
         return Planned::Refused(e);
@@ -186,10 +212,24 @@ fn plan_one(
             Ok(c) => c,
             Err(e) => {
                 rows.truncate(start);
+                events.truncate(start);
                 return Planned::Refused(StoreError::Invalid(e.to_string()));
             }
         };
         previous = link(&previous, &canonical);
+        events.push(RecordedEvent {
+            position,
+            event_id: event.event_id,
+            app_id: AppId(app),
+            stream: request.stream.clone(),
+            stream_version,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            data: event.data.clone(),
+            metadata: metadata.clone(),
+            recorded_at: at,
+            hash: hex::encode(previous),
+        });
         rows.push(EventRow {
             position,
             event_id: event.event_id,

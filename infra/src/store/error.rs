@@ -30,36 +30,36 @@ impl StoreError {
     }
 }
 
-/// Connection-level failures (refused, reset, garbled, pool exhausted) mean
-/// "the database is unavailable"; server-side failures are classified by
-/// their SQLSTATE / SQLite code.
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &e {
-            E::Io(_)
-            | E::Tls(_)
-            | E::Protocol(_)
-            | E::PoolTimedOut
-            | E::PoolClosed
-            | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // SQLite: BUSY / LOCKED / CANTOPEN / IOERR families (primary codes 5, 6, 14, 10).
-                // PostgreSQL: class 08 (connection), 57P (shutdown), 53 (resources).
-                let sqlite_transient =
-                    matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6 | 10 | 14));
-                if sqlite_transient
-                    || code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code.starts_with("53")
-                {
-                    StoreError::Unavailable(e.to_string())
-                } else {
-                    StoreError::Internal(e.to_string())
-                }
-            }
-            _ => StoreError::Internal(e.to_string()),
+        if is_transient(&e) {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Internal(e.to_string())
         }
+    }
+}
+
+/// Whether a database error means "unavailable, try again": the connection
+/// (refused, reset, garbled), the pool (exhausted, closed), or the server's
+/// state (SQLite: BUSY / LOCKED / IOERR / CANTOPEN, primary codes 5, 6, 10,
+/// 14; PostgreSQL: class 08 connection, 57P shutdown, 53 resources).
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    use sqlx::Error as E;
+    match e {
+        E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed => true,
+        E::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6 | 10 | 14))
+                || code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+        }
+        _ => false,
     }
 }

@@ -18,6 +18,7 @@ pub mod chain;
 mod error;
 mod filter;
 mod postgres;
+mod recent;
 pub(crate) mod rows;
 mod sql;
 mod sqlite;
@@ -30,10 +31,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use error::StoreError;
+pub use error::{StoreError, is_transient};
 pub use filter::{EventFilter, TypePattern};
 pub use sql::SqlEventStore;
-pub(crate) use sql::read_after_in;
 
 /// An event to be appended.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +116,22 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// All events with `position > after`, in order, at most `limit`.
     async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`read_all`](Self::read_all) for followers of the log: served from
+    /// memory when this process appended the events (shared, not copied,
+    /// by every follower), from the database otherwise.
+    async fn read_recent(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<std::sync::Arc<RecordedEvent>>, StoreError> {
+        Ok(self
+            .read_all(after, limit)
+            .await?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect())
+    }
 
     /// One app's events with `position > after`, in order, at most `limit`.
     async fn read_app(

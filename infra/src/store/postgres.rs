@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::appender::{BatchWriter, advance};
-use super::batch::{Planned, Snapshot, StoredId, plan};
+use super::batch::{Committed, Snapshot, StoredId, plan};
 use super::rows::EventRow;
 use super::sqlite::to_hash;
 use super::{AppendRequest, StoreError};
@@ -50,17 +50,21 @@ impl PgWriter {
         conn: &mut PgConnection,
         batch: &[&AppendRequest],
         careful: bool,
-    ) -> Result<(Vec<Planned>, i64), StoreError> {
+    ) -> Result<Committed, StoreError> {
         // BEGIN and the lock in one round trip (the key is our own integer).
         let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
         let mut tx = conn.begin_with(sqlx::AssertSqlSafe(begin)).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
-        if !rows.is_empty() {
-            insert(&mut tx, &rows, &self.channel, snapshot.head).await?;
+        let plan = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
+        if !plan.rows.is_empty() {
+            insert(&mut tx, &plan.rows, &self.channel, snapshot.head).await?;
         }
         tx.commit().await?;
-        Ok((outcomes, snapshot.head))
+        Ok(Committed {
+            outcomes: plan.outcomes,
+            head: snapshot.head,
+            events: plan.events,
+        })
     }
 }
 
@@ -84,7 +88,7 @@ impl BatchWriter for PgWriter {
         &self,
         batch: &[&AppendRequest],
         careful: bool,
-    ) -> Result<(Vec<Planned>, i64), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut slot = self.connection.lock().await;
         let (mut conn, kept) = match slot.take() {
             Some(conn) => (conn, true),

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::appender::{Appender, BatchWriter, advance};
 use super::postgres::{PgWriter, listen, names};
+use super::recent::Recent;
 use super::sqlite::SqliteWriter;
 use super::{AppendRequest, Appended, EventFilter, EventStore, StoreError, filter, rows};
 
@@ -25,6 +26,7 @@ const HEAD_POLL: Duration = Duration::from_millis(500);
 pub struct SqlEventStore {
     db: Db,
     appender: Appender,
+    recent: Arc<Recent>,
     head: watch::Sender<i64>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,10 +60,12 @@ impl SqlEventStore {
             }
         };
         tasks.push(tokio::spawn(poll_head(db.clone(), head.clone())));
-        let appender = Appender::spawn(writer, head.clone());
+        let recent = Arc::new(Recent::default());
+        let appender = Appender::spawn(writer, head.clone(), recent.clone());
         Ok(Self {
             db,
             appender,
+            recent,
             head,
             tasks,
         })
@@ -133,6 +137,27 @@ impl EventStore for SqlEventStore {
         })
     }
 
+    async fn read_recent(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        if let Some(cached) = self.recent.after(after, limit) {
+            return Ok(cached);
+        }
+        // Up to the cached run only: the rest comes from memory next time.
+        let limit = match self.recent.first() {
+            Some(first) if first > after + 1 => limit.min((first - after - 1) as usize),
+            _ => limit,
+        };
+        Ok(self
+            .read_all(after, limit)
+            .await?
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+
     async fn read_app(
         &self,
         app_id: AppId,
@@ -164,22 +189,4 @@ impl EventStore for SqlEventStore {
     fn subscribe(&self) -> watch::Receiver<i64> {
         self.head.subscribe()
     }
-}
-
-/// Reads events after `after` inside a write transaction (the projection
-/// runner reads and applies in one transaction).
-pub(crate) async fn read_after_in(
-    tx: &mut projections::db::Tx,
-    after: i64,
-    limit: usize,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    projections::on_tx!(tx, |c| {
-        let rows = sqlx::query(rows::READ_AFTER)
-            .bind(after)
-            .bind(limit)
-            .fetch_all(c)
-            .await?;
-        rows.iter().map(rows::decode).collect()
-    })
 }

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::appender::BatchWriter;
-use super::batch::{Planned, Snapshot, StoredId, plan};
+use super::batch::{Committed, Snapshot, StoredId, plan};
 use super::chain::Hash;
 use super::rows::EventRow;
 use super::{AppendRequest, StoreError};
@@ -32,14 +32,18 @@ impl BatchWriter for SqliteWriter {
         &self,
         batch: &[&AppendRequest],
         careful: bool,
-    ) -> Result<(Vec<Planned>, i64), StoreError> {
+    ) -> Result<Committed, StoreError> {
         let _write = self.write_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let (rows, outcomes) = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
-        insert(&mut tx, &rows).await?;
+        let plan = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
+        insert(&mut tx, &plan.rows).await?;
         tx.commit().await?;
-        Ok((outcomes, snapshot.head))
+        Ok(Committed {
+            outcomes: plan.outcomes,
+            head: snapshot.head,
+            events: plan.events,
+        })
     }
 }
 

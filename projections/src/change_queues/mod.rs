@@ -63,6 +63,8 @@ pub fn subject(stream: &str) -> (&str, &str) {
     stream.split_once(':').unwrap_or((stream, ""))
 }
 
+impl crate::ReactorFeed for ChangeQueuesProjection {}
+
 #[async_trait]
 impl Projection for ChangeQueuesProjection {
     fn name(&self) -> &'static str {
@@ -75,10 +77,6 @@ impl Projection for ChangeQueuesProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &["change_queues", "changes"]
-    }
-
-    fn rebuildable(&self) -> bool {
-        false
     }
 
     fn handles(&self, event_type: &str) -> bool {

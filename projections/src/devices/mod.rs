@@ -27,6 +27,8 @@ use crate::{Projection, ProjectionError};
 
 pub struct DevicesProjection;
 
+impl crate::ReadModel for DevicesProjection {}
+
 #[async_trait]
 impl Projection for DevicesProjection {
     fn name(&self) -> &'static str {

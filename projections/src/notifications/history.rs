@@ -25,6 +25,8 @@ struct Row<'a> {
     at: i64,
 }
 
+impl crate::ReadModel for DeviceNotificationsProjection {}
+
 #[async_trait]
 impl Projection for DeviceNotificationsProjection {
     fn name(&self) -> &'static str {

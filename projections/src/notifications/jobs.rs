@@ -21,6 +21,8 @@ pub const SEND: &str = "send";
 
 pub struct NotificationJobsProjection;
 
+impl crate::ReactorFeed for NotificationJobsProjection {}
+
 #[async_trait]
 impl Projection for NotificationJobsProjection {
     fn name(&self) -> &'static str {
@@ -33,10 +35,6 @@ impl Projection for NotificationJobsProjection {
 
     fn tables(&self) -> &'static [&'static str] {
         &["notification_jobs", "notification_audience"]
-    }
-
-    fn rebuildable(&self) -> bool {
-        false
     }
 
     fn handles(&self, event_type: &str) -> bool {

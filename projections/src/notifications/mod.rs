@@ -143,6 +143,8 @@ pub fn day_of(event: &RecordedEvent) -> String {
     event.recorded_at.format("%Y-%m-%d").to_string()
 }
 
+impl crate::ReadModel for NotificationsProjection {}
+
 #[async_trait]
 impl Projection for NotificationsProjection {
     fn name(&self) -> &'static str {

@@ -58,6 +58,8 @@ pub struct NewMessage {
     pub created_at: i64,
 }
 
+impl crate::ReactorFeed for WebhooksProjection {}
+
 #[async_trait]
 impl Projection for WebhooksProjection {
     fn name(&self) -> &'static str {
@@ -75,10 +77,6 @@ impl Projection for WebhooksProjection {
             "webhook_attempts",
             "webhook_endpoint_state",
         ]
-    }
-
-    fn rebuildable(&self) -> bool {
-        false
     }
 
     fn handles(&self, event_type: &str) -> bool {

@@ -23,6 +23,7 @@ use super::schema::{self, ClientId, DeliveryOutcome};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;
+use infra::runtime::names;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +168,7 @@ async fn get_device(
     Path(raw_id): Path<String>,
     AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<DeviceBody>> {
+    state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
     let external_id = external_id(raw_id)?;
     let device = match query.instant()? {
         None => devices::get(&state.herald, key.app_id, &external_id).await?,
@@ -284,6 +286,9 @@ async fn device_notifications(
     Path(raw_id): Path<String>,
     AppQuery(query): AppQuery<HistoryQuery>,
 ) -> ApiResult<Json<DeviceNotificationList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::DEVICE_NOTIFICATIONS])
+        .await?;
     let external_id = external_id(raw_id)?;
     let limit = crate::cursor::limit(query.limit, 50, 250)?;
     let before = match query.cursor.as_deref() {

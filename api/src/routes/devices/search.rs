@@ -12,6 +12,7 @@ use crate::cursor;
 use crate::error::ApiResult;
 use crate::extract::{AppJson, Key, Read};
 use crate::state::AppState;
+use infra::runtime::names;
 
 const CURSOR_KIND: &str = "devices";
 
@@ -47,6 +48,7 @@ pub(super) async fn search_devices(
     key: Key<Read>,
     AppJson(body): AppJson<SearchDevices>,
 ) -> ApiResult<Json<DeviceSearchPage>> {
+    state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
     let condition = match body.conditions.as_ref().filter(|c| !c.is_null()) {
         Some(raw) => Some(Condition::parse(raw)?),
         None => None,

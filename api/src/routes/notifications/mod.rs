@@ -22,6 +22,7 @@ use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -85,6 +86,9 @@ async fn list_notifications(
     key: Key<Read>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<NotificationList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+        .await?;
     let status = match query.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -140,6 +144,9 @@ async fn get_notification(
     key: Key<Read>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<NotificationBody>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+        .await?;
     let id = notification_id(&raw)?;
     Ok(Json(
         notifications::get(&state.herald, key.app_id, id)

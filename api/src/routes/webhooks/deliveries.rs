@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
 use crate::routes::schema;
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -98,6 +99,9 @@ async fn list_attempts(
     Path(raw): Path<String>,
     AppQuery(query): AppQuery<AttemptsQuery>,
 ) -> ApiResult<Json<AttemptList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
+        .await?;
     let id = webhook_id(&raw)?;
     let status = match query.status.as_deref() {
         None => None,

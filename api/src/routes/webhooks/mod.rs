@@ -21,6 +21,7 @@ use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
 use crate::state::AppState;
+use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -82,6 +83,9 @@ async fn list_webhooks(
     key: Key<Admin>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> ApiResult<Json<WebhookList>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
+        .await?;
     let limit = cursor::limit(query.limit, 50, 100)?;
     let after = cursor::decode_id("webhooks", query.cursor.as_deref())?;
     let found = webhooks::list(&state.herald, key.app_id, after, limit + 1).await?;
@@ -111,6 +115,9 @@ async fn get_webhook(
     key: Key<Admin>,
     Path(raw): Path<String>,
 ) -> ApiResult<Json<WebhookBody>> {
+    state
+        .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
+        .await?;
     let id = webhook_id(&raw)?;
     Ok(Json(
         webhooks::get(&state.herald, key.app_id, id).await?.into(),

@@ -33,7 +33,7 @@ use super::config::PushConfig;
 use super::credentials::{Clients, ProviderCache};
 use crate::clock::Clock;
 use crate::commands::{CommandBus, CommandError};
-use crate::projection_runner::ProjectionRunner;
+use crate::runtime::Followers;
 use crate::vault::Vault;
 
 /// Notifications worked at once by one process.
@@ -45,7 +45,7 @@ pub struct Worker {
     vault: Vault,
     clock: Arc<dyn Clock>,
     config: PushConfig,
-    projections: ProjectionRunner,
+    projections: Followers,
     clients: Clients,
     cache: ProviderCache,
     limits: Limits,
@@ -74,7 +74,7 @@ pub struct Parts {
     pub vault: Vault,
     pub clock: Arc<dyn Clock>,
     pub config: PushConfig,
-    pub projections: ProjectionRunner,
+    pub projections: Followers,
     pub clients: Clients,
 }
 

@@ -1,0 +1,186 @@
+//! Each projection's checkpoint: the last log position it has applied,
+//! written in the same transaction as its rows. On PostgreSQL a step locks
+//! its projection's checkpoint row (`FOR UPDATE`) for its transaction, so
+//! any number of nodes may follow the log: whoever holds the row applies,
+//! the others see it move and skip what was applied.
+
+use projections::db::{Db, Tx};
+use projections::{Projection, on_db};
+
+use super::{Kind, RuntimeError};
+
+/// Reads the stored checkpoint; creates it, or resets a read model whose
+/// stored version differs from the code's (its tables emptied, its faults
+/// forgotten: it is rebuilt from the start of the log). A reactor feed is
+/// never reset: its tables hold delivery state and change by migration.
+pub(crate) async fn prepare(
+    db: &Db,
+    projection: &dyn Projection,
+    kind: Kind,
+) -> Result<i64, RuntimeError> {
+    let mut tx = db.begin().await?;
+    let stored = read(&mut tx, projection.name()).await?;
+    let position = match (stored, kind) {
+        (Some((version, position)), _) if version == projection.version() => position,
+        (Some((_, position)), Kind::ReactorFeed) => {
+            tracing::warn!(
+                projection = projection.name(),
+                "reactor feed version changed; it carries on from its checkpoint"
+            );
+            write(&mut tx, projection.name(), projection.version(), position).await?;
+            position
+        }
+        (stored, _) => {
+            if stored.is_some() {
+                tracing::warn!(
+                    projection = projection.name(),
+                    "read model version changed; rebuilding it from the start of the log"
+                );
+            }
+            for table in projection.tables() {
+                let sql = format!("DELETE FROM {table}");
+                projections::on_tx!(&mut tx, |c| {
+                    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(c).await?;
+                });
+            }
+            for table in ["projection_faults", "projection_skipped"] {
+                let sql = format!("DELETE FROM {table} WHERE name = $1");
+                projections::on_tx!(&mut tx, |c| {
+                    sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(projection.name())
+                        .execute(c)
+                        .await?;
+                });
+            }
+            write(&mut tx, projection.name(), projection.version(), 0).await?;
+            0
+        }
+    };
+    tx.commit().await?;
+    Ok(position)
+}
+
+/// The stored (version, position), locked for the transaction on PostgreSQL.
+pub(crate) async fn read(tx: &mut Tx, name: &str) -> Result<Option<(i32, i64)>, RuntimeError> {
+    let row: Option<(i32, i64)> = match tx {
+        Tx::Sqlite(c, _) => {
+            sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut **c)
+                .await?
+        }
+        Tx::Pg(c) => {
+            sqlx::query_as(
+                "SELECT version, position FROM projection_checkpoints WHERE name = $1 FOR UPDATE",
+            )
+            .bind(name)
+            .fetch_optional(&mut **c)
+            .await?
+        }
+    };
+    Ok(row)
+}
+
+/// The stored position, read without a lock (to notice other nodes' and
+/// rebuilds' progress).
+pub(crate) async fn peek(db: &Db, name: &str) -> Result<Option<i64>, RuntimeError> {
+    Ok(on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+    }))
+}
+
+pub(crate) async fn write(
+    tx: &mut Tx,
+    name: &str,
+    version: i32,
+    position: i64,
+) -> Result<(), RuntimeError> {
+    let now = chrono::Utc::now().timestamp_micros();
+    projections::on_tx!(tx, |c| {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (name, version, position, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
+             SET version = excluded.version, position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(version)
+        .bind(position)
+        .bind(now)
+        .execute(c)
+        .await?;
+    });
+    Ok(())
+}
+
+/// Refreshes the planner statistics of a projection's tables. A failure is
+/// logged and otherwise ignored: statistics only steer plans.
+pub(crate) async fn analyze(db: &Db, projection: &dyn Projection) {
+    let tables = projection.tables().join(", ");
+    let result = match db {
+        // A bounded sample keeps this fast on big tables.
+        Db::Sqlite(s) => {
+            let sql = format!(
+                "PRAGMA analysis_limit = 1000; ANALYZE {};",
+                projection.tables().join("; ANALYZE ")
+            );
+            match s.begin_on(&s.relaxed).await {
+                Ok(Tx::Sqlite(mut tx, guard)) => {
+                    let r = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut *tx)
+                        .await;
+                    let r = match r {
+                        Ok(_) => tx.commit().await,
+                        Err(e) => Err(e),
+                    };
+                    drop(guard);
+                    r
+                }
+                Ok(Tx::Pg(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Db::Postgres(p) => sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {tables}")))
+            .execute(&p.pool)
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => tracing::debug!(
+            projection = projection.name(),
+            "planner statistics refreshed"
+        ),
+        Err(e) => {
+            tracing::warn!(projection = projection.name(), error = %e, "could not refresh planner statistics")
+        }
+    }
+}
+
+/// When to refresh a projection's planner statistics: after bulk changes
+/// the planner otherwise works from empty or stale statistics and can pick
+/// plans that are orders of magnitude slower. Refreshed at start, then each
+/// time the events applied since the last refresh reach the total applied
+/// before it (at least `MIN_EVENTS`): a logarithmic number of refreshes
+/// during a bulk load.
+#[derive(Default)]
+pub(crate) struct Statistics {
+    since: u64,
+    before: u64,
+}
+
+impl Statistics {
+    const MIN_EVENTS: u64 = 10_000;
+
+    pub fn due(&mut self, applied: u64) -> bool {
+        self.since += applied;
+        if self.since >= self.before.max(Self::MIN_EVENTS) {
+            self.before += self.since;
+            self.since = 0;
+            true
+        } else {
+            false
+        }
+    }
+}

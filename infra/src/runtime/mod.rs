@@ -1,0 +1,111 @@
+//! The runtime: what runs Herald's projections beside the log. Every
+//! projection — read model or reactor feed — follows the log on its own
+//! task, with its own checkpoint and transaction (`follower`); a failing
+//! one stops for the failing event's app alone (`faults`). `Followers` is
+//! what the rest of the system sees: waits for read-your-writes, the read
+//! gate, status.
+
+pub mod checkpoints;
+pub mod faults;
+mod follower;
+mod followers;
+
+use std::sync::Arc;
+
+use projections::apps::AppsProjection;
+use projections::change_queues::ChangeQueuesProjection;
+use projections::devices::DevicesProjection;
+use projections::notifications::NotificationsProjection;
+use projections::notifications::history::DeviceNotificationsProjection;
+use projections::notifications::jobs::NotificationJobsProjection;
+use projections::users::UsersProjection;
+use projections::webhooks::WebhooksProjection;
+use projections::{Projection, ProjectionError, ReactorFeed, ReadModel};
+use serde::Serialize;
+
+pub use self::follower::Stall;
+pub use self::followers::{Followers, NotReady, Trouble};
+use crate::store::StoreError;
+
+/// Which kind of projection: see `projections::ReadModel` and
+/// `projections::ReactorFeed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    ReadModel,
+    ReactorFeed,
+}
+
+/// A projection this build runs, and its kind.
+#[derive(Clone)]
+pub struct Registered {
+    pub kind: Kind,
+    pub projection: Arc<dyn Projection>,
+}
+
+/// The read models: derived data, rebuildable.
+pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
+    vec![
+        Arc::new(AppsProjection),
+        Arc::new(DevicesProjection),
+        Arc::new(UsersProjection),
+        Arc::new(NotificationsProjection),
+        Arc::new(DeviceNotificationsProjection),
+    ]
+}
+
+/// The reactor feeds: delivery state, never rebuilt.
+pub fn reactor_feeds() -> Vec<Arc<dyn ReactorFeed>> {
+    vec![
+        Arc::new(ChangeQueuesProjection),
+        Arc::new(WebhooksProjection),
+        Arc::new(NotificationJobsProjection),
+    ]
+}
+
+/// Every projection this build runs.
+pub fn registered() -> Vec<Registered> {
+    let models = read_models().into_iter().map(|m| Registered {
+        kind: Kind::ReadModel,
+        projection: m,
+    });
+    let feeds = reactor_feeds().into_iter().map(|f| Registered {
+        kind: Kind::ReactorFeed,
+        projection: f,
+    });
+    models.chain(feeds).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+impl From<sqlx::Error> for RuntimeError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
+impl From<RuntimeError> for crate::commands::CommandError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Store(e) => e.into(),
+            RuntimeError::Projection(e) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The projections' names, as reads declare the ones they use.
+pub mod names {
+    pub const APPS: &str = "apps";
+    pub const DEVICES: &str = "devices";
+    pub const USERS: &str = "users";
+    pub const NOTIFICATIONS: &str = "notifications";
+    pub const DEVICE_NOTIFICATIONS: &str = "device_notifications";
+    pub const CHANGE_QUEUES: &str = "change_queues";
+    pub const WEBHOOKS: &str = "webhooks";
+}
