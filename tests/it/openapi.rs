@@ -46,6 +46,16 @@ async fn every_operation_lists_the_errors_it_can_give() {
         if is_secured {
             secured += 1;
             wanted.extend(["401", "403", "503"]);
+            let names: Vec<&str> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| resolve(&doc, p)["name"].as_str())
+                .collect();
+            assert!(
+                names.contains(&"Herald-Min-Position") && names.contains(&"min_position"),
+                "{name} does not take the consistency token: {names:?}"
+            );
         }
         if has_body || has_params {
             wanted.push("400");

@@ -2,7 +2,10 @@
 //! operation in one place (a route annotates only its own: 404, 409, 429):
 //!
 //! - secured (it takes a bearer key): 401, 403, and 503 (every such
-//!   operation reads the database);
+//!   operation reads the database, and waits, bounded, for the read models
+//!   it uses); and the consistency token every such operation reads
+//!   (`Herald-Min-Position` or `?min_position=`, see `extract::context`),
+//!   so 400 when that is malformed;
 //! - takes a request body: 400, 413, 415;
 //! - takes path or query parameters: 400 (a malformed or invalid one).
 //!
@@ -13,7 +16,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 use utoipa::Modify;
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::response::Response;
 use utoipa::openapi::{OpenApi, Ref, RefOr};
 
@@ -57,7 +60,7 @@ const COMMON: [(&str, &str, &str, &[HeaderDoc]); 6] = [
     (
         "503",
         "Unavailable",
-        "The database is unavailable; retry after `Retry-After` seconds.",
+        "The database is unavailable, or a read model this answer needs is behind the consistency token or stopped for the app; retry after `Retry-After` seconds.",
         &[("retry-after", "integer", "Seconds to wait before retrying.")],
     ),
 ];
@@ -73,12 +76,36 @@ impl Modify for ErrorResponses {
     }
 }
 
+/// The consistency token's parameters: (component name, JSON).
+fn token_parameters() -> [(&'static str, serde_json::Value); 2] {
+    let about = "The consistency token: a log position (a command's `Herald-Position`) that the read models this operation uses must have reached first (bounded wait, else 503).";
+    let schema = json!({"type": "integer", "format": "int64", "minimum": 0});
+    [
+        (
+            "MinPositionHeader",
+            json!({"name": "Herald-Min-Position", "in": "header", "required": false, "description": about, "schema": schema}),
+        ),
+        (
+            "MinPositionQuery",
+            json!({"name": "min_position", "in": "query", "required": false, "description": about, "schema": schema}),
+        ),
+    ]
+}
+
 fn add(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     for (_, name, description, headers) in COMMON {
         components
             .responses
             .insert(name.to_owned(), RefOr::T(problem(description, headers)));
+    }
+    for (name, value) in token_parameters() {
+        match serde_json::from_value::<Parameter>(value) {
+            Ok(p) => {
+                components.parameters.insert(name.to_owned(), RefOr::T(p));
+            }
+            Err(e) => tracing::error!(name, error = %e, "an OpenAPI parameter does not parse"),
+        }
     }
     for item in doc.paths.paths.values_mut() {
         for op in [
@@ -98,6 +125,14 @@ fn add(doc: &mut OpenApi) {
 
 fn add_to(op: &mut Operation) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    if secured {
+        let parameters = op.parameters.get_or_insert_with(Vec::new);
+        for (name, _) in token_parameters() {
+            parameters.push(RefOr::Ref(Ref::new(format!(
+                "#/components/parameters/{name}"
+            ))));
+        }
+    }
     let body = op.request_body.is_some();
     let parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let wanted = |status: &str| match status {
