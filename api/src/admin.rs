@@ -17,7 +17,7 @@ use infra::store::{EventFilter, EventStore, SqlEventStore};
 use projections::db::Db;
 
 use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, FaultArgs, RebuildArgs, VerifyArgs};
-use crate::pump::buffer::{Buffer, id_of};
+use crate::pump::buffer::{Buffer, id_of, list_dead_letters};
 use crate::pump::client::ChangesClient;
 use crate::pump::{Pump, retry_dead_letters};
 
@@ -246,8 +246,12 @@ pub async fn projections_fault(args: FaultArgs, action: faults::Action) -> anyho
 pub async fn changes(command: ChangesCommand) -> anyhow::Result<()> {
     match command {
         ChangesCommand::Pump(args) => {
-            let pump = Pump {
-                client: ChangesClient::new(&args.url, &args.token)?,
+            let mut pump = Pump {
+                client: ChangesClient::new(
+                    &args.url,
+                    &args.token,
+                    Duration::from_secs(args.max_wait_seconds),
+                )?,
                 queue: args.queue.clone(),
                 limit: args.limit.max(1),
                 buffer: Buffer::open(&args.buffer.buffer_dir)?,
@@ -262,7 +266,7 @@ pub async fn changes(command: ChangesCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ChangesCommand::DeadLetters(args) => {
-            for (name, letter) in Buffer::open(&args.buffer_dir)?.dead_letters()? {
+            for (name, letter) in list_dead_letters(&args.buffer_dir)? {
                 let line = serde_json::json!({"file": name, "id": id_of(&letter.change),
                     "position": letter.change["position"], "error": letter.error,
                     "attempts": letter.attempts, "failed_at": letter.failed_at});

@@ -47,9 +47,11 @@ pub enum Command {
 pub enum ChangesCommand {
     /// Drain a queue into a handler until it is empty, crash-safely.
     Pump(PumpArgs),
-    /// List the changes the handler gave up on.
+    /// List the changes the handler gave up on (read-only: works beside a
+    /// running pump).
     DeadLetters(BufferArgs),
-    /// Hand the dead letters to the handler again.
+    /// Hand the dead letters to the handler again (takes the buffer's lock:
+    /// refused while a pump runs on it).
     RetryDeadLetters(RetryArgs),
 }
 
@@ -93,6 +95,10 @@ pub struct PumpArgs {
     /// What to do with a change that failed every retry.
     #[arg(long, value_enum, default_value = "dead-letter")]
     pub on_error: crate::pump::OnError,
+    /// The longest one drain waits, in all, while the server answers 429 or
+    /// 503 (as its Retry-After asks); then the run stops.
+    #[arg(long, env = "HERALD_PUMP_MAX_WAIT_SECONDS", default_value_t = 600)]
+    pub max_wait_seconds: u64,
 }
 
 #[derive(Debug, Args)]

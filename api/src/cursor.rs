@@ -120,3 +120,6 @@ mod tests {
         assert!(decode_id("attempts", Some(&c)).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -9,9 +9,13 @@ pub mod error;
 pub mod extract;
 mod fail_fast;
 mod fallback;
+mod minimal;
 pub mod pump;
 pub mod routes;
 pub mod server;
 pub mod state;
 
 pub use server::{app, serve};
+
+#[cfg(test)]
+mod arbitrary;

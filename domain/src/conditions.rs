@@ -388,3 +388,6 @@ impl Parser {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -127,3 +127,6 @@ mod tests {
         assert!(UserId::parse("é".repeat(128)).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests;

@@ -27,6 +27,9 @@ pub mod webhook;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+#[cfg(test)]
+mod arbitrary;
+
 pub use aggregate::Aggregate;
 pub use envelope::{Metadata, RecordedEvent};
 pub use error::{DomainError, FieldError};

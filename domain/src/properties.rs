@@ -283,3 +283,6 @@ mod tests {
         assert!(swap.against("p", &current).is_ok());
     }
 }
+
+#[cfg(test)]
+mod proptests;

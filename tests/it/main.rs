@@ -6,6 +6,7 @@ mod audit_integrity;
 mod audit_log;
 mod change_queues;
 mod connections;
+mod consistency;
 mod device_properties;
 mod devices;
 mod events;

@@ -1,6 +1,6 @@
 //! A real local webhook receiver: records every request and answers as the
 //! test scripts it (succeed, fail, hang, redirect, 410, 429 with
-//! Retry-After). It can be stopped and started again on the same port, and
+//! Retry-After, a JSON body). It can be stopped and started again on the same port, and
 //! verifies Standard Webhooks signatures independently of Herald's code.
 
 use std::collections::VecDeque;
@@ -26,6 +26,8 @@ pub enum Reply {
     /// A status with extra headers (Retry-After, say).
     WithHeaders(u16, Vec<(&'static str, String)>),
     Redirect(String),
+    /// 200 with this JSON body (a stand-in for an API).
+    Json(Value),
     /// Never answers.
     Hang,
 }
@@ -148,6 +150,7 @@ async fn handle(
             }
             response
         }
+        Reply::Json(body) => axum::Json(body).into_response(),
         Reply::Redirect(to) => {
             let mut response = StatusCode::FOUND.into_response();
             if let Ok(v) = to.parse() {

@@ -3,10 +3,10 @@
 
 mod auth;
 mod context;
-mod json;
+pub(crate) mod json;
 mod query;
 
 pub use auth::{Admin, Audit, Key, Read, Root, Write};
-pub use context::request_context;
+pub use context::{prefers_minimal, request_context};
 pub use json::{AppJson, BodyTimeout};
 pub use query::AppQuery;

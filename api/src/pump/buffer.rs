@@ -1,6 +1,17 @@
-//! The pump's durable local buffer: the batch being delivered, and the
-//! dead letters. Every write is atomic and durable: write a temp file, fsync
-//! it, rename it over the old one, fsync the directory.
+//! The pump's durable local buffer, one directory:
+//!
+//! * `lock`: held by the one process using the directory ([`DirLock`]);
+//! * `batch.json`: the batch being delivered, `{"format": 1, "batch": <id>,
+//!   "changes": [...]}`, written once, durably, before any of it is handed
+//!   out (temp file, fsync, rename, fsync of the directory) and never
+//!   rewritten;
+//! * `acks.log`: the acknowledgment journal of that batch
+//!   ([`super::journal`]), one appended line and one fdatasync per change;
+//! * `dead-letters/`: one file per change the handler gave up on.
+//!
+//! Pending = the batch minus the journal. When the whole batch is
+//! acknowledged, the batch file goes first, then the journal; a journal left
+//! behind names a batch that no longer exists and is ignored.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -10,8 +21,16 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-const PENDING: &str = "pending.json";
+use super::journal::{self, Journal};
+use super::lock::DirLock;
+
+pub const BATCH: &str = "batch.json";
+pub const JOURNAL: &str = "acks.log";
+/// The buffer of earlier versions (the pending changes, rewritten on every
+/// acknowledgment); taken over as a batch on open.
+const LEGACY_PENDING: &str = "pending.json";
 const DEAD: &str = "dead-letters";
+const FORMAT: u32 = 1;
 
 /// A change as the server handed it out (kept verbatim for the handler).
 pub type Change = Value;
@@ -29,41 +48,147 @@ pub struct DeadLetter {
     pub failed_at: String,
 }
 
+#[derive(Serialize, Deserialize)]
+struct BatchFile {
+    format: u32,
+    batch: String,
+    changes: Vec<Change>,
+}
+
+/// A change not acknowledged yet, with its place in the batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub index: usize,
+    pub change: Change,
+}
+
+/// The buffer, locked for as long as it is open.
 pub struct Buffer {
     dir: PathBuf,
+    _lock: DirLock,
+    journal: Option<Journal>,
 }
 
 impl Buffer {
+    /// Opens (creating) the buffer and takes its lock; fails at once if
+    /// another process holds it.
     pub fn open(dir: &Path) -> anyhow::Result<Self> {
         fs::create_dir_all(dir.join(DEAD))
             .with_context(|| format!("cannot create the buffer directory {}", dir.display()))?;
-        Ok(Self {
+        let lock = DirLock::acquire(dir)?;
+        let mut buffer = Self {
             dir: dir.to_path_buf(),
-        })
+            _lock: lock,
+            journal: None,
+        };
+        buffer.take_over_legacy()?;
+        Ok(buffer)
     }
 
-    /// The changes drained but not acknowledged yet, oldest first.
-    pub fn pending(&self) -> anyhow::Result<Vec<Change>> {
-        let path = self.dir.join(PENDING);
-        match fs::read(&path) {
+    fn take_over_legacy(&mut self) -> anyhow::Result<()> {
+        let legacy = self.dir.join(LEGACY_PENDING);
+        let changes: Vec<Change> = match fs::read(&legacy) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("the buffer {} is unreadable", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+                .with_context(|| format!("the buffer {} is unreadable", legacy.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", legacy.display())),
+        };
+        // A batch file beside it means a take-over was cut short after the
+        // batch was written: the batch (and its journal) is the truth.
+        if !self.dir.join(BATCH).exists() && !changes.is_empty() {
+            self.start(&changes)?;
+            self.journal = None;
         }
+        fs::remove_file(&legacy)?;
+        sync_dir(&self.dir)
     }
 
-    /// Replaces the pending changes (an empty list removes the file).
-    pub fn set_pending(&self, changes: &[Change]) -> anyhow::Result<()> {
-        if changes.is_empty() {
-            match fs::remove_file(self.dir.join(PENDING)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
+    /// The changes drained but not acknowledged yet, oldest first. Opens the
+    /// journal for [`Buffer::ack`], cutting off a torn tail; a batch found
+    /// fully acknowledged is removed.
+    pub fn pending(&mut self) -> anyhow::Result<Vec<Pending>> {
+        self.journal = None;
+        let path = self.dir.join(BATCH);
+        let batch: BatchFile = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("the buffer {} is unreadable", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        anyhow::ensure!(
+            batch.format == FORMAT,
+            "{} has format {}; this version reads {FORMAT}",
+            path.display(),
+            batch.format
+        );
+        let ids: Vec<String> = batch.changes.iter().map(id_of).collect();
+        let journal_path = self.dir.join(JOURNAL);
+        let bytes = match fs::read(&journal_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", journal_path.display()));
             }
-            return sync_dir(&self.dir);
+        };
+        let read = journal::read(&bytes, &batch.batch, &ids);
+        let pending: Vec<Pending> = batch
+            .changes
+            .into_iter()
+            .enumerate()
+            .filter(|(index, _)| !read.acked.contains(index))
+            .map(|(index, change)| Pending { index, change })
+            .collect();
+        if pending.is_empty() {
+            self.finish()?;
+            return Ok(pending);
         }
-        write_atomically(&self.dir, PENDING, &serde_json::to_vec(changes)?)
+        self.journal = Some(if read.header_ok {
+            Journal::reopen(&journal_path, &batch.batch, read.valid_len)?
+        } else {
+            let journal = Journal::create(&journal_path, &batch.batch)?;
+            sync_dir(&self.dir)?;
+            journal
+        });
+        Ok(pending)
+    }
+
+    /// Makes a freshly drained batch durable, with an empty journal, before
+    /// any of it is handed out. Returns it as pending.
+    pub fn start(&mut self, changes: &[Change]) -> anyhow::Result<Vec<Pending>> {
+        let batch = uuid::Uuid::new_v4().to_string();
+        let file = BatchFile {
+            format: FORMAT,
+            batch: batch.clone(),
+            changes: changes.to_vec(),
+        };
+        write_atomically(&self.dir, BATCH, &serde_json::to_vec(&file)?)?;
+        self.journal = Some(Journal::create(&self.dir.join(JOURNAL), &batch)?);
+        sync_dir(&self.dir)?;
+        Ok(file
+            .changes
+            .into_iter()
+            .enumerate()
+            .map(|(index, change)| Pending { index, change })
+            .collect())
+    }
+
+    /// Acknowledges one change of the current batch: one appended journal
+    /// line, one fdatasync.
+    pub fn ack(&mut self, pending: &Pending) -> anyhow::Result<()> {
+        let journal = self
+            .journal
+            .as_mut()
+            .context("no batch is open: call pending() or start() first")?;
+        journal.append(pending.index, &id_of(&pending.change))
+    }
+
+    /// Removes the current batch once every change in it is acknowledged.
+    pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.journal = None;
+        remove_if_present(&self.dir.join(BATCH))?;
+        sync_dir(&self.dir)?;
+        // Harmless if a crash keeps it: its header names a batch gone.
+        remove_if_present(&self.dir.join(JOURNAL))
     }
 
     pub fn add_dead_letter(&self, letter: &DeadLetter) -> anyhow::Result<()> {
@@ -78,26 +203,46 @@ impl Buffer {
 
     /// Dead letters in log order, with their file names.
     pub fn dead_letters(&self) -> anyhow::Result<Vec<(String, DeadLetter)>> {
-        let mut names: Vec<String> = fs::read_dir(self.dir.join(DEAD))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.ends_with(".json"))
-            .collect();
-        names.sort();
-        names
-            .into_iter()
-            .map(|name| {
-                let path = self.dir.join(DEAD).join(&name);
-                let letter = serde_json::from_slice(&fs::read(&path)?)
-                    .with_context(|| format!("{} is unreadable", path.display()))?;
-                Ok((name, letter))
-            })
-            .collect()
+        list_dead_letters(&self.dir)
     }
 
     pub fn remove_dead_letter(&self, name: &str) -> anyhow::Result<()> {
         fs::remove_file(self.dir.join(DEAD).join(name))?;
         sync_dir(&self.dir.join(DEAD))
+    }
+}
+
+/// The dead letters of the buffer at `dir`, in log order, without taking
+/// its lock (for listing while a pump runs: every file is written whole).
+pub fn list_dead_letters(dir: &Path) -> anyhow::Result<Vec<(String, DeadLetter)>> {
+    let dead = dir.join(DEAD);
+    let entries = match fs::read_dir(&dead) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dead.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = dead.join(&name);
+            let letter = serde_json::from_slice(&fs::read(&path)?)
+                .with_context(|| format!("{} is unreadable", path.display()))?;
+            Ok((name, letter))
+        })
+        .collect()
+}
+
+fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
     }
 }
 
@@ -118,42 +263,4 @@ fn sync_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn pending_changes_survive_reopening_and_empty_removes_them() {
-        let dir = std::env::temp_dir().join(format!("herald-buffer-{}", uuid::Uuid::new_v4()));
-        let buffer = Buffer::open(&dir).unwrap_or_else(|e| panic!("{e}"));
-        assert!(buffer.pending().unwrap_or_default().is_empty());
-        let changes = vec![
-            json!({"id": "a", "position": 1}),
-            json!({"id": "b", "position": 2}),
-        ];
-        buffer
-            .set_pending(&changes)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let reopened = Buffer::open(&dir).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(reopened.pending().unwrap_or_default(), changes);
-        reopened.set_pending(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(!dir.join(PENDING).exists());
-        let letter = DeadLetter {
-            change: changes[1].clone(),
-            error: "exit 1".into(),
-            attempts: 3,
-            failed_at: "now".into(),
-        };
-        reopened
-            .add_dead_letter(&letter)
-            .unwrap_or_else(|e| panic!("{e}"));
-        let letters = reopened.dead_letters().unwrap_or_default();
-        assert_eq!(letters.len(), 1);
-        assert_eq!(letters[0].1.change, changes[1]);
-        reopened
-            .remove_dead_letter(&letters[0].0)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(reopened.dead_letters().unwrap_or_default().is_empty());
-        let _ = fs::remove_dir_all(dir);
-    }
-}
+mod tests;

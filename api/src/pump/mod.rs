@@ -4,14 +4,18 @@
 //! still holds; then drain one batch and make it durable in the buffer
 //! before handing anything out; deliver one change at a time to the handler
 //! (an executable that reads the change as JSON on stdin; exit 0
-//! acknowledges); acknowledge by removing the change from the buffer.
-//! A change that keeps failing is retried with backoff, then moved to the
-//! dead letters (or the run stops, with `--on-error halt`). A crash
+//! acknowledges); acknowledge with one appended line in the buffer's
+//! journal. A change that keeps failing is retried with backoff, then moved
+//! to the dead letters (or the run stops, with `--on-error halt`). A crash
 //! redelivers at most the change in flight: delivery is at-least-once, so
-//! handlers dedupe on the change's `id`.
+//! handlers dedupe on the change's `id`. The buffer directory is locked for
+//! the whole run: a second pump on it is refused.
 
 pub mod buffer;
 pub mod client;
+pub mod journal;
+pub mod lock;
+pub mod retry_after;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -57,7 +61,7 @@ pub struct Report {
 }
 
 impl Pump {
-    pub async fn run(&self) -> anyhow::Result<Report> {
+    pub async fn run(&mut self) -> anyhow::Result<Report> {
         let mut report = Report::default();
         loop {
             let mut pending = self.buffer.pending()?;
@@ -66,21 +70,21 @@ impl Pump {
                 if batch.changes.is_empty() {
                     return Ok(report);
                 }
-                self.buffer.set_pending(&batch.changes)?;
-                pending = batch.changes;
+                pending = self.buffer.start(&batch.changes)?;
             }
-            while let Some(change) = pending.first().cloned() {
-                match self.handler.deliver(&change).await {
+            for entry in &pending {
+                let change = &entry.change;
+                match self.handler.deliver(change).await {
                     Ok(()) => report.delivered += 1,
                     Err((error, attempts)) => match self.on_error {
                         OnError::Halt => {
                             anyhow::bail!(
                                 "change {} failed {attempts} time(s): {error}; it stays first in the buffer",
-                                id_of(&change)
+                                id_of(change)
                             )
                         }
                         OnError::DeadLetter => {
-                            tracing::warn!(id = %id_of(&change), %error, "moved to the dead letters");
+                            tracing::warn!(id = %id_of(change), %error, "moved to the dead letters");
                             self.buffer.add_dead_letter(&DeadLetter {
                                 change: change.clone(),
                                 error,
@@ -91,9 +95,9 @@ impl Pump {
                         }
                     },
                 }
-                pending.remove(0);
-                self.buffer.set_pending(&pending)?;
+                self.buffer.ack(entry)?;
             }
+            self.buffer.finish()?;
         }
     }
 }
@@ -141,7 +145,8 @@ impl Handler {
 }
 
 /// Hands every dead letter to the handler again, in log order; removes the
-/// ones it acknowledges. Returns (delivered, still failing).
+/// ones it acknowledges. Holds the buffer's lock (as a pump does), so it
+/// never runs beside a pump. Returns (delivered, still failing).
 pub async fn retry_dead_letters(dir: &Path, handler: &Handler) -> anyhow::Result<(u64, u64)> {
     let buffer = Buffer::open(dir)?;
     let (mut delivered, mut failing) = (0, 0);

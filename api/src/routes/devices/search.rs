@@ -37,6 +37,29 @@ pub struct DeviceSearchPage {
     next_cursor: Option<String>,
 }
 
+/// A search body, checked.
+#[derive(Debug)]
+struct SearchQuery {
+    condition: Option<Condition>,
+    limit: i64,
+    /// Where the page starts (0: the first page).
+    after: i64,
+}
+
+impl SearchDevices {
+    fn check(self) -> ApiResult<SearchQuery> {
+        let condition = match self.conditions.as_ref().filter(|c| !c.is_null()) {
+            Some(raw) => Some(Condition::parse(raw)?),
+            None => None,
+        };
+        Ok(SearchQuery {
+            condition,
+            limit: cursor::limit(self.limit, 100, 1000)?,
+            after: cursor::decode(CURSOR_KIND, self.cursor.as_deref())?,
+        })
+    }
+}
+
 /// Devices matching the conditions, in a stable order.
 #[utoipa::path(post, path = "/v1/devices/search", tag = "devices", security(("bearer" = [])),
     request_body = SearchDevices,
@@ -48,16 +71,18 @@ pub(super) async fn search_devices(
     key: Key<Read>,
     AppJson(body): AppJson<SearchDevices>,
 ) -> ApiResult<Json<DeviceSearchPage>> {
+    let SearchQuery {
+        condition,
+        limit,
+        after,
+    } = body.check()?;
     state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
-    let condition = match body.conditions.as_ref().filter(|c| !c.is_null()) {
-        Some(raw) => Some(Condition::parse(raw)?),
-        None => None,
-    };
-    let limit = cursor::limit(body.limit, 100, 1000)?;
-    let after = cursor::decode(CURSOR_KIND, body.cursor.as_deref())?;
     let page = devices::search(&state.herald, key.app_id, condition.as_ref(), after, limit).await?;
     Ok(Json(DeviceSearchPage {
         devices: page.devices.into_iter().map(Into::into).collect(),
         next_cursor: page.next_after.map(|k| cursor::encode(CURSOR_KIND, k)),
     }))
 }
+
+#[cfg(test)]
+mod proptests;

@@ -5,7 +5,9 @@
 //!   operation reads the database, and waits, bounded, for the read models
 //!   it uses); and the consistency token every such operation reads
 //!   (`Herald-Min-Position` or `?min_position=`, see `extract::context`),
-//!   so 400 when that is malformed;
+//!   so 400 when that is malformed; a secured command (not a GET) also
+//!   takes `Prefer: return=minimal` (see `minimal.rs`), which turns its 200
+//!   into a 204;
 //! - takes a request body: 400, 413, 415;
 //! - takes path or query parameters: 400 (a malformed or invalid one).
 //!
@@ -76,6 +78,13 @@ impl Modify for ErrorResponses {
     }
 }
 
+/// `Prefer: return=minimal` on commands.
+fn prefer_parameter() -> serde_json::Value {
+    json!({"name": "Prefer", "in": "header", "required": false,
+        "description": "`return=minimal` (RFC 7240): answer once the events are in the log, without waiting for read models and without a body (200 becomes 204, 201 and 202 come without a body); `Herald-Position` is kept.",
+        "schema": {"type": "string"}})
+}
+
 /// The consistency token's parameters: (component name, JSON).
 fn token_parameters() -> [(&'static str, serde_json::Value); 2] {
     let about = "The consistency token: a log position (a command's `Herald-Position`) that the read models this operation uses must have reached first (bounded wait, else 503).";
@@ -99,7 +108,8 @@ fn add(doc: &mut OpenApi) {
             .responses
             .insert(name.to_owned(), RefOr::T(problem(description, headers)));
     }
-    for (name, value) in token_parameters() {
+    let prefer = ("Prefer", prefer_parameter());
+    for (name, value) in token_parameters().into_iter().chain([prefer]) {
         match serde_json::from_value::<Parameter>(value) {
             Ok(p) => {
                 components.parameters.insert(name.to_owned(), RefOr::T(p));
@@ -108,8 +118,10 @@ fn add(doc: &mut OpenApi) {
         }
     }
     for item in doc.paths.paths.values_mut() {
+        if let Some(op) = &mut item.get {
+            add_to(op, false);
+        }
         for op in [
-            &mut item.get,
             &mut item.put,
             &mut item.post,
             &mut item.delete,
@@ -118,19 +130,32 @@ fn add(doc: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-            add_to(op);
+            add_to(op, true);
         }
     }
 }
 
-fn add_to(op: &mut Operation) {
+fn add_to(op: &mut Operation, command: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if secured {
         let parameters = op.parameters.get_or_insert_with(Vec::new);
-        for (name, _) in token_parameters() {
+        let mut names: Vec<&str> = token_parameters().iter().map(|(n, _)| *n).collect();
+        if command {
+            names.push("Prefer");
+        }
+        for name in names {
             parameters.push(RefOr::Ref(Ref::new(format!(
                 "#/components/parameters/{name}"
             ))));
+        }
+        let responses = &mut op.responses.responses;
+        if command && responses.contains_key("200") && !responses.contains_key("204") {
+            responses.insert(
+                "204".to_owned(),
+                RefOr::T(Response::new(
+                    "Done, without a body (`Prefer: return=minimal`).",
+                )),
+            );
         }
     }
     let body = op.request_body.is_some();

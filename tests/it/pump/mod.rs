@@ -1,10 +1,17 @@
 //! `herald changes pump` against a running Herald: killed mid-batch it
 //! redelivers exactly the unacknowledged changes; a poison change ends in the
-//! dead letters without blocking the rest, and can be re-driven.
+//! dead letters without blocking the rest, and can be re-driven. The
+//! submodules: what an acknowledgment costs and a torn journal (`journal`),
+//! one pump per buffer directory (`lock`), 429/503 waited out (`throttle`).
+
+mod journal;
+mod lock;
+mod throttle;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, on_both};
@@ -21,15 +28,68 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
 }
 
 fn pump(app: &TestApp, token: &str, buffer: &Path, handler: &Path, extra: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["changes", "pump", "--url", &app.url(""), "--buffer-dir"])
+    pump_command(&app.url(""), token, buffer, handler, extra)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `herald changes pump` against the server at `url`.
+fn pump_command(url: &str, token: &str, buffer: &Path, handler: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["changes", "pump", "--url", url, "--buffer-dir"])
         .arg(buffer)
         .arg("--exec")
         .arg(handler)
         .args(extra)
-        .env("HERALD_TOKEN", token)
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"))
+        .env("HERALD_TOKEN", token);
+    command
+}
+
+/// Waits (at most 30 s) until `path` exists.
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not appear within 30 s",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (at most 30 s) until the default queue holds `n` changes.
+async fn wait_for_depth(app: &TestApp, token: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let queues = app.get("/v1/change-queues", token).await;
+        if queues.body["change_queues"][0]["depth"] == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not reach {n}: {}",
+            queues.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Registers devices `d0..dN`; returns their integration event ids in log order.
+async fn devices(app: &TestApp, token: &str, n: usize) -> Vec<String> {
+    for i in 0..n {
+        let body = device_body(&format!("t{i}"));
+        let status = app
+            .put(&format!("/v1/devices/d{i}"), token, body)
+            .await
+            .status;
+        assert_eq!(status, 201);
+    }
+    let ids = integration_ids(app, token).await;
+    assert_eq!(ids.len(), n);
+    wait_for_depth(app, token, n).await;
+    ids
 }
 
 fn lines(path: &Path) -> Vec<String> {
