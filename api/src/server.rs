@@ -21,7 +21,8 @@ pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The whole HTTP application.
 pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
-    let (router, doc) = routes::router().split_for_parts();
+    let (router, mut doc) = routes::router().split_for_parts();
+    routes::openapi::complete(&mut doc);
     let doc = Document(Arc::new(
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
     ));

@@ -12,6 +12,7 @@ mod devices;
 mod events;
 mod http_basics;
 mod notifications;
+mod openapi;
 mod process;
 mod projection_faults;
 mod projections;

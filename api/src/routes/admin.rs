@@ -109,7 +109,11 @@ pub struct Asked {
 /// recorded (see `skipped`), then the app's later events are applied.
 #[utoipa::path(post, path = "/v1/admin/projections/{name}/faults/{app_id}/skip", tag = "operations",
     security(("bearer" = [])), params(FaultPath, FaultQuery),
-    responses((status = 202, body = Asked)))]
+    responses(
+        (status = 202, body = Asked),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json",
+            description = "No projection of that name, or it is not stopped for the app (at that position)"),
+    ))]
 async fn skip(
     State(state): State<AppState>,
     _root: Root,
@@ -123,7 +127,11 @@ async fn skip(
 /// then the app's later events; if it fails again the fault stays.
 #[utoipa::path(post, path = "/v1/admin/projections/{name}/faults/{app_id}/retry", tag = "operations",
     security(("bearer" = [])), params(FaultPath, FaultQuery),
-    responses((status = 202, body = Asked)))]
+    responses(
+        (status = 202, body = Asked),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json",
+            description = "No projection of that name, or it is not stopped for the app (at that position)"),
+    ))]
 async fn retry(
     State(state): State<AppState>,
     _root: Root,

@@ -16,6 +16,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::schema::Role as RoleSchema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
@@ -24,9 +25,11 @@ use infra::runtime::names;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
-    /// Any of `admin`, `write`, `read`, `audit`; at least one.
+    /// At least one.
+    #[schema(value_type = Vec<RoleSchema>, min_items = 1)]
     roles: Vec<String>,
 }
 
@@ -35,7 +38,9 @@ pub struct CreateApiKey {
 pub struct IssuedKeyBody {
     id: Uuid,
     name: String,
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
+    /// The bearer token; shown only in this response.
     token: String,
     created_at: DateTime<Utc>,
 }
@@ -56,6 +61,7 @@ impl From<IssuedKey> for IssuedKeyBody {
 pub struct ApiKeyBody {
     id: Uuid,
     name: String,
+    #[schema(value_type = Vec<RoleSchema>)]
     roles: Vec<String>,
     created_at: DateTime<Utc>,
 }
@@ -109,7 +115,6 @@ fn parse_roles(raw: &[String]) -> Result<Vec<Role>, ApiError> {
     request_body = CreateApiKey,
     responses(
         (status = 201, body = IssuedKeyBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_api_key(
     State(state): State<AppState>,

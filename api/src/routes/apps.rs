@@ -22,7 +22,8 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApp {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters once trimmed, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
 }
 
@@ -44,25 +45,26 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchApp {
-    /// Push messages per UTC day; `null` lifts the limit.
+    /// Push messages per UTC day; `null` lifts the limit. Required.
     #[serde(default, deserialize_with = "crate::routes::devices::present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, required = true)]
     daily_quota: Option<Option<i64>>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AppQuota {
     id: Uuid,
+    /// Push messages per UTC day; null: no limit.
+    #[schema(minimum = 0)]
     daily_quota: Option<i64>,
 }
 
 /// Sets an app's daily push quota (root token).
 #[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The app's id")),
     request_body = PatchApp,
     responses(
         (status = 200, body = AppQuota),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_app(
@@ -99,9 +101,6 @@ async fn patch_app(
     request_body = CreateApp,
     responses(
         (status = 201, body = CreatedAppBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_app(
     State(state): State<AppState>,

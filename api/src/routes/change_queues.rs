@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::schema::{self, SubjectKind};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key, Read};
 use crate::state::AppState;
@@ -28,20 +29,24 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateQueue {
-    /// 1-64 characters of a-z, 0-9, `_` and `-`.
+    #[schema(value_type = schema::QueueName)]
     name: String,
     /// Device, user or notification event types, or prefixes such as
-    /// `device.*`; default: all of them.
+    /// `device.*`; at most 50; default: all of them.
     #[serde(default)]
+    #[schema(max_items = 50)]
     event_types: Vec<String>,
     /// Start after this log position (backfill) instead of the head.
+    #[schema(minimum = 0)]
     from_position: Option<i64>,
     /// Changes older than this are dropped (and counted).
+    #[schema(minimum = 1)]
     max_age_seconds: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct QueueBody {
+    #[schema(value_type = schema::QueueName)]
     name: String,
     event_types: Vec<String>,
     max_age_seconds: Option<i64>,
@@ -78,7 +83,7 @@ pub struct QueueList {
 
 #[derive(Serialize, ToSchema)]
 pub struct Subject {
-    /// `device`, `user` or `notification`.
+    #[schema(value_type = SubjectKind)]
     kind: String,
     id: String,
 }
@@ -123,6 +128,7 @@ pub struct Drained {
 #[into_params(parameter_in = Query)]
 pub struct DrainQuery {
     /// 1 or more (default 100); values over 500 are clamped to 500.
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
@@ -135,7 +141,6 @@ fn queue_name(raw: &str) -> Result<QueueName, ApiError> {
     request_body = CreateQueue,
     responses(
         (status = 201, body = QueueBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_queue(
@@ -182,7 +187,7 @@ async fn list_queues(State(state): State<AppState>, key: Key<Read>) -> ApiResult
 
 /// Deletes a change queue and its pending changes (not `default`).
 #[utoipa::path(delete, path = "/v1/change-queues/{name}", tag = "change-queues", security(("bearer" = [])),
-    params(("name" = String, Path)),
+    params(("name" = String, Path, description = "The queue's name (an unknown or malformed one is 404)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -201,10 +206,9 @@ async fn delete_queue(
 /// Hands out the oldest pending changes, in log order, and deletes exactly
 /// those in the same transaction. Delivery is at-least-once: dedupe on `id`.
 #[utoipa::path(get, path = "/v1/change-queues/{name}/changes", tag = "change-queues", security(("bearer" = [])),
-    params(("name" = String, Path), DrainQuery),
+    params(("name" = String, Path, description = "The queue's name (an unknown or malformed one is 404)"), DrainQuery),
     responses(
         (status = 200, body = Drained),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn drain_changes(

@@ -13,6 +13,7 @@ mod health;
 mod notifications;
 pub mod openapi;
 mod push_credentials;
+mod schema;
 mod usage;
 mod users;
 mod webhooks;

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::schema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, Key};
 use crate::state::AppState;
@@ -31,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsBody {
-    /// `fcm`, `apns` or `webpush`.
+    #[schema(value_type = schema::SendPlatform)]
     provider: String,
     /// Tells whether the credentials changed; reveals nothing of them.
     fingerprint: String,
@@ -53,6 +54,60 @@ impl From<PushCredentialRecord> for CredentialsBody {
     }
 }
 
+/// A provider's credentials, by provider (the path names it).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum CredentialsInput {
+    Fcm(FcmCredentials),
+    Apns(ApnsCredentials),
+    Webpush(WebPushCredentials),
+}
+
+/// FCM: a service account.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct FcmCredentials {
+    /// The service account's key file, as downloaded (JSON).
+    #[schema(value_type = Object)]
+    service_account: Value,
+}
+
+/// APNs: a token-based (`.p8`) key.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct ApnsCredentials {
+    /// The `.p8` file's text.
+    key_p8: String,
+    key_id: String,
+    team_id: String,
+    /// The app's bundle id.
+    topic: String,
+    /// Default `production`.
+    #[schema(value_type = Option<ApnsEnvironment>)]
+    environment: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ApnsEnvironment {
+    Production,
+    Sandbox,
+}
+
+/// Web Push: a VAPID subject; a key pair is generated unless one is given.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct WebPushCredentials {
+    /// A `mailto:` or `https:` contact.
+    subject: String,
+    /// The VAPID public key (base64url), with its private key.
+    public_key: Option<String>,
+    private_key: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CredentialsList {
     push_credentials: Vec<CredentialsBody>,
@@ -68,11 +123,10 @@ fn provider(raw: &str) -> Result<SendPlatform, ApiError> {
 /// Web Push: `{"subject"}` (a VAPID key pair is generated) or
 /// `{"subject", "public_key", "private_key"}`.
 #[utoipa::path(put, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
-    request_body(content = Object),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
+    request_body = CredentialsInput,
     responses(
         (status = 200, body = CredentialsBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_credentials(
@@ -89,7 +143,7 @@ async fn put_credentials(
 
 /// The fingerprint and public details of a provider's credentials.
 #[utoipa::path(get, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
     responses(
         (status = 200, body = CredentialsBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -111,7 +165,7 @@ async fn get_credentials(
 
 /// Removes a provider's credentials.
 #[utoipa::path(delete, path = "/v1/push-credentials/{provider}", tag = "push", security(("bearer" = [])),
-    params(("provider" = String, Path, description = "fcm, apns or webpush")),
+    params(("provider" = schema::SendPlatform, Path, description = "The provider (anything else is 404)")),
     responses(
         (status = 204, description = "Removed"),
         (status = 404, body = Problem, content_type = "application/problem+json"),

@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Key, Read};
 use crate::state::AppState;
 use infra::runtime::names;
@@ -21,14 +21,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageQuery {
-    /// First day, `YYYY-MM-DD` (default: 30 days ago).
+    /// First day, `YYYY-MM-DD` (default: 30 days before `to`); at most 366
+    /// days before `to`.
+    #[param(format = Date)]
     from: Option<String>,
-    /// Last day, inclusive (default: today).
+    /// Last day, inclusive (default: today, UTC).
+    #[param(format = Date)]
     to: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Day {
+    #[schema(format = Date)]
     date: String,
     /// Messages handed to providers (delivered or not).
     push_messages: i64,
@@ -36,7 +40,9 @@ pub struct Day {
 
 #[derive(Serialize, ToSchema)]
 pub struct Usage {
+    #[schema(format = Date)]
     from: String,
+    #[schema(format = Date)]
     to: String,
     /// Every day of the range, oldest first (days without messages count 0).
     days: Vec<Day>,
@@ -57,7 +63,6 @@ fn day(field: &str, raw: Option<&str>, default: NaiveDate) -> Result<NaiveDate, 
     params(UsageQuery),
     responses(
         (status = 200, body = Usage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn usage(
     State(state): State<AppState>,

@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use super::devices::{DeviceBody, collect, external_id, position_header, present};
 use super::events::AsOfQuery;
+use super::schema::{self, ClientId};
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
@@ -27,41 +28,48 @@ use infra::runtime::names;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutUser {
-    /// 1 to 200 characters; `null` clears; absent keeps.
+    /// 1 to 200 characters once trimmed, no control characters; `null`
+    /// clears; absent keeps.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
     name: Option<Option<String>>,
-    /// `null` clears; absent keeps.
+    /// An e-mail address (at most 254 bytes, one `@`, no spaces); `null`
+    /// clears; absent keeps.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     email: Option<Option<String>>,
     /// Typed properties, as for devices; `null` values remove keys.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schema::nullable_property_patch)]
     properties: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutStatus {
-    /// `active`, `pending`, `suspended` or `webhook_error`.
+    #[schema(value_type = schema::UserStatus)]
     status: String,
     /// Why (at most 500 characters); recorded in the event.
+    #[schema(max_length = 500)]
     reason: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct UserBody {
+    #[schema(value_type = ClientId)]
     user_id: String,
     name: Option<String>,
     email: Option<String>,
+    #[schema(value_type = schema::UserStatus)]
     status: String,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schema::properties)]
     properties: serde_json::Value,
     /// Live devices linked to the user (null in reads `as_of` an instant:
     /// the log does not index past links by user).
     device_count: Option<i64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The user stream's version.
+    #[schema(minimum = 1)]
     version: i64,
 }
 
@@ -85,6 +93,7 @@ impl From<UserView> for UserBody {
 #[derive(Serialize, ToSchema)]
 pub struct UserDevicePage {
     devices: Vec<DeviceBody>,
+    /// Pass back as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
@@ -92,6 +101,7 @@ pub struct UserDevicePage {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -158,12 +168,11 @@ fn user_response(
 
 /// Creates a user (201) or changes what differs (200).
 #[utoipa::path(put, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     request_body = PutUser,
     responses(
         (status = 200, body = UserBody),
         (status = 201, body = UserBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_user(
     State(state): State<AppState>,
@@ -179,7 +188,7 @@ async fn put_user(
 
 /// Reads a user.
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), AsOfQuery),
+    params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), AsOfQuery),
     responses(
         (status = 200, body = UserBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -216,7 +225,7 @@ async fn get_user(
 
 /// Deletes a user; their devices are unlinked (each by an event on the device).
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -233,11 +242,10 @@ async fn delete_user(
 
 /// Sets the user's status; the same status again changes nothing.
 #[utoipa::path(put, path = "/v1/users/{user_id}/status", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     request_body = PutStatus,
     responses(
         (status = 200, body = UserBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_status(
@@ -262,7 +270,7 @@ async fn put_status(
 
 /// The user's devices, in registration order.
 #[utoipa::path(get, path = "/v1/users/{user_id}/devices", tag = "users", security(("bearer" = [])),
-    params(("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), PageQuery),
+    params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), PageQuery),
     responses((status = 200, body = UserDevicePage)))]
 async fn user_devices(
     State(state): State<AppState>,
@@ -293,8 +301,8 @@ async fn user_devices(
 /// Deletes the device only if it belongs to this user; otherwise 404 and nothing changes.
 #[utoipa::path(delete, path = "/v1/users/{user_id}/devices/{external_id}", tag = "users", security(("bearer" = [])),
     params(
-        ("user_id" = String, Path, description = "1 to 255 bytes, percent-encoded"),
-        ("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"),
+        ("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"),
+        ("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"),
     ),
     responses(
         (status = 204, description = "Deleted"),

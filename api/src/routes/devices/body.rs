@@ -9,28 +9,34 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
+use crate::routes::schema::{ClientId, DevicePlatform, SendPlatform};
 
 /// The header carrying the log position of a resource's last event.
 pub(crate) const POSITION_HEADER: &str = "herald-position";
 
 #[derive(Serialize, ToSchema)]
 pub struct DeviceBody {
+    #[schema(value_type = ClientId)]
     external_id: String,
     push_token: String,
+    #[schema(value_type = SendPlatform)]
     send_platform: String,
+    #[schema(value_type = DevicePlatform)]
     device_platform: String,
+    #[schema(value_type = Option<ClientId>)]
     user_id: Option<String>,
     has_permission: bool,
     /// False once a push provider reported the token dead, until a new one is registered.
     push_token_valid: bool,
-    /// Typed properties: strings, integers, booleans, lists of strings.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::routes::schema::properties)]
     properties: serde_json::Value,
     /// 1..=10000, drawn once at registration.
+    #[schema(minimum = 1, maximum = 10000)]
     random_bucket: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// The device stream's version.
+    #[schema(minimum = 1)]
     version: i64,
 }
 

@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 
 pub use self::body::{DeviceBody, device_response, position_header};
 use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
+use super::schema::{self, ClientId, DeliveryOutcome};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;
@@ -27,15 +28,17 @@ use infra::runtime::names;
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutDevice {
-    /// 1 to 4096 bytes. For `webpush`, the subscription JSON.
+    /// 1 to 4096 bytes, no control characters. For `webpush`, the
+    /// subscription JSON.
+    #[schema(min_length = 1, max_length = 4096)]
     push_token: String,
-    /// `fcm`, `apns` or `webpush`.
+    #[schema(value_type = schema::SendPlatform)]
     send_platform: String,
-    /// `android`, `ios` or `web`.
+    #[schema(value_type = schema::DevicePlatform)]
     device_platform: String,
     /// Links the device to a user; `null` unlinks; absent leaves the link as it is.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<ClientId>)]
     user_id: Option<Option<String>>,
     /// Whether the user allowed notifications (default true for a new device;
     /// absent leaves it as it is).
@@ -47,7 +50,7 @@ pub struct PutDevice {
 pub struct PatchProperties {
     /// `{"key": value}`: a value's JSON type is the property's type (string,
     /// integer, boolean, list of strings); `null` removes the key.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = schema::property_patch)]
     properties: serde_json::Value,
 }
 
@@ -127,12 +130,11 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
 
 /// Registers a device, or updates what changed. 201 when new, 200 otherwise.
 #[utoipa::path(put, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     request_body = PutDevice,
     responses(
         (status = 200, body = DeviceBody, headers(("herald-position" = i64, description = "Log position of the device's last event"))),
         (status = 201, body = DeviceBody, headers(("herald-position" = i64, description = "Log position of the device's last event"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn put_device(
     State(state): State<AppState>,
@@ -155,7 +157,7 @@ async fn put_device(
 
 /// Reads a device.
 #[utoipa::path(get, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), AsOfQuery),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), AsOfQuery),
     responses(
         (status = 200, body = DeviceBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -178,7 +180,7 @@ async fn get_device(
 
 /// Deletes a device: it leaves reads and searches; a later PUT registers it afresh.
 #[utoipa::path(delete, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -195,11 +197,10 @@ async fn delete_device(
 
 /// Sets and removes typed properties; one event when something changes, none otherwise.
 #[utoipa::path(patch, path = "/v1/devices/{external_id}/properties", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded")),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     request_body = PatchProperties,
     responses(
         (status = 200, body = DeviceBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_properties(
@@ -219,15 +220,16 @@ async fn patch_properties(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
-    /// The first stream version to return (default 1).
+    /// The first stream version to return (default 1; lower values count as 1).
     from_version: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
 /// The device's own stream of events, for auditors.
 #[utoipa::path(get, path = "/v1/devices/{external_id}/events", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), StreamQuery),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), StreamQuery),
     responses((status = 200, body = EventPage)))]
 async fn device_events(
     State(state): State<AppState>,
@@ -250,14 +252,16 @@ async fn device_events(
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     /// 1..=250, default 50.
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 #[derive(serde::Serialize, ToSchema)]
 pub struct DeviceNotificationBody {
     notification_id: uuid::Uuid,
-    /// `delivered`, `failed` or `invalid_token`.
+    #[schema(value_type = DeliveryOutcome)]
     outcome: String,
     reason: Option<String>,
     at: chrono::DateTime<chrono::Utc>,
@@ -266,15 +270,15 @@ pub struct DeviceNotificationBody {
 #[derive(serde::Serialize, ToSchema)]
 pub struct DeviceNotificationList {
     notifications: Vec<DeviceNotificationBody>,
+    /// Pass back as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
 /// The notifications sent to a device and what became of each, newest first.
 #[utoipa::path(get, path = "/v1/devices/{external_id}/notifications", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, description = "1 to 255 bytes, percent-encoded"), HistoryQuery),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), HistoryQuery),
     responses(
         (status = 200, body = DeviceNotificationList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn device_notifications(
     State(state): State<AppState>,

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::DeviceBody;
 use crate::cursor;
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::extract::{AppJson, Key, Read};
 use crate::state::AppState;
 use infra::runtime::names;
@@ -21,9 +21,10 @@ const CURSOR_KIND: &str = "devices";
 pub struct SearchDevices {
     /// A condition tree: a group `{join_type: "AND"|"OR", conditions: [...]}`,
     /// a negation `{not: ...}`, or a leaf `{key, operator, value}`. Absent: all devices.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = crate::routes::schema::nullable_condition)]
     conditions: Option<serde_json::Value>,
     /// 1..=1000, default 100.
+    #[schema(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -64,7 +65,6 @@ impl SearchDevices {
     request_body = SearchDevices,
     responses(
         (status = 200, body = DeviceSearchPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn search_devices(
     State(state): State<AppState>,

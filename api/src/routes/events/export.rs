@@ -13,7 +13,7 @@ use infra::store::{EventFilter, EventStore, StoreError};
 use tokio::sync::watch;
 
 use super::{EventBody, EventsQuery, TypeParam};
-use crate::error::{ApiResult, Problem};
+use crate::error::ApiResult;
 use crate::extract::{AppQuery, Audit, Key};
 use crate::state::AppState;
 
@@ -65,7 +65,6 @@ impl Export {
     params(EventsQuery, TypeParam),
     responses(
         (status = 200, description = "one event envelope per line", content_type = "application/x-ndjson"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn export_events(
     State(state): State<AppState>,

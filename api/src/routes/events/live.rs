@@ -17,7 +17,7 @@ use infra::store::{EventFilter, EventStore};
 use tokio::sync::watch;
 
 use super::{EventBody, EventsQuery, TypeParam};
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Audit, Key};
 use crate::state::AppState;
 
@@ -80,10 +80,9 @@ impl Tail {
 /// position in `Last-Event-ID`, else after `after`.
 #[utoipa::path(get, path = "/v1/events/live", tag = "events", security(("bearer" = [])),
     params(EventsQuery, TypeParam,
-        ("Last-Event-ID" = Option<i64>, Header, description = "resume after this position")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "resume after this position")),
     responses(
         (status = 200, description = "`text/event-stream`; each event's `id` is its position, `event` its type, `data` the envelope", content_type = "text/event-stream"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn live_events(
     State(state): State<AppState>,

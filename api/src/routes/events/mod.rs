@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiResult, Problem};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{AppQuery, Audit, Key};
 use crate::state::AppState;
 
@@ -28,14 +28,18 @@ pub const DEFAULT_LIMIT: i64 = 100;
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Return events after this position (default 0).
+    #[param(minimum = 0)]
     after: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only this stream, e.g. `device:phone-1`.
     stream: Option<String>,
     /// Recorded at or after this instant (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Recorded before this instant (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
     /// `metadata.actor`: `key:<api key id>`, `root` or `system:<reactor>`.
     actor: Option<String>,
@@ -89,6 +93,7 @@ impl EventsQuery {
 #[into_params(parameter_in = Query)]
 pub struct AsOfQuery {
     /// RFC 3339, e.g. `2026-11-22T10:00:00Z`.
+    #[param(format = DateTime)]
     as_of: Option<String>,
 }
 
@@ -122,12 +127,13 @@ pub struct EventBody {
     stream_version: i64,
     event_type: String,
     schema_version: i32,
+    /// The event body; its shape depends on `event_type`.
     #[schema(value_type = Object)]
     data: serde_json::Value,
-    /// `app_id`, `actor`, `request_id`, `correlation_id`, `causation_id`, `trace_id`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = MetadataSchema)]
     metadata: serde_json::Value,
     /// UTC, microseconds.
+    #[schema(format = DateTime)]
     recorded_at: String,
     /// Lower-case hex SHA-256 chaining this event to the app's previous one.
     hash: String,
@@ -149,6 +155,21 @@ impl From<RecordedEvent> for EventBody {
             hash: e.hash,
         }
     }
+}
+
+/// An event's metadata (`domain::envelope::Metadata`).
+#[derive(ToSchema)]
+#[schema(as = EventMetadata)]
+#[allow(dead_code)]
+struct MetadataSchema {
+    app_id: Uuid,
+    /// `key:<api key id>`, `root` or `system:<reactor>`.
+    actor: String,
+    request_id: Option<String>,
+    correlation_id: Option<String>,
+    /// The event that caused a reactor's command.
+    causation_id: Option<Uuid>,
+    trace_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -188,7 +209,6 @@ pub(crate) fn limit(raw: Option<i64>) -> Result<usize, ApiError> {
     params(EventsQuery, TypeParam),
     responses(
         (status = 200, body = EventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_events(
     State(state): State<AppState>,
@@ -215,8 +235,10 @@ async fn list_events(
 #[into_params(parameter_in = Query)]
 pub struct StreamQuery {
     /// The first stream version to return (default 1).
+    #[param(minimum = 1)]
     from_version: Option<i64>,
     /// 1..=1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
@@ -225,7 +247,6 @@ pub struct StreamQuery {
     params(("stream" = String, Path, description = "the stream name, percent-encoded"), StreamQuery),
     responses(
         (status = 200, body = EventPage),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn stream_events(
     State(state): State<AppState>,

@@ -16,39 +16,53 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::routes::devices::present;
+use crate::routes::schema::{self, ClientId};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNotification {
-    /// 1-200 characters.
+    /// 1-200 characters, no control characters but newlines.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
-    /// 1-2000 characters.
+    /// 1-2000 characters, no control characters but newlines.
+    #[schema(min_length = 1, max_length = 2000)]
     pub body: String,
-    /// An absolute URL (any scheme, e.g. `myapp://inbox`).
+    /// An absolute URL (any scheme, e.g. `myapp://inbox`), at most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub deep_link: Option<String>,
-    /// Absolute http(s) URLs.
+    /// An absolute http(s) URL, at most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub image_url: Option<String>,
+    /// An absolute http(s) URL, at most 2048 bytes.
+    #[schema(max_length = 2048)]
     pub icon_url: Option<String>,
-    /// String values only; at most 100 keys.
+    /// String values only; at most 100 keys, none that the providers
+    /// reserve (`from`, `notification`, `message_type`, `collapse_key`,
+    /// `google.*`, `gcm.*`). The whole payload is at most 3900 bytes.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub data: BTreeMap<String, Value>,
     /// A condition tree, as in device search.
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schema::nullable_condition)]
     pub conditions: Option<Value>,
-    /// Every permitted device of these users.
+    /// Every permitted device of these users (at most 1000).
     #[serde(default)]
+    #[schema(value_type = Vec<ClientId>, max_items = 1000)]
     pub user_ids: Vec<String>,
-    /// These devices.
+    /// These devices (at most 10000).
     #[serde(default)]
+    #[schema(value_type = Vec<ClientId>, max_items = 10000)]
     pub external_ids: Vec<String>,
     /// Launch at this instant instead of at once.
     pub scheduled_at: Option<DateTime<Utc>>,
-    /// How long providers keep it for an offline device (0..=2419200).
+    /// How long providers keep it for an offline device.
+    #[schema(minimum = 0, maximum = 2419200)]
     pub ttl_seconds: Option<i64>,
-    /// `high` (default) or `normal`.
+    /// Default `high`.
+    #[schema(value_type = Option<schema::Priority>)]
     pub priority: Option<String>,
     /// Newer notifications with the same key replace older ones.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub collapse_key: Option<String>,
     /// Launch now (or queue it until `scheduled_at`).
     #[serde(default)]
@@ -58,33 +72,38 @@ pub struct CreateNotification {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchNotification {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
+    #[schema(min_length = 1, max_length = 2000)]
     pub body: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     pub deep_link: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     pub image_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 2048)]
     pub icon_url: Option<Option<String>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub data: Option<BTreeMap<String, Value>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schema::nullable_condition)]
     pub conditions: Option<Option<Value>>,
+    #[schema(value_type = Option<Vec<ClientId>>, max_items = 1000)]
     pub user_ids: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<ClientId>>, max_items = 10000)]
     pub external_ids: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<DateTime<Utc>>)]
     pub scheduled_at: Option<Option<DateTime<Utc>>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 2419200)]
     pub ttl_seconds: Option<Option<i64>>,
+    #[schema(value_type = Option<schema::Priority>)]
     pub priority: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub collapse_key: Option<Option<String>>,
 }
 
@@ -272,6 +291,16 @@ impl PatchNotification {
     }
 }
 
+/// The devices a notification was resolved to.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Audience {
+    total: u64,
+    android: u64,
+    ios: u64,
+    web: u64,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Counts {
     android: u64,
@@ -292,7 +321,7 @@ impl From<PerPlatform> for Counts {
 #[derive(Serialize, ToSchema)]
 pub struct NotificationBody {
     id: Uuid,
-    /// draft, queued, launched, sending, sent, error, canceled.
+    #[schema(value_type = schema::NotificationStatus)]
     status: String,
     title: String,
     body: String,
@@ -300,16 +329,20 @@ pub struct NotificationBody {
     image_url: Option<String>,
     icon_url: Option<String>,
     data: BTreeMap<String, String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = schema::nullable_condition)]
     conditions: Option<Value>,
+    #[schema(value_type = Vec<ClientId>)]
     user_ids: Vec<String>,
+    #[schema(value_type = Vec<ClientId>)]
     external_ids: Vec<String>,
     scheduled_at: Option<DateTime<Utc>>,
+    #[schema(maximum = 2419200)]
     ttl_seconds: Option<u32>,
+    #[schema(value_type = schema::Priority)]
     priority: String,
     collapse_key: Option<String>,
-    /// Once resolved: `{total, android, ios, web}`.
-    #[schema(value_type = Option<Object>)]
+    /// Once resolved: the devices targeted, in all and per platform.
+    #[schema(value_type = Option<Audience>)]
     audience: Option<Value>,
     /// Delivered, per device platform.
     sent: Counts,
@@ -361,5 +394,6 @@ impl From<NotificationRecord> for NotificationBody {
 #[derive(Serialize, ToSchema)]
 pub struct NotificationList {
     pub notifications: Vec<NotificationBody>,
+    /// Pass back as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }

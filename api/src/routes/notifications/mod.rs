@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 pub use self::body::NotificationBody;
 use self::body::{CreateNotification, NotificationList, PatchNotification};
+use super::schema;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
@@ -45,8 +46,7 @@ fn notification_id(raw: &str) -> Result<Uuid, ApiError> {
     request_body = CreateNotification,
     responses(
         (status = 201, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn create_notification(
     State(state): State<AppState>,
@@ -63,11 +63,15 @@ async fn create_notification(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only notifications with this status.
+    #[param(value_type = Option<schema::NotificationStatus>)]
     status: Option<String>,
-    /// `created_at`, `-created_at` (default) or `scheduled_at`.
+    /// Default `-created_at` (newest first).
+    #[param(value_type = Option<schema::NotificationOrder>)]
     order_by: Option<String>,
     /// 1..=100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page (with the same `order_by`).
     cursor: Option<String>,
 }
 
@@ -76,7 +80,6 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, body = NotificationList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_notifications(
     State(state): State<AppState>,
@@ -131,7 +134,7 @@ async fn list_notifications(
 
 /// Reads a notification, with its counters.
 #[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     responses(
         (status = 200, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -154,11 +157,10 @@ async fn get_notification(
 
 /// Changes a draft (absent fields stay; `null` clears the optional ones).
 #[utoipa::path(patch, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     request_body = PatchNotification,
     responses(
         (status = 200, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "Not a draft"),
     ))]
@@ -183,7 +185,7 @@ async fn patch_notification(
 
 /// Deletes a draft or a finished notification (the log keeps it).
 #[utoipa::path(delete, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -201,12 +203,12 @@ async fn delete_notification(
 
 /// Launches now, or queues until `scheduled_at`.
 #[utoipa::path(post, path = "/v1/notifications/{id}/launch", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     responses(
         (status = 202, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 429, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn launch_notification(
     State(state): State<AppState>,
@@ -220,7 +222,7 @@ async fn launch_notification(
 
 /// Cancels a draft, queued or sending notification (what was sent stays sent).
 #[utoipa::path(post, path = "/v1/notifications/{id}/cancel", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     responses(
         (status = 200, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -242,19 +244,19 @@ async fn cancel_notification(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetStatus {
-    /// `launched`, `canceled`, or `draft` (a queued notification back to draft).
+    #[schema(value_type = schema::NotificationTarget)]
     status: String,
 }
 
 /// Moves a notification to a status by hand (the transitions allowed).
 #[utoipa::path(put, path = "/v1/notifications/{id}/status", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
     request_body = SetStatus,
     responses(
         (status = 200, body = NotificationBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The launch would pass the app's daily quota", headers(("retry-after" = u64, description = "Seconds until the quota's UTC day ends"))),
     ))]
 async fn set_status(
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::routes::devices::present;
+use crate::routes::schema;
 
 /// How Herald authenticates to the receiver. Stored encrypted, never shown
 /// again; the log and reads carry its kind and fingerprint.
@@ -83,22 +84,32 @@ impl AuthBody {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// Absolute http(s) URL; its host must resolve to public addresses.
+    /// Absolute http(s) URL, at most 2048 bytes, without credentials or a
+    /// fragment; its host must resolve to public addresses.
+    #[schema(max_length = 2048)]
     pub url: String,
+    /// At most 500 characters.
+    #[schema(max_length = 500)]
     pub description: Option<String>,
     /// Device, user or notification event types, `prefix.*`, or the
-    /// aliases `create_user`, `delete_user`, `update_user_status`; default all.
+    /// aliases `create_user`, `delete_user`, `update_user_status`; at most
+    /// 50; default all.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub event_types: Vec<String>,
-    /// `POST` (default), `PUT` or `PATCH`.
+    /// Default `POST`.
+    #[schema(value_type = Option<schema::HttpMethod>)]
     pub method: Option<String>,
-    /// Extra headers sent with every message.
     #[serde(default)]
+    #[schema(schema_with = schema::webhook_headers)]
     pub headers: BTreeMap<String, String>,
-    /// JSON whose strings may hold `{{placeholder}}`s (see the docs).
-    #[schema(value_type = Option<Object>)]
+    /// Any JSON (at most 16 KiB) whose strings may hold `{{placeholder}}`s
+    /// (see `docs/webhooks.md`); the message body instead of the event.
+    #[schema(value_type = Option<Value>)]
     pub payload_template: Option<Value>,
     pub auth: Option<AuthBody>,
+    /// Messages per second, 1 to 10000.
+    #[schema(minimum = 1, maximum = 10000)]
     pub rate_limit_per_second: Option<i64>,
     /// Deliver strictly in log order.
     #[serde(default)]
@@ -111,21 +122,25 @@ pub struct CreateWebhook {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchWebhook {
+    #[schema(max_length = 2048)]
     pub url: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, max_length = 500)]
     pub description: Option<Option<String>>,
+    #[schema(max_items = 50)]
     pub event_types: Option<Vec<String>>,
+    #[schema(value_type = Option<schema::HttpMethod>)]
     pub method: Option<String>,
+    #[schema(schema_with = schema::nullable_webhook_headers)]
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     pub payload_template: Option<Option<Value>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<AuthBody>)]
     pub auth: Option<Option<AuthBody>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     pub rate_limit_per_second: Option<Option<i64>>,
     pub ordered: Option<bool>,
     pub set_user_status_on_failure: Option<bool>,
@@ -272,7 +287,7 @@ impl PatchWebhook {
 
 #[derive(Serialize, ToSchema)]
 pub struct AuthView {
-    /// `bearer`, `basic` or `header`.
+    #[schema(value_type = schema::AuthKind)]
     kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     header_name: Option<String>,
@@ -285,11 +300,14 @@ pub struct WebhookBody {
     url: String,
     description: Option<String>,
     event_types: Vec<String>,
+    #[schema(value_type = schema::HttpMethod)]
     method: String,
+    #[schema(schema_with = schema::webhook_headers)]
     headers: BTreeMap<String, String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     payload_template: Option<Value>,
     auth: Option<AuthView>,
+    #[schema(minimum = 1, maximum = 10000)]
     rate_limit_per_second: Option<u32>,
     ordered: bool,
     set_user_status_on_failure: bool,
@@ -345,5 +363,6 @@ pub struct WebhookWithSecret {
 #[derive(Serialize, ToSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookBody>,
+    /// Pass back as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }

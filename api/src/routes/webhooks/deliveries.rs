@@ -17,6 +17,7 @@ use super::webhook_id;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
+use crate::routes::schema;
 use crate::state::AppState;
 use infra::runtime::names;
 
@@ -31,10 +32,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
-    /// `succeeded` or `failed`.
+    /// Only attempts with this outcome.
+    #[param(value_type = Option<schema::AttemptStatus>)]
     status: Option<String>,
     /// 1..=250, default 50.
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -44,8 +48,9 @@ pub struct AttemptBody {
     /// The message (for events: the event id, also sent as `webhook-id`).
     message_id: Uuid,
     /// 1 for the first attempt of a round.
+    #[schema(minimum = 1)]
     attempt: i32,
-    /// `succeeded` or `failed`.
+    #[schema(value_type = schema::AttemptStatus)]
     status: String,
     status_code: Option<i32>,
     duration_ms: i64,
@@ -77,15 +82,15 @@ impl From<AttemptRecord> for AttemptBody {
 #[derive(Serialize, ToSchema)]
 pub struct AttemptList {
     attempts: Vec<AttemptBody>,
+    /// Pass back as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
 /// The endpoint's delivery attempts, newest first.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/attempts", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path), AttemptsQuery),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)"), AttemptsQuery),
     responses(
         (status = 200, body = AttemptList),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_attempts(
@@ -128,7 +133,7 @@ pub struct Queued {
 
 /// Queues a `webhook.test` message for the endpoint.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 202, body = Queued),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -145,7 +150,7 @@ async fn send_test(
 
 /// Sends one message again, in a new round of attempts.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/messages/{message_id}/resend", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)"), ("message_id" = Uuid, Path, description = "The message's id (anything else is 404)")),
     responses(
         (status = 202, body = Queued),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -179,11 +184,10 @@ pub struct Recovered {
 
 /// Re-queues the messages that failed for good in a window.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/recover", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     request_body = RecoverBody,
     responses(
         (status = 202, body = Recovered),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn recover_messages(

@@ -46,7 +46,6 @@ pub(crate) fn webhook_id(raw: &str) -> Result<WebhookId, ApiError> {
     request_body = CreateWebhook,
     responses(
         (status = 201, body = WebhookWithSecret),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn create_webhook(
     State(state): State<AppState>,
@@ -69,7 +68,9 @@ async fn create_webhook(
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1..=100, default 50.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -104,7 +105,7 @@ async fn list_webhooks(
 
 /// Reads an endpoint.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 200, body = WebhookBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -125,11 +126,10 @@ async fn get_webhook(
 
 /// Changes an endpoint: absent fields stay, `null` clears the nullable ones.
 #[utoipa::path(patch, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     request_body = PatchWebhook,
     responses(
         (status = 200, body = WebhookBody),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn patch_webhook(
@@ -147,7 +147,7 @@ async fn patch_webhook(
 
 /// Deletes an endpoint, its queued messages and its secrets (the log keeps its history).
 #[utoipa::path(delete, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -164,7 +164,7 @@ async fn delete_webhook(
 
 /// A new signing secret; the previous one keeps signing beside it for 24 hours.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 200, body = WebhookWithSecret),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -190,7 +190,7 @@ pub struct SecretBody {
 
 /// The endpoint's current signing secret.
 #[utoipa::path(get, path = "/v1/webhooks/{id}/secret", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 200, body = SecretBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -209,7 +209,7 @@ async fn get_secret(
 
 /// Turns delivery back on; messages still queued resume.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/enable", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 200, body = WebhookBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -226,7 +226,7 @@ async fn enable_webhook(
 
 /// Pauses delivery: queued messages wait, new events are not queued for it.
 #[utoipa::path(post, path = "/v1/webhooks/{id}/disable", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path)),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
     responses(
         (status = 200, body = WebhookBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
