@@ -30,6 +30,11 @@ pub async fn create(
     queue: NewQueue,
 ) -> Result<QueueInfo, CommandError> {
     let name = queue.name.clone();
+    let asked = (
+        queue.event_types.clone(),
+        queue.from_position,
+        queue.max_age_seconds,
+    );
     let done = herald
         .commands
         .execute::<ChangeQueue>(
@@ -50,9 +55,29 @@ pub async fn create(
         done.appended.map(|a| a.last_position),
     )
     .await;
-    find(herald, app_id, name.as_str())
-        .await?
-        .ok_or_else(|| CommandError::Internal("the new queue is not visible yet".into()))
+    if let Some(listed) = find(herald, app_id, name.as_str()).await? {
+        return Ok(listed);
+    }
+    // Not in the feed yet (the client asked not to wait, or the feed is
+    // behind): the queue as the command made it, with nothing in it yet.
+    let (event_types, from_position, max_age_seconds) = asked;
+    let (position, created_at) = match done.appended {
+        Some(a) => (a.last_position, a.recorded_at),
+        None => (
+            done.history.last().map_or(0, |e| e.position),
+            done.history.last().map_or_else(Utc::now, |e| e.recorded_at),
+        ),
+    };
+    Ok(QueueInfo {
+        name: name.as_str().to_owned(),
+        event_types: event_types.as_slice().to_vec(),
+        max_age_seconds,
+        starts_after: from_position.unwrap_or(position),
+        expired: 0,
+        depth: 0,
+        oldest_at: None,
+        created_at,
+    })
 }
 
 pub async fn delete(

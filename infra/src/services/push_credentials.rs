@@ -49,16 +49,24 @@ pub async fn set(
         }
     };
     herald.vault.expire_others(slot, stored, now).await?;
+    // The answer is read from the read model, so this command always waits
+    // for it (whatever the client's preference).
+    let waiting = RequestContext {
+        wait_for_read_models: true,
+        ..ctx.clone()
+    };
     settle(
         herald,
-        ctx,
+        &waiting,
         &["apps"],
         done.appended.map(|a| a.last_position),
     )
     .await;
     find(herald, app_id, provider)
         .await?
-        .ok_or_else(|| CommandError::Internal("the credentials are not visible yet".into()))
+        .ok_or_else(|| {
+            CommandError::Unavailable("the credentials are not in the read model yet".into())
+        })
 }
 
 pub async fn remove(
