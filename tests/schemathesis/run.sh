@@ -156,7 +156,7 @@ for backend in $BACKENDS; do
   fuzz "$backend" "$@"
   stop_server
   if [ -n "$PG_SCHEMA" ]; then
-    psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null
+    psql "$PG_URL" -qc "DROP SCHEMA IF EXISTS $PG_SCHEMA CASCADE" >/dev/null 2>&1
     PG_SCHEMA=""
   fi
 done
