@@ -128,6 +128,30 @@ impl Herald {
         self.projections.stop();
     }
 
+    /// Runs until there is nothing left to do now: every projection has
+    /// applied the whole log, and every reactor has found nothing due (on
+    /// its clock) with nothing in flight — again, until what the reactors
+    /// wrote is applied too. Returns false if that takes longer than
+    /// `timeout`. For tests and orderly handovers: no polling.
+    pub async fn until_idle(&self, timeout: std::time::Duration) -> bool {
+        let settle = async {
+            loop {
+                let Ok(head) = self.store.head().await else {
+                    return false;
+                };
+                if !self.projections.wait_for_all(head, timeout).await {
+                    return false;
+                }
+                self.webhooks.idle().await;
+                self.push.idle().await;
+                if self.store.head().await.is_ok_and(|now| now == head) {
+                    return true;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, settle).await.unwrap_or(false)
+    }
+
     /// Whether the database answers and is fully migrated.
     pub async fn ready(&self) -> Result<(), StoreError> {
         if database::is_migrated(&self.db).await? {

@@ -237,6 +237,17 @@ impl TestApp {
         );
     }
 
+    /// Runs until nothing is left to do now: the projections have applied
+    /// the whole log and every reactor has found nothing due on its clock,
+    /// with nothing in flight (`Herald::until_idle`). Deterministic: no
+    /// polling.
+    pub async fn idle(&self) {
+        assert!(
+            self.herald.until_idle(Duration::from_secs(60)).await,
+            "the reactors did not become idle"
+        );
+    }
+
     /// A GET carrying a consistency token (`Herald-Min-Position`).
     pub async fn get_at(&self, path: &str, token: &str, position: &str) -> Resp {
         let response = self

@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod faults;
 mod follower;
 mod followers;
+pub mod reactor;
 
 use std::sync::Arc;
 

@@ -62,11 +62,9 @@ pub async fn set(
         done.appended.map(|a| a.last_position),
     )
     .await;
-    find(herald, app_id, provider)
-        .await?
-        .ok_or_else(|| {
-            CommandError::Unavailable("the credentials are not in the read model yet".into())
-        })
+    find(herald, app_id, provider).await?.ok_or_else(|| {
+        CommandError::Unavailable("the credentials are not in the read model yet".into())
+    })
 }
 
 pub async fn remove(

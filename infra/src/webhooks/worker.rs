@@ -2,14 +2,16 @@
 //! attempt, schedules retries, and turns what it learns into commands
 //! (an endpoint disabled, a user's status set to `webhook_error`).
 //!
-//! It wakes when the webhooks projection queues new messages, when an API
-//! call re-queues some, when a delivery finishes, when the next retry comes
-//! due on the clock, and every poll interval (work queued by other nodes).
+//! A reactor (`runtime::reactor`): its loop wakes when the webhooks feed
+//! queues new messages, when an API call re-queues some, when a delivery
+//! finishes, when the next retry comes due on the clock, and every poll
+//! interval (work queued by other nodes).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use async_trait::async_trait;
 use domain::Metadata;
 use domain::ids::{AppId, UserId, WebhookId};
 use domain::user::{User, UserCommand, UserStatus};
@@ -17,7 +19,7 @@ use domain::webhook::settings::Settings;
 use domain::webhook::{self, Endpoint, WebhookCommand};
 use projections::db::Db;
 use projections::webhooks::{ACTOR, endpoints};
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::policy::WebhookConfig;
@@ -27,7 +29,9 @@ use super::signature;
 use super::{AUTH, SIGNING, owner};
 use crate::clock::Clock;
 use crate::commands::CommandBus;
+use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::secrets::{Secret, random_in_1_to};
+use crate::store::StoreError;
 use crate::vault::{Slot, Vault};
 
 /// How long an endpoint's settings and secrets are reused between deliveries.
@@ -51,15 +55,9 @@ pub struct Worker {
     config: WebhookConfig,
     http: reqwest::Client,
     addresses: Arc<super::address::AddressPolicy>,
-    wake: Notify,
-    /// Deliveries in flight.
+    /// Deliveries in flight (messages claimed wait here for a slot).
     slots: Arc<Semaphore>,
-    /// Messages claimed and not yet finished (in flight or waiting for a slot).
-    claims: Arc<Semaphore>,
     targets: Mutex<HashMap<Uuid, Arc<Target>>>,
-    /// Turns true when the reactor stops: deliveries in flight are
-    /// abandoned (their leases lapse and another worker retries them).
-    stopping: watch::Sender<bool>,
     /// Finished deliveries, recorded in batches (one commit for many).
     done: mpsc::Sender<Done>,
     done_rx: Mutex<Option<mpsc::Receiver<Done>>>,
@@ -78,7 +76,7 @@ const RECORD_BATCH: usize = 256;
 /// The running reactor; stops when dropped.
 pub struct Deliveries {
     worker: Arc<Worker>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    running: Mutex<Option<(ReactorHandle, tokio::task::JoinHandle<()>)>>,
 }
 
 impl Drop for Deliveries {
@@ -98,7 +96,6 @@ impl Deliveries {
         let addresses = Arc::new(config.addresses.clone());
         let http = send::client(config.timeout, addresses.clone())?;
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-        let claims = Arc::new(Semaphore::new(config.concurrency.max(1) * 2));
         let (done, done_rx) = mpsc::channel(RECORD_BATCH * 4);
         Ok(Self {
             worker: Arc::new(Worker {
@@ -109,45 +106,60 @@ impl Deliveries {
                 config,
                 http,
                 addresses,
-                wake: Notify::new(),
                 slots,
-                claims,
                 targets: Mutex::new(HashMap::new()),
-                stopping: watch::Sender::new(false),
                 done,
                 done_rx: Mutex::new(Some(done_rx)),
             }),
-            tasks: Mutex::new(Vec::new()),
+            running: Mutex::new(None),
         })
     }
 
-    /// Starts delivering; `queued` changes whenever the projection may have
+    /// Starts delivering; `queued` changes whenever the feed may have
     /// queued messages.
     pub fn start(&self, queued: watch::Receiver<i64>) {
         let Some(done) = self.worker.done_rx.lock().ok().and_then(|mut d| d.take()) else {
             return;
         };
         let recorder = tokio::spawn(record(Arc::downgrade(&self.worker), done));
-        let task = tokio::spawn(run(Arc::downgrade(&self.worker), queued));
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.extend([recorder, task]);
+        let poll = self.worker.config.poll_interval;
+        let handle = reactor::spawn(self.worker.clone(), Some(queued), poll);
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some((handle, recorder));
         }
     }
 
     /// Stops delivering: deliveries in flight are abandoned (their leases
     /// lapse and they are sent again, by this node or another).
     pub fn stop(&self) {
-        self.worker.stopping.send_replace(true);
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for task in tasks.drain(..) {
-                task.abort();
-            }
+        if let Ok(mut running) = self.running.lock()
+            && let Some((handle, recorder)) = running.take()
+        {
+            handle.stop();
+            recorder.abort();
         }
     }
 
     /// Looks for due work now (messages re-queued by an API call).
     pub fn wake(&self) {
-        self.worker.wake.notify_one();
+        if let Ok(running) = self.running.lock()
+            && let Some((handle, _)) = running.as_ref()
+        {
+            handle.wake();
+        }
+    }
+
+    /// Resolves once nothing is due now and nothing is in flight (at once
+    /// when the reactor is not running).
+    pub async fn idle(&self) {
+        let signal = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(h, _)| h.idle_signal()));
+        if let Some(idle) = signal {
+            idle.await;
+        }
     }
 
     /// Forgets cached settings and secrets of an endpoint (it changed).
@@ -158,87 +170,49 @@ impl Deliveries {
     }
 }
 
-async fn run(worker: Weak<Worker>, mut queued: watch::Receiver<i64>) {
-    let mut backoff = std::time::Duration::from_millis(100);
-    loop {
-        let Some(w) = worker.upgrade() else { return };
-        // Claimed and not yet finished: at most twice the concurrency, and
-        // claims are made in batches, not one message at a time.
-        let free = w.claims.available_permits();
-        let batch = usize::try_from(CLAIM_BATCH)
+#[async_trait]
+impl Reactor for Worker {
+    type Work = Claimed;
+
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
+    /// Claimed and not yet finished: twice the deliveries in flight, so the
+    /// next ones are ready when a slot frees.
+    fn capacity(&self) -> usize {
+        self.config.concurrency.max(1) * 2
+    }
+
+    fn batch(&self) -> usize {
+        usize::try_from(CLAIM_BATCH)
             .unwrap_or(64)
-            .min(w.config.concurrency.max(1));
-        if free < batch / 4 + 1 {
-            let claims = w.claims.clone();
-            drop(w);
-            let wanted = u32::try_from(batch / 4 + 1).unwrap_or(1);
-            let _ = claims.acquire_many(wanted).await;
-            continue;
-        }
-        let now = w.clock.now();
+            .min(self.config.concurrency.max(1))
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Claimed>, StoreError> {
         let lease =
-            chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(1));
-        let limit = i64::try_from(free.min(batch)).unwrap_or(1);
-        match queue::claim(&w.db, now, lease, limit).await {
-            Ok(claimed) => {
-                backoff = std::time::Duration::from_millis(100);
-                let full = claimed.len() as i64 == limit;
-                for message in claimed {
-                    let Ok(claim) = w.claims.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let w = w.clone();
-                    let mut stopping = w.stopping.subscribe();
-                    tokio::spawn(async move {
-                        let delivery = async {
-                            let Ok(slot) = w.slots.clone().acquire_owned().await else {
-                                return;
-                            };
-                            deliver(&w, message).await;
-                            drop(slot);
-                        };
-                        tokio::select! {
-                            () = delivery => {}
-                            _ = stopping.wait_for(|s| *s) => return,
-                        }
-                        drop(claim);
-                        w.wake.notify_one();
-                    });
-                }
-                if full {
-                    continue;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "claiming webhook messages failed; retrying");
-                drop(w);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
-                continue;
-            }
-        }
-        // Due now yet not claimed means blocked (behind an ordered
-        // endpoint's head, or leased): a finished delivery wakes the loop.
-        let due = queue::next_due(&w.db)
-            .await
-            .ok()
-            .flatten()
-            .filter(|at| *at > now);
-        let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
-        let poll = w.config.poll_interval;
-        let wake = async {
-            w.wake.notified().await;
+            chrono::Duration::from_std(self.config.lease()).unwrap_or(chrono::Duration::minutes(1));
+        let limit = i64::try_from(limit).unwrap_or(1);
+        Ok(queue::claim(&self.db, self.clock.now(), lease, limit).await?)
+    }
+
+    async fn handle(self: Arc<Self>, message: Claimed) {
+        let Ok(slot) = self.slots.clone().acquire_owned().await else {
+            return;
         };
-        tokio::select! {
-            () = wake => {}
-            changed = queued.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            () = async { match sleep_until_due { Some(s) => s.await, None => std::future::pending().await } } => {}
-            () = tokio::time::sleep(poll) => {}
-        }
+        deliver(&self, message).await;
+        drop(slot);
+    }
+
+    /// Due later, or due now yet blocked (behind an ordered endpoint's head,
+    /// or leased): a finished delivery wakes the loop for the latter.
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(queue::next_due(&self.db).await?)
     }
 }
 

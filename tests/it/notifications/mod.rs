@@ -19,7 +19,7 @@ use infra::clock::ManualClock;
 use infra::config::Config;
 use serde_json::{Value, json};
 
-use crate::webhooks::{eventually, on_clock};
+use crate::webhooks::on_clock;
 
 /// A Herald on a manual clock, with quick retries, and the stand-ins'
 /// addresses when a test gives them.
@@ -89,13 +89,16 @@ impl Pushy {
         resp.body
     }
 
-    /// Waits until the notification is sent, errored or canceled.
+    /// Runs the reactors until idle; the notification must then be sent,
+    /// errored or canceled.
     pub async fn finished(&self, id: &str) -> Value {
-        eventually(&format!("notification {id} to finish"), || async {
-            let n = self.get(id).await;
-            matches!(n["status"].as_str(), Some("sent" | "error" | "canceled")).then_some(n)
-        })
-        .await
+        self.app.idle().await;
+        let n = self.get(id).await;
+        assert!(
+            matches!(n["status"].as_str(), Some("sent" | "error" | "canceled")),
+            "notification {id} did not finish: {n}"
+        );
+        n
     }
 
     pub async fn history(&self, device: &str) -> Vec<Value> {

@@ -13,7 +13,7 @@ use herald_tests::{Backend, TestApp, TestDb, on_both};
 use infra::clock::ManualClock;
 use serde_json::{Value, json};
 
-use crate::webhooks::{WITHIN, eventually, on_clock};
+use crate::webhooks::{WITHIN, on_clock};
 
 /// The retry schedule: each wait 10 s +/- 20 %, so one step of the manual
 /// clock past 12 s makes every failed message due; the few steps keep the
@@ -50,12 +50,14 @@ async fn attempts(app: &TestApp, key: &AppKey, endpoint: &str) -> Vec<(String, S
 }
 
 async fn wait_attempts(app: &TestApp, key: &AppKey, endpoint: &str, n: usize, succeeded: usize) {
-    eventually(&format!("{n} attempts, {succeeded} succeeded"), || async {
-        let all = attempts(app, key, endpoint).await;
-        let ok = all.iter().filter(|(_, s)| s == "succeeded").count();
-        (all.len() >= n && ok >= succeeded).then_some(())
-    })
-    .await;
+    app.idle().await;
+    let all = attempts(app, key, endpoint).await;
+    let ok = all.iter().filter(|(_, s)| s == "succeeded").count();
+    assert!(
+        all.len() >= n && ok >= succeeded,
+        "{} attempts ({ok} succeeded), not {n} ({succeeded})",
+        all.len()
+    );
 }
 
 /// Issues the commands concurrently; each must succeed.

@@ -15,16 +15,17 @@ pub mod audience;
 pub mod fanout;
 pub mod jobs;
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use domain::Metadata;
 use domain::device::{self, Device, DeviceCommand};
 use domain::ids::AppId;
 use domain::notification::{self, Notification, NotificationCommand, Status};
 use futures::StreamExt;
 use projections::db::Db;
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::watch;
 
 use self::fanout::Limits;
 use self::jobs::Job;
@@ -34,6 +35,8 @@ use super::credentials::{Clients, ProviderCache};
 use crate::clock::Clock;
 use crate::commands::{CommandBus, CommandError};
 use crate::runtime::Followers;
+use crate::runtime::reactor::{self, Reactor, ReactorHandle};
+use crate::store::StoreError;
 use crate::vault::Vault;
 
 /// Notifications worked at once by one process.
@@ -49,16 +52,13 @@ pub struct Worker {
     clients: Clients,
     cache: ProviderCache,
     limits: Limits,
-    wake: Notify,
-    running: Arc<Semaphore>,
-    stopping: watch::Sender<bool>,
 }
 
 /// The running sender; stops when dropped (work in flight is abandoned and
 /// picked up again when its lease lapses).
 pub struct Sender {
     worker: Arc<Worker>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    running: Mutex<Option<ReactorHandle>>,
 }
 
 impl Drop for Sender {
@@ -92,96 +92,86 @@ impl Sender {
                 clients: parts.clients,
                 cache: ProviderCache::default(),
                 limits,
-                wake: Notify::new(),
-                running: Arc::new(Semaphore::new(JOBS_AT_ONCE)),
-                stopping: watch::Sender::new(false),
             }),
-            tasks: Mutex::new(Vec::new()),
+            running: Mutex::new(None),
         }
     }
 
-    /// Starts working; `jobs` changes when the jobs projection moves.
+    /// Starts working; `jobs` changes when the jobs feed moves.
     pub fn start(&self, jobs: watch::Receiver<i64>) {
-        let task = tokio::spawn(run(Arc::downgrade(&self.worker), jobs));
-        if let Ok(mut tasks) = self.tasks.lock() {
-            tasks.push(task);
+        let poll = self.worker.config.poll_interval;
+        let handle = reactor::spawn(self.worker.clone(), Some(jobs), poll);
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some(handle);
         }
     }
 
     pub fn wake(&self) {
-        self.worker.wake.notify_one();
+        if let Ok(running) = self.running.lock()
+            && let Some(handle) = running.as_ref()
+        {
+            handle.wake();
+        }
+    }
+
+    /// Resolves once nothing is due now and nothing is in flight (at once
+    /// when the sender is not running).
+    pub async fn idle(&self) {
+        let signal = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(ReactorHandle::idle_signal));
+        if let Some(idle) = signal {
+            idle.await;
+        }
     }
 
     /// Stops sending: work in flight is abandoned (its lease lapses and
     /// another round, here or on another node, takes it up).
     pub fn stop(&self) {
-        self.worker.stopping.send_replace(true);
-        if let Ok(mut tasks) = self.tasks.lock() {
-            for t in tasks.drain(..) {
-                t.abort();
-            }
+        if let Ok(mut running) = self.running.lock()
+            && let Some(handle) = running.take()
+        {
+            handle.stop();
         }
     }
 }
 
-async fn run(worker: Weak<Worker>, mut jobs_moved: watch::Receiver<i64>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(w) = worker.upgrade() else { return };
-        let free = w.running.available_permits();
-        if free == 0 {
-            let running = w.running.clone();
-            drop(w);
-            let _ = running.acquire().await;
-            continue;
-        }
-        let now = w.clock.now();
+/// Jobs are notifications to launch (scheduled) or to send.
+#[async_trait]
+impl Reactor for Worker {
+    type Work = Job;
+
+    fn name(&self) -> &'static str {
+        "push"
+    }
+
+    fn capacity(&self) -> usize {
+        JOBS_AT_ONCE
+    }
+
+    fn batch(&self) -> usize {
+        JOBS_AT_ONCE
+    }
+
+    fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
         let lease =
-            chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
-        match jobs::claim(&w.db, now, lease, i64::try_from(free).unwrap_or(1)).await {
-            Ok(claimed) => {
-                backoff = Duration::from_millis(100);
-                for job in claimed {
-                    let Ok(permit) = w.running.clone().acquire_owned().await else {
-                        return;
-                    };
-                    let w = w.clone();
-                    let mut stopping = w.stopping.subscribe();
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            () = work(&w, job) => {}
-                            _ = stopping.wait_for(|s| *s) => return,
-                        }
-                        drop(permit);
-                        w.wake.notify_one();
-                    });
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "claiming notification jobs failed; retrying");
-                drop(w);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-        }
-        let due = jobs::next_due(&w.db)
-            .await
-            .ok()
-            .flatten()
-            .filter(|at| *at > now);
-        let sleep_until_due = due.map(|at| w.clock.sleep_until(at));
-        let poll = w.config.poll_interval;
-        tokio::select! {
-            () = w.wake.notified() => {}
-            changed = jobs_moved.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            () = async { match sleep_until_due { Some(s) => s.await, None => std::future::pending().await } } => {}
-            () = tokio::time::sleep(poll) => {}
-        }
+            chrono::Duration::from_std(self.config.lease()).unwrap_or(chrono::Duration::minutes(5));
+        let limit = i64::try_from(limit).unwrap_or(1);
+        Ok(jobs::claim(&self.db, self.clock.now(), lease, limit).await?)
+    }
+
+    async fn handle(self: Arc<Self>, job: Job) {
+        work(&self, job).await;
+    }
+
+    async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        Ok(jobs::next_due(&self.db).await?)
     }
 }
 
