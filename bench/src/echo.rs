@@ -10,10 +10,13 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let app = axum::Router::new().route(
-        "/v1/devices/{id}",
-        put(|Json(body): Json<serde_json::Value>| async move { Json(body) }),
-    );
+    // Anything else (a webhook delivery, say) is taken with 204.
+    let app = axum::Router::new()
+        .route(
+            "/v1/devices/{id}",
+            put(|Json(body): Json<serde_json::Value>| async move { Json(body) }),
+        )
+        .fallback(|| async { axum::http::StatusCode::NO_CONTENT });
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     axum::serve(listener, app).await?;
     Ok(())
