@@ -158,7 +158,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
     let (db, store) = open(&args).await?;
     for status in
-        infra::projection_status::status(&db, store.as_ref(), &runtime::registered()).await?
+        infra::runtime::status::status(&db, store.as_ref(), &runtime::registered()).await?
     {
         println!("{}", serde_json::to_string(&status)?);
     }
@@ -189,7 +189,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         None => all,
     };
     let mut progress = ProgressLine::new();
-    let rebuilt = infra::rebuild::rebuild(&db, store.as_ref(), &chosen, |p| {
+    let rebuilt = infra::runtime::rebuild::rebuild(&db, store.as_ref(), &chosen, |p| {
         progress.show(p.position as u64, p.head as u64, p.events_per_second);
     })
     .await?;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use infra::config::Config;
-use infra::push::config::PushConfig;
+use infra::reactors::push::config::PushConfig;
+use infra::reactors::webhooks::address::AddressPolicy;
+use infra::reactors::webhooks::policy::{WebhookConfig, parse_schedule};
 use infra::secrets::Secret;
-use infra::webhooks::address::AddressPolicy;
-use infra::webhooks::policy::{WebhookConfig, parse_schedule};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{DomainError, FieldError};
-use infra::commands::CommandError;
+use infra::runtime::commands::CommandError;
 use serde::Serialize;
 use utoipa::ToSchema;
 

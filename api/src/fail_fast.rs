@@ -1,4 +1,4 @@
-//! While the database does not answer (as `infra::db_health` sees it),
+//! While the database does not answer (as `infra::database::health` sees it),
 //! requests that need it get 503 with `Retry-After` at once, and those
 //! already waiting on it are answered 503 as soon as it goes: an outage is a
 //! fast, clear answer, never a hung request. Liveness, the API document and
@@ -20,7 +20,7 @@ pub async fn while_the_database_is_down(
     if !(path.starts_with("/v1/") || path == "/readyz") {
         return next.run(request).await;
     }
-    let health = state.herald.health.clone();
+    let health = state.herald.health().clone();
     if !health.is_up() {
         return ApiError::Unavailable.into_response();
     }

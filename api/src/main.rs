@@ -32,14 +32,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "\nA root token was generated and saved in {}. It is shown only this once:\n\n    {}\n",
                     started
                         .herald
-                        .config
+                        .config()
                         .data_dir
                         .join(infra::root_token::FILE)
                         .display(),
                     token.expose()
                 );
             }
-            tracing::info!(address = %listener.local_addr()?, backend = ?started.herald.db.backend(), "herald is listening");
+            tracing::info!(address = %listener.local_addr()?, backend = ?started.herald.db().backend(), "herald is listening");
             api::serve(listener, started.herald, api::server::shutdown_signal()).await?;
             Ok(())
         }

@@ -26,8 +26,12 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
     let doc = Document(Arc::new(
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
     ));
-    let body_timeout = BodyTimeout(herald.config.http.body_timeout);
-    let state = AppState { herald, stopping };
+    let body_timeout = BodyTimeout(herald.config().http.body_timeout);
+    let state = AppState {
+        services: herald.services().clone(),
+        herald,
+        stopping,
+    };
     router
         .fallback(fallback::not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -60,8 +64,8 @@ pub async fn serve(
     herald: Arc<Herald>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = herald.config.shutdown_grace;
-    let limits = herald.config.http;
+    let grace = herald.config().shutdown_grace;
+    let limits = herald.config().http;
     let (stop_tx, stop_rx) = watch::channel(false);
     let router = app(herald.clone(), stop_rx.clone());
     let server = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
@@ -77,7 +81,7 @@ pub async fn serve(
     herald.stop();
     // Closing waits for connections to come back; some are held by
     // background tasks until the process ends, so do not wait for long.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), herald.db.close()).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), herald.db().close()).await;
     Ok(())
 }
 

@@ -1,11 +1,14 @@
 use std::sync::Arc;
 
-use infra::herald::Herald;
+use infra::herald::{Herald, Services};
 use tokio::sync::watch;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// What handlers call.
+    pub services: Arc<Services>,
+    /// The running node, for operations (readiness, status, faults).
     pub herald: Arc<Herald>,
     /// Turns true when the server starts shutting down, so long-lived
     /// responses (live tails, exports) end instead of holding it up.
@@ -22,6 +25,6 @@ impl AppState {
         app: domain::ids::AppId,
         models: &[&'static str],
     ) -> Result<(), crate::error::ApiError> {
-        Ok(infra::services::fresh(&self.herald, ctx, app, models).await?)
+        Ok(self.services.reads.fresh(ctx, app, models).await?)
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use domain::ids::AppId;
 use domain::{Aggregate, DomainError, DomainEvent, Metadata};
-use infra::commands::CommandBus;
+use infra::runtime::commands::CommandBus;
 use infra::store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, SqlEventStore};
 use projections::db::Db;
 use serde::{Deserialize, Serialize};

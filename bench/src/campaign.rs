@@ -153,7 +153,7 @@ struct Plain {
 /// The client plain POSTs go through.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peer {
-    /// Herald's push client (`infra::push::http::PushHttp`), over HTTP/1.1.
+    /// Herald's push client (`infra::reactors::push::http::PushHttp`), over HTTP/1.1.
     PushHttp,
     /// reqwest, over HTTP/1.1 or, with `http2`, cleartext HTTP/2.
     Reqwest { http2: bool },
@@ -181,8 +181,8 @@ async fn plain_posts(
     let body = json!({"message": {"token": format!("fcm-token-{}", "x".repeat(148)),
         "notification": {"title": "Bench", "body": "A campaign"}, "data": {}, "android": {"priority": "HIGH"}}})
     .to_string();
-    let push = infra::push::http::PushHttp::new(
-        infra::push::http::Versions::Negotiated,
+    let push = infra::reactors::push::http::PushHttp::new(
+        infra::reactors::push::http::Versions::Negotiated,
         concurrency,
         Duration::from_secs(10),
     )

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use infra::config::Config;
 use infra::herald::Herald;
-use infra::rebuild::dry_run;
+use infra::runtime::rebuild::dry_run;
 use infra::secrets::Secret;
 use infra::store::{EventStore, SqlEventStore};
 use projections::Projection;
@@ -41,7 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let head = store.head().await?;
     anyhow::ensure!(
         herald
-            .projections
+            .projections()
             .wait_for_all(head, Duration::from_secs(3600))
             .await,
         "projections did not catch up"

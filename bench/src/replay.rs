@@ -53,7 +53,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(report.is_ok(), "the chain did not verify: {report:?}");
 
     let started = Instant::now();
-    let rebuilt = infra::rebuild::rebuild(
+    let rebuilt = infra::runtime::rebuild::rebuild(
         &db.db,
         store.as_ref(),
         &infra::runtime::read_models(),

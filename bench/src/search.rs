@@ -16,7 +16,7 @@ use domain::properties::PropertyValue;
 use domain::role::Role;
 use domain::text::Name;
 use domain::{DomainEvent, Metadata};
-use infra::commands::CommandBus;
+use infra::runtime::commands::CommandBus;
 use infra::secrets::{new_api_token, random_in_1_to, sha256_hex};
 use infra::store::{AppendRequest, EventStore, ExpectedVersion, NewEvent, SqlEventStore};
 use projections::db::Db;

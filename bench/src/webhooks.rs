@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use domain::webhook::settings::{EndpointUrl, Headers, HttpMethod, Settings};
 use infra::config::Config;
 use infra::herald::Herald;
+use infra::reactors::webhooks::address::{AddressPolicy, Net};
 use infra::secrets::Secret;
 use infra::services::RequestContext;
 use infra::store::SqlEventStore;
-use infra::webhooks::address::{AddressPolicy, Net};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -151,14 +151,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ordered: false,
             set_user_status_on_failure: false,
         };
-        infra::services::webhooks::create(&queuer, &ctx, app_id, settings, None).await?;
+        queuer
+            .services()
+            .webhooks
+            .create(&ctx, app_id, settings, None)
+            .await?;
     }
     let messages = args.events * args.endpoints;
     load_devices(&store, app_id, args.events / 2, 16).await?;
     let head = infra::store::EventStore::head(store.as_ref()).await?;
     anyhow::ensure!(
         queuer
-            .projections
+            .projections()
             .wait_for_all(head, Duration::from_secs(3600))
             .await,
         "the projections did not catch up"
@@ -181,7 +185,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
     for i in 0..args.latency_events {
         tick.tick().await;
-        let store = herald.store.clone();
+        let store = herald.store().clone();
         tokio::spawn(async move { load_one(store.as_ref(), app_id, first + i).await });
     }
     sink.wait_for(

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use crate::clock::{self, Clock};
 use crate::database::DbOptions;
-use crate::push::config::PushConfig;
+use crate::reactors::push::config::PushConfig;
+use crate::reactors::webhooks::policy::WebhookConfig;
 use crate::secrets::Secret;
-use crate::webhooks::policy::WebhookConfig;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -1,43 +1,63 @@
-//! The running application: database, log, command bus and read models,
-//! wired once at start-up and shared by the HTTP layer.
+//! The composition root: the database, the log, the projections, the
+//! reactors and the services, wired once at start-up. Each service holds
+//! what it uses and nothing else; `Herald` keeps the running parts private
+//! and answers the few questions operations ask (ready? idle? where do the
+//! projections stand?).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use projections::db::Db;
 use projections::notifications::jobs as notification_jobs;
 use projections::webhooks as webhook_model;
 
-use crate::commands::CommandBus;
+use crate::auth::{Auth, KeyCache};
 use crate::config::Config;
+use crate::database::health::DbHealth;
 use crate::database::{self, redact};
-use crate::db_health::DbHealth;
-use crate::push::credentials::Clients;
-use crate::push::sender::{self, Sender};
+use crate::reactors::push::credentials::Clients;
+use crate::reactors::push::sender::{self, Sender};
+use crate::reactors::webhooks::worker::Deliveries;
 use crate::root_token;
+use crate::runtime::commands::CommandBus;
 use crate::runtime::{self, Followers};
 use crate::secrets::Secret;
-use crate::services::key_cache::KeyCache;
+use crate::services::change_queues::ChangeQueues;
+use crate::services::devices::Devices;
+use crate::services::notifications::Notifications;
+use crate::services::push_credentials::PushCredentials;
+use crate::services::tenancy::Tenancy;
+use crate::services::users::Users;
+use crate::services::webhooks::Webhooks;
+use crate::services::{Log, Reads};
 use crate::store::{EventStore, SqlEventStore, StoreError};
 use crate::vault::{self, Vault};
-use crate::webhooks::worker::Deliveries;
+
+/// The services the HTTP layer calls.
+pub struct Services {
+    pub auth: Auth,
+    pub tenancy: Tenancy,
+    pub devices: Devices,
+    pub users: Users,
+    pub notifications: Notifications,
+    pub push_credentials: PushCredentials,
+    pub webhooks: Webhooks,
+    pub change_queues: ChangeQueues,
+    /// The log itself, for auditors.
+    pub log: Log,
+    /// Waits and gates on read models.
+    pub reads: Reads,
+}
 
 pub struct Herald {
-    pub config: Config,
-    pub db: Db,
-    pub store: Arc<dyn EventStore>,
-    pub commands: CommandBus,
-    pub projections: Followers,
-    pub root_token: Secret<String>,
-    /// Recently authenticated API keys.
-    pub keys: KeyCache,
-    /// Secrets at rest.
-    pub vault: Vault,
-    /// The webhook delivery reactor.
-    pub webhooks: Deliveries,
-    /// The push sender (scheduled launches, fan-out).
-    pub push: Sender,
-    /// Whether the database answers (requests fail fast while it does not).
-    pub health: DbHealth,
+    config: Config,
+    db: Db,
+    store: Arc<dyn EventStore>,
+    projections: Followers,
+    webhooks: Arc<Deliveries>,
+    push: Arc<Sender>,
+    health: DbHealth,
+    services: Arc<Services>,
 }
 
 /// What `start` found out that the caller should tell the operator.
@@ -72,46 +92,93 @@ impl Herald {
         let projections = Followers::new(db.clone(), store.clone(), runtime::registered());
         projections.start().await?;
         let commands = CommandBus::new(store.clone());
-        let webhooks = Deliveries::new(
+        let clock = config.clock.clone();
+        let webhooks = Arc::new(Deliveries::new(
             db.clone(),
             vault.clone(),
             commands.clone(),
-            config.clock.clone(),
+            clock.clone(),
             config.webhooks.clone(),
-        )?;
+        )?);
         if config.webhooks.deliver
             && let Some(queued) = projections.subscribe(webhook_model::NAME)
         {
             webhooks.start(queued);
         }
-        let push = Sender::new(sender::Parts {
+        let addresses = Arc::new(config.webhooks.addresses.clone());
+        let push = Arc::new(Sender::new(sender::Parts {
             db: db.clone(),
             commands: commands.clone(),
             vault: vault.clone(),
-            clock: config.clock.clone(),
+            clock: clock.clone(),
             config: config.push.clone(),
             projections: projections.clone(),
-            clients: Clients::new(&config.push, Arc::new(config.webhooks.addresses.clone()))
-                .map_err(anyhow::Error::msg)?,
-        });
+            clients: Clients::new(&config.push, addresses.clone()).map_err(anyhow::Error::msg)?,
+        }));
         if config.push.send
             && let Some(jobs) = projections.subscribe(notification_jobs::NAME)
         {
             push.start(jobs);
         }
+        let reads = Reads::new(
+            projections.clone(),
+            store.clone(),
+            config.read_your_writes_timeout,
+        );
+        let keys = Arc::new(KeyCache::default());
+        let services = Arc::new(Services {
+            auth: Auth::new(db.clone(), root_token.clone(), keys.clone()),
+            tenancy: Tenancy::new(commands.clone(), db.clone(), reads.clone(), keys),
+            devices: Devices::new(
+                commands.clone(),
+                db.clone(),
+                store.clone(),
+                reads.clone(),
+                addresses.clone(),
+            ),
+            users: Users::new(commands.clone(), db.clone(), reads.clone()),
+            notifications: Notifications::new(
+                commands.clone(),
+                db.clone(),
+                reads.clone(),
+                clock.clone(),
+                push.clone(),
+            ),
+            push_credentials: PushCredentials::new(
+                commands.clone(),
+                db.clone(),
+                reads.clone(),
+                vault.clone(),
+                clock.clone(),
+            ),
+            webhooks: Webhooks::new(
+                commands.clone(),
+                db.clone(),
+                reads.clone(),
+                clock.clone(),
+                vault.clone(),
+                addresses,
+                webhooks.clone(),
+            ),
+            change_queues: ChangeQueues::new(
+                commands.clone(),
+                db.clone(),
+                reads.clone(),
+                clock.clone(),
+            ),
+            log: Log::new(store.clone(), db.clone()),
+            reads,
+        });
         let health = DbHealth::start(&db);
         let herald = Arc::new(Herald {
-            health,
-            push,
-            commands,
-            vault,
-            webhooks,
             config,
             db,
             store,
             projections,
-            root_token: root_token.clone(),
-            keys: KeyCache::default(),
+            webhooks,
+            push,
+            health,
+            services,
         });
         Ok(Started {
             herald,
@@ -119,9 +186,34 @@ impl Herald {
         })
     }
 
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The database (for operations: status, faults, shutdown).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub fn projections(&self) -> &Followers {
+        &self.projections
+    }
+
+    pub fn health(&self) -> &DbHealth {
+        &self.health
+    }
+
     /// Stops the background work: the reactors (webhooks, push) and the
-    /// read models' runner. Work in flight is abandoned and resumed by
-    /// whichever node takes it up next.
+    /// projections. Work in flight is abandoned and resumed by whichever
+    /// node takes it up next.
     pub fn stop(&self) {
         self.push.stop();
         self.webhooks.stop();
@@ -133,7 +225,7 @@ impl Herald {
     /// its clock) with nothing in flight — again, until what the reactors
     /// wrote is applied too. Returns false if that takes longer than
     /// `timeout`. For tests and orderly handovers: no polling.
-    pub async fn until_idle(&self, timeout: std::time::Duration) -> bool {
+    pub async fn until_idle(&self, timeout: Duration) -> bool {
         let settle = async {
             loop {
                 let Ok(head) = self.store.head().await else {

@@ -34,7 +34,7 @@ async fn poison(app: &TestApp, key: &AppKey, device: &str) -> i64 {
         metadata: Metadata::system(app_id, "test"),
     };
     app.herald
-        .store
+        .store()
         .append(request)
         .await
         .unwrap_or_else(|e| panic!("{e}"))

@@ -33,7 +33,7 @@ async fn catch_up(backend: Backend) {
             .unwrap_or_else(|e| panic!("{e}")),
     );
     let app_id = key.app_id.parse().unwrap_or_else(|e| panic!("{e}"));
-    let bus = infra::commands::CommandBus::new(store.clone());
+    let bus = infra::runtime::commands::CommandBus::new(store.clone());
     let registration = domain::device::Registration {
         push_token: domain::device::PushToken::parse("late").unwrap_or_else(|e| panic!("{e}")),
         send_platform: domain::platform::SendPlatform::Apns,

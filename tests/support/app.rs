@@ -224,13 +224,13 @@ impl TestApp {
     pub async fn settled(&self) {
         let head = self
             .herald
-            .store
+            .store()
             .head()
             .await
             .unwrap_or_else(|e| panic!("head: {e}"));
         assert!(
             self.herald
-                .projections
+                .projections()
                 .wait_for_all(head, Duration::from_secs(20))
                 .await,
             "the projections did not reach {head}"

@@ -9,8 +9,8 @@ use axum::http::header;
 use axum::http::request::Parts;
 use domain::ids::{ApiKeyId, AppId};
 use domain::role::Role;
+use infra::auth::Principal;
 use infra::services::RequestContext;
-use infra::services::tenancy::{Principal, authenticate};
 
 use super::context::from_parts;
 use crate::error::ApiError;
@@ -67,7 +67,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
     let token = bearer(parts)?;
-    authenticate(&state.herald, token)
+    state
+        .services
+        .auth
+        .authenticate(token)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the API key is unknown or revoked".into()))
 }

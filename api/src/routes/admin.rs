@@ -4,9 +4,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use infra::commands::CommandError;
-use infra::projection_status::{ProjectionStatus, status};
+use infra::runtime::commands::CommandError;
 use infra::runtime::faults::{self, Action, Skipped};
+use infra::runtime::status::{ProjectionStatus, status};
 use infra::runtime::{self, Stall};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -53,11 +53,11 @@ async fn projections(
     _root: Root,
 ) -> ApiResult<Json<ProjectionsBody>> {
     let herald = &state.herald;
-    let statuses = status(&herald.db, herald.store.as_ref(), &runtime::registered())
+    let statuses = status(herald.db(), herald.store().as_ref(), &runtime::registered())
         .await
         .map_err(CommandError::from)?;
-    let trouble = herald.projections.trouble();
-    let local = herald.projections.checkpoints();
+    let trouble = herald.projections().trouble();
+    let local = herald.projections().checkpoints();
     let projections = statuses
         .into_iter()
         .map(|status| {
@@ -72,7 +72,7 @@ async fn projections(
             status,
         })
         .collect();
-    let skipped = faults::skipped(&herald.db, 100)
+    let skipped = faults::skipped(herald.db(), 100)
         .await
         .map_err(CommandError::from)?;
     Ok(Json(ProjectionsBody {
@@ -157,7 +157,7 @@ async fn ask(
         )));
     }
     let app = domain::ids::AppId(path.app_id);
-    let found = faults::request(&state.herald.db, &path.name, app, position, action)
+    let found = faults::request(state.herald.db(), &path.name, app, position, action)
         .await
         .map_err(CommandError::from)?;
     if !found {

@@ -8,7 +8,7 @@ use domain::FieldError;
 use domain::ids::ApiKeyId;
 use domain::role::Role;
 use domain::text::Name;
-use infra::services::tenancy::{self, IssuedKey};
+use infra::services::tenancy::IssuedKey;
 use projections::apps::ApiKeyRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -136,7 +136,11 @@ async fn create_api_key(
             return Err(ApiError::Validation(errors));
         }
     };
-    let issued = tenancy::create_api_key(&state.herald, &key.ctx, key.app_id, name, roles).await?;
+    let issued = state
+        .services
+        .tenancy
+        .create_api_key(&key.ctx, key.app_id, name, roles)
+        .await?;
     Ok((StatusCode::CREATED, Json(issued.into())))
 }
 
@@ -148,7 +152,7 @@ async fn list_api_keys(
     key: Key<Admin>,
 ) -> ApiResult<Json<ApiKeyList>> {
     state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
-    let keys = tenancy::list_api_keys(&state.herald, key.app_id).await?;
+    let keys = state.services.tenancy.list_api_keys(key.app_id).await?;
     Ok(Json(ApiKeyList {
         api_keys: keys.into_iter().map(Into::into).collect(),
     }))
@@ -169,6 +173,10 @@ async fn revoke_api_key(
     let key_id: ApiKeyId = id
         .parse()
         .map_err(|_| ApiError::NotFound("api key not found".into()))?;
-    tenancy::revoke_api_key(&state.herald, &key.ctx, key.app_id, key_id).await?;
+    state
+        .services
+        .tenancy
+        .revoke_api_key(&key.ctx, key.app_id, key_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::ids::AppId;
 use domain::text::Name;
-use infra::services::{push_credentials, tenancy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -88,8 +87,11 @@ async fn patch_app(
             u64::try_from(q).map_err(|_| ApiError::invalid("daily_quota", "must be 0 or more"))?,
         ),
     };
-    let daily_quota =
-        push_credentials::set_daily_quota(&state.herald, &root.ctx.clone(), app_id, quota).await?;
+    let daily_quota = state
+        .services
+        .push_credentials
+        .set_daily_quota(&root.ctx.clone(), app_id, quota)
+        .await?;
     Ok(Json(AppQuota {
         id: app_id.0,
         daily_quota,
@@ -108,7 +110,7 @@ async fn create_app(
     AppJson(body): AppJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<CreatedAppBody>)> {
     let name = Name::parse("name", &body.name)?;
-    let app = tenancy::create_app(&state.herald, &root.ctx, name).await?;
+    let app = state.services.tenancy.create_app(&root.ctx, name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedAppBody {

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::change_queue::{EventTypes, QueueName};
-use infra::services::change_queues::{self, MAX_DRAIN, NewQueue};
+use infra::services::change_queues::{MAX_DRAIN, NewQueue};
 use projections::change_queues::drain::{Change, QueueInfo};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -168,7 +168,11 @@ async fn create_queue(
         from_position: body.from_position,
         max_age_seconds: body.max_age_seconds,
     };
-    let created = change_queues::create(&state.herald, &key.ctx, key.app_id, queue).await?;
+    let created = state
+        .services
+        .change_queues
+        .create(&key.ctx, key.app_id, queue)
+        .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -179,7 +183,7 @@ async fn list_queues(State(state): State<AppState>, key: Key<Read>) -> ApiResult
     state
         .fresh(&key.ctx, key.app_id, &[names::CHANGE_QUEUES])
         .await?;
-    let queues = change_queues::list(&state.herald, key.app_id).await?;
+    let queues = state.services.change_queues.list(key.app_id).await?;
     Ok(Json(QueueList {
         change_queues: queues.into_iter().map(Into::into).collect(),
     }))
@@ -199,7 +203,11 @@ async fn delete_queue(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let name = queue_name(&raw)?;
-    change_queues::delete(&state.herald, &key.ctx, key.app_id, name).await?;
+    state
+        .services
+        .change_queues
+        .delete(&key.ctx, key.app_id, name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -230,19 +238,16 @@ async fn drain_changes(
     let name = queue_name(&raw)?;
     // The body is built before the deletion commits: if it cannot be, or
     // the client goes away first, the changes stay queued.
-    let drained = change_queues::take(
-        &state.herald,
-        key.app_id,
-        name.as_str(),
-        limit,
-        |changes, remaining| {
+    let drained = state
+        .services
+        .change_queues
+        .take(key.app_id, name.as_str(), limit, |changes, remaining| {
             Ok(Drained {
                 changes: changes.iter().map(ChangeBody::from).collect(),
                 remaining,
             })
-        },
-    )
-    .await?
-    .ok_or_else(|| ApiError::NotFound("change queue not found".into()))?;
+        })
+        .await?
+        .ok_or_else(|| ApiError::NotFound("change queue not found".into()))?;
     Ok(Json(drained))
 }

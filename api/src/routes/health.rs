@@ -50,7 +50,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Health>> {
         tracing::warn!(error = %infra::database::redact(&e.to_string()), "not ready");
         ApiError::Unavailable
     })?;
-    let projections = state.herald.projections.trouble();
+    let projections = state.herald.projections().trouble();
     let status = if projections.is_empty() {
         "ready"
     } else {

@@ -6,7 +6,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::platform::SendPlatform;
-use infra::services::push_credentials;
 use projections::apps::PushCredentialRecord;
 use serde::Serialize;
 use serde_json::Value;
@@ -136,8 +135,11 @@ async fn put_credentials(
     AppJson(body): AppJson<Value>,
 ) -> ApiResult<Json<CredentialsBody>> {
     let provider = provider(&raw)?;
-    let stored =
-        push_credentials::set(&state.herald, &key.ctx, key.app_id, provider, &body).await?;
+    let stored = state
+        .services
+        .push_credentials
+        .set(&key.ctx, key.app_id, provider, &body)
+        .await?;
     Ok(Json(stored.into()))
 }
 
@@ -155,7 +157,10 @@ async fn get_credentials(
 ) -> ApiResult<Json<CredentialsBody>> {
     state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
     let provider = provider(&raw)?;
-    push_credentials::find(&state.herald, key.app_id, provider)
+    state
+        .services
+        .push_credentials
+        .find(key.app_id, provider)
         .await?
         .map(|c| Json(c.into()))
         .ok_or_else(|| {
@@ -176,7 +181,11 @@ async fn delete_credentials(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let provider = provider(&raw)?;
-    push_credentials::remove(&state.herald, &key.ctx, key.app_id, provider).await?;
+    state
+        .services
+        .push_credentials
+        .remove(&key.ctx, key.app_id, provider)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,7 +197,7 @@ async fn list_credentials(
     key: Key<Admin>,
 ) -> ApiResult<Json<CredentialsList>> {
     state.fresh(&key.ctx, key.app_id, &[names::APPS]).await?;
-    let all = push_credentials::list(&state.herald, key.app_id).await?;
+    let all = state.services.push_credentials.list(key.app_id).await?;
     Ok(Json(CredentialsList {
         push_credentials: all.into_iter().map(Into::into).collect(),
     }))

@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{Duration, NaiveDate, Utc};
-use infra::services::notifications;
+use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -72,7 +71,7 @@ async fn usage(
     state
         .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
         .await?;
-    let today = Utc::now().date_naive();
+    let today = state.services.notifications.today();
     let to = day("to", query.to.as_deref(), today)?;
     let from = day("from", query.from.as_deref(), to - Duration::days(30))?;
     if from > to {
@@ -85,7 +84,11 @@ async fn usage(
         ));
     }
     let (f, t) = (from.to_string(), to.to_string());
-    let counted = notifications::usage(&state.herald, key.app_id, &f, &t).await?;
+    let counted = state
+        .services
+        .notifications
+        .usage(key.app_id, &f, &t)
+        .await?;
     let mut days = Vec::new();
     let mut d = from;
     while d <= to {
@@ -101,7 +104,7 @@ async fn usage(
         d += Duration::days(1);
     }
     let total = days.iter().map(|d| d.push_messages).sum();
-    let daily_quota = projections::apps::daily_quota(&state.herald.db, key.app_id).await?;
+    let daily_quota = state.services.notifications.daily_quota(key.app_id).await?;
     Ok(Json(Usage {
         from: f,
         to: t,

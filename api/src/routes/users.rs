@@ -9,8 +9,7 @@ use domain::ids::UserId;
 use domain::properties::PropertyPatch;
 use domain::text::Name;
 use domain::user::{Change, Email, Profile, UserStatus};
-use infra::services::devices as device_service;
-use infra::services::users::{self, UserOutcome, UserView};
+use infra::services::users::{UserOutcome, UserView};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -182,7 +181,11 @@ async fn put_user(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
     let user_id = user_id(raw)?;
     let profile = profile(body)?;
-    let outcome = users::upsert(&state.herald, &key.ctx, key.app_id, user_id, profile).await?;
+    let outcome = state
+        .services
+        .users
+        .upsert(&key.ctx, key.app_id, user_id, profile)
+        .await?;
     user_response(outcome, true)
 }
 
@@ -204,10 +207,16 @@ async fn get_user(
         .await?;
     let user_id = user_id(raw)?;
     let body = match query.instant()? {
-        None => users::get(&state.herald, key.app_id, &user_id)
+        None => state
+            .services
+            .users
+            .get(key.app_id, &user_id)
             .await?
             .map(UserBody::from),
-        Some(as_of) => users::get_as_of(&state.herald, key.app_id, &user_id, as_of)
+        Some(as_of) => state
+            .services
+            .users
+            .get_as_of(key.app_id, &user_id, as_of)
             .await?
             .map(|user| {
                 let mut body = UserBody::from(UserView {
@@ -236,7 +245,11 @@ async fn delete_user(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let user_id = user_id(raw)?;
-    users::delete(&state.herald, &key.ctx, key.app_id, user_id).await?;
+    state
+        .services
+        .users
+        .delete(&key.ctx, key.app_id, user_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -256,15 +269,11 @@ async fn put_status(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
     let user_id = user_id(raw)?;
     let status = UserStatus::parse(&body.status)?;
-    let outcome = users::set_status(
-        &state.herald,
-        &key.ctx,
-        key.app_id,
-        user_id,
-        status,
-        body.reason,
-    )
-    .await?;
+    let outcome = state
+        .services
+        .users
+        .set_status(&key.ctx, key.app_id, user_id, status, body.reason)
+        .await?;
     user_response(outcome, false)
 }
 
@@ -282,7 +291,11 @@ async fn user_devices(
     let user_id = user_id(raw)?;
     let limit = cursor::limit(query.limit, 100, 1000)?;
     let after = cursor::decode("user-devices", query.cursor.as_deref())?;
-    let mut devices = users::devices(&state.herald, key.app_id, &user_id, after, limit + 1).await?;
+    let mut devices = state
+        .services
+        .users
+        .devices(key.app_id, &user_id, after, limit + 1)
+        .await?;
     let more = devices.len() as i64 > limit;
     devices.truncate(usize::try_from(limit).unwrap_or(0));
     let next_cursor = if more {
@@ -315,8 +328,10 @@ async fn delete_user_device(
 ) -> ApiResult<(StatusCode, HeaderMap)> {
     let user_id = user_id(raw_user)?;
     let external_id = external_id(raw_device)?;
-    let outcome =
-        device_service::delete_owned(&state.herald, &key.ctx, key.app_id, user_id, external_id)
-            .await?;
+    let outcome = state
+        .services
+        .devices
+        .delete_owned(&key.ctx, key.app_id, user_id, external_id)
+        .await?;
     Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
 }

@@ -6,10 +6,13 @@
 //! gate, status.
 
 pub mod checkpoints;
+pub mod commands;
 pub mod faults;
 mod follower;
 mod followers;
 pub mod reactor;
+pub mod rebuild;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -91,7 +94,7 @@ impl From<sqlx::Error> for RuntimeError {
     }
 }
 
-impl From<RuntimeError> for crate::commands::CommandError {
+impl From<RuntimeError> for crate::runtime::commands::CommandError {
     fn from(e: RuntimeError) -> Self {
         match e {
             RuntimeError::Store(e) => e.into(),

@@ -8,11 +8,15 @@ use domain::properties::PropertyPatch;
 use domain::{DomainError, DomainEvent, RecordedEvent};
 use projections::devices::{self as read, At, DeviceRecord, DeviceView};
 
-use super::{RequestContext, settle};
-use crate::commands::{CommandError, Executed};
-use crate::herald::Herald;
-use crate::push::webpush::Subscription;
+use super::{Reads, RequestContext};
+use crate::reactors::push::webpush::Subscription;
+use crate::reactors::webhooks::address::AddressPolicy;
+use crate::runtime::commands::CommandBus;
+use crate::runtime::commands::{CommandError, Executed};
 use crate::secrets::random_in_1_to;
+use crate::store::EventStore;
+use projections::db::Db;
+use std::sync::Arc;
 
 /// A device after a command, and what the command did.
 #[derive(Debug, Clone)]
@@ -24,117 +28,185 @@ pub struct DeviceOutcome {
     pub position: Option<i64>,
 }
 
-pub async fn register(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    external_id: ExternalId,
-    registration: Registration,
-) -> Result<DeviceOutcome, CommandError> {
-    check_push_token(herald, &registration).await?;
-    let command = DeviceCommand::Register {
-        external_id: external_id.clone(),
-        registration,
-        random_bucket: random_in_1_to(device::RANDOM_BUCKETS),
-    };
-    run(herald, ctx, app_id, &external_id, command).await
+/// Registers devices, changes their properties, reads and searches them.
+#[derive(Clone)]
+pub struct Devices {
+    commands: CommandBus,
+    db: Db,
+    store: Arc<dyn EventStore>,
+    reads: Reads,
+    addresses: Arc<AddressPolicy>,
 }
 
-/// A Web Push token is a subscription whose endpoint anyone registering a
-/// device chooses: it must parse, and its host pass the same address guard
-/// as webhook URLs (public addresses only, unless allowed), so a request
-/// to an internal address is refused here with a 400, not at send time.
-async fn check_push_token(
-    herald: &Herald,
-    registration: &Registration,
-) -> Result<(), CommandError> {
-    if registration.send_platform != SendPlatform::Webpush {
-        return Ok(());
+impl Devices {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        commands: CommandBus,
+        db: Db,
+        store: Arc<dyn EventStore>,
+        reads: Reads,
+        addresses: Arc<AddressPolicy>,
+    ) -> Self {
+        Self {
+            commands,
+            db,
+            store,
+            reads,
+            addresses,
+        }
     }
-    let invalid = |m: String| CommandError::from(DomainError::invalid("push_token", m));
-    let subscription = Subscription::parse(registration.push_token.as_str()).map_err(invalid)?;
-    herald
-        .config
-        .webhooks
-        .addresses
-        .check_url(subscription.endpoint.as_str())
-        .await
-        .map_err(|m| invalid(format!("the subscription endpoint {m}")))
 }
 
-pub async fn set_properties(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    external_id: ExternalId,
-    patch: PropertyPatch,
-) -> Result<DeviceOutcome, CommandError> {
-    let command = DeviceCommand::SetProperties {
-        external_id: external_id.clone(),
-        patch,
-    };
-    run(herald, ctx, app_id, &external_id, command).await
-}
+impl Devices {
+    pub async fn register(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        external_id: ExternalId,
+        registration: Registration,
+    ) -> Result<DeviceOutcome, CommandError> {
+        self.check_push_token(&registration).await?;
+        let command = DeviceCommand::Register {
+            external_id: external_id.clone(),
+            registration,
+            random_bucket: random_in_1_to(device::RANDOM_BUCKETS),
+        };
+        self.run(ctx, app_id, &external_id, command).await
+    }
 
-pub async fn delete(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    external_id: ExternalId,
-) -> Result<DeviceOutcome, CommandError> {
-    let command = DeviceCommand::Delete {
-        external_id: external_id.clone(),
-    };
-    run(herald, ctx, app_id, &external_id, command).await
-}
+    /// A Web Push token is a subscription whose endpoint anyone registering a
+    /// device chooses: it must parse, and its host pass the same address guard
+    /// as webhook URLs (public addresses only, unless allowed), so a request
+    /// to an internal address is refused here with a 400, not at send time.
+    async fn check_push_token(&self, registration: &Registration) -> Result<(), CommandError> {
+        if registration.send_platform != SendPlatform::Webpush {
+            return Ok(());
+        }
+        let invalid = |m: String| CommandError::from(DomainError::invalid("push_token", m));
+        let subscription =
+            Subscription::parse(registration.push_token.as_str()).map_err(invalid)?;
+        self.addresses
+            .check_url(subscription.endpoint.as_str())
+            .await
+            .map_err(|m| invalid(format!("the subscription endpoint {m}")))
+    }
 
-/// Deletes the device only if it belongs to `user_id` (else "not found").
-pub async fn delete_owned(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    user_id: UserId,
-    external_id: ExternalId,
-) -> Result<DeviceOutcome, CommandError> {
-    let command = DeviceCommand::DeleteOwned {
-        external_id: external_id.clone(),
-        user_id,
-    };
-    run(herald, ctx, app_id, &external_id, command).await
-}
+    pub async fn set_properties(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        external_id: ExternalId,
+        patch: PropertyPatch,
+    ) -> Result<DeviceOutcome, CommandError> {
+        let command = DeviceCommand::SetProperties {
+            external_id: external_id.clone(),
+            patch,
+        };
+        self.run(ctx, app_id, &external_id, command).await
+    }
 
-/// Runs a device command and answers with the device as it now is.
-pub(crate) async fn run(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    external_id: &ExternalId,
-    command: DeviceCommand,
-) -> Result<DeviceOutcome, CommandError> {
-    let done = herald
-        .commands
-        .execute::<Device>(&device::stream(external_id), &ctx.metadata(app_id), command)
-        .await?;
-    let position = done
-        .appended
-        .map(|a| a.last_position)
-        .or(done.history.last().map(|e| e.position));
-    settle(
-        herald,
-        ctx,
-        &["devices"],
-        done.appended.map(|a| a.last_position),
-    )
-    .await;
-    let created = done
-        .events
-        .iter()
-        .any(|e| matches!(e, DeviceEvent::Registered { .. }));
-    Ok(DeviceOutcome {
-        device: view_after(&done)?,
-        created,
-        position,
-    })
+    pub async fn delete(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        external_id: ExternalId,
+    ) -> Result<DeviceOutcome, CommandError> {
+        let command = DeviceCommand::Delete {
+            external_id: external_id.clone(),
+        };
+        self.run(ctx, app_id, &external_id, command).await
+    }
+
+    /// Deletes the device only if it belongs to `user_id` (else "not found").
+    pub async fn delete_owned(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        user_id: UserId,
+        external_id: ExternalId,
+    ) -> Result<DeviceOutcome, CommandError> {
+        let command = DeviceCommand::DeleteOwned {
+            external_id: external_id.clone(),
+            user_id,
+        };
+        self.run(ctx, app_id, &external_id, command).await
+    }
+
+    /// Runs a device command and answers with the device as it now is.
+    pub(crate) async fn run(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        external_id: &ExternalId,
+        command: DeviceCommand,
+    ) -> Result<DeviceOutcome, CommandError> {
+        let done = self
+            .commands
+            .execute::<Device>(&device::stream(external_id), &ctx.metadata(app_id), command)
+            .await?;
+        let position = done
+            .appended
+            .map(|a| a.last_position)
+            .or(done.history.last().map(|e| e.position));
+        self.reads
+            .settle(ctx, &["devices"], done.appended.map(|a| a.last_position))
+            .await;
+        let created = done
+            .events
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::Registered { .. }));
+        Ok(DeviceOutcome {
+            device: view_after(&done)?,
+            created,
+            position,
+        })
+    }
+
+    pub async fn get(
+        &self,
+        app_id: AppId,
+        external_id: &ExternalId,
+    ) -> Result<Option<DeviceRecord>, CommandError> {
+        Ok(read::get_device(&self.db, app_id, external_id.as_str()).await?)
+    }
+
+    /// The device as it was at `as_of`, rebuilt from its stream.
+    pub async fn get_as_of(
+        &self,
+        app_id: AppId,
+        external_id: &ExternalId,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<DeviceRecord>, CommandError> {
+        let history = self
+            .reads
+            .history_until(app_id, &device::stream(external_id), as_of)
+            .await?;
+        Ok(fold(&history)?.into_record())
+    }
+
+    /// The device's own stream, for auditors.
+    pub async fn events(
+        &self,
+        app_id: AppId,
+        external_id: &ExternalId,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, CommandError> {
+        Ok(self
+            .store
+            .read_stream(app_id, &device::stream(external_id), from_version, limit)
+            .await?)
+    }
+
+    pub async fn search(
+        &self,
+        app_id: AppId,
+        condition: Option<&Condition>,
+        after_key: i64,
+        limit: i64,
+    ) -> Result<read::search::Page, CommandError> {
+        Ok(read::search::search(&self.db, app_id, condition, after_key, limit).await?)
+    }
 }
 
 /// The device as the history plus the new events make it.
@@ -177,47 +249,4 @@ pub fn fold(history: &[RecordedEvent]) -> Result<DeviceView, CommandError> {
         );
     }
     Ok(view)
-}
-
-pub async fn get(
-    herald: &Herald,
-    app_id: AppId,
-    external_id: &ExternalId,
-) -> Result<Option<DeviceRecord>, CommandError> {
-    Ok(read::get_device(&herald.db, app_id, external_id.as_str()).await?)
-}
-
-/// The device as it was at `as_of`, rebuilt from its stream.
-pub async fn get_as_of(
-    herald: &Herald,
-    app_id: AppId,
-    external_id: &ExternalId,
-    as_of: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<DeviceRecord>, CommandError> {
-    let history = super::history_until(herald, app_id, &device::stream(external_id), as_of).await?;
-    Ok(fold(&history)?.into_record())
-}
-
-/// The device's own stream, for auditors.
-pub async fn events(
-    herald: &Herald,
-    app_id: AppId,
-    external_id: &ExternalId,
-    from_version: i64,
-    limit: usize,
-) -> Result<Vec<RecordedEvent>, CommandError> {
-    Ok(herald
-        .store
-        .read_stream(app_id, &device::stream(external_id), from_version, limit)
-        .await?)
-}
-
-pub async fn search(
-    herald: &Herald,
-    app_id: AppId,
-    condition: Option<&Condition>,
-    after_key: i64,
-    limit: i64,
-) -> Result<read::search::Page, CommandError> {
-    Ok(read::search::search(&herald.db, app_id, condition, after_key, limit).await?)
 }

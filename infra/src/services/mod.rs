@@ -4,7 +4,6 @@
 
 pub mod change_queues;
 pub mod devices;
-pub mod key_cache;
 pub mod notifications;
 pub mod push_credentials;
 pub mod tenancy;
@@ -15,8 +14,12 @@ use domain::Metadata;
 use domain::ids::AppId;
 use uuid::Uuid;
 
-use crate::commands::CommandError;
-use crate::herald::Herald;
+use crate::runtime::commands::CommandError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::runtime::Followers;
+use crate::store::EventStore;
 use crate::store::StoreError;
 
 /// Who is asking, and the ids that tie their request to what it causes.
@@ -70,77 +73,113 @@ impl From<sqlx::Error> for CommandError {
     }
 }
 
-/// Waits (bounded) until the named read models have applied `position`,
-/// unless the client does not need to read its write at once.
-pub(crate) async fn settle(
-    herald: &Herald,
-    ctx: &RequestContext,
-    projections: &[&str],
-    position: Option<i64>,
-) {
-    let Some(position) = position.filter(|_| ctx.wait_for_read_models) else {
-        return;
-    };
-    let timeout = herald.config.read_your_writes_timeout;
-    for projection in projections {
-        if !herald
-            .projections
-            .wait_for(projection, position, timeout)
+/// What every service reads through: the projections (to wait for read
+/// models, and to gate reads on them) and the log (reads "as of").
+#[derive(Clone)]
+pub struct Reads {
+    projections: Followers,
+    store: Arc<dyn EventStore>,
+    /// How long a read or a command waits for read models.
+    timeout: Duration,
+}
+
+impl Reads {
+    pub fn new(projections: Followers, store: Arc<dyn EventStore>, timeout: Duration) -> Self {
+        Self {
+            projections,
+            store,
+            timeout,
+        }
+    }
+
+    /// Waits (bounded) until the named read models have applied `position`,
+    /// unless the client does not need to read its write at once.
+    pub(crate) async fn settle(
+        &self,
+        ctx: &RequestContext,
+        projections: &[&str],
+        position: Option<i64>,
+    ) {
+        let Some(position) = position.filter(|_| ctx.wait_for_read_models) else {
+            return;
+        };
+        for projection in projections {
+            if !self
+                .projections
+                .wait_for(projection, position, self.timeout)
+                .await
+            {
+                tracing::warn!(
+                    projection,
+                    position,
+                    "read model did not catch up in time; answering anyway"
+                );
+            }
+        }
+    }
+
+    /// Whether the read models `models` can serve `app` now, once they have
+    /// applied the request's consistency token (waiting for that, bounded).
+    pub async fn fresh(
+        &self,
+        ctx: &RequestContext,
+        app: AppId,
+        models: &[&'static str],
+    ) -> Result<(), CommandError> {
+        self.projections
+            .ready(app, models, ctx.min_position, self.timeout)
             .await
-        {
-            tracing::warn!(
-                projection,
-                position,
-                "read model did not catch up in time; answering anyway"
-            );
+            .map_err(CommandError::NotReady)
+    }
+
+    /// A stream's events recorded at or before `as_of`, for reads "as of"
+    /// an instant.
+    pub async fn history_until(
+        &self,
+        app_id: AppId,
+        stream: &str,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<domain::RecordedEvent>, CommandError> {
+        const PAGE: usize = 1000;
+        let mut filter = crate::store::EventFilter {
+            stream: Some(stream.to_owned()),
+            until: Some(as_of + chrono::Duration::microseconds(1)),
+            ..Default::default()
+        };
+        let mut events = Vec::new();
+        loop {
+            let page = self.store.read_filtered(app_id, &filter, PAGE).await?;
+            let full = page.len() == PAGE;
+            if let Some(last) = page.last() {
+                filter.after = last.position;
+            }
+            events.extend(page);
+            if !full {
+                return Ok(events);
+            }
         }
     }
 }
 
-/// Whether the read models `models` can serve `app` now, once they have
-/// applied the request's consistency token (waiting for that, bounded).
-pub async fn fresh(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app: AppId,
-    models: &[&'static str],
-) -> Result<(), CommandError> {
-    herald
-        .projections
-        .ready(
-            app,
-            models,
-            ctx.min_position,
-            herald.config.read_your_writes_timeout,
-        )
-        .await
-        .map_err(CommandError::NotReady)
+/// The log itself, as auditors read it (events, streams, the live tail,
+/// exports, chain verification).
+#[derive(Clone)]
+pub struct Log {
+    store: Arc<dyn EventStore>,
+    db: projections::db::Db,
 }
 
-/// A stream's events recorded at or before `as_of`, for reads "as of" an
-/// instant.
-pub async fn history_until(
-    herald: &Herald,
-    app_id: AppId,
-    stream: &str,
-    as_of: chrono::DateTime<chrono::Utc>,
-) -> Result<Vec<domain::RecordedEvent>, CommandError> {
-    const PAGE: usize = 1000;
-    let mut filter = crate::store::EventFilter {
-        stream: Some(stream.to_owned()),
-        until: Some(as_of + chrono::Duration::microseconds(1)),
-        ..Default::default()
-    };
-    let mut events = Vec::new();
-    loop {
-        let page = herald.store.read_filtered(app_id, &filter, PAGE).await?;
-        let full = page.len() == PAGE;
-        if let Some(last) = page.last() {
-            filter.after = last.position;
-        }
-        events.extend(page);
-        if !full {
-            return Ok(events);
-        }
+impl Log {
+    pub fn new(store: Arc<dyn EventStore>, db: projections::db::Db) -> Self {
+        Self { store, db }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// The database the log lives in (verification reads it in bulk).
+    pub fn db(&self) -> &projections::db::Db {
+        &self.db
     }
 }

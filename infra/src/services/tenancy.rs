@@ -7,10 +7,13 @@ use domain::role::Role;
 use domain::text::Name;
 use projections::apps::{self as read, ApiKeyRecord};
 
-use super::{RequestContext, settle};
-use crate::commands::CommandError;
-use crate::herald::Herald;
-use crate::secrets::{Secret, constant_time_eq, new_api_token, sha256_hex};
+use super::{Reads, RequestContext};
+use crate::auth::KeyCache;
+use crate::runtime::commands::CommandBus;
+use crate::runtime::commands::CommandError;
+use crate::secrets::{Secret, new_api_token, sha256_hex};
+use projections::db::Db;
+use std::sync::Arc;
 
 /// A key as issued: the only time its token is shown.
 #[derive(Debug, Clone)]
@@ -28,17 +31,6 @@ pub struct CreatedApp {
     pub name: String,
     pub created_at: DateTime<Utc>,
     pub key: IssuedKey,
-}
-
-/// Who a request acts as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
-    Root,
-    Key {
-        app_id: AppId,
-        key_id: ApiKeyId,
-        roles: Vec<Role>,
-    },
 }
 
 fn new_key(name: Name, roles: Vec<Role>) -> (NewApiKey, Secret<String>) {
@@ -65,104 +57,100 @@ fn issued(key: &NewApiKey, token: Secret<String>, at: DateTime<Utc>) -> IssuedKe
     }
 }
 
-pub async fn create_app(
-    herald: &Herald,
-    ctx: &RequestContext,
-    name: Name,
-) -> Result<CreatedApp, CommandError> {
-    let app_id = AppId::generate();
-    let key_name = Name::parse("name", "default")?;
-    let (first_key, token) = new_key(key_name, Role::ALL.to_vec());
-    let command = AppCommand::Create {
-        app_id,
-        name: name.clone(),
-        first_key: first_key.clone(),
-    };
-    let done = herald
-        .commands
-        .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
-        .await?;
-    let appended = done
-        .appended
-        .ok_or_else(|| CommandError::Internal("app creation wrote nothing".into()))?;
-    settle(herald, ctx, &["apps"], Some(appended.last_position)).await;
-    Ok(CreatedApp {
-        app_id,
-        name: name.as_str().to_owned(),
-        created_at: appended.recorded_at,
-        key: issued(&first_key, token, appended.recorded_at),
-    })
+/// Apps and their API keys.
+#[derive(Clone)]
+pub struct Tenancy {
+    commands: CommandBus,
+    db: Db,
+    reads: Reads,
+    keys: Arc<KeyCache>,
 }
 
-pub async fn create_api_key(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    name: Name,
-    roles: Vec<Role>,
-) -> Result<IssuedKey, CommandError> {
-    let (key, token) = new_key(name, roles);
-    let command = AppCommand::CreateApiKey(key.clone());
-    let done = herald
-        .commands
-        .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
-        .await?;
-    let appended = done
-        .appended
-        .ok_or_else(|| CommandError::Internal("key creation wrote nothing".into()))?;
-    settle(herald, ctx, &["apps"], Some(appended.last_position)).await;
-    Ok(issued(&key, token, appended.recorded_at))
-}
-
-pub async fn revoke_api_key(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    key_id: ApiKeyId,
-) -> Result<(), CommandError> {
-    let command = AppCommand::RevokeApiKey(key_id);
-    let done = herald
-        .commands
-        .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
-        .await?;
-    settle(
-        herald,
-        ctx,
-        &["apps"],
-        done.appended.map(|a| a.last_position),
-    )
-    .await;
-    herald.keys.clear();
-    Ok(())
-}
-
-pub async fn list_api_keys(
-    herald: &Herald,
-    app_id: AppId,
-) -> Result<Vec<ApiKeyRecord>, CommandError> {
-    Ok(read::list_keys(&herald.db, app_id).await?)
-}
-
-/// The principal a bearer token stands for; `None` for an unknown or
-/// revoked token.
-pub async fn authenticate(herald: &Herald, token: &str) -> Result<Option<Principal>, CommandError> {
-    if constant_time_eq(token.as_bytes(), herald.root_token.expose().as_bytes()) {
-        return Ok(Some(Principal::Root));
+impl Tenancy {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(commands: CommandBus, db: Db, reads: Reads, keys: Arc<KeyCache>) -> Self {
+        Self {
+            commands,
+            db,
+            reads,
+            keys,
+        }
     }
-    let hash = sha256_hex(token.as_bytes());
-    if let Some(principal) = herald.keys.get(&hash) {
-        return Ok(Some(principal));
+}
+
+impl Tenancy {
+    pub async fn create_app(
+        &self,
+        ctx: &RequestContext,
+        name: Name,
+    ) -> Result<CreatedApp, CommandError> {
+        let app_id = AppId::generate();
+        let key_name = Name::parse("name", "default")?;
+        let (first_key, token) = new_key(key_name, Role::ALL.to_vec());
+        let command = AppCommand::Create {
+            app_id,
+            name: name.clone(),
+            first_key: first_key.clone(),
+        };
+        let done = self
+            .commands
+            .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
+            .await?;
+        let appended = done
+            .appended
+            .ok_or_else(|| CommandError::Internal("app creation wrote nothing".into()))?;
+        self.reads
+            .settle(ctx, &["apps"], Some(appended.last_position))
+            .await;
+        Ok(CreatedApp {
+            app_id,
+            name: name.as_str().to_owned(),
+            created_at: appended.recorded_at,
+            key: issued(&first_key, token, appended.recorded_at),
+        })
     }
-    let key = read::key_by_token_hash(&herald.db, &hash).await?;
-    let principal = key
-        .filter(|k| k.revoked_at.is_none())
-        .map(|k| Principal::Key {
-            app_id: k.app_id,
-            key_id: k.key_id,
-            roles: k.roles,
-        });
-    if let Some(p) = &principal {
-        herald.keys.put(hash, p.clone());
+
+    pub async fn create_api_key(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        name: Name,
+        roles: Vec<Role>,
+    ) -> Result<IssuedKey, CommandError> {
+        let (key, token) = new_key(name, roles);
+        let command = AppCommand::CreateApiKey(key.clone());
+        let done = self
+            .commands
+            .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
+            .await?;
+        let appended = done
+            .appended
+            .ok_or_else(|| CommandError::Internal("key creation wrote nothing".into()))?;
+        self.reads
+            .settle(ctx, &["apps"], Some(appended.last_position))
+            .await;
+        Ok(issued(&key, token, appended.recorded_at))
     }
-    Ok(principal)
+
+    pub async fn revoke_api_key(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        key_id: ApiKeyId,
+    ) -> Result<(), CommandError> {
+        let command = AppCommand::RevokeApiKey(key_id);
+        let done = self
+            .commands
+            .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
+            .await?;
+        self.reads
+            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
+            .await;
+        self.keys.clear();
+        Ok(())
+    }
+
+    pub async fn list_api_keys(&self, app_id: AppId) -> Result<Vec<ApiKeyRecord>, CommandError> {
+        Ok(read::list_keys(&self.db, app_id).await?)
+    }
 }

@@ -8,9 +8,10 @@ use domain::{DomainEvent, RecordedEvent};
 use projections::devices::{self as devices_read, At, DeviceRecord};
 use projections::users::{self as read, UserRecord};
 
-use super::{RequestContext, settle};
-use crate::commands::{CommandError, Executed};
-use crate::herald::Herald;
+use super::{Reads, RequestContext};
+use crate::runtime::commands::CommandBus;
+use crate::runtime::commands::{CommandError, Executed};
+use projections::db::Db;
 
 /// Pages of a user's devices read while unlinking them.
 const DEVICE_PAGE: i64 = 500;
@@ -29,87 +30,210 @@ pub struct UserOutcome {
     pub position: Option<i64>,
 }
 
-pub async fn upsert(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    user_id: UserId,
-    profile: Profile,
-) -> Result<UserOutcome, CommandError> {
-    run(
-        herald,
-        ctx,
-        app_id,
-        &user_id,
-        UserCommand::Upsert {
-            user_id: user_id.clone(),
-            profile,
-        },
-    )
-    .await
+/// Users, their status and their devices.
+#[derive(Clone)]
+pub struct Users {
+    commands: CommandBus,
+    db: Db,
+    reads: Reads,
 }
 
-pub async fn set_status(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    user_id: UserId,
-    status: UserStatus,
-    reason: Option<String>,
-) -> Result<UserOutcome, CommandError> {
-    run(
-        herald,
-        ctx,
-        app_id,
-        &user_id,
-        UserCommand::SetStatus {
-            user_id: user_id.clone(),
-            status,
-            reason,
-        },
-    )
-    .await
-}
-
-async fn run(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    user_id: &UserId,
-    command: UserCommand,
-) -> Result<UserOutcome, CommandError> {
-    let done = herald
-        .commands
-        .execute::<User>(&user::stream(user_id), &ctx.metadata(app_id), command)
-        .await?;
-    let position = done
-        .appended
-        .map(|a| a.last_position)
-        .or(done.history.last().map(|e| e.position));
-    settle(
-        herald,
-        ctx,
-        &["users"],
-        done.appended.map(|a| a.last_position),
-    )
-    .await;
-    let created = done
-        .events
-        .iter()
-        .any(|e| matches!(e, UserEvent::Created { .. }));
-    let user = match view_after(&done)? {
-        Some(user) => {
-            let device_count =
-                devices_read::count_of_user(&herald.db, app_id, user_id.as_str()).await?;
-            Some(UserView { user, device_count })
+impl Users {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(commands: CommandBus, db: Db, reads: Reads) -> Self {
+        Self {
+            commands,
+            db,
+            reads,
         }
-        None => None,
-    };
-    Ok(UserOutcome {
-        user,
-        created,
-        position,
-    })
+    }
+}
+
+impl Users {
+    pub async fn upsert(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        user_id: UserId,
+        profile: Profile,
+    ) -> Result<UserOutcome, CommandError> {
+        self.run(
+            ctx,
+            app_id,
+            &user_id,
+            UserCommand::Upsert {
+                user_id: user_id.clone(),
+                profile,
+            },
+        )
+        .await
+    }
+
+    pub async fn set_status(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        user_id: UserId,
+        status: UserStatus,
+        reason: Option<String>,
+    ) -> Result<UserOutcome, CommandError> {
+        self.run(
+            ctx,
+            app_id,
+            &user_id,
+            UserCommand::SetStatus {
+                user_id: user_id.clone(),
+                status,
+                reason,
+            },
+        )
+        .await
+    }
+
+    async fn run(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        user_id: &UserId,
+        command: UserCommand,
+    ) -> Result<UserOutcome, CommandError> {
+        let done = self
+            .commands
+            .execute::<User>(&user::stream(user_id), &ctx.metadata(app_id), command)
+            .await?;
+        let position = done
+            .appended
+            .map(|a| a.last_position)
+            .or(done.history.last().map(|e| e.position));
+        self.reads
+            .settle(ctx, &["users"], done.appended.map(|a| a.last_position))
+            .await;
+        let created = done
+            .events
+            .iter()
+            .any(|e| matches!(e, UserEvent::Created { .. }));
+        let user = match view_after(&done)? {
+            Some(user) => {
+                let device_count =
+                    devices_read::count_of_user(&self.db, app_id, user_id.as_str()).await?;
+                Some(UserView { user, device_count })
+            }
+            None => None,
+        };
+        Ok(UserOutcome {
+            user,
+            created,
+            position,
+        })
+    }
+
+    pub async fn get(
+        &self,
+        app_id: AppId,
+        user_id: &UserId,
+    ) -> Result<Option<UserView>, CommandError> {
+        let Some(user) = read::get_user(&self.db, app_id, user_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let device_count = devices_read::count_of_user(&self.db, app_id, user_id.as_str()).await?;
+        Ok(Some(UserView { user, device_count }))
+    }
+
+    /// The user as they were at `as_of`, rebuilt from their stream.
+    pub async fn get_as_of(
+        &self,
+        app_id: AppId,
+        user_id: &UserId,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<UserRecord>, CommandError> {
+        let history = self
+            .reads
+            .history_until(app_id, &user::stream(user_id), as_of)
+            .await?;
+        fold(&history)
+    }
+
+    /// Deletes the user, then unlinks each of their devices (each unlink is an
+    /// event on that device, caused by the deletion).
+    pub async fn delete(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        user_id: UserId,
+    ) -> Result<(), CommandError> {
+        let done = self
+            .commands
+            .execute::<User>(
+                &user::stream(&user_id),
+                &ctx.metadata(app_id),
+                UserCommand::Delete {
+                    user_id: user_id.clone(),
+                },
+            )
+            .await?;
+        let Some(appended) = done.appended else {
+            return Ok(());
+        };
+        // Every link made before the deletion is in the read model once it has
+        // caught up with the deletion.
+        self.reads
+            .settle(ctx, &["devices", "users"], Some(appended.last_position))
+            .await;
+        let mut caused = ctx.clone();
+        caused.causation_id = done.event_ids.first().copied();
+        let mut after = 0;
+        let mut last_position = appended.last_position;
+        loop {
+            let page = devices_read::devices_of_user(
+                &self.db,
+                app_id,
+                user_id.as_str(),
+                after,
+                DEVICE_PAGE,
+            )
+            .await?;
+            for d in &page {
+                let external_id = ExternalId::parse(d.external_id.clone())?;
+                let command = DeviceCommand::UnlinkDeletedUser {
+                    external_id: external_id.clone(),
+                    user_id: user_id.clone(),
+                };
+                let unlinked = self
+                    .commands
+                    .execute::<Device>(
+                        &device::stream(&external_id),
+                        &caused.metadata(app_id),
+                        command,
+                    )
+                    .await?;
+                if let Some(a) = unlinked.appended {
+                    last_position = last_position.max(a.last_position);
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() as i64 == DEVICE_PAGE => after = last.device_key,
+                _ => break,
+            }
+        }
+        self.reads
+            .settle(ctx, &["devices"], Some(last_position))
+            .await;
+        Ok(())
+    }
+
+    /// A user's devices (any user id, known or not), in registration order.
+    pub async fn devices(
+        &self,
+        app_id: AppId,
+        user_id: &UserId,
+        after_key: i64,
+        limit: i64,
+    ) -> Result<Vec<DeviceRecord>, CommandError> {
+        Ok(
+            devices_read::devices_of_user(&self.db, app_id, user_id.as_str(), after_key, limit)
+                .await?,
+        )
+    }
 }
 
 fn view_after(done: &Executed<User>) -> Result<Option<UserRecord>, CommandError> {
@@ -153,106 +277,4 @@ pub fn fold(history: &[RecordedEvent]) -> Result<Option<UserRecord>, CommandErro
         );
     }
     Ok(user)
-}
-
-pub async fn get(
-    herald: &Herald,
-    app_id: AppId,
-    user_id: &UserId,
-) -> Result<Option<UserView>, CommandError> {
-    let Some(user) = read::get_user(&herald.db, app_id, user_id.as_str()).await? else {
-        return Ok(None);
-    };
-    let device_count = devices_read::count_of_user(&herald.db, app_id, user_id.as_str()).await?;
-    Ok(Some(UserView { user, device_count }))
-}
-
-/// The user as they were at `as_of`, rebuilt from their stream.
-pub async fn get_as_of(
-    herald: &Herald,
-    app_id: AppId,
-    user_id: &UserId,
-    as_of: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<UserRecord>, CommandError> {
-    let history = super::history_until(herald, app_id, &user::stream(user_id), as_of).await?;
-    fold(&history)
-}
-
-/// Deletes the user, then unlinks each of their devices (each unlink is an
-/// event on that device, caused by the deletion).
-pub async fn delete(
-    herald: &Herald,
-    ctx: &RequestContext,
-    app_id: AppId,
-    user_id: UserId,
-) -> Result<(), CommandError> {
-    let done = herald
-        .commands
-        .execute::<User>(
-            &user::stream(&user_id),
-            &ctx.metadata(app_id),
-            UserCommand::Delete {
-                user_id: user_id.clone(),
-            },
-        )
-        .await?;
-    let Some(appended) = done.appended else {
-        return Ok(());
-    };
-    // Every link made before the deletion is in the read model once it has
-    // caught up with the deletion.
-    settle(
-        herald,
-        ctx,
-        &["devices", "users"],
-        Some(appended.last_position),
-    )
-    .await;
-    let mut caused = ctx.clone();
-    caused.causation_id = done.event_ids.first().copied();
-    let mut after = 0;
-    let mut last_position = appended.last_position;
-    loop {
-        let page =
-            devices_read::devices_of_user(&herald.db, app_id, user_id.as_str(), after, DEVICE_PAGE)
-                .await?;
-        for d in &page {
-            let external_id = ExternalId::parse(d.external_id.clone())?;
-            let command = DeviceCommand::UnlinkDeletedUser {
-                external_id: external_id.clone(),
-                user_id: user_id.clone(),
-            };
-            let unlinked = herald
-                .commands
-                .execute::<Device>(
-                    &device::stream(&external_id),
-                    &caused.metadata(app_id),
-                    command,
-                )
-                .await?;
-            if let Some(a) = unlinked.appended {
-                last_position = last_position.max(a.last_position);
-            }
-        }
-        match page.last() {
-            Some(last) if page.len() as i64 == DEVICE_PAGE => after = last.device_key,
-            _ => break,
-        }
-    }
-    settle(herald, ctx, &["devices"], Some(last_position)).await;
-    Ok(())
-}
-
-/// A user's devices (any user id, known or not), in registration order.
-pub async fn devices(
-    herald: &Herald,
-    app_id: AppId,
-    user_id: &UserId,
-    after_key: i64,
-    limit: i64,
-) -> Result<Vec<DeviceRecord>, CommandError> {
-    Ok(
-        devices_read::devices_of_user(&herald.db, app_id, user_id.as_str(), after_key, limit)
-            .await?,
-    )
 }

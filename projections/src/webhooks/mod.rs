@@ -5,7 +5,7 @@
 //! the checkpoint: no event is skipped or queued twice, whatever crashes.
 //! Endpoint events are applied in log order with the others, so an endpoint
 //! receives exactly the events after its creation. The delivery reactor
-//! (`infra::webhooks`) takes it from there; because these tables hold
+//! (`infra::reactors::webhooks`) takes it from there; because these tables hold
 //! delivery state, the model is not rebuildable (rebuilding would send every
 //! message again).
 

@@ -130,7 +130,7 @@ async fn crash_resume(backend: Backend) {
         key,
         clock,
     };
-    let lease = p.app.herald.config.push.lease();
+    let lease = p.app.herald.config().push.lease();
     p.clock
         .advance(Duration::from_std(lease).unwrap_or_default() + Duration::seconds(1));
     let done = p.finished(&id).await;

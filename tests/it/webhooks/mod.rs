@@ -17,7 +17,7 @@ use herald_tests::app::AppKey;
 use herald_tests::{Backend, TestApp, TestDb};
 use infra::clock::ManualClock;
 use infra::config::Config;
-use infra::webhooks::address::{AddressPolicy, Net};
+use infra::reactors::webhooks::address::{AddressPolicy, Net};
 use serde_json::{Value, json};
 
 /// How long a test waits for something that should happen at once.

@@ -21,7 +21,7 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri, Version};
 use axum::response::{IntoResponse, Response};
-use infra::push::jwt::Signer;
+use infra::reactors::push::jwt::Signer;
 use ring::signature;
 use serde_json::{Value, json};
 

@@ -11,7 +11,6 @@ use domain::ids::{ExternalId, UserId};
 use domain::platform::{DevicePlatform, SendPlatform};
 use domain::properties::PropertyPatch;
 use domain::{DomainError, FieldError};
-use infra::services::devices;
 use serde::{Deserialize, Deserializer};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -144,14 +143,11 @@ async fn put_device(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
     let external_id = external_id(raw_id)?;
     let registration = registration(body)?;
-    let outcome = devices::register(
-        &state.herald,
-        &key.ctx,
-        key.app_id,
-        external_id,
-        registration,
-    )
-    .await?;
+    let outcome = state
+        .services
+        .devices
+        .register(&key.ctx, key.app_id, external_id, registration)
+        .await?;
     device_response(outcome)
 }
 
@@ -171,8 +167,14 @@ async fn get_device(
     state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
     let external_id = external_id(raw_id)?;
     let device = match query.instant()? {
-        None => devices::get(&state.herald, key.app_id, &external_id).await?,
-        Some(as_of) => devices::get_as_of(&state.herald, key.app_id, &external_id, as_of).await?,
+        None => state.services.devices.get(key.app_id, &external_id).await?,
+        Some(as_of) => {
+            state
+                .services
+                .devices
+                .get_as_of(key.app_id, &external_id, as_of)
+                .await?
+        }
     };
     let device = device.ok_or_else(|| ApiError::NotFound("device not found".into()))?;
     Ok(Json(device.into()))
@@ -191,7 +193,11 @@ async fn delete_device(
     Path(raw_id): Path<String>,
 ) -> ApiResult<(StatusCode, HeaderMap)> {
     let external_id = external_id(raw_id)?;
-    let outcome = devices::delete(&state.herald, &key.ctx, key.app_id, external_id).await?;
+    let outcome = state
+        .services
+        .devices
+        .delete(&key.ctx, key.app_id, external_id)
+        .await?;
     Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
 }
 
@@ -211,8 +217,11 @@ async fn patch_properties(
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
     let external_id = external_id(raw_id)?;
     let patch = PropertyPatch::parse("properties", &body.properties)?;
-    let outcome =
-        devices::set_properties(&state.herald, &key.ctx, key.app_id, external_id, patch).await?;
+    let outcome = state
+        .services
+        .devices
+        .set_properties(&key.ctx, key.app_id, external_id, patch)
+        .await?;
     let (_, headers, body) = device_response(outcome)?;
     Ok((StatusCode::OK, headers, body))
 }
@@ -240,7 +249,11 @@ async fn device_events(
     let external_id = external_id(raw_id)?;
     let from = query.from_version.unwrap_or(1).max(1);
     let limit = event_limit(query.limit)?;
-    let events = devices::events(&state.herald, key.app_id, &external_id, from, limit).await?;
+    let events = state
+        .services
+        .devices
+        .events(key.app_id, &external_id, from, limit)
+        .await?;
     let next_after = events.last().map_or(0, |e| e.position);
     Ok(Json(EventPage::new(
         events.into_iter().map(EventBody::from).collect(),
@@ -295,14 +308,11 @@ async fn device_notifications(
         None | Some("") => None,
         Some(c) => Some(crate::cursor::decode("device-notifications", Some(c))?),
     };
-    let found = infra::services::notifications::device_history(
-        &state.herald,
-        key.app_id,
-        external_id.as_str(),
-        before,
-        limit + 1,
-    )
-    .await?;
+    let found = state
+        .services
+        .notifications
+        .device_history(key.app_id, external_id.as_str(), before, limit + 1)
+        .await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more

@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use domain::conditions::Condition;
-use infra::services::devices;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,7 +76,11 @@ pub(super) async fn search_devices(
         after,
     } = body.check()?;
     state.fresh(&key.ctx, key.app_id, &[names::DEVICES]).await?;
-    let page = devices::search(&state.herald, key.app_id, condition.as_ref(), after, limit).await?;
+    let page = state
+        .services
+        .devices
+        .search(key.app_id, condition.as_ref(), after, limit)
+        .await?;
     Ok(Json(DeviceSearchPage {
         devices: page.devices.into_iter().map(Into::into).collect(),
         next_cursor: page.next_after.map(|k| cursor::encode(CURSOR_KIND, k)),

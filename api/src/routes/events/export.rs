@@ -73,7 +73,7 @@ pub(super) async fn export_events(
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> ApiResult<Response> {
     let export = Export {
-        store: state.herald.store.clone(),
+        store: state.services.log.store().clone(),
         app_id: key.app_id,
         filter: query.filter(uri.query())?,
         stopping: state.stopping.clone(),

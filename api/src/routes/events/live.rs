@@ -101,11 +101,11 @@ pub(super) async fn live_events(
             .ok_or_else(|| ApiError::invalid("Last-Event-ID", "must be a log position"))?;
     }
     let tail = Tail {
-        store: state.herald.store.clone(),
+        store: state.services.log.store().clone(),
         app_id: key.app_id,
         filter,
         buffer: VecDeque::new(),
-        wake: state.herald.store.subscribe(),
+        wake: state.services.log.store().subscribe(),
         stopping: state.stopping.clone(),
     };
     let events = futures::stream::unfold(tail, |mut tail| async move {

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use domain::RecordedEvent;
-use infra::commands::CommandError;
+use infra::runtime::commands::CommandError;
 use infra::store::{EventFilter, TypePattern};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -219,8 +219,9 @@ async fn list_events(
     let filter = query.filter(uri.query())?;
     let limit = limit(query.limit)?;
     let events = state
-        .herald
-        .store
+        .services
+        .log
+        .store()
         .read_filtered(key.app_id, &filter, limit)
         .await
         .map_err(CommandError::from)?;
@@ -260,8 +261,9 @@ async fn stream_events(
     }
     let limit = limit(query.limit)?;
     let events = state
-        .herald
-        .store
+        .services
+        .log
+        .store()
         .read_stream(key.app_id, &stream, from, limit)
         .await
         .map_err(CommandError::from)?;

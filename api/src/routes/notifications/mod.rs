@@ -7,7 +7,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use domain::notification::Status;
-use infra::services::notifications;
 use projections::notifications::query::{After, Order};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -54,8 +53,11 @@ async fn create_notification(
     AppJson(body): AppJson<CreateNotification>,
 ) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
     let (message, launch) = body.parse()?;
-    let created =
-        notifications::create(&state.herald, &key.ctx, key.app_id, message, launch).await?;
+    let created = state
+        .services
+        .notifications
+        .create(&key.ctx, key.app_id, message, launch)
+        .await?;
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -116,8 +118,11 @@ async fn list_notifications(
     let limit = cursor::limit(query.limit, 50, 100)?;
     let after =
         cursor::decode_pair(kind, query.cursor.as_deref())?.map(|(key, id)| After { key, id });
-    let found =
-        notifications::list(&state.herald, key.app_id, status, order, after, limit + 1).await?;
+    let found = state
+        .services
+        .notifications
+        .list(key.app_id, status, order, after, limit + 1)
+        .await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
@@ -149,7 +154,10 @@ async fn get_notification(
         .await?;
     let id = notification_id(&raw)?;
     Ok(Json(
-        notifications::get(&state.herald, key.app_id, id)
+        state
+            .services
+            .notifications
+            .get(key.app_id, id)
             .await?
             .into(),
     ))
@@ -171,7 +179,7 @@ async fn patch_notification(
     AppJson(body): AppJson<PatchNotification>,
 ) -> ApiResult<Json<NotificationBody>> {
     let id = notification_id(&raw)?;
-    let (status, current) = notifications::current(&state.herald, key.app_id, id).await?;
+    let (status, current) = state.services.notifications.current(key.app_id, id).await?;
     if status != Status::Draft {
         return Err(ApiError::Conflict(format!(
             "the notification is {}; only drafts can be changed",
@@ -179,7 +187,11 @@ async fn patch_notification(
         )));
     }
     let message = body.apply(current)?;
-    let updated = notifications::update(&state.herald, &key.ctx, key.app_id, id, message).await?;
+    let updated = state
+        .services
+        .notifications
+        .update(&key.ctx, key.app_id, id, message)
+        .await?;
     Ok(Json(updated.into()))
 }
 
@@ -197,7 +209,11 @@ async fn delete_notification(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = notification_id(&raw)?;
-    notifications::delete(&state.herald, &key.ctx, key.app_id, id).await?;
+    state
+        .services
+        .notifications
+        .delete(&key.ctx, key.app_id, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -216,7 +232,11 @@ async fn launch_notification(
     Path(raw): Path<String>,
 ) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
     let id = notification_id(&raw)?;
-    let launched = notifications::launch(&state.herald, &key.ctx, key.app_id, id).await?;
+    let launched = state
+        .services
+        .notifications
+        .launch(&key.ctx, key.app_id, id)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(launched.into())))
 }
 
@@ -235,7 +255,10 @@ async fn cancel_notification(
 ) -> ApiResult<Json<NotificationBody>> {
     let id = notification_id(&raw)?;
     Ok(Json(
-        notifications::cancel(&state.herald, &key.ctx, key.app_id, id)
+        state
+            .services
+            .notifications
+            .cancel(&key.ctx, key.app_id, id)
             .await?
             .into(),
     ))
@@ -271,6 +294,10 @@ async fn set_status(
             "must be one of draft, queued, launched, sending, sent, error, canceled, deleted",
         )
     })?;
-    let record = notifications::set_status(&state.herald, &key.ctx, key.app_id, id, status).await?;
+    let record = state
+        .services
+        .notifications
+        .set_status(&key.ctx, key.app_id, id, status)
+        .await?;
     Ok(Json(record.into()))
 }

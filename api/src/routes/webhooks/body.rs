@@ -12,7 +12,7 @@ use domain::webhook::settings::{
 };
 use domain::webhook::template::Template;
 use domain::{DomainError, FieldError};
-use infra::webhooks::send::Credential;
+use infra::reactors::webhooks::send::Credential;
 use projections::webhooks::endpoints::EndpointRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -5,8 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use infra::services::webhooks;
-use infra::webhooks::queue::AttemptRecord;
+use infra::reactors::webhooks::queue::AttemptRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -110,8 +109,11 @@ async fn list_attempts(
     };
     let limit = cursor::limit(query.limit, 50, 250)?;
     let before = cursor::decode_id("attempts", query.cursor.as_deref())?;
-    let found =
-        webhooks::attempts(&state.herald, key.app_id, id, status, before, limit + 1).await?;
+    let found = state
+        .services
+        .webhooks
+        .attempts(key.app_id, id, status, before, limit + 1)
+        .await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
@@ -144,7 +146,7 @@ async fn send_test(
     Path(raw): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Queued>)> {
     let id = webhook_id(&raw)?;
-    let message_id = webhooks::send_test(&state.herald, key.app_id, id).await?;
+    let message_id = state.services.webhooks.send_test(key.app_id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { message_id })))
 }
 
@@ -163,7 +165,11 @@ async fn resend_message(
     let id = webhook_id(&raw)?;
     let message_id = Uuid::parse_str(&raw_message)
         .map_err(|_| ApiError::NotFound("message not found".into()))?;
-    webhooks::resend(&state.herald, key.app_id, id, message_id).await?;
+    state
+        .services
+        .webhooks
+        .resend(key.app_id, id, message_id)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Queued { message_id })))
 }
 
@@ -197,7 +203,10 @@ async fn recover_messages(
     AppJson(body): AppJson<RecoverBody>,
 ) -> ApiResult<(StatusCode, Json<Recovered>)> {
     let id = webhook_id(&raw)?;
-    let recovered =
-        webhooks::recover(&state.herald, key.app_id, id, body.since, body.until).await?;
+    let recovered = state
+        .services
+        .webhooks
+        .recover(key.app_id, id, body.since, body.until)
+        .await?;
     Ok((StatusCode::ACCEPTED, Json(Recovered { recovered })))
 }

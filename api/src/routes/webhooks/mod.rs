@@ -9,7 +9,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use domain::ids::WebhookId;
-use infra::services::webhooks;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -53,8 +52,11 @@ async fn create_webhook(
     AppJson(body): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
     let (settings, credential) = body.parse()?;
-    let created =
-        webhooks::create(&state.herald, &key.ctx, key.app_id, settings, credential).await?;
+    let created = state
+        .services
+        .webhooks
+        .create(&key.ctx, key.app_id, settings, credential)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(WebhookWithSecret {
@@ -88,7 +90,11 @@ async fn list_webhooks(
         .await?;
     let limit = cursor::limit(query.limit, 50, 100)?;
     let after = cursor::decode_id("webhooks", query.cursor.as_deref())?;
-    let found = webhooks::list(&state.herald, key.app_id, after, limit + 1).await?;
+    let found = state
+        .services
+        .webhooks
+        .list(key.app_id, after, limit + 1)
+        .await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
@@ -120,7 +126,7 @@ async fn get_webhook(
         .await?;
     let id = webhook_id(&raw)?;
     Ok(Json(
-        webhooks::get(&state.herald, key.app_id, id).await?.into(),
+        state.services.webhooks.get(key.app_id, id).await?.into(),
     ))
 }
 
@@ -140,8 +146,11 @@ async fn patch_webhook(
 ) -> ApiResult<Json<WebhookBody>> {
     let id = webhook_id(&raw)?;
     let (patch, credential) = body.parse()?;
-    let updated =
-        webhooks::update(&state.herald, &key.ctx, key.app_id, id, patch, credential).await?;
+    let updated = state
+        .services
+        .webhooks
+        .update(&key.ctx, key.app_id, id, patch, credential)
+        .await?;
     Ok(Json(updated.into()))
 }
 
@@ -158,7 +167,11 @@ async fn delete_webhook(
     Path(raw): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = webhook_id(&raw)?;
-    webhooks::delete(&state.herald, &key.ctx, key.app_id, id).await?;
+    state
+        .services
+        .webhooks
+        .delete(&key.ctx, key.app_id, id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,7 +188,11 @@ async fn rotate_secret(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<WebhookWithSecret>> {
     let id = webhook_id(&raw)?;
-    let rotated = webhooks::rotate_secret(&state.herald, &key.ctx, key.app_id, id).await?;
+    let rotated = state
+        .services
+        .webhooks
+        .rotate_secret(&key.ctx, key.app_id, id)
+        .await?;
     Ok(Json(WebhookWithSecret {
         webhook: rotated.endpoint.into(),
         secret: rotated.secret.expose().clone(),
@@ -201,7 +218,7 @@ async fn get_secret(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<SecretBody>> {
     let id = webhook_id(&raw)?;
-    let secret = webhooks::secret(&state.herald, key.app_id, id).await?;
+    let secret = state.services.webhooks.secret(key.app_id, id).await?;
     Ok(Json(SecretBody {
         secret: secret.expose().clone(),
     }))
@@ -220,7 +237,11 @@ async fn enable_webhook(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<WebhookBody>> {
     let id = webhook_id(&raw)?;
-    let record = webhooks::set_enabled(&state.herald, &key.ctx, key.app_id, id, true).await?;
+    let record = state
+        .services
+        .webhooks
+        .set_enabled(&key.ctx, key.app_id, id, true)
+        .await?;
     Ok(Json(record.into()))
 }
 
@@ -237,6 +258,10 @@ async fn disable_webhook(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<WebhookBody>> {
     let id = webhook_id(&raw)?;
-    let record = webhooks::set_enabled(&state.herald, &key.ctx, key.app_id, id, false).await?;
+    let record = state
+        .services
+        .webhooks
+        .set_enabled(&key.ctx, key.app_id, id, false)
+        .await?;
     Ok(Json(record.into()))
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::tenancy::Principal;
+use super::Principal;
 
 pub const TTL: Duration = Duration::from_secs(2);
 const CAPACITY: usize = 10_000;

@@ -19,8 +19,8 @@ use super::fcm::{Fcm, ServiceAccount};
 use super::http::{PushHttp, Versions};
 use super::log::LogProvider;
 use super::webpush::{VapidCredentials, WebPush};
+use crate::reactors::webhooks::address::AddressPolicy;
 use crate::vault::{Slot, Vault, VaultError};
-use crate::webhooks::address::AddressPolicy;
 
 pub const PURPOSE: &str = "credentials";
 
@@ -126,7 +126,9 @@ impl Clients {
             webpush: built(
                 base()
                     .no_proxy()
-                    .dns_resolver(crate::webhooks::address::GuardedResolver(addresses.clone()))
+                    .dns_resolver(crate::reactors::webhooks::address::GuardedResolver(
+                        addresses.clone(),
+                    ))
                     .build(),
             )?,
             addresses,

@@ -129,7 +129,7 @@ pub(crate) fn by_status(provider: &str, status: u16, retry_after: Option<Duratio
 /// A `Retry-After` header in seconds (HTTP dates are read as well).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let raw = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    crate::webhooks::policy::parse_retry_after(raw, chrono::Utc::now())
+    crate::reactors::webhooks::policy::parse_retry_after(raw, chrono::Utc::now())
 }
 
 /// A transport error in a few words (no URL: it may carry a token).

@@ -120,7 +120,7 @@ pub fn encrypt(ua_public: &[u8], auth_secret: &[u8], plaintext: &[u8]) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::push::jwt::b64url_decode;
+    use crate::reactors::push::jwt::b64url_decode;
 
     fn b(s: &str) -> Vec<u8> {
         b64url_decode(s).unwrap_or_else(|| panic!("not base64url: {s}"))
@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn bad_subscriptions_and_oversized_payloads_are_refused() {
         assert!(encrypt(&[4; 10], &[0; 16], b"x").is_err());
-        let ua = crate::push::jwt::Signer::generate_es256()
+        let ua = crate::reactors::push::jwt::Signer::generate_es256()
             .map(|(_, public)| public)
             .unwrap_or_default();
         assert!(encrypt(&ua, &[0; 15], b"x").is_err());

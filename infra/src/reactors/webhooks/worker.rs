@@ -28,7 +28,7 @@ use super::send::{self, Credential, Request};
 use super::signature;
 use super::{AUTH, SIGNING, owner};
 use crate::clock::Clock;
-use crate::commands::CommandBus;
+use crate::runtime::commands::CommandBus;
 use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::secrets::{Secret, random_in_1_to};
 use crate::store::StoreError;
@@ -439,7 +439,7 @@ async fn mark_user(w: &Worker, app_id: AppId, message: &Claimed) {
     match result {
         Ok(_) => {}
         // Deleted since: nothing to mark.
-        Err(crate::commands::CommandError::Domain(_)) => {}
+        Err(crate::runtime::commands::CommandError::Domain(_)) => {}
         Err(e) => tracing::error!(error = %e, "could not set the user's status"),
     }
 }

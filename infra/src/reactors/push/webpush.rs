@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 
 use super::jwt::{Signer, b64url, b64url_decode};
 use super::{Outcome, Provider, PushMessage, ece, retry_after, transport};
-use crate::webhooks::address::AddressPolicy;
+use crate::reactors::webhooks::address::AddressPolicy;
 
 /// A message waits this long for an offline browser when no TTL is set.
 pub const DEFAULT_TTL: u32 = 2_419_200;

@@ -2,6 +2,8 @@
 //! Migrations are the SQL files under `infra/migrations/<backend>/`, embedded
 //! at build time and run at start-up.
 
+pub mod health;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;

@@ -16,9 +16,9 @@ use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use super::audience::Member;
-use crate::push::config::PushConfig;
-use crate::push::credentials::AppProviders;
-use crate::push::{Outcome, PushMessage};
+use crate::reactors::push::config::PushConfig;
+use crate::reactors::push::credentials::AppProviders;
+use crate::reactors::push::{Outcome, PushMessage};
 use crate::secrets::random_in_1_to;
 
 /// Requests in flight, per provider, shared by every campaign of the process.
