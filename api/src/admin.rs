@@ -157,8 +157,13 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 /// Prints each read model's status as a JSON line.
 pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
     let (db, store) = open(&args).await?;
-    for status in
-        infra::runtime::status::status(&db, store.as_ref(), &runtime::registered()).await?
+    for status in infra::runtime::status::status(
+        &db,
+        store.as_ref(),
+        &runtime::registered(),
+        infra::clock::system().now(),
+    )
+    .await?
     {
         println!("{}", serde_json::to_string(&status)?);
     }

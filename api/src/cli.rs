@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP API, the read models and the reactors.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations, then exit.
     Migrate(DatabaseArgs),
     /// Walk hash chains from each app's first event to its head; exits 1 if

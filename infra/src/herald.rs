@@ -88,11 +88,17 @@ impl Herald {
         let (secret_key, _) =
             vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
         let vault = Vault::new(db.clone(), &secret_key);
-        let store: Arc<dyn EventStore> = Arc::new(SqlEventStore::open(db.clone()).await?);
-        let projections = Followers::new(db.clone(), store.clone(), runtime::registered());
+        let clock = config.clock.clone();
+        let store: Arc<dyn EventStore> =
+            Arc::new(SqlEventStore::open_with_clock(db.clone(), clock.clone()).await?);
+        let projections = Followers::new(
+            db.clone(),
+            store.clone(),
+            clock.clone(),
+            runtime::registered(),
+        );
         projections.start().await?;
         let commands = CommandBus::new(store.clone());
-        let clock = config.clock.clone();
         let webhooks = Arc::new(Deliveries::new(
             db.clone(),
             vault.clone(),

@@ -58,7 +58,12 @@ async fn catch_up(backend: Backend) {
     let position = done.appended.map(|a| a.last_position).unwrap_or_default();
 
     // …are picked up by a runner started later, exactly once.
-    let runner = Followers::new(pool.clone(), store.clone(), runtime::registered());
+    let runner = Followers::new(
+        pool.clone(),
+        store.clone(),
+        infra::clock::system(),
+        runtime::registered(),
+    );
     runner.start().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(runner.wait_for_all(position, Duration::from_secs(20)).await);
     let late = app.get("/v1/devices/late-device", &key.token).await;

@@ -53,9 +53,14 @@ async fn projections(
     _root: Root,
 ) -> ApiResult<Json<ProjectionsBody>> {
     let herald = &state.herald;
-    let statuses = status(herald.db(), herald.store().as_ref(), &runtime::registered())
-        .await
-        .map_err(CommandError::from)?;
+    let statuses = status(
+        herald.db(),
+        herald.store().as_ref(),
+        &runtime::registered(),
+        herald.config().clock.now(),
+    )
+    .await
+    .map_err(CommandError::from)?;
     let trouble = herald.projections().trouble();
     let local = herald.projections().checkpoints();
     let projections = statuses

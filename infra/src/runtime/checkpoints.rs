@@ -17,6 +17,7 @@ pub(crate) async fn prepare(
     db: &Db,
     projection: &dyn Projection,
     kind: Kind,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<i64, RuntimeError> {
     let mut tx = db.begin().await?;
     let stored = read(&mut tx, projection.name()).await?;
@@ -27,7 +28,14 @@ pub(crate) async fn prepare(
                 projection = projection.name(),
                 "reactor feed version changed; it carries on from its checkpoint"
             );
-            write(&mut tx, projection.name(), projection.version(), position).await?;
+            write(
+                &mut tx,
+                projection.name(),
+                projection.version(),
+                position,
+                at,
+            )
+            .await?;
             position
         }
         (stored, _) => {
@@ -49,7 +57,7 @@ pub(crate) async fn prepare(
                     sqlx::query(&sql).bind(projection.name()).execute(c).await?;
                 });
             }
-            write(&mut tx, projection.name(), projection.version(), 0).await?;
+            write(&mut tx, projection.name(), projection.version(), 0, at).await?;
             0
         }
     };
@@ -94,8 +102,9 @@ pub(crate) async fn write(
     name: &str,
     version: i32,
     position: i64,
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), RuntimeError> {
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = at.timestamp_micros();
     projections::on_tx!(tx, |c| {
         sqlx::query(
             "INSERT INTO projection_checkpoints (name, version, position, updated_at) \

@@ -189,6 +189,7 @@ pub(crate) async fn record_skipped(
     tx: &mut Tx,
     name: &str,
     fault: &Fault,
+    at: DateTime<Utc>,
 ) -> Result<(), RuntimeError> {
     on_tx!(tx, |c| {
         sqlx::query(
@@ -200,7 +201,7 @@ pub(crate) async fn record_skipped(
         .bind(fault.app_id.0)
         .bind(&fault.event_type)
         .bind(&fault.error)
-        .bind(Utc::now().timestamp_micros())
+        .bind(at.timestamp_micros())
         .execute(c)
         .await?;
     });

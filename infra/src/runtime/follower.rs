@@ -31,6 +31,7 @@ use tokio::sync::watch;
 
 use super::faults::{self, Action, Fault};
 use super::{Kind, RuntimeError, checkpoints};
+use crate::clock::Clock;
 use crate::store::EventStore;
 
 /// Events read and applied per step.
@@ -66,6 +67,7 @@ pub(crate) struct Follower {
 pub(crate) struct Log {
     pub db: Db,
     pub store: Arc<dyn EventStore>,
+    pub clock: Arc<dyn Clock>,
 }
 
 enum Progress {
@@ -154,7 +156,7 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
                 follower.set_stall(Some(Stall {
                     position,
                     error: e.to_string(),
-                    since: Utc::now(),
+                    since: log.clock.now(),
                 }));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -259,7 +261,14 @@ async fn commit(
     if !todo.is_empty() {
         f.projection.apply(&mut tx, &todo).await?;
     }
-    checkpoints::write(&mut tx, f.name(), f.projection.version(), last).await?;
+    checkpoints::write(
+        &mut tx,
+        f.name(),
+        f.projection.version(),
+        last,
+        log.clock.now(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(last)
 }
@@ -300,7 +309,7 @@ async fn stop_for(
         position: event.position,
         event_type: event.event_type.clone(),
         error: error.to_string(),
-        since: Utc::now(),
+        since: log.clock.now(),
         action: None,
     };
     tracing::error!(
@@ -311,7 +320,14 @@ async fn stop_for(
     );
     let mut tx = log.db.begin_relaxed().await?;
     faults::record(&mut tx, f.name(), &fault).await?;
-    checkpoints::write(&mut tx, f.name(), f.projection.version(), event.position).await?;
+    checkpoints::write(
+        &mut tx,
+        f.name(),
+        f.projection.version(),
+        event.position,
+        log.clock.now(),
+    )
+    .await?;
     tx.commit().await?;
     if let Ok(mut faults) = f.faults.write() {
         faults.entry(event.app_id).or_insert(fault);
@@ -356,7 +372,7 @@ async fn replay(f: &Follower, log: &Log, app: AppId) -> Result<(), RuntimeError>
         match fault.action {
             None => return Ok(()),
             Some(Action::Skip) => {
-                faults::record_skipped(&mut tx, f.name(), &fault).await?;
+                faults::record_skipped(&mut tx, f.name(), &fault, log.clock.now()).await?;
                 tracing::warn!(projection = f.name(), app_id = %app, position = fault.position,
                     "event skipped by an operator");
                 fault.position += 1;

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::faults::Fault;
 use super::follower::{self, Follower, Log, Stall};
 use super::{Kind, Registered, RuntimeError, checkpoints};
+use crate::clock::Clock;
 use crate::store::EventStore;
 
 #[derive(Clone)]
@@ -57,7 +58,12 @@ pub enum NotReady {
 }
 
 impl Followers {
-    pub fn new(db: Db, store: Arc<dyn EventStore>, registered: Vec<Registered>) -> Self {
+    pub fn new(
+        db: Db,
+        store: Arc<dyn EventStore>,
+        clock: Arc<dyn Clock>,
+        registered: Vec<Registered>,
+    ) -> Self {
         let by_name = registered
             .into_iter()
             .map(|r| {
@@ -67,7 +73,7 @@ impl Followers {
             .collect();
         Self {
             inner: Arc::new(Inner {
-                log: Log { db, store },
+                log: Log { db, store, clock },
                 by_name,
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -83,6 +89,7 @@ impl Followers {
                 &self.inner.log.db,
                 follower.projection.as_ref(),
                 follower.kind,
+                self.inner.log.clock.now(),
             )
             .await?;
             follower.checkpoint.send_replace(position);

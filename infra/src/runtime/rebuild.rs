@@ -15,6 +15,9 @@
 //!   (`ALTER TABLE … SET SCHEMA`): the switch costs no copying.
 //! - SQLite: the shadow file is attached and its rows copied into the live
 //!   tables inside the switch transaction; appends wait for that copy.
+//!
+//! A rebuild is an operator's tool run beside (or without) a node: its
+//! checkpoints are stamped by the system clock.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use projections::db::{Db, PgDb, Tx};
 use projections::{Projection, ReadModel};
 use sqlx::{Connection, SqliteConnection};
 
+use crate::clock::{Clock, SystemClock};
 use crate::database::{self, DbOptions};
 use crate::runtime::checkpoints::{
     analyze, prepare as prepare_checkpoint, read as read_checkpoint, write as write_checkpoint,
@@ -107,7 +111,9 @@ async fn build(
     let result = async {
         let mut positions = Vec::with_capacity(projections.len());
         for p in projections {
-            let position = prepare_checkpoint(&shadow.db, p.as_ref(), Kind::ReadModel).await?;
+            let position =
+                prepare_checkpoint(&shadow.db, p.as_ref(), Kind::ReadModel, SystemClock.now())
+                    .await?;
             positions.push((p.as_ref(), position));
         }
         let head = store.head().await?;
@@ -192,7 +198,14 @@ async fn apply_batch(
         }
         applied.push(relevant.len() as u64);
         if last > *position {
-            write_checkpoint(tx, projection.name(), projection.version(), last).await?;
+            write_checkpoint(
+                tx,
+                projection.name(),
+                projection.version(),
+                last,
+                SystemClock.now(),
+            )
+            .await?;
             *position = last;
         }
     }
@@ -343,6 +356,7 @@ async fn switch_postgres(
             projection.name(),
             projection.version(),
             position,
+            SystemClock.now(),
         )
         .await?;
     }
@@ -413,7 +427,8 @@ async fn switch_sqlite(
                 .execute(&mut *tx)
                 .await?;
             }
-            let now = chrono::Utc::now().timestamp_micros();
+            // An offline operator tool: the switch is stamped by the system clock.
+            let now = SystemClock.now().timestamp_micros();
             sqlx::query(
                 "INSERT INTO main.projection_checkpoints (name, version, position, updated_at) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE SET version = excluded.version, \

@@ -50,9 +50,10 @@ pub async fn status(
     db: &Db,
     store: &dyn EventStore,
     registered: &[Registered],
+    at: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<ProjectionStatus>, RuntimeError> {
     let head = store.head().await?;
-    let now = chrono::Utc::now().timestamp_micros();
+    let now = at.timestamp_micros();
     let mut out = Vec::with_capacity(registered.len());
     for r in registered {
         let p = &r.projection;

@@ -10,6 +10,7 @@
 //! flush serve a whole batch of writers.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use super::batch::{Committed, Snapshot, StoredId, plan};
 use super::rows::EventRow;
 use super::sqlite::to_hash;
 use super::{AppendRequest, StoreError};
+use crate::clock::Clock;
 
 pub(crate) struct PgWriter {
     pool: PgPool,
@@ -32,15 +34,18 @@ pub(crate) struct PgWriter {
     /// The appender's own connection, kept between batches (no pool
     /// round trip per batch); dropped after any error.
     connection: tokio::sync::Mutex<Option<PoolConnection<Postgres>>>,
+    /// Stamps each batch's `recorded_at`.
+    clock: Arc<dyn Clock>,
 }
 
 impl PgWriter {
-    pub fn new(pool: PgPool, lock_key: i64, channel: String) -> Self {
+    pub fn new(pool: PgPool, lock_key: i64, channel: String, clock: Arc<dyn Clock>) -> Self {
         Self {
             pool,
             lock_key,
             channel,
             connection: tokio::sync::Mutex::new(None),
+            clock,
         }
     }
 
@@ -54,7 +59,7 @@ impl PgWriter {
         let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
         let mut tx = conn.begin_with(begin).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let plan = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
+        let plan = plan(batch, &mut snapshot, self.clock.now().timestamp_micros());
         if !plan.rows.is_empty() {
             insert(&mut tx, &plan.rows, &self.channel, snapshot.head).await?;
         }

@@ -18,6 +18,7 @@ use super::postgres::{PgWriter, listen, names};
 use super::recent::Recent;
 use super::sqlite::SqliteWriter;
 use super::{AppendRequest, Appended, EventFilter, EventStore, StoreError, filter, rows};
+use crate::clock::Clock;
 
 /// How often the head is re-read, to notice other processes' appends where
 /// no notification arrives (SQLite, or a lost PostgreSQL listener).
@@ -40,14 +41,22 @@ impl Drop for SqlEventStore {
 }
 
 impl SqlEventStore {
-    /// Opens the store on a migrated database and starts its background tasks.
+    /// Opens the store on a migrated database and starts its background
+    /// tasks; events are stamped by the system clock.
     pub async fn open(db: Db) -> Result<Self, StoreError> {
+        Self::open_with_clock(db, crate::clock::system()).await
+    }
+
+    /// Opens the store with the clock that stamps `recorded_at` (Herald's
+    /// configured clock, so that a test's manual clock is the log's time).
+    pub async fn open_with_clock(db: Db, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let head = watch::Sender::new(read_head(&db).await?);
         let mut tasks = Vec::new();
         let writer: Arc<dyn BatchWriter> = match &db {
             Db::Sqlite(s) => Arc::new(SqliteWriter {
                 pool: s.writer.clone(),
                 write_lock: s.write_lock.clone(),
+                clock: clock.clone(),
             }),
             Db::Postgres(p) => {
                 let (lock_key, channel) = names(&p.schema);
@@ -56,7 +65,12 @@ impl SqlEventStore {
                     channel.clone(),
                     head.clone(),
                 )));
-                Arc::new(PgWriter::new(p.pool.clone(), lock_key, channel))
+                Arc::new(PgWriter::new(
+                    p.pool.clone(),
+                    lock_key,
+                    channel,
+                    clock.clone(),
+                ))
             }
         };
         tasks.push(tokio::spawn(poll_head(db.clone(), head.clone())));

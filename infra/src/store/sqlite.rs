@@ -24,6 +24,8 @@ pub(crate) struct SqliteWriter {
     pub pool: SqlitePool,
     /// Shared with the read models' transactions (see `SqliteDb`).
     pub write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Stamps each batch's `recorded_at`.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
 }
 
 #[async_trait]
@@ -36,7 +38,7 @@ impl BatchWriter for SqliteWriter {
         let _write = self.write_lock.lock().await;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let plan = plan(batch, &mut snapshot, chrono::Utc::now().timestamp_micros());
+        let plan = plan(batch, &mut snapshot, self.clock.now().timestamp_micros());
         insert(&mut tx, &plan.rows).await?;
         tx.commit().await?;
         Ok(Committed {

@@ -208,7 +208,8 @@ pub struct ProviderCache {
 }
 
 impl ProviderCache {
-    /// The app's providers, built from its stored credentials.
+    /// The app's providers, built from its stored credentials (those
+    /// active `at`).
     pub async fn load(
         &self,
         db: &Db,
@@ -216,6 +217,7 @@ impl ProviderCache {
         clients: &Clients,
         config: &PushConfig,
         app_id: AppId,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Result<AppProviders, VaultError> {
         let stored = projections::apps::push_credentials(db, app_id).await?;
         if stored.is_empty() && config.log_without_credentials {
@@ -244,7 +246,7 @@ impl ProviderCache {
                         owner: &owner,
                         purpose: PURPOSE,
                     };
-                    let secrets = vault.active(slot, chrono::Utc::now()).await?;
+                    let secrets = vault.active(slot, at).await?;
                     match secrets.first() {
                         Some(secret) => build(platform, secret.expose(), clients, config),
                         None => Err("the stored credentials are missing".to_owned()),

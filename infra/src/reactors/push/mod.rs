@@ -12,6 +12,11 @@
 //! a second TLS stack, and the Web Push crate needs OpenSSL. What is spoken
 //! is small, and tested against local servers that answer as the real ones
 //! do.
+//!
+//! Time: schedules, leases, quotas and which credentials are active follow
+//! the sender's clock (a test's manual clock). The provider-facing stamps
+//! (JWT `iat`/`exp`, `apns-expiration`, an HTTP-date `Retry-After`) read
+//! the wall clock on purpose: the provider checks them against its own.
 
 pub mod apns;
 pub mod config;

@@ -288,7 +288,14 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
     }
     let providers = Arc::new(
         w.cache
-            .load(&w.db, &w.vault, &w.clients, &w.config, app_id)
+            .load(
+                &w.db,
+                &w.vault,
+                &w.clients,
+                &w.config,
+                app_id,
+                w.clock.now(),
+            )
             .await
             .map_err(|e| CommandError::Internal(e.to_string()))?,
     );
