@@ -7,38 +7,25 @@ cd "$(dirname "$0")/.."
 backend=${1:-sqlite}
 seconds=${2:-15}
 connections=${3:-64}
-pg_url=${HERALD_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+source bench/lib/serve.sh
 
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet --bin herald --bin herald-bench
 
-data=$(mktemp -d)
-cleanup() { kill "${herald_pid:-}" "${echo_pid:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"; }
-trap cleanup EXIT
-
-export HERALD_ROOT_TOKEN=hr_bench
-db_args=()
-if [ "$backend" = postgres ]; then
-  schema="bench_http_$$"
-  psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
-  db_args=(--database-url "${pg_url}?options=-csearch_path%3D${schema}")
-fi
-RUST_LOG=warn ./target/release/herald serve --listen 127.0.0.1:18090 --data-dir "$data" "${db_args[@]}" &
-herald_pid=$!
 ./target/release/herald-bench echo --listen 127.0.0.1:18091 &
 echo_pid=$!
-for _ in $(seq 1 100); do curl -sf localhost:18090/readyz >/dev/null && curl -s -o /dev/null localhost:18091 && break; sleep 0.2; done
+serve_herald "$backend" 18090
+trap 'kill $herald_pid $echo_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -s -o /dev/null localhost:18091 && break; sleep 0.2; done
 
-HERALD_BENCH_TOKEN=$(curl -sf -X POST localhost:18090/v1/apps -H "Authorization: Bearer hr_bench" \
-  -H 'Content-Type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])')
-export HERALD_BENCH_TOKEN
-
-run() { # name url
-  HERALD_BENCH_PREFIX="$1" wrk -t2 -c"$connections" -d"${seconds}s" -s bench/wrk/put_device.lua "$2" \
-    | awk -v name="$1" '/Requests\/sec/ {rps=$2} /^RESULT/ {res=$0} END {print name, "rps=" rps, res}'
-}
-# Warm both up, then measure.
-HERALD_BENCH_PREFIX=warm wrk -t1 -c8 -d2s -s bench/wrk/put_device.lua http://127.0.0.1:18090 >/dev/null
-run herald http://127.0.0.1:18090
-run echo http://127.0.0.1:18091
-if [ "$backend" = postgres ]; then psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"; fi
+# Warm up, then measure Herald and the echo one after the other.
+wrk_put warm 8 2 >/dev/null
+read -r rps p50 p99 errors <<<"$(wrk_put herald "$connections" "$seconds")"
+echo "herald rps=$rps p50_us=$p50 p99_us=$p99 non_2xx=$errors"
+herald_port=18091
+read -r rps p50 p99 errors <<<"$(wrk_put echo "$connections" "$seconds")"
+echo "echo rps=$rps p50_us=$p50 p99_us=$p99 non_2xx=$errors"
+herald_port=18090
+stop_herald
+kill $echo_pid 2>/dev/null || true
+trap - EXIT

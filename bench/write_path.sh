@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 which=${1:-both}
 seconds=${2:-10}
 connections=64
-pg_url=${HERALD_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+source bench/lib/serve.sh
 
 command -v wrk >/dev/null || { echo "install wrk (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet --bin herald --bin herald-bench
@@ -25,49 +25,24 @@ backends=(sqlite postgres)
 json_field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 
 for backend in "${backends[@]}"; do
-  events=$([ "$backend" = sqlite ] && echo 64000 || echo 64000)
+  events=64000
   log=$(./target/release/herald-bench append --backend "$backend" --writers 64 --events "$events" --systems log --pg-url "$pg_url")
   cmd=$(./target/release/herald-bench append --backend "$backend" --writers 64 --events "$events" --systems command --pg-url "$pg_url")
   log_eps=$(json_field "$log" events_per_sec)
   cmd_eps=$(json_field "$cmd" events_per_sec)
 
-  data=$(mktemp -d)
-  db_args=()
-  if [ "$backend" = postgres ]; then
-    schema="bench_wp_$$"
-    psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA IF EXISTS $schema CASCADE; CREATE SCHEMA $schema"
-    db_args=(--database-url "${pg_url}?options=-csearch_path%3D${schema}")
-  fi
-  HERALD_ROOT_TOKEN=hr_bench HERALD_WEBHOOK_ALLOW_NETS=127.0.0.0/8 RUST_LOG=warn \
-    ./target/release/herald serve --listen 127.0.0.1:18090 --data-dir "$data" "${db_args[@]}" &
-  herald_pid=$!
   ./target/release/herald-bench echo --listen 127.0.0.1:18091 &
   sink_pid=$!
+  serve_herald "$backend" 18090
   trap 'kill $herald_pid $sink_pid 2>/dev/null || true' EXIT
-  for _ in $(seq 1 100); do curl -sf localhost:18090/readyz >/dev/null && break; sleep 0.2; done
-  token=$(curl -sf -X POST localhost:18090/v1/apps -H "Authorization: Bearer hr_bench" \
-    -H 'Content-Type: application/json' -d '{"name":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"]["token"])')
-  export HERALD_BENCH_TOKEN=$token
-
-  put() { # prefix -> "rps p50_us p99_us errors"
-    HERALD_BENCH_PREFIX="$1" wrk -t2 -c"$connections" -d"${seconds}s" -s bench/wrk/put_device.lua http://127.0.0.1:18090 \
-      | awk '/Requests\/sec/ {rps=$2} /^RESULT/ {for (i=2;i<=NF;i++) {split($i,kv,"="); v[kv[1]]=kv[2]}} END {print rps, v["p50_us"], v["p99_us"], v["errors_status"]}'
-  }
-  HERALD_BENCH_PREFIX=warm wrk -t1 -c8 -d2s -s bench/wrk/put_device.lua http://127.0.0.1:18090 >/dev/null
-  read -r rps p50 p99 errors <<<"$(put plain)"
-
-  auth=(-H "Authorization: Bearer $token" -H 'Content-Type: application/json')
-  curl -sf -o /dev/null -X POST localhost:18090/v1/webhooks "${auth[@]}" \
-    -d '{"url": "http://127.0.0.1:18091/hook", "event_types": ["device.*"]}'
-  for q in fanout-a fanout-b; do
-    curl -sf -o /dev/null -X POST localhost:18090/v1/change-queues "${auth[@]}" -d "{\"name\": \"$q\", \"event_types\": [\"device.*\"]}"
-  done
-  read -r f_rps f_p50 f_p99 f_errors <<<"$(put fanout)"
-  kill $herald_pid $sink_pid 2>/dev/null || true
-  wait $herald_pid $sink_pid 2>/dev/null || true
+  wrk_put warm 8 2 >/dev/null
+  read -r rps p50 p99 errors <<<"$(wrk_put plain "$connections" "$seconds")"
+  add_fanout 18091
+  read -r f_rps f_p50 f_p99 f_errors <<<"$(wrk_put fanout "$connections" "$seconds")"
+  stop_herald
+  kill $sink_pid 2>/dev/null || true
+  wait $sink_pid 2>/dev/null || true
   trap - EXIT
-  rm -rf "$data"
-  if [ "$backend" = postgres ]; then psql "$pg_url" -qc "SET client_min_messages = warning; DROP SCHEMA $schema CASCADE"; fi
 
   python3 - "$backend" "$log_eps" "$cmd_eps" "$rps" "$p50" "$p99" "$errors" "$f_rps" "$f_p50" "$f_p99" "$f_errors" <<'PY'
 import json, sys

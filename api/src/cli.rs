@@ -219,6 +219,10 @@ pub struct ServeArgs {
     /// the same one). Generated and saved in the data directory if unset.
     #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Seconds the answer to a request with an `Idempotency-Key` is kept
+    /// (and a repeat of it answered from it).
+    #[arg(long, env = "HERALD_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
+    pub idempotency_ttl_seconds: u64,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
@@ -392,6 +396,10 @@ impl ServeArgs {
             .clone()
             .filter(|k| !k.is_empty())
             .map(Secret::new);
+        if self.idempotency_ttl_seconds == 0 {
+            anyhow::bail!("HERALD_IDEMPOTENCY_TTL_SECONDS must be at least 1");
+        }
+        config.idempotency_ttl = Duration::from_secs(self.idempotency_ttl_seconds);
         self.http.apply(&mut config.http)?;
         self.webhooks.apply(&mut config.webhooks)?;
         self.push.apply(&mut config.push)?;

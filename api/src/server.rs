@@ -14,7 +14,7 @@ use tower_http::trace::TraceLayer;
 use crate::extract::BodyTimeout;
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
-use crate::{connections, edge, fail_fast, fallback, minimal};
+use crate::{connections, edge, fail_fast, fallback, idempotency, minimal};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -34,12 +34,16 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
     };
     router
         .fallback(fallback::not_found)
+        .layer(axum::middleware::from_fn(edge::refuse_unstorable))
+        .layer(axum::middleware::from_fn(minimal::return_minimal))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::replay_or_run,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             fail_fast::while_the_database_is_down,
         ))
-        .layer(axum::middleware::from_fn(edge::refuse_unstorable))
-        .layer(axum::middleware::from_fn(minimal::return_minimal))
         .layer(axum::Extension(doc))
         .layer(axum::Extension(body_timeout))
         .layer(axum::middleware::from_fn(fallback::problems_everywhere))

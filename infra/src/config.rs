@@ -34,6 +34,8 @@ pub struct Config {
     pub secret_key: Option<Secret<String>>,
     pub webhooks: WebhookConfig,
     pub push: PushConfig,
+    /// How long the answer to a request with an `Idempotency-Key` is kept.
+    pub idempotency_ttl: Duration,
     /// The reactors' clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -58,6 +60,7 @@ impl Config {
             secret_key: None,
             webhooks: WebhookConfig::default(),
             push: PushConfig::default(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
             clock: clock::system(),
         }
     }

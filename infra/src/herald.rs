@@ -15,6 +15,7 @@ use crate::auth::{Auth, KeyCache};
 use crate::config::Config;
 use crate::database::health::DbHealth;
 use crate::database::{self, redact};
+use crate::idempotency::Idempotency;
 use crate::reactors::push::credentials::Clients;
 use crate::reactors::push::sender::{self, Sender};
 use crate::reactors::webhooks::worker::Deliveries;
@@ -47,6 +48,8 @@ pub struct Services {
     pub log: Log,
     /// Waits and gates on read models.
     pub reads: Reads,
+    /// Answers kept for retried requests.
+    pub idempotency: Idempotency,
 }
 
 pub struct Herald {
@@ -58,6 +61,8 @@ pub struct Herald {
     push: Arc<Sender>,
     health: DbHealth,
     services: Arc<Services>,
+    /// Deletes expired idempotency keys now and then.
+    purge: tokio::task::JoinHandle<()>,
 }
 
 /// What `start` found out that the caller should tell the operator.
@@ -174,7 +179,12 @@ impl Herald {
             ),
             log: Log::new(store.clone(), db.clone()),
             reads,
+            idempotency: Idempotency::new(db.clone(), clock.clone(), config.idempotency_ttl),
         });
+        let purge = tokio::spawn(purge_idempotency_keys(
+            services.idempotency.clone(),
+            clock.clone(),
+        ));
         let health = DbHealth::start(&db);
         let herald = Arc::new(Herald {
             config,
@@ -185,6 +195,7 @@ impl Herald {
             push,
             health,
             services,
+            purge,
         });
         Ok(Started {
             herald,
@@ -224,6 +235,7 @@ impl Herald {
         self.push.stop();
         self.webhooks.stop();
         self.projections.stop();
+        self.purge.abort();
     }
 
     /// Runs until there is nothing left to do now: every projection has
@@ -259,5 +271,26 @@ impl Herald {
                 "the database is not migrated".into(),
             ))
         }
+    }
+}
+
+/// How often expired idempotency keys are deleted (they are ignored as soon
+/// as they expire; this only bounds the table).
+const PURGE_EVERY: chrono::Duration = chrono::Duration::minutes(10);
+
+async fn purge_idempotency_keys(keys: Idempotency, clock: Arc<dyn crate::clock::Clock>) {
+    loop {
+        match keys.purge().await {
+            Ok(0) => {}
+            Ok(gone) => tracing::debug!(gone, "expired idempotency keys deleted"),
+            Err(e) => tracing::debug!(error = %e, "cannot delete expired idempotency keys"),
+        }
+        clock.sleep_until(clock.now() + PURGE_EVERY).await;
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        self.purge.abort();
     }
 }

@@ -9,7 +9,8 @@
 //!   `auth`: who a request acts as;
 //! - `herald`: the composition root that wires them;
 //! - and the small things they share: `clock`, `config`, `secrets`,
-//!   `vault`, `root_token`, `audit` (chain verification), `telemetry`.
+//!   `vault`, `root_token`, `audit` (chain verification), `telemetry`,
+//!   `idempotency` (answers kept for retried requests).
 
 pub mod audit;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod database;
 pub mod herald;
+pub mod idempotency;
 pub mod reactors;
 pub mod root_token;
 pub mod runtime;

@@ -11,6 +11,7 @@ mod device_properties;
 mod devices;
 mod events;
 mod http_basics;
+mod idempotency;
 mod notifications;
 mod openapi;
 mod process;

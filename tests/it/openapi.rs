@@ -56,6 +56,13 @@ async fn every_operation_lists_the_errors_it_can_give() {
                 names.contains(&"Herald-Min-Position") && names.contains(&"min_position"),
                 "{name} does not take the consistency token: {names:?}"
             );
+            if !name.starts_with("GET ") {
+                assert!(
+                    names.contains(&"Idempotency-Key"),
+                    "{name} does not take Idempotency-Key: {names:?}"
+                );
+                wanted.extend(["409", "422"]);
+            }
         }
         if has_body || has_params {
             wanted.push("400");

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::{Pushy, outcomes};
 
-async fn with_fcm(backend: Backend) -> Option<(Pushy, FakeFcm)> {
+pub(crate) async fn with_fcm(backend: Backend) -> Option<(Pushy, FakeFcm)> {
     let fake = FakeFcm::start().await;
     let url = fake.base_url();
     let token_url = fake.token_url();

@@ -5,7 +5,7 @@
 mod api;
 mod apns;
 mod campaigns;
-mod fcm;
+pub(crate) mod fcm;
 mod quota;
 mod resume;
 mod webpush;

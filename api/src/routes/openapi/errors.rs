@@ -8,6 +8,9 @@
 //!   so 400 when that is malformed; a secured command (not a GET) also
 //!   takes `Prefer: return=minimal` (see `minimal.rs`), which turns its 200
 //!   into a 204;
+//!   a secured command also takes `Idempotency-Key` (see `idempotency.rs`):
+//!   409 while the first request with the key runs, 422 for a key reused
+//!   with another request;
 //! - takes a request body: 400, 413, 415;
 //! - takes path or query parameters: 400 (a malformed or invalid one).
 //!
@@ -28,7 +31,7 @@ use crate::error::PROBLEM_JSON;
 type HeaderDoc = (&'static str, &'static str, &'static str);
 
 /// (status, component name, description, headers)
-const COMMON: [(&str, &str, &str, &[HeaderDoc]); 6] = [
+const COMMON: [(&str, &str, &str, &[HeaderDoc]); 8] = [
     (
         "400",
         "BadRequest",
@@ -45,6 +48,18 @@ const COMMON: [(&str, &str, &str, &[HeaderDoc]); 6] = [
         "403",
         "Forbidden",
         "The key lacks the role this operation needs (or is the root token where an app key is needed, or the reverse).",
+        &[],
+    ),
+    (
+        "409",
+        "IdempotencyKeyInFlight",
+        "A request with this `Idempotency-Key` is still running (or, where the operation says so, the resource is in a conflicting state); retry after `Retry-After` seconds.",
+        &[("retry-after", "integer", "Seconds to wait before retrying.")],
+    ),
+    (
+        "422",
+        "IdempotencyKeyReused",
+        "This `Idempotency-Key` was used with a different request (method, path or body).",
         &[],
     ),
     (
@@ -85,6 +100,13 @@ fn prefer_parameter() -> serde_json::Value {
         "schema": {"type": "string"}})
 }
 
+/// `Idempotency-Key` on commands (see `api::idempotency`).
+fn idempotency_parameter() -> serde_json::Value {
+    json!({"name": "Idempotency-Key", "in": "header", "required": false,
+        "description": "Makes a retry safe: the first answer to this key (per app) is kept for 24 hours (`HERALD_IDEMPOTENCY_TTL_SECONDS`) and returned again, with `Idempotent-Replayed: true`, to a repeat with the same method, path and body, which writes nothing. Another request with the key is a 422; a repeat while the first runs is a 409. 5xx answers are not kept.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]{1,255}$"}})
+}
+
 /// The consistency token's parameters: (component name, JSON).
 fn token_parameters() -> [(&'static str, serde_json::Value); 2] {
     let about = "The consistency token: a log position (a command's `Herald-Position`) that the read models this operation uses must have reached first (bounded wait, else 503).";
@@ -109,7 +131,8 @@ fn add(doc: &mut OpenApi) {
             .insert(name.to_owned(), RefOr::T(problem(description, headers)));
     }
     let prefer = ("Prefer", prefer_parameter());
-    for (name, value) in token_parameters().into_iter().chain([prefer]) {
+    let idempotency = ("IdempotencyKey", idempotency_parameter());
+    for (name, value) in token_parameters().into_iter().chain([prefer, idempotency]) {
         match serde_json::from_value::<Parameter>(value) {
             Ok(p) => {
                 components.parameters.insert(name.to_owned(), RefOr::T(p));
@@ -141,7 +164,7 @@ fn add_to(op: &mut Operation, command: bool) {
         let parameters = op.parameters.get_or_insert_with(Vec::new);
         let mut names: Vec<&str> = token_parameters().iter().map(|(n, _)| *n).collect();
         if command {
-            names.push("Prefer");
+            names.extend(["Prefer", "IdempotencyKey"]);
         }
         for name in names {
             parameters.push(RefOr::Ref(Ref::new(format!(
@@ -163,6 +186,7 @@ fn add_to(op: &mut Operation, command: bool) {
     let wanted = |status: &str| match status {
         "400" => body || parameters,
         "401" | "403" | "503" => secured,
+        "409" | "422" => secured && command,
         "413" | "415" => body,
         _ => false,
     };
