@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use domain::ids::AppId;
-use infra::audit::{apps_in_log, verify_app};
+use infra::audit::{apps_in_log, verify_app_with};
 use infra::database;
 use infra::runtime::{self, faults};
 use infra::store::{EventFilter, EventStore, SqlEventStore};
@@ -40,14 +40,25 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         Some(id) => vec![AppId(id)],
         None => apps_in_log(&db).await?,
     };
+    let total = infra::audit::count_events(&db, args.app.map(AppId)).await?;
+    let mut progress = ProgressLine::new();
+    let started = Instant::now();
+    let mut done = 0u64;
     let mut broken = 0;
     for app in apps {
-        let report = verify_app(store.as_ref(), app).await?;
+        let report = verify_app_with(store.as_ref(), app, |checked| {
+            let so_far = done + checked;
+            let rate = so_far as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            progress.show(so_far, total, rate);
+        })
+        .await?;
+        done += report.events();
         if !report.is_ok() {
             broken += 1;
         }
         println!("{}", serde_json::to_string(&report)?);
     }
+    progress.finish();
     db.close().await;
     anyhow::ensure!(broken == 0, "{broken} chain(s) broken");
     Ok(())

@@ -41,6 +41,19 @@ pub enum Command {
     /// Consume a change queue: pump, dead letters.
     #[command(subcommand)]
     Changes(ChangesCommand),
+    /// Ask a running node whether it is ready (`GET /readyz`); exits 0 if
+    /// it answers 200, 1 otherwise. For container healthchecks.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The node's address (as it listens; 0.0.0.0 and [::] mean this host).
+    #[arg(long, env = "HERALD_LISTEN", default_value = Config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 3)]
+    pub timeout_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod fail_fast;
 mod fallback;
+pub mod healthcheck;
 mod idempotency;
 mod minimal;
 pub mod pump;

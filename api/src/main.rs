@@ -65,6 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::projections_status(args).await
         }
+        Command::Healthcheck(args) => api::healthcheck::run(&args).await,
         Command::Changes(command) => {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::changes(command).await

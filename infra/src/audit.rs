@@ -38,10 +38,27 @@ impl Verification {
     pub fn is_ok(&self) -> bool {
         matches!(self, Self::Intact { .. })
     }
+
+    /// The events checked.
+    pub fn events(&self) -> u64 {
+        match self {
+            Self::Intact { events, .. } | Self::Broken { events, .. } => *events,
+        }
+    }
 }
 
 /// Walks the app's events in position order, recomputing every link.
 pub async fn verify_app(store: &dyn EventStore, app_id: AppId) -> Result<Verification, StoreError> {
+    verify_app_with(store, app_id, |_| {}).await
+}
+
+/// [`verify_app`], telling `progress` how many of the app's events have
+/// been checked after each page.
+pub async fn verify_app_with(
+    store: &dyn EventStore,
+    app_id: AppId,
+    mut progress: impl FnMut(u64),
+) -> Result<Verification, StoreError> {
     let mut chain = ChainVerifier::default();
     let mut after = 0;
     loop {
@@ -60,6 +77,7 @@ pub async fn verify_app(store: &dyn EventStore, app_id: AppId) -> Result<Verific
                 });
             }
         }
+        progress(chain.events());
         if !full {
             break;
         }
@@ -71,6 +89,26 @@ pub async fn verify_app(store: &dyn EventStore, app_id: AppId) -> Result<Verific
         head_hash: chain.head_hash(),
         events: chain.events(),
     })
+}
+
+/// How many events `app` has (all apps' when `None`).
+pub async fn count_events(db: &Db, app: Option<AppId>) -> Result<u64, StoreError> {
+    let n: i64 = on_db!(db, |pool| {
+        match app {
+            Some(app) => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE app_id = $1")
+                    .bind(app.0)
+                    .fetch_one(pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COUNT(*) FROM events")
+                    .fetch_one(pool)
+                    .await?
+            }
+        }
+    });
+    Ok(u64::try_from(n).unwrap_or(0))
 }
 
 /// Every app that has events, in id order.

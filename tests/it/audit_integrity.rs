@@ -148,6 +148,14 @@ async fn tampering(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&one.stderr)
     );
+    // Progress goes to stderr (plain lines when not on a terminal), with
+    // the app's own event count as the total.
+    let stderr = String::from_utf8_lossy(&one.stderr);
+    let app_events = app.events(&keys[3].token).await.len();
+    assert!(
+        stderr.contains(&format!("{app_events}/{app_events} events (100.0 %)")),
+        "{stderr}"
+    );
 }
 
 /// The recorded time of the app's last event, percent-encoded.

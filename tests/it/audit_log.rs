@@ -204,6 +204,21 @@ async fn stream_reads(backend: Backend) {
         .collect();
     assert_eq!(versions, [2, 3]);
     assert_eq!(types(&events), ["user.updated", "user.status_updated"]);
+    // Paged by version: the next page starts after the last one read.
+    assert_eq!(resp.body["next_from_version"], 4);
+    assert_eq!(resp.body.get("next_after"), None);
+    let page = app
+        .get(
+            "/v1/streams/user%3Au1/events?from_version=2&limit=1",
+            &a.token,
+        )
+        .await;
+    assert_eq!(page.body["next_from_version"], 3);
+    let past = app
+        .get("/v1/streams/user%3Au1/events?from_version=9", &a.token)
+        .await;
+    assert_eq!(past.body["events"], json!([]));
+    assert_eq!(past.body["next_from_version"], 9);
     // Another app sees nothing of it.
     let other = app.get("/v1/streams/user%3Au1/events", &b.token).await;
     assert_eq!(other.body["events"], json!([]));

@@ -332,3 +332,38 @@ async fn a_campaign_on_a_fresh_serve_completes_with_correct_counters() {
     drop(herald);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn healthcheck_answers_for_a_ready_node_and_fails_without_one() {
+    let dir = temp_dir("healthcheck");
+    let herald = start(&dir, &[("HERALD_ROOT_TOKEN", "hr_healthcheck")]);
+    let check = |listen: &str| {
+        Command::new(BIN)
+            .args(["healthcheck", "--timeout-seconds", "2"])
+            .env("HERALD_LISTEN", listen)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let port = herald
+        .addr
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    // As the container sets it: the wildcard address the node listens on.
+    let ok = check(&format!("0.0.0.0:{port}"));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    drop(herald);
+    let down = check(&format!("127.0.0.1:{port}"));
+    assert!(!down.status.success());
+    assert!(
+        String::from_utf8_lossy(&down.stderr).contains("cannot connect"),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -179,6 +179,15 @@ pub struct EventPage {
     next_after: i64,
 }
 
+/// A page of one stream's events.
+#[derive(Serialize, ToSchema)]
+pub struct StreamPage {
+    events: Vec<EventBody>,
+    /// Pass as `from_version` for the next page (equal to `from_version`
+    /// when there was nothing more).
+    next_from_version: i64,
+}
+
 impl EventPage {
     pub fn new(events: Vec<EventBody>, next_after: i64) -> Self {
         Self { events, next_after }
@@ -247,14 +256,14 @@ pub struct StreamQuery {
 #[utoipa::path(get, path = "/v1/streams/{stream}/events", tag = "events", security(("bearer" = [])),
     params(("stream" = String, Path, description = "the stream name, percent-encoded"), StreamQuery),
     responses(
-        (status = 200, body = EventPage),
+        (status = 200, body = StreamPage),
     ))]
 async fn stream_events(
     State(state): State<AppState>,
     key: Key<Audit>,
     Path(stream): Path<String>,
     AppQuery(query): AppQuery<StreamQuery>,
-) -> ApiResult<Json<EventPage>> {
+) -> ApiResult<Json<StreamPage>> {
     let from = query.from_version.unwrap_or(1);
     if from < 1 {
         return Err(ApiError::invalid("from_version", "must be at least 1"));
@@ -267,9 +276,9 @@ async fn stream_events(
         .read_stream(key.app_id, &stream, from, limit)
         .await
         .map_err(CommandError::from)?;
-    let next_after = events.last().map_or(0, |e| e.position);
-    Ok(Json(EventPage {
+    let next_from_version = events.last().map_or(from, |e| e.stream_version + 1);
+    Ok(Json(StreamPage {
         events: events.into_iter().map(Into::into).collect(),
-        next_after,
+        next_from_version,
     }))
 }
