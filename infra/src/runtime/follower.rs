@@ -42,6 +42,13 @@ const PERSIST_AFTER: Duration = Duration::from_secs(1);
 /// action, another node's progress, a rebuild's switch).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a reactor feed lets new events gather before applying them.
+/// No command waits on a feed, and every transaction queues for the
+/// database's write path (on SQLite, its one write lock): fewer, larger
+/// feed batches leave it to the appender and to the read models commands
+/// do wait on. The cost is this much delivery latency.
+const FEED_LINGER: Duration = Duration::from_millis(25);
+
 /// A projection stalled as a whole.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stall {
@@ -140,9 +147,12 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
                 follower.set_stall(None);
                 if let Progress::CaughtUp = progress {
                     let position = *follower.checkpoint.borrow();
-                    tokio::select! {
-                        r = head.wait_for(|h| *h > position) => if r.is_err() { return },
-                        () = tokio::time::sleep(LOOK_EVERY) => {}
+                    let more = tokio::select! {
+                        r = head.wait_for(|h| *h > position) => if r.is_err() { return } else { true },
+                        () = tokio::time::sleep(LOOK_EVERY) => false,
+                    };
+                    if more && follower.kind == Kind::ReactorFeed {
+                        tokio::time::sleep(FEED_LINGER).await;
                     }
                 }
             }
