@@ -266,6 +266,8 @@ async fn uncommitted(backend: Backend) {
             201
         );
     }
+    // The queue's feed follows the log apart from the commands.
+    app.settled().await;
     let app_id: uuid::Uuid = a.app_id.parse().unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
     let failed = drain::drain(&app.herald.db(), app_id, "default", 3, now, |changes, _| {
