@@ -5,6 +5,7 @@
 #   3. the same with one webhook endpoint (to a local sink) and two more
 #      change queues subscribed to device.* (fan-out that must not sit in
 #      the write's wait);
+#   4. the plain PUT with `Prefer: return=minimal` (no read-model wait);
 #   and the ratios the write path is judged by: HTTP / herald-command,
 #   fan-out HTTP / herald-command, herald-command / herald-log.
 #   bench/write_path.sh [sqlite|postgres|both] [seconds]
@@ -37,6 +38,9 @@ for backend in "${backends[@]}"; do
   trap 'kill $herald_pid $sink_pid 2>/dev/null || true' EXIT
   wrk_put warm 8 2 >/dev/null
   read -r rps p50 p99 errors <<<"$(wrk_put plain "$connections" "$seconds")"
+  # The same without the read-your-writes wait (Prefer: return=minimal):
+  # what the HTTP path and the command cost without the read model.
+  read -r m_rps _ m_p99 _ <<<"$(HERALD_BENCH_PREFER=return=minimal wrk_put minimal "$connections" "$seconds")"
   add_fanout 18091
   read -r f_rps f_p50 f_p99 f_errors <<<"$(wrk_put fanout "$connections" "$seconds")"
   stop_herald
@@ -44,16 +48,17 @@ for backend in "${backends[@]}"; do
   wait $sink_pid 2>/dev/null || true
   trap - EXIT
 
-  python3 - "$backend" "$log_eps" "$cmd_eps" "$rps" "$p50" "$p99" "$errors" "$f_rps" "$f_p50" "$f_p99" "$f_errors" <<'PY'
+  python3 - "$backend" "$log_eps" "$cmd_eps" "$rps" "$p50" "$p99" "$errors" "$f_rps" "$f_p50" "$f_p99" "$f_errors" "$m_rps" "$m_p99" <<'PY'
 import json, sys
-b, log, cmd, rps, p50, p99, err, frps, fp50, fp99, ferr = sys.argv[1:]
-log, cmd, rps, frps = float(log), float(cmd), float(rps), float(frps)
+b, log, cmd, rps, p50, p99, err, frps, fp50, fp99, ferr, mrps, mp99 = sys.argv[1:]
+log, cmd, rps, frps, mrps = float(log), float(cmd), float(rps), float(frps), float(mrps)
 print(json.dumps({
     "backend": b, "connections": 64,
     "herald_log_events_per_sec": round(log), "herald_command_events_per_sec": round(cmd),
     "put_rps": round(rps), "put_p50_ms": int(p50) / 1000, "put_p99_ms": int(p99) / 1000, "put_non_2xx": int(err),
     "fanout_put_rps": round(frps), "fanout_p50_ms": int(fp50) / 1000, "fanout_p99_ms": int(fp99) / 1000, "fanout_non_2xx": int(ferr),
-    "put_over_command": round(rps / cmd, 3), "fanout_over_command": round(frps / cmd, 3),
+    "minimal_put_rps": round(mrps), "minimal_p99_ms": int(mp99) / 1000,
+    "put_over_command": round(rps / cmd, 3), "minimal_over_command": round(mrps / cmd, 3), "fanout_over_command": round(frps / cmd, 3),
     "command_over_log": round(cmd / log, 3),
 }))
 PY

@@ -15,6 +15,8 @@ function init(args)
   prefix = os.getenv("HERALD_BENCH_PREFIX") or "dev"
   body = '{"push_token":"tok-0123456789abcdef0123456789abcdef","send_platform":"fcm","device_platform":"android"}'
   headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }
+  local prefer = os.getenv("HERALD_BENCH_PREFER")
+  if prefer and prefer ~= "" then headers["Prefer"] = prefer end
 end
 
 function request()
