@@ -270,7 +270,7 @@ async fn uncommitted(backend: Backend) {
     app.settled().await;
     let app_id: uuid::Uuid = a.app_id.parse().unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
-    let failed = drain::drain(&app.herald.db(), app_id, "default", 3, now, |changes, _| {
+    let failed = drain::drain(app.herald.db(), app_id, "default", 3, now, |changes, _| {
         assert_eq!(changes.len(), 3);
         Err::<(), _>("the client went away".to_owned())
     })
@@ -358,7 +358,7 @@ async fn custom_queues(backend: Backend) {
     let app_id: uuid::Uuid = a.app_id.parse().unwrap_or_else(|e| panic!("{e}"));
     let later = chrono::Utc::now() + chrono::Duration::seconds(2);
     let drained = drain::drain(
-        &app.herald.db(),
+        app.herald.db(),
         app_id,
         "short",
         100,

@@ -129,7 +129,7 @@ async fn stops_alone(backend: Backend) {
     app.get("/v1/users/u", &a.token).await.problem(503);
     assert_eq!(app.get("/v1/notifications", &a.token).await.status, 200);
     assert_eq!(app.get("/v1/api-keys", &a.token).await.status, 200);
-    assert_eq!(app.create_app("c").await.token.is_empty(), false);
+    assert!(!app.create_app("c").await.token.is_empty());
 
     // Readiness names it, without taking the node out.
     let ready = app.send(Method::GET, "/readyz", None, None).await;

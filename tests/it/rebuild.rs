@@ -141,7 +141,7 @@ async fn equals_incremental(backend: Backend) {
     };
     let token = history(&app).await;
     caught_up(&app).await;
-    let incremental = dump(&app.herald.db()).await;
+    let incremental = dump(app.herald.db()).await;
     assert!(incremental.len() > 40, "{incremental:?}");
 
     // Writes keep coming while the rebuild runs.
@@ -158,7 +158,7 @@ async fn equals_incremental(backend: Backend) {
     };
     let all = rebuildable_projections();
     let rebuilding = rebuild_in_batches(
-        &app.herald.db(),
+        app.herald.db(),
         app.herald.store().as_ref(),
         &all,
         7,
@@ -191,11 +191,11 @@ async fn equals_incremental(backend: Backend) {
     }
     caught_up(&app).await;
     // Deleting the extra devices leaves exactly the incremental rows.
-    assert_eq!(dump(&app.herald.db()).await, incremental);
+    assert_eq!(dump(app.herald.db()).await, incremental);
 
     // And a quiet rebuild reproduces it row for row.
     let again = rebuild(
-        &app.herald.db(),
+        app.herald.db(),
         app.herald.store().as_ref(),
         &rebuildable_projections(),
         |_| {},
@@ -203,7 +203,7 @@ async fn equals_incremental(backend: Backend) {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     assert!(again.events > 0);
-    assert_eq!(dump(&app.herald.db()).await, incremental);
+    assert_eq!(dump(app.herald.db()).await, incremental);
     let search = app
         .post(
             "/v1/devices/search",
@@ -223,22 +223,16 @@ async fn resumes(backend: Backend) {
     let app = TestApp::spawn_on(db, |_| {}).await;
     history(&app).await;
     caught_up(&app).await;
-    let incremental = dump(&app.herald.db()).await;
+    let incremental = dump(app.herald.db()).await;
     let head = app.herald.store().head().await.unwrap_or_default();
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let herald = app.herald.clone();
     let task = tokio::spawn(async move {
         let projections: Vec<Arc<dyn projections::ReadModel>> = rebuildable_projections();
-        rebuild_in_batches(
-            &herald.db(),
-            herald.store().as_ref(),
-            &projections,
-            5,
-            |p| {
-                let _ = tx.send(p.position);
-            },
-        )
+        rebuild_in_batches(herald.db(), herald.store().as_ref(), &projections, 5, |p| {
+            let _ = tx.send(p.position);
+        })
         .await
     });
     let first = rx.recv().await.unwrap_or_else(|| panic!("no progress"));
@@ -246,13 +240,13 @@ async fn resumes(backend: Backend) {
     let _ = task.await;
     assert!(first < head);
     assert_eq!(
-        dump(&app.herald.db()).await,
+        dump(app.herald.db()).await,
         incremental,
         "live models untouched"
     );
 
     let done = rebuild(
-        &app.herald.db(),
+        app.herald.db(),
         app.herald.store().as_ref(),
         &rebuildable_projections(),
         |_| {},
@@ -265,7 +259,7 @@ async fn resumes(backend: Backend) {
         done.events
     );
     assert_eq!(done.position, head);
-    assert_eq!(dump(&app.herald.db()).await, incremental);
+    assert_eq!(dump(app.herald.db()).await, incremental);
 }
 
 on_both!(
@@ -278,7 +272,7 @@ async fn cli(backend: Backend) {
     };
     let token = history(&app).await;
     caught_up(&app).await;
-    let incremental = dump(&app.herald.db()).await;
+    let incremental = dump(app.herald.db()).await;
     let args = match app.db.url() {
         Some(url) => vec!["--database-url".to_owned(), url],
         None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
@@ -335,7 +329,7 @@ async fn cli(backend: Backend) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("rebuilt devices"), "{stderr}");
-    assert_eq!(dump(&app.herald.db()).await, incremental);
+    assert_eq!(dump(app.herald.db()).await, incremental);
     // The server carries on from the switched-in model.
     assert_eq!(
         app.put("/v1/devices/after", &token, device("z", None))

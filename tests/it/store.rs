@@ -313,10 +313,10 @@ async fn atomic_append(backend: Backend) {
     };
     match &db.db {
         projections::db::Db::Sqlite(s) => {
-            sqlx::raw_sql(&refuse).execute(&s.writer).await.map(|_| ())
+            sqlx::raw_sql(refuse).execute(&s.writer).await.map(|_| ())
         }
         projections::db::Db::Postgres(p) => {
-            sqlx::raw_sql(&refuse).execute(&p.pool).await.map(|_| ())
+            sqlx::raw_sql(refuse).execute(&p.pool).await.map(|_| ())
         }
     }
     .unwrap_or_else(|e| panic!("trigger: {e}"));
