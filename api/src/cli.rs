@@ -236,6 +236,11 @@ pub struct ServeArgs {
     /// (and a repeat of it answered from it).
     #[arg(long, env = "HERALD_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
     pub idempotency_ttl_seconds: u64,
+    /// API requests per second per key, with a burst of the same size;
+    /// 0 turns the limit off. An app's own limit (PATCH /v1/apps/{id})
+    /// wins. Per node.
+    #[arg(long, env = "HERALD_API_RATE_LIMIT", default_value_t = Config::DEFAULT_API_RATE_LIMIT)]
+    pub api_rate_limit: u32,
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
@@ -413,6 +418,7 @@ impl ServeArgs {
             anyhow::bail!("HERALD_IDEMPOTENCY_TTL_SECONDS must be at least 1");
         }
         config.idempotency_ttl = Duration::from_secs(self.idempotency_ttl_seconds);
+        config.api_rate_limit = self.api_rate_limit;
         self.http.apply(&mut config.http)?;
         self.webhooks.apply(&mut config.webhooks)?;
         self.push.apply(&mut config.push)?;

@@ -125,7 +125,7 @@ async fn scope_of(state: &AppState, token: Option<String>) -> Option<String> {
     }
 }
 
-fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

@@ -13,6 +13,7 @@ pub mod healthcheck;
 mod idempotency;
 mod minimal;
 pub mod pump;
+pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -12,6 +12,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::extract::BodyTimeout;
+use crate::rate_limit::{self, RateLimits};
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
 use crate::{connections, edge, fail_fast, fallback, idempotency, minimal};
@@ -27,7 +28,12 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
     ));
     let body_timeout = BodyTimeout(herald.config().http.body_timeout);
+    let rate_limits = Arc::new(RateLimits::new(
+        herald.config().api_rate_limit,
+        herald.config().clock.clone(),
+    ));
     let state = AppState {
+        rate_limits,
         services: herald.services().clone(),
         herald,
         stopping,
@@ -39,6 +45,10 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             idempotency::replay_or_run,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -13,6 +13,8 @@ pub struct AppState {
     /// Turns true when the server starts shutting down, so long-lived
     /// responses (live tails, exports) end instead of holding it up.
     pub stopping: watch::Receiver<bool>,
+    /// API rate limits per key (this node's buckets).
+    pub rate_limits: Arc<crate::rate_limit::RateLimits>,
 }
 
 impl AppState {

@@ -40,6 +40,8 @@ pub enum AppCommand {
     RevokeApiKey(ApiKeyId),
     /// Push messages per UTC day; `None` lifts the limit.
     SetDailyQuota(Option<u64>),
+    /// API requests per second per key; `None`: the node's default.
+    SetRateLimit(Option<u32>),
     /// Credentials were stored (outside the log): their fingerprint and
     /// the details that are not secret (project, key id, team, topic).
     SetPushCredentials {
@@ -66,6 +68,8 @@ pub enum AppEvent {
     ApiKeyRevoked { key_id: ApiKeyId },
     #[serde(rename = "app.daily_quota_set")]
     DailyQuotaSet { daily_quota: Option<u64> },
+    #[serde(rename = "app.rate_limit_set")]
+    RateLimitSet { rate_limit_per_second: Option<u32> },
     #[serde(rename = "app.push_credentials_set")]
     PushCredentialsSet {
         provider: SendPlatform,
@@ -84,6 +88,7 @@ pub struct App {
     /// Key id -> revoked?
     keys: BTreeMap<ApiKeyId, bool>,
     daily_quota: Option<u64>,
+    rate_limit: Option<u32>,
     /// Provider -> fingerprint of the stored credentials.
     credentials: BTreeMap<&'static str, String>,
 }
@@ -153,6 +158,17 @@ impl Aggregate for App {
                 }
                 Ok(vec![AppEvent::DailyQuotaSet { daily_quota }])
             }
+            AppCommand::SetRateLimit(rate_limit_per_second) => {
+                if !self.exists {
+                    return Err(DomainError::NotFound("app"));
+                }
+                if self.rate_limit == rate_limit_per_second {
+                    return Ok(vec![]);
+                }
+                Ok(vec![AppEvent::RateLimitSet {
+                    rate_limit_per_second,
+                }])
+            }
             AppCommand::SetPushCredentials {
                 provider,
                 fingerprint,
@@ -186,6 +202,9 @@ impl Aggregate for App {
                 self.keys.insert(*key_id, true);
             }
             AppEvent::DailyQuotaSet { daily_quota } => self.daily_quota = *daily_quota,
+            AppEvent::RateLimitSet {
+                rate_limit_per_second,
+            } => self.rate_limit = *rate_limit_per_second,
             AppEvent::PushCredentialsSet {
                 provider,
                 fingerprint,

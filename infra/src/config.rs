@@ -36,6 +36,8 @@ pub struct Config {
     pub push: PushConfig,
     /// How long the answer to a request with an `Idempotency-Key` is kept.
     pub idempotency_ttl: Duration,
+    /// API requests per second per key (burst the same); 0: no limit.
+    pub api_rate_limit: u32,
     /// The reactors' clock (a manual one in tests).
     pub clock: Arc<dyn Clock>,
 }
@@ -43,6 +45,8 @@ pub struct Config {
 impl Config {
     pub const DEFAULT_LISTEN: &'static str = "127.0.0.1:8080";
     pub const DEFAULT_DATA_DIR: &'static str = "./herald-data";
+    /// Far above what one key does in any benchmark here (~5,000/s).
+    pub const DEFAULT_API_RATE_LIMIT: u32 = 20_000;
 
     /// Defaults, with SQLite in `data_dir`.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
@@ -61,6 +65,7 @@ impl Config {
             webhooks: WebhookConfig::default(),
             push: PushConfig::default(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            api_rate_limit: Config::DEFAULT_API_RATE_LIMIT,
             clock: clock::system(),
         }
     }

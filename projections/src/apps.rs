@@ -88,6 +88,18 @@ impl Projection for AppsProjection {
                     .execute(c)
                     .await?;
                 }),
+                AppEvent::RateLimitSet {
+                    rate_limit_per_second,
+                } => on_tx!(tx, |c| {
+                    sqlx::query(
+                        "UPDATE apps SET rate_limit_per_second = $1, updated_at = $2 WHERE app_id = $3",
+                    )
+                    .bind(rate_limit_per_second.map(i64::from))
+                    .bind(at)
+                    .bind(event.app_id.0)
+                    .execute(c)
+                    .await?;
+                }),
                 AppEvent::PushCredentialsSet {
                     provider,
                     fingerprint,
@@ -215,6 +227,18 @@ pub async fn daily_quota(db: &Db, app_id: AppId) -> Result<Option<i64>, sqlx::Er
             .await?
     });
     Ok(quota.flatten())
+}
+
+/// The app's own API rate limit per key (`None`: the node's default, or no
+/// such app).
+pub async fn rate_limit(db: &Db, app_id: AppId) -> Result<Option<i64>, sqlx::Error> {
+    let limit: Option<Option<i64>> = on_db!(db, |p| {
+        sqlx::query_scalar("SELECT rate_limit_per_second FROM apps WHERE app_id = $1")
+            .bind(app_id.0)
+            .fetch_optional(p)
+            .await?
+    });
+    Ok(limit.flatten())
 }
 
 /// Push credentials as the API shows them: never the secret parts.

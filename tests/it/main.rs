@@ -18,6 +18,7 @@ mod process;
 mod projection_faults;
 mod projections;
 mod pump;
+mod rate_limits;
 mod rebuild;
 mod reliability;
 mod search;

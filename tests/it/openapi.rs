@@ -45,7 +45,7 @@ async fn every_operation_lists_the_errors_it_can_give() {
         let mut wanted = Vec::new();
         if is_secured {
             secured += 1;
-            wanted.extend(["401", "403", "503"]);
+            wanted.extend(["401", "403", "429", "503"]);
             let names: Vec<&str> = op["parameters"]
                 .as_array()
                 .into_iter()

@@ -44,10 +44,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchApp {
-    /// Push messages per UTC day; `null` lifts the limit. Required.
+    /// Push messages per UTC day; `null` lifts the limit.
     #[serde(default, deserialize_with = "crate::routes::devices::present")]
-    #[schema(value_type = Option<i64>, minimum = 0, required = true)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
     daily_quota: Option<Option<i64>>,
+    /// API requests per second per key (burst the same); `null`: the
+    /// node's default (`HERALD_API_RATE_LIMIT`); 0: no limit.
+    #[serde(default, deserialize_with = "crate::routes::devices::present")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
+    rate_limit_per_second: Option<Option<i64>>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -56,9 +61,13 @@ pub struct AppQuota {
     /// Push messages per UTC day; null: no limit.
     #[schema(minimum = 0)]
     daily_quota: Option<i64>,
+    /// API requests per second per key; null: the node's default.
+    #[schema(minimum = 0)]
+    rate_limit_per_second: Option<i64>,
 }
 
-/// Sets an app's daily push quota (root token).
+/// Sets an app's daily push quota and/or its API rate limit (root token;
+/// at least one of the two).
 #[utoipa::path(patch, path = "/v1/apps/{id}", tag = "apps", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "The app's id")),
     request_body = PatchApp,
@@ -75,26 +84,52 @@ async fn patch_app(
     let app_id = Uuid::parse_str(&raw)
         .map(AppId)
         .map_err(|_| ApiError::NotFound("app not found".into()))?;
-    let quota = match body.daily_quota {
-        None => {
-            return Err(ApiError::invalid(
-                "daily_quota",
-                "is required (null lifts the limit)",
-            ));
-        }
-        Some(None) => None,
-        Some(Some(q)) => Some(
-            u64::try_from(q).map_err(|_| ApiError::invalid("daily_quota", "must be 0 or more"))?,
-        ),
-    };
-    let daily_quota = state
-        .services
-        .push_credentials
-        .set_daily_quota(&root.ctx.clone(), app_id, quota)
-        .await?;
+    if body.daily_quota.is_none() && body.rate_limit_per_second.is_none() {
+        return Err(ApiError::invalid(
+            "body",
+            "give daily_quota or rate_limit_per_second (null lifts or resets them)",
+        ));
+    }
+    let quota = body
+        .daily_quota
+        .map(|q| {
+            q.map(|q| {
+                u64::try_from(q).map_err(|_| ApiError::invalid("daily_quota", "must be 0 or more"))
+            })
+            .transpose()
+        })
+        .transpose()?;
+    let rate = body
+        .rate_limit_per_second
+        .map(|r| {
+            r.map(|r| {
+                u32::try_from(r).map_err(|_| {
+                    ApiError::invalid("rate_limit_per_second", "must be between 0 and 4294967295")
+                })
+            })
+            .transpose()
+        })
+        .transpose()?;
+    let services = &state.services;
+    let mut daily_quota = services.notifications.daily_quota(app_id).await?;
+    if let Some(quota) = quota {
+        daily_quota = services
+            .push_credentials
+            .set_daily_quota(&root.ctx, app_id, quota)
+            .await?;
+    }
+    let mut rate_limit_per_second = services.tenancy.rate_limit(app_id).await?;
+    if let Some(rate) = rate {
+        rate_limit_per_second = services
+            .tenancy
+            .set_rate_limit(&root.ctx, app_id, rate)
+            .await?;
+        state.rate_limits.forget(app_id);
+    }
     Ok(Json(AppQuota {
         id: app_id.0,
         daily_quota,
+        rate_limit_per_second,
     }))
 }
 

@@ -1,6 +1,7 @@
 //! Apps, API keys, and who a bearer token belongs to.
 
 use chrono::{DateTime, Utc};
+use domain::DomainError;
 use domain::app::{self, App, AppCommand, NewApiKey};
 use domain::ids::{ApiKeyId, AppId};
 use domain::role::Role;
@@ -152,5 +153,35 @@ impl Tenancy {
 
     pub async fn list_api_keys(&self, app_id: AppId) -> Result<Vec<ApiKeyRecord>, CommandError> {
         Ok(read::list_keys(&self.db, app_id).await?)
+    }
+
+    /// Root only: the app's API rate limit per key (`None`: the node's
+    /// default). Returns the stored value.
+    pub async fn set_rate_limit(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        per_second: Option<u32>,
+    ) -> Result<Option<i64>, CommandError> {
+        let done = self
+            .commands
+            .execute::<App>(
+                &app::stream(app_id),
+                &ctx.metadata(app_id),
+                AppCommand::SetRateLimit(per_second),
+            )
+            .await?;
+        self.reads
+            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
+            .await;
+        if !done.state.exists() {
+            return Err(DomainError::NotFound("app").into());
+        }
+        Ok(read::rate_limit(&self.db, app_id).await?)
+    }
+
+    /// The app's own API rate limit, if it has one.
+    pub async fn rate_limit(&self, app_id: AppId) -> Result<Option<i64>, CommandError> {
+        Ok(read::rate_limit(&self.db, app_id).await?)
     }
 }

@@ -137,6 +137,8 @@ async fn killed(backend: Backend) {
     );
     let expected = integration_ids(&app, &a.token).await;
     assert_eq!(expected.len(), 7);
+    // The change queue's feed follows the log apart from the commands.
+    app.settled().await;
 
     let dir = herald_tests::backend::temp_dir("pump");
     let out = dir.join("delivered");
@@ -198,6 +200,7 @@ async fn poison(backend: Backend) {
         );
     }
     let expected = integration_ids(&app, &a.token).await;
+    app.settled().await;
     let dir = herald_tests::backend::temp_dir("poison");
     let out = dir.join("delivered");
     let handler = script(
@@ -273,6 +276,7 @@ echo "$HERALD_CHANGE_ID" >> "$1""#,
         200
     );
     assert_eq!(app.put("/v1/devices/d9", &a.token, body).await.status, 201);
+    app.settled().await;
     let halted = pump(
         &app,
         &a.token,

@@ -1,7 +1,7 @@
 //! The error answers that follow from what an operation is, added to every
 //! operation in one place (a route annotates only its own: 404, 409, 429):
 //!
-//! - secured (it takes a bearer key): 401, 403, and 503 (every such
+//! - secured (it takes a bearer key): 401, 403, 429 (rate limit), and 503 (every such
 //!   operation reads the database, and waits, bounded, for the read models
 //!   it uses); and the consistency token every such operation reads
 //!   (`Herald-Min-Position` or `?min_position=`, see `extract::context`),
@@ -31,7 +31,7 @@ use crate::error::PROBLEM_JSON;
 type HeaderDoc = (&'static str, &'static str, &'static str);
 
 /// (status, component name, description, headers)
-const COMMON: [(&str, &str, &str, &[HeaderDoc]); 8] = [
+const COMMON: [(&str, &str, &str, &[HeaderDoc]); 9] = [
     (
         "400",
         "BadRequest",
@@ -73,6 +73,29 @@ const COMMON: [(&str, &str, &str, &[HeaderDoc]); 8] = [
         "UnsupportedMediaType",
         "The body was not sent as `Content-Type: application/json`.",
         &[],
+    ),
+    (
+        "429",
+        "TooManyRequests",
+        "The API key is over its rate limit (`HERALD_API_RATE_LIMIT` per second, or the app's own); retry after `Retry-After` seconds. Every answer to an app key carries `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.",
+        &[
+            ("retry-after", "integer", "Seconds to wait before retrying."),
+            (
+                "ratelimit-limit",
+                "integer",
+                "Requests per second allowed to this key (the burst is the same).",
+            ),
+            (
+                "ratelimit-remaining",
+                "integer",
+                "Requests left in the burst.",
+            ),
+            (
+                "ratelimit-reset",
+                "integer",
+                "Seconds until the burst is whole again.",
+            ),
+        ],
     ),
     (
         "503",
@@ -185,7 +208,7 @@ fn add_to(op: &mut Operation, command: bool) {
     let parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
     let wanted = |status: &str| match status {
         "400" => body || parameters,
-        "401" | "403" | "503" => secured,
+        "401" | "403" | "429" | "503" => secured,
         "409" | "422" => secured && command,
         "413" | "415" => body,
         _ => false,
