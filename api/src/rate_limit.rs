@@ -89,12 +89,15 @@ impl Buckets {
     }
 }
 
+/// An app's own limit as last read, and when.
+type Cached = (Option<u32>, DateTime<Utc>);
+
 /// The limits: the node's default, the apps' own, the buckets.
 pub struct RateLimits {
     default: u32,
     clock: Arc<dyn Clock>,
     buckets: Buckets,
-    overrides: Mutex<HashMap<AppId, (Option<u32>, DateTime<Utc>)>>,
+    overrides: Mutex<HashMap<AppId, Cached>>,
 }
 
 impl RateLimits {
