@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use infra::auth::Principal;
 use infra::idempotency::{Claim, Saved, Scope, key_problem};
 
+use crate::caller::{Caller, resolve};
 use crate::error::{ApiError, problem};
 use crate::extract::BodyTimeout;
 use crate::server::BODY_LIMIT;
@@ -61,8 +62,8 @@ pub async fn replay_or_run(
             .into_response();
         }
     };
-    let token = bearer(request.headers());
-    let Some(scope) = scope_of(&state, token).await else {
+    let caller = resolve(&state, request.headers(), request.extensions()).await;
+    let Some(scope) = scope_of(caller) else {
         // Not authenticated: the handler answers 401/403 and nothing is kept.
         return next.run(request).await;
     };
@@ -118,19 +119,11 @@ pub async fn replay_or_run(
 
 /// The caller's app (or `root`); `None` when the request does not
 /// authenticate.
-async fn scope_of(state: &AppState, token: Option<String>) -> Option<String> {
-    match state.services.auth.authenticate(&token?).await.ok()?? {
+fn scope_of(caller: Caller) -> Option<String> {
+    match caller.0? {
         Principal::Root => Some("root".into()),
         Principal::Key { app_id, .. } => Some(app_id.0.to_string()),
     }
-}
-
-pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
 }
 
 /// A digest of what makes two requests the same one.

@@ -1,6 +1,7 @@
 //! Herald's HTTP API.
 
 pub mod admin;
+mod caller;
 pub mod cli;
 mod connections;
 mod cursor;

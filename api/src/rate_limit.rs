@@ -23,8 +23,8 @@ use domain::ids::{ApiKeyId, AppId};
 use infra::auth::Principal;
 use infra::clock::Clock;
 
+use crate::caller::resolve;
 use crate::error::ApiError;
-use crate::idempotency::bearer;
 use crate::state::AppState;
 
 /// How long an app's own limit is used before it is read again.
@@ -142,19 +142,11 @@ impl RateLimits {
     }
 }
 
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn limit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let limits = state.rate_limits.clone();
-    let principal = match bearer(request.headers()) {
-        Some(token) => state
-            .services
-            .auth
-            .authenticate(&token)
-            .await
-            .ok()
-            .flatten(),
-        None => None,
-    };
-    let Some(Principal::Key { app_id, key_id, .. }) = principal else {
+    let caller = resolve(&state, request.headers(), request.extensions()).await;
+    request.extensions_mut().insert(caller.clone());
+    let Some(Principal::Key { app_id, key_id, .. }) = caller.0 else {
         return next.run(request).await;
     };
     let per_second = limits.limit_for(&state, app_id).await;

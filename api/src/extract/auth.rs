@@ -13,6 +13,7 @@ use infra::auth::Principal;
 use infra::services::RequestContext;
 
 use super::context::from_parts;
+use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -66,6 +67,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 }
 
 async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiError> {
+    // Resolved already by the middleware in front (see `caller`).
+    if let Some(Caller(Some(principal))) = parts.extensions.get::<Caller>() {
+        return Ok(principal.clone());
+    }
     let token = bearer(parts)?;
     state
         .services

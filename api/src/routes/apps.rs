@@ -114,7 +114,7 @@ async fn patch_app(
     let mut daily_quota = services.notifications.daily_quota(app_id).await?;
     if let Some(quota) = quota {
         daily_quota = services
-            .push_credentials
+            .tenancy
             .set_daily_quota(&root.ctx, app_id, quota)
             .await?;
     }

@@ -1,7 +1,6 @@
 //! Push credentials per app: checked, sealed in the vault, announced in the
 //! log by fingerprint (and the details that are not secret).
 
-use domain::DomainError;
 use domain::app::{self, App, AppCommand};
 use domain::ids::AppId;
 use domain::platform::SendPlatform;
@@ -135,31 +134,5 @@ impl PushCredentials {
             .await?
             .into_iter()
             .find(|c| c.provider == provider.as_str()))
-    }
-
-    /// Root only: the app's daily push quota (`None` lifts it).
-    pub async fn set_daily_quota(
-        &self,
-        ctx: &RequestContext,
-        app_id: AppId,
-        quota: Option<u64>,
-    ) -> Result<Option<i64>, CommandError> {
-        let done = self
-            .commands
-            .execute::<App>(
-                &app::stream(app_id),
-                &ctx.metadata(app_id),
-                AppCommand::SetDailyQuota(quota),
-            )
-            .await?;
-        self.reads
-            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
-            .await;
-        if !done.state.exists() {
-            return Err(DomainError::NotFound("app").into());
-        }
-        Ok(read::daily_quota(&self.db, app_id)
-            .await
-            .map_err(StoreError::from)?)
     }
 }

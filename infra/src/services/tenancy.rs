@@ -155,6 +155,19 @@ impl Tenancy {
         Ok(read::list_keys(&self.db, app_id).await?)
     }
 
+    /// Root only: the app's daily push quota (`None` lifts it). Returns
+    /// the stored value.
+    pub async fn set_daily_quota(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        quota: Option<u64>,
+    ) -> Result<Option<i64>, CommandError> {
+        self.change_app(ctx, app_id, AppCommand::SetDailyQuota(quota))
+            .await?;
+        Ok(read::daily_quota(&self.db, app_id).await?)
+    }
+
     /// Root only: the app's API rate limit per key (`None`: the node's
     /// default). Returns the stored value.
     pub async fn set_rate_limit(
@@ -163,13 +176,21 @@ impl Tenancy {
         app_id: AppId,
         per_second: Option<u32>,
     ) -> Result<Option<i64>, CommandError> {
+        self.change_app(ctx, app_id, AppCommand::SetRateLimit(per_second))
+            .await?;
+        Ok(read::rate_limit(&self.db, app_id).await?)
+    }
+
+    /// Runs a command on an existing app and waits for the apps model.
+    async fn change_app(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        command: AppCommand,
+    ) -> Result<(), CommandError> {
         let done = self
             .commands
-            .execute::<App>(
-                &app::stream(app_id),
-                &ctx.metadata(app_id),
-                AppCommand::SetRateLimit(per_second),
-            )
+            .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
             .await?;
         self.reads
             .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
@@ -177,7 +198,7 @@ impl Tenancy {
         if !done.state.exists() {
             return Err(DomainError::NotFound("app").into());
         }
-        Ok(read::rate_limit(&self.db, app_id).await?)
+        Ok(())
     }
 
     /// The app's own API rate limit, if it has one.
