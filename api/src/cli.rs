@@ -216,6 +216,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "HERALD_LISTEN", default_value = Config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Also serve `GET /metrics` here, without authentication (keep it on a
+    /// private network); on the API address it needs the root token.
+    #[arg(long, env = "HERALD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The root token; generated and saved in the data directory if unset.
     #[arg(long, env = "HERALD_ROOT_TOKEN", hide_env_values = true)]
     pub root_token: Option<String>,
@@ -401,6 +405,7 @@ impl ServeArgs {
     pub fn config(&self) -> anyhow::Result<Config> {
         let mut config = self.database.config();
         config.listen = self.listen;
+        config.metrics_listen = self.metrics_listen;
         config.root_token = self
             .root_token
             .clone()

@@ -12,6 +12,7 @@ mod fail_fast;
 mod fallback;
 pub mod healthcheck;
 mod idempotency;
+pub mod metrics;
 mod minimal;
 pub mod pump;
 pub mod rate_limit;

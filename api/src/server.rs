@@ -15,29 +15,38 @@ use crate::extract::BodyTimeout;
 use crate::rate_limit::{self, RateLimits};
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
-use crate::{connections, edge, fail_fast, fallback, idempotency, minimal};
+use crate::{connections, edge, fail_fast, fallback, idempotency, metrics, minimal};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
 
 /// The whole HTTP application.
 pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
+    router(state(herald, stopping))
+}
+
+/// What every handler can reach, made once per server.
+fn state(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> AppState {
+    let rate_limits = Arc::new(RateLimits::new(
+        herald.config().api_rate_limit,
+        herald.config().clock.clone(),
+    ));
+    AppState {
+        rate_limits,
+        http_metrics: Arc::default(),
+        services: herald.services().clone(),
+        herald,
+        stopping,
+    }
+}
+
+fn router(state: AppState) -> Router {
     let (router, mut doc) = routes::router().split_for_parts();
     routes::openapi::complete(&mut doc);
     let doc = Document(Arc::new(
         doc.to_pretty_json().unwrap_or_else(|_| "{}".into()),
     ));
-    let body_timeout = BodyTimeout(herald.config().http.body_timeout);
-    let rate_limits = Arc::new(RateLimits::new(
-        herald.config().api_rate_limit,
-        herald.config().clock.clone(),
-    ));
-    let state = AppState {
-        rate_limits,
-        services: herald.services().clone(),
-        herald,
-        stopping,
-    };
+    let body_timeout = BodyTimeout(state.herald.config().http.body_timeout);
     router
         .fallback(fallback::not_found)
         .layer(axum::middleware::from_fn(edge::refuse_unstorable))
@@ -57,6 +66,10 @@ pub fn app(herald: Arc<Herald>, stopping: watch::Receiver<bool>) -> Router {
         .layer(axum::Extension(doc))
         .layer(axum::Extension(body_timeout))
         .layer(axum::middleware::from_fn(fallback::problems_everywhere))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::http::observe,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             let request_id = request
@@ -81,7 +94,16 @@ pub async fn serve(
     let grace = herald.config().shutdown_grace;
     let limits = herald.config().http;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let router = app(herald.clone(), stop_rx.clone());
+    let state = state(herald.clone(), stop_rx.clone());
+    if let Some(address) = herald.config().metrics_listen {
+        let metrics_listener = metrics::bind(address).await?;
+        tokio::spawn(metrics::serve_alone(
+            metrics_listener,
+            state.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let router = router(state);
     let server = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");

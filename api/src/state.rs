@@ -15,6 +15,8 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// API rate limits per key (this node's buckets).
     pub rate_limits: Arc<crate::rate_limit::RateLimits>,
+    /// Requests by route, method and status class (for `/metrics`).
+    pub http_metrics: Arc<crate::metrics::http::HttpMetrics>,
 }
 
 impl AppState {

@@ -15,6 +15,8 @@ use crate::secrets::Secret;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where `/metrics` is also served, without authentication.
+    pub metrics_listen: Option<SocketAddr>,
     /// SQLite file, root token file, local state.
     pub data_dir: PathBuf,
     /// `postgres://…` moves the log and read models to PostgreSQL.
@@ -52,6 +54,7 @@ impl Config {
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             data_dir: data_dir.into(),
             database_url: None,
             root_token: None,

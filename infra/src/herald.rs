@@ -16,12 +16,16 @@ use crate::config::Config;
 use crate::database::health::DbHealth;
 use crate::database::{self, redact};
 use crate::idempotency::Idempotency;
+use crate::metrics::AppendMetrics;
+use crate::metrics::collect::{self, ReactorView, Sources};
+use crate::metrics::text::Exposition;
 use crate::reactors::push::credentials::Clients;
 use crate::reactors::push::sender::{self, Sender};
 use crate::reactors::webhooks::worker::Deliveries;
 use crate::root_token;
 use crate::runtime::commands::CommandBus;
-use crate::runtime::{self, Followers};
+use crate::runtime::status::ProjectionStatus;
+use crate::runtime::{self, Followers, RuntimeError, Stall};
 use crate::secrets::Secret;
 use crate::services::change_queues::ChangeQueues;
 use crate::services::devices::Devices;
@@ -56,6 +60,7 @@ pub struct Herald {
     config: Config,
     db: Db,
     store: Arc<dyn EventStore>,
+    appends: Arc<AppendMetrics>,
     projections: Followers,
     webhooks: Arc<Deliveries>,
     push: Arc<Sender>,
@@ -94,8 +99,9 @@ impl Herald {
             vault::load_or_create_key(config.secret_key.as_ref(), &config.data_dir)?;
         let vault = Vault::new(db.clone(), &secret_key);
         let clock = config.clock.clone();
-        let store: Arc<dyn EventStore> =
-            Arc::new(SqlEventStore::open_with_clock(db.clone(), clock.clone()).await?);
+        let sql_store = SqlEventStore::open_with_clock(db.clone(), clock.clone()).await?;
+        let appends = sql_store.metrics().clone();
+        let store: Arc<dyn EventStore> = Arc::new(sql_store);
         let projections = Followers::new(
             db.clone(),
             store.clone(),
@@ -190,6 +196,7 @@ impl Herald {
             config,
             db,
             store,
+            appends,
             projections,
             webhooks,
             push,
@@ -260,6 +267,73 @@ impl Herald {
             }
         };
         tokio::time::timeout(timeout, settle).await.unwrap_or(false)
+    }
+
+    /// Every projection's standing: its checkpoint (this node's, where it is
+    /// ahead of the stored one), lag and faults, and whether it is stalled
+    /// as a whole on this node.
+    pub async fn projection_status(
+        &self,
+    ) -> Result<Vec<(ProjectionStatus, Option<Stall>)>, RuntimeError> {
+        let statuses = runtime::status::status(
+            &self.db,
+            self.store.as_ref(),
+            &runtime::registered(),
+            self.config.clock.now(),
+        )
+        .await?;
+        let trouble = self.projections.trouble();
+        let local = self.projections.checkpoints();
+        Ok(statuses
+            .into_iter()
+            .map(|status| {
+                let here = local.iter().find(|(n, _, _)| *n == status.name);
+                let status = status.with_local(here.map_or(0, |(_, _, p)| *p));
+                let stall = trouble
+                    .iter()
+                    .find(|t| t.name == status.name)
+                    .and_then(|t| t.stall.clone());
+                (status, stall)
+            })
+            .collect())
+    }
+
+    /// This node's part of a `/metrics` scrape (see [`crate::metrics`]).
+    pub async fn metrics(&self, out: &mut Exposition) {
+        let database_up = self.health.is_up();
+        let (head, projections) = if database_up {
+            let projections = self.projection_status().await.ok().map(|all| {
+                all.into_iter()
+                    .map(|(status, stall)| (status, stall.is_some()))
+                    .collect()
+            });
+            (self.store.head().await.ok(), projections)
+        } else {
+            (None, None)
+        };
+        let sources = Sources {
+            db: &self.db,
+            database_up,
+            head,
+            projections,
+            appends: &self.appends,
+            webhooks: self.webhooks.metrics(),
+            push: self.push.metrics(),
+            reactors: vec![
+                ReactorView {
+                    name: "webhooks",
+                    in_flight: self.webhooks.in_flight(),
+                    latency: &self.webhooks.metrics().latency,
+                },
+                ReactorView {
+                    name: "push",
+                    in_flight: self.push.in_flight(),
+                    latency: &self.push.metrics().latency,
+                },
+            ],
+            now_micros: self.config.clock.now().timestamp_micros(),
+        };
+        collect::render(sources, out).await;
     }
 
     /// Whether the database answers and is fully migrated.

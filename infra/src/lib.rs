@@ -19,6 +19,7 @@ pub mod config;
 pub mod database;
 pub mod herald;
 pub mod idempotency;
+pub mod metrics;
 pub mod reactors;
 pub mod root_token;
 pub mod runtime;

@@ -12,6 +12,7 @@ mod devices;
 mod events;
 mod http_basics;
 mod idempotency;
+mod metrics;
 mod notifications;
 mod openapi;
 mod process;

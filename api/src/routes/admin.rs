@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infra::runtime::commands::CommandError;
 use infra::runtime::faults::{self, Action, Skipped};
-use infra::runtime::status::{ProjectionStatus, status};
+use infra::runtime::status::ProjectionStatus;
 use infra::runtime::{self, Stall};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -53,29 +53,12 @@ async fn projections(
     _root: Root,
 ) -> ApiResult<Json<ProjectionsBody>> {
     let herald = &state.herald;
-    let statuses = status(
-        herald.db(),
-        herald.store().as_ref(),
-        &runtime::registered(),
-        herald.config().clock.now(),
-    )
-    .await
-    .map_err(CommandError::from)?;
-    let trouble = herald.projections().trouble();
-    let local = herald.projections().checkpoints();
-    let projections = statuses
+    let projections = herald
+        .projection_status()
+        .await
+        .map_err(CommandError::from)?
         .into_iter()
-        .map(|status| {
-            let here = local.iter().find(|(n, _, _)| *n == status.name);
-            status.with_local(here.map_or(0, |(_, _, p)| *p))
-        })
-        .map(|status| ProjectionReport {
-            stall: trouble
-                .iter()
-                .find(|t| t.name == status.name)
-                .and_then(|t| t.stall.clone()),
-            status,
-        })
+        .map(|(status, stall)| ProjectionReport { status, stall })
         .collect();
     let skipped = faults::skipped(herald.db(), 100)
         .await

@@ -10,6 +10,7 @@ mod devices;
 mod events;
 pub use events::EventBody;
 mod health;
+mod metrics;
 mod notifications;
 pub mod openapi;
 mod push_credentials;
@@ -58,5 +59,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(push_credentials::router())
         .merge(usage::router())
+        .merge(metrics::router())
         .merge(openapi::router())
 }

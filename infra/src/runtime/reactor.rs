@@ -19,7 +19,7 @@
 //! nothing due, with nothing in flight — no polling, no deadlines.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -68,6 +68,8 @@ struct Signals {
     idle: watch::Sender<u64>,
     /// Items finished so far.
     finished: AtomicU64,
+    /// Items being handled now.
+    in_flight: AtomicUsize,
 }
 
 /// A running reactor; stops when dropped.
@@ -86,6 +88,11 @@ impl Drop for ReactorHandle {
 impl ReactorHandle {
     pub fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// Items being handled now.
+    pub fn in_flight(&self) -> usize {
+        self.signals.in_flight.load(Ordering::Relaxed)
     }
 
     /// Look for due work now.
@@ -135,6 +142,7 @@ pub fn spawn<R: Reactor>(
         rounds: AtomicU64::new(0),
         idle: watch::Sender::new(0),
         finished: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
     });
     let name = reactor.name();
     let task = tokio::spawn(run(reactor, feed, poll, signals.clone()));
@@ -192,10 +200,15 @@ async fn run<R: Reactor>(
             let reactor = reactor.clone();
             let signals = signals.clone();
             let mut stopping = signals.stop.subscribe();
+            signals.in_flight.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
-                tokio::select! {
-                    () = reactor.handle(work) => {}
-                    _ = stopping.wait_for(|s| *s) => return,
+                let handled = tokio::select! {
+                    () = reactor.handle(work) => true,
+                    _ = stopping.wait_for(|s| *s) => false,
+                };
+                signals.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if !handled {
+                    return;
                 }
                 drop(permit);
                 signals.finished.fetch_add(1, Ordering::SeqCst);

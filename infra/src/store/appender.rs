@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::batch::{Committed, Planned};
 use super::recent::Recent;
 use super::{AppendRequest, Appended, StoreError};
+use crate::metrics::AppendMetrics;
 
 /// Requests taken into one transaction at most.
 const MAX_BATCH_REQUESTS: usize = 512;
@@ -46,6 +47,7 @@ struct Job {
 #[derive(Clone)]
 pub(crate) struct Appender {
     jobs: mpsc::Sender<Job>,
+    metrics: Arc<AppendMetrics>,
 }
 
 impl Appender {
@@ -53,13 +55,31 @@ impl Appender {
         writer: Arc<dyn BatchWriter>,
         head: watch::Sender<i64>,
         recent: Arc<Recent>,
+        metrics: Arc<AppendMetrics>,
     ) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run(writer, queue, Published { head, recent }));
-        Self { jobs }
+        let published = Published {
+            head,
+            recent,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(run(writer, queue, published));
+        Self { jobs, metrics }
     }
 
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
+        let started = std::time::Instant::now();
+        let answer = self.queue(request).await;
+        let m = &self.metrics;
+        m.requests.inc();
+        m.duration.observe(started.elapsed());
+        if answer.is_err() {
+            m.refused.inc();
+        }
+        answer
+    }
+
+    async fn queue(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         super::batch::validate(&request)?;
         let (reply, answer) = oneshot::channel();
         self.jobs
@@ -77,10 +97,13 @@ impl Appender {
 struct Published {
     head: watch::Sender<i64>,
     recent: Arc<Recent>,
+    metrics: Arc<AppendMetrics>,
 }
 
 impl Published {
     fn committed(&self, events: Vec<RecordedEvent>, new_head: i64) {
+        self.metrics.batches.inc();
+        self.metrics.events.add(events.len() as u64);
         self.recent.push(events);
         advance(&self.head, new_head);
     }

@@ -19,6 +19,7 @@ use super::recent::Recent;
 use super::sqlite::SqliteWriter;
 use super::{AppendRequest, Appended, EventFilter, EventStore, StoreError, filter, rows};
 use crate::clock::Clock;
+use crate::metrics::AppendMetrics;
 
 /// How often the head is re-read, to notice other processes' appends where
 /// no notification arrives (SQLite, or a lost PostgreSQL listener).
@@ -30,6 +31,7 @@ pub struct SqlEventStore {
     recent: Arc<Recent>,
     head: watch::Sender<i64>,
     tasks: Vec<JoinHandle<()>>,
+    metrics: Arc<AppendMetrics>,
 }
 
 impl Drop for SqlEventStore {
@@ -75,18 +77,25 @@ impl SqlEventStore {
         };
         tasks.push(tokio::spawn(poll_head(db.clone(), head.clone())));
         let recent = Arc::new(Recent::default());
-        let appender = Appender::spawn(writer, head.clone(), recent.clone());
+        let metrics = Arc::new(AppendMetrics::default());
+        let appender = Appender::spawn(writer, head.clone(), recent.clone(), metrics.clone());
         Ok(Self {
             db,
             appender,
             recent,
             head,
             tasks,
+            metrics,
         })
     }
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What the appender has done so far (for `/metrics`).
+    pub fn metrics(&self) -> &Arc<AppendMetrics> {
+        &self.metrics
     }
 }
 

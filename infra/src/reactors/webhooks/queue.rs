@@ -35,6 +35,20 @@ pub struct Claimed {
     pub lease_token: Uuid,
     /// Not before this instant (the endpoint's rate limit).
     pub send_at: DateTime<Utc>,
+    /// When the event was recorded (the message queued, for test messages).
+    pub created_at: DateTime<Utc>,
+    /// The trace the event was written in, continued by the delivery.
+    pub trace_id: Option<String>,
+}
+
+/// The part of an event's metadata a delivery continues.
+#[derive(serde::Deserialize)]
+struct Traced {
+    trace_id: Option<String>,
+}
+
+fn trace_of(metadata: Option<&str>) -> Option<String> {
+    serde_json::from_str::<Traced>(metadata?).ok()?.trace_id
 }
 
 fn micros(at: DateTime<Utc>) -> i64 {
@@ -55,6 +69,8 @@ type Candidate = (
     String,
     i32,
     Option<i64>,
+    i64,
+    Option<String>,
 );
 
 /// Claims up to `limit` due messages of enabled endpoints: ordered
@@ -73,8 +89,9 @@ pub async fn claim(
     };
     let sql = format!(
         "SELECT m.endpoint_id, m.message_id, m.app_id, m.event_type, m.user_id, m.from_webhooks, \
-         m.body, m.attempts, e.rate_limit \
+         m.body, m.attempts, e.rate_limit, m.created_at, ev.metadata \
          FROM webhook_messages m JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
+         LEFT JOIN events ev ON m.seq > 0 AND ev.position = m.seq \
          WHERE m.status = 'pending' AND m.next_attempt_at <= $1 \
          AND (m.lease_until IS NULL OR m.lease_until <= $1) AND e.enabled \
          AND (NOT e.ordered OR m.seq = 0 OR NOT EXISTS ( \
@@ -103,6 +120,8 @@ pub async fn claim(
         body,
         attempts,
         rate,
+        created_at,
+        metadata,
     ) in candidates
     {
         let send_at = match rate {
@@ -140,6 +159,8 @@ pub async fn claim(
             attempt: attempts + 1,
             lease_token: token,
             send_at: at(send_at),
+            created_at: at(created_at),
+            trace_id: trace_of(metadata.as_deref()),
         });
     }
     // One statement leases them all; a rate-limited message's lease runs

@@ -28,6 +28,7 @@ use super::send::{self, Credential, Request};
 use super::signature;
 use super::{AUTH, SIGNING, owner};
 use crate::clock::Clock;
+use crate::metrics::WebhookMetrics;
 use crate::runtime::commands::CommandBus;
 use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::secrets::{Secret, random_in_1_to};
@@ -61,6 +62,7 @@ pub struct Worker {
     /// Finished deliveries, recorded in batches (one commit for many).
     done: mpsc::Sender<Done>,
     done_rx: Mutex<Option<mpsc::Receiver<Done>>>,
+    metrics: WebhookMetrics,
 }
 
 /// A finished delivery waiting to be recorded.
@@ -110,6 +112,7 @@ impl Deliveries {
                 targets: Mutex::new(HashMap::new()),
                 done,
                 done_rx: Mutex::new(Some(done_rx)),
+                metrics: WebhookMetrics::default(),
             }),
             running: Mutex::new(None),
         })
@@ -160,6 +163,20 @@ impl Deliveries {
         if let Some(idle) = signal {
             idle.await;
         }
+    }
+
+    /// Deliveries' outcomes so far (for `/metrics`).
+    pub fn metrics(&self) -> &WebhookMetrics {
+        &self.worker.metrics
+    }
+
+    /// Messages being delivered by this node now.
+    pub fn in_flight(&self) -> usize {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|(h, _)| h.in_flight()))
+            .unwrap_or(0)
     }
 
     /// Forgets cached settings and secrets of an endpoint (it changed).
@@ -290,6 +307,16 @@ async fn deliver(w: &Worker, message: Claimed) {
         tracing::info!("another worker took this delivery over; its outcome stands");
         return;
     };
+    let class = match (succeeded, next_attempt_at) {
+        (true, _) => "delivered",
+        (false, Some(_)) => "retried",
+        (false, None) => "failed",
+    };
+    w.metrics.outcomes.inc([class]);
+    if class != "retried" {
+        let waited = (now - message.created_at).to_std().unwrap_or_default();
+        w.metrics.latency.observe(waited);
+    }
     if succeeded {
         return;
     }
@@ -402,8 +429,10 @@ async fn disable(w: &Worker, app_id: AppId, message: &Claimed, reason: String) {
             WebhookCommand::Disable { webhook_id, reason },
         )
         .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "could not disable the endpoint");
+    match result {
+        Ok(done) if !done.events.is_empty() => w.metrics.outcomes.inc(["disabled"]),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "could not disable the endpoint"),
     }
 }
 

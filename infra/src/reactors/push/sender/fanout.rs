@@ -16,6 +16,7 @@ use futures::FutureExt;
 use tokio::sync::Semaphore;
 
 use super::audience::Member;
+use crate::metrics::PushMetrics;
 use crate::reactors::push::config::PushConfig;
 use crate::reactors::push::credentials::AppProviders;
 use crate::reactors::push::{Outcome, PushMessage};
@@ -76,6 +77,7 @@ async fn send_one(
     message: &PushMessage,
     member: &Member,
     halted: &AtomicBool,
+    metrics: &PushMetrics,
 ) -> Outcome {
     if halted.load(Ordering::Relaxed) {
         return Outcome::Failed(
@@ -98,6 +100,13 @@ async fn send_one(
             };
             provider.send(message, &member.push_token).await
         };
+        let class = match &outcome {
+            Outcome::Delivered => "delivered",
+            Outcome::InvalidToken(_) => "invalid_token",
+            Outcome::Retry { .. } if attempt < config.max_retries => "retryable",
+            _ => "error",
+        };
+        metrics.outcomes.inc([provider.name(), class]);
         match outcome {
             Outcome::Retry {
                 reason,
@@ -133,19 +142,21 @@ pub async fn send(
     providers: &Arc<AppProviders>,
     limits: &Limits,
     config: &Arc<PushConfig>,
+    metrics: &Arc<PushMetrics>,
 ) -> Sent {
     let halted = Arc::new(AtomicBool::new(false));
     let workers = members.len().min(config.concurrency).max(1);
     let queue = Arc::new(Mutex::new(members.into_iter()));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..workers {
-        let (queue, message, providers, limits, config, halted) = (
+        let (queue, message, providers, limits, config, halted, metrics) = (
             queue.clone(),
             message.clone(),
             providers.clone(),
             limits.clone(),
             config.clone(),
             halted.clone(),
+            metrics.clone(),
         );
         tasks.spawn(async move {
             let mut done = Vec::new();
@@ -154,7 +165,7 @@ pub async fn send(
                 let Some(member) = next else { break };
                 // A panic in one send must not lose the other members' outcomes.
                 let outcome = AssertUnwindSafe(send_one(
-                    &providers, &limits, &config, &message, &member, &halted,
+                    &providers, &limits, &config, &message, &member, &halted, &metrics,
                 ))
                 .catch_unwind()
                 .await

@@ -33,11 +33,15 @@ use super::PushMessage;
 use super::config::PushConfig;
 use super::credentials::{Clients, ProviderCache};
 use crate::clock::Clock;
+use crate::metrics::PushMetrics;
 use crate::runtime::Followers;
 use crate::runtime::commands::{CommandBus, CommandError};
 use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::store::StoreError;
 use crate::vault::Vault;
+
+/// The event a send's latency is measured from.
+const LAUNCHED: &str = "notification.launched";
 
 /// Notifications worked at once by one process.
 const JOBS_AT_ONCE: usize = 4;
@@ -52,6 +56,7 @@ pub struct Worker {
     clients: Clients,
     cache: ProviderCache,
     limits: Limits,
+    metrics: Arc<PushMetrics>,
 }
 
 /// The running sender; stops when dropped (work in flight is abandoned and
@@ -92,6 +97,7 @@ impl Sender {
                 clients: parts.clients,
                 cache: ProviderCache::default(),
                 limits,
+                metrics: Arc::default(),
             }),
             running: Mutex::new(None),
         }
@@ -125,6 +131,20 @@ impl Sender {
         if let Some(idle) = signal {
             idle.await;
         }
+    }
+
+    /// Sends' outcomes so far (for `/metrics`).
+    pub fn metrics(&self) -> &PushMetrics {
+        &self.worker.metrics
+    }
+
+    /// Notifications being launched or sent by this node now.
+    pub fn in_flight(&self) -> usize {
+        self.running
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(ReactorHandle::in_flight))
+            .unwrap_or(0)
     }
 
     /// Stops sending: work in flight is abandoned (its lease lapses and
@@ -231,6 +251,11 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
     let (history, mut state) = w.commands.load::<Notification>(app_id, &stream).await?;
     let mut version = history.last().map_or(0, |e| e.stream_version);
     let meta = metadata(app_id, "push", history.last().map(|e| e.event_id));
+    let launched_at = history
+        .iter()
+        .rev()
+        .find(|e| e.event_type == LAUNCHED)
+        .map(|e| e.recorded_at);
     let Some(message) = state.message.clone() else {
         jobs::drop_job(&w.db, job).await?;
         return Ok(());
@@ -330,7 +355,16 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
         };
         next = pending.get(i + 1).map(|m| read(*m));
         let read_time = started.elapsed();
-        let sent = fanout::send(n, members, &push, &providers, &w.limits, &config).await;
+        let sent = fanout::send(
+            n, members, &push, &providers, &w.limits, &config, &w.metrics,
+        )
+        .await;
+        if let Some(at) = launched_at {
+            let o = &sent.outcome;
+            let messages = o.delivered.len() + o.failed.len() + o.invalid.len();
+            let waited = (w.clock.now() - at).to_std().unwrap_or_default();
+            w.metrics.latency.observe_n(waited, messages as u64);
+        }
         let sending = started.elapsed() - read_time;
         record(w, &stream, &meta, &mut state, &mut version, &sent.outcome).await?;
         tracing::debug!(
