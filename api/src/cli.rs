@@ -223,9 +223,14 @@ pub struct ServeArgs {
     /// The root token; generated and saved in the data directory if unset.
     #[arg(long, env = "HERALD_ROOT_TOKEN", hide_env_values = true)]
     pub root_token: Option<String>,
-    /// OTLP/gRPC endpoint for traces, e.g. http://localhost:4317.
+    /// OTLP/gRPC endpoint for traces, e.g. http://localhost:4317, or
+    /// https://collector:4317 (TLS with the platform's roots).
     #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// A PEM file of CA certificates to trust for an https:// OTLP
+    /// endpoint, besides the platform's.
+    #[arg(long, env = "HERALD_OTLP_CA_FILE")]
+    pub otlp_ca_file: Option<std::path::PathBuf>,
     /// Log as JSON lines.
     #[arg(long, env = "HERALD_LOG_JSON")]
     pub log_json: bool,
@@ -412,6 +417,10 @@ impl ServeArgs {
             .filter(|t| !t.is_empty())
             .map(Secret::new);
         config.otlp_endpoint = self.otlp_endpoint.clone().filter(|e| !e.is_empty());
+        config.otlp_ca_file = self
+            .otlp_ca_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty());
         config.log_json = self.log_json;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
         config.secret_key = self

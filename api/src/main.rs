@@ -24,7 +24,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.config()?;
-            let _telemetry = telemetry::init(config.otlp_endpoint.as_deref(), config.log_json)?;
+            let _telemetry = telemetry::init_with(
+                config.otlp_endpoint.as_deref(),
+                config.otlp_ca_file.as_deref(),
+                config.log_json,
+            )?;
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let started = Herald::start(config).await?;
             if let Some(token) = &started.new_root_token {

@@ -77,7 +77,11 @@ fn router(state: AppState) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+            let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id);
+            // The caller's span, if it sent one, is this span's parent.
+            let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
+            infra::telemetry::context::adopt_parent(&span, traceparent);
+            span
         }))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -23,6 +23,8 @@ pub struct Config {
     pub database_url: Option<Secret<String>>,
     pub root_token: Option<Secret<String>>,
     pub otlp_endpoint: Option<String>,
+    /// CA certificates (PEM) trusted for an `https://` OTLP endpoint.
+    pub otlp_ca_file: Option<PathBuf>,
     pub log_json: bool,
     pub db: DbOptions,
     /// How long a command's response waits for the read models it affects.
@@ -59,6 +61,7 @@ impl Config {
             database_url: None,
             root_token: None,
             otlp_endpoint: None,
+            otlp_ca_file: None,
             log_json: false,
             db: DbOptions::default(),
             read_your_writes_timeout: Duration::from_secs(5),

@@ -24,6 +24,7 @@ mod rebuild;
 mod reliability;
 mod search;
 mod store;
+mod traces;
 mod unstorable;
 mod users;
 mod webhooks;

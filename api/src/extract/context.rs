@@ -77,14 +77,9 @@ pub fn request_context(headers: &HeaderMap, actor: String) -> RequestContext {
     }
 }
 
-/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`).
+/// The trace id of a valid W3C `traceparent`.
 fn trace_id_of(traceparent: &str) -> Option<String> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    let valid = trace_id.len() == 32
-        && trace_id.chars().all(|c| c.is_ascii_hexdigit())
-        && trace_id.chars().any(|c| c != '0');
-    valid.then(|| trace_id.to_ascii_lowercase())
+    infra::telemetry::context::TraceParent::parse(traceparent).map(|tp| tp.trace_id.to_string())
 }
 
 #[cfg(test)]

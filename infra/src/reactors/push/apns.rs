@@ -180,6 +180,9 @@ impl Apns {
             HeaderValue::from(expiration),
         );
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(tp) = &message.traceparent {
+            headers.insert(super::TRACEPARENT, tp.clone());
+        }
         if let Some(id) = c
             .collapse_key
             .as_deref()

@@ -241,10 +241,14 @@ impl Fcm {
         &self,
         body: Bytes,
         authorization: &HeaderValue,
+        traceparent: Option<&HeaderValue>,
     ) -> Result<(u16, Option<Duration>, Value), Outcome> {
-        let mut headers = HeaderMap::with_capacity(2);
+        let mut headers = HeaderMap::with_capacity(3);
         headers.insert(AUTHORIZATION, authorization.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(tp) = traceparent {
+            headers.insert(super::TRACEPARENT, tp.clone());
+        }
         let answer = self
             .http
             .post(self.send_url.clone(), headers, body)
@@ -315,7 +319,10 @@ impl Provider for Fcm {
                 Ok(h) => h,
                 Err(outcome) => return outcome,
             };
-            let (status, after, answer) = match self.post(body.clone(), &authorization).await {
+            let (status, after, answer) = match self
+                .post(body.clone(), &authorization, message.traceparent.as_ref())
+                .await
+            {
                 Ok(r) => r,
                 Err(outcome) => return outcome,
             };

@@ -42,6 +42,8 @@ use uuid::Uuid;
 pub struct PushMessage {
     pub notification_id: Uuid,
     pub content: Content,
+    /// The `traceparent` every send of it carries (see `telemetry::context`).
+    pub traceparent: Option<::http::HeaderValue>,
     rendered: std::sync::Mutex<std::collections::HashMap<&'static str, Arc<Rendered>>>,
 }
 
@@ -70,8 +72,15 @@ impl PushMessage {
         Self {
             notification_id,
             content,
+            traceparent: None,
             rendered: Default::default(),
         }
+    }
+
+    /// The message, its sends carrying `traceparent`.
+    pub fn traced(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent.and_then(|t| ::http::HeaderValue::from_str(&t).ok());
+        self
     }
 
     /// `provider`'s rendering, made once by `render`.
@@ -89,6 +98,9 @@ impl PushMessage {
         Arc::new(render(&self.content))
     }
 }
+
+/// The W3C Trace Context header on every send.
+pub(crate) const TRACEPARENT: ::http::HeaderName = ::http::HeaderName::from_static("traceparent");
 
 /// What a provider said about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -220,6 +220,9 @@ impl Provider for WebPush {
         if let Some(topic) = &c.collapse_key {
             request = request.header("topic", topic);
         }
+        if let Some(tp) = &message.traceparent {
+            request = request.header(super::TRACEPARENT, tp.clone());
+        }
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return transport("webpush", &e),

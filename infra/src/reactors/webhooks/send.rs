@@ -55,6 +55,8 @@ pub struct Request<'a> {
     pub message_id: &'a str,
     pub body: &'a str,
     pub timestamp: DateTime<Utc>,
+    /// W3C Trace Context of the delivery (see `telemetry::context`).
+    pub traceparent: Option<&'a str>,
 }
 
 /// What came back.
@@ -132,6 +134,12 @@ pub async fn send(
         timestamp,
         request.body.as_bytes(),
     );
+    if let Some(tp) = request
+        .traceparent
+        .and_then(|t| HeaderValue::from_str(t).ok())
+    {
+        headers.insert(HeaderName::from_static("traceparent"), tp);
+    }
     let fixed = [
         ("content-type", "application/json".to_owned()),
         ("webhook-id", request.message_id.to_owned()),

@@ -33,7 +33,9 @@ use crate::runtime::commands::CommandBus;
 use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::secrets::{Secret, random_in_1_to};
 use crate::store::StoreError;
+use crate::telemetry::context;
 use crate::vault::{Slot, Vault};
+use tracing::Instrument;
 
 /// How long an endpoint's settings and secrets are reused between deliveries.
 const CACHE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
@@ -222,7 +224,15 @@ impl Reactor for Worker {
         let Ok(slot) = self.slots.clone().acquire_owned().await else {
             return;
         };
-        deliver(&self, message).await;
+        // The delivery continues the trace of the event it carries.
+        let span = tracing::info_span!(
+            "webhook.deliver",
+            endpoint = %message.endpoint_id,
+            message = %message.message_id,
+            attempt = message.attempt,
+        );
+        context::continue_event(&span, message.trace_id.as_deref(), message.message_id);
+        deliver(&self, message).instrument(span).await;
         drop(slot);
     }
 
@@ -233,7 +243,6 @@ impl Reactor for Worker {
     }
 }
 
-#[tracing::instrument(skip_all, fields(endpoint = %message.endpoint_id, message = %message.message_id, attempt = message.attempt))]
 async fn deliver(w: &Worker, message: Claimed) {
     if message.send_at > w.clock.now() {
         w.clock.sleep_until(message.send_at).await;
@@ -249,6 +258,7 @@ async fn deliver(w: &Worker, message: Claimed) {
         }
     };
     let started_at = w.clock.now();
+    let traceparent = context::outgoing(&tracing::Span::current(), message.trace_id.as_deref());
     let response = send::send(
         &w.http,
         &w.addresses,
@@ -259,6 +269,7 @@ async fn deliver(w: &Worker, message: Claimed) {
             message_id: &message.message_id.to_string(),
             body: &message.body,
             timestamp: started_at,
+            traceparent: traceparent.as_deref(),
         },
     )
     .await;

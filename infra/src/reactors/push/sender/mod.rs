@@ -38,7 +38,9 @@ use crate::runtime::Followers;
 use crate::runtime::commands::{CommandBus, CommandError};
 use crate::runtime::reactor::{self, Reactor, ReactorHandle};
 use crate::store::StoreError;
+use crate::telemetry::context;
 use crate::vault::Vault;
+use tracing::Instrument;
 
 /// The event a send's latency is measured from.
 const LAUNCHED: &str = "notification.launched";
@@ -251,11 +253,15 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
     let (history, mut state) = w.commands.load::<Notification>(app_id, &stream).await?;
     let mut version = history.last().map_or(0, |e| e.stream_version);
     let meta = metadata(app_id, "push", history.last().map(|e| e.event_id));
-    let launched_at = history
-        .iter()
-        .rev()
-        .find(|e| e.event_type == LAUNCHED)
-        .map(|e| e.recorded_at);
+    let launch = history.iter().rev().find(|e| e.event_type == LAUNCHED);
+    let launched_at = launch.map(|e| e.recorded_at);
+    // The sends continue the trace of the request that launched it.
+    let span = tracing::info_span!("push.send", notification = %job.notification_id);
+    let trace_id = launch.and_then(|e| e.metadata.get("trace_id")?.as_str().map(str::to_owned));
+    if let Some(launch) = launch {
+        context::continue_event(&span, trace_id.as_deref(), launch.event_id);
+    }
+    let traceparent = context::outgoing(&span, trace_id.as_deref());
     let Some(message) = state.message.clone() else {
         jobs::drop_job(&w.db, job).await?;
         return Ok(());
@@ -324,10 +330,9 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
             .await
             .map_err(|e| CommandError::Internal(e.to_string()))?,
     );
-    let push = Arc::new(PushMessage::new(
-        job.notification_id,
-        message.content.clone(),
-    ));
+    let push = Arc::new(
+        PushMessage::new(job.notification_id, message.content.clone()).traced(traceparent),
+    );
     let config = Arc::new(w.config.clone());
     let lease =
         chrono::Duration::from_std(w.config.lease()).unwrap_or(chrono::Duration::minutes(5));
@@ -358,6 +363,7 @@ async fn send(w: &Worker, job: &Job) -> Result<(), CommandError> {
         let sent = fanout::send(
             n, members, &push, &providers, &w.limits, &config, &w.metrics,
         )
+        .instrument(span.clone())
         .await;
         if let Some(at) = launched_at {
             let o = &sent.outcome;
