@@ -9,6 +9,7 @@ mod connections;
 mod consistency;
 mod device_properties;
 mod devices;
+mod docs_page;
 mod events;
 mod http_basics;
 mod idempotency;

@@ -7,6 +7,7 @@ mod apps;
 mod audit;
 mod change_queues;
 mod devices;
+mod docs;
 mod events;
 pub use events::EventBody;
 mod health;
@@ -61,4 +62,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(usage::router())
         .merge(metrics::router())
         .merge(openapi::router())
+        .merge(docs::router())
 }
