@@ -1,6 +1,7 @@
 # Shared by the HTTP benchmarks (source it): start a release `herald serve`
 # on a fresh data directory (and, for PostgreSQL, a fresh schema), make an
-# app, stop it again.
+# app, stop it again. HERALD_BIN picks another binary (default
+# ./target/release/herald).
 #   serve_herald sqlite|postgres PORT   -> sets herald_pid, herald_data, HERALD_BENCH_TOKEN
 #   stop_herald
 pg_url=${HERALD_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
@@ -17,7 +18,7 @@ serve_herald() {
     db_args=(--database-url "${pg_url}?options=-csearch_path%3D${herald_schema}")
   fi
   HERALD_ROOT_TOKEN=hr_bench HERALD_WEBHOOK_ALLOW_NETS=127.0.0.0/8 RUST_LOG=warn \
-    ./target/release/herald serve --listen "127.0.0.1:$port" --data-dir "$herald_data" "${db_args[@]}" &
+    "${HERALD_BIN:-./target/release/herald}" serve --listen "127.0.0.1:$port" --data-dir "$herald_data" "${db_args[@]}" &
   herald_pid=$!
   for _ in $(seq 1 100); do curl -sf "localhost:$port/readyz" >/dev/null && break; sleep 0.2; done
   HERALD_BENCH_TOKEN=$(curl -sf -X POST "localhost:$port/v1/apps" -H "Authorization: Bearer hr_bench" \
