@@ -119,6 +119,7 @@ pub async fn serve(
         );
     }
     herald.stop();
+    herald.leave().await;
     // Closing waits for connections to come back; some are held by
     // background tasks until the process ends, so do not wait for long.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), herald.db().close()).await;

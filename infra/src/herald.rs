@@ -24,6 +24,7 @@ use crate::reactors::push::sender::{self, Sender};
 use crate::reactors::webhooks::worker::Deliveries;
 use crate::root_token;
 use crate::runtime::commands::CommandBus;
+use crate::runtime::nodes::{Lag, Node, NodeReport};
 use crate::runtime::status::ProjectionStatus;
 use crate::runtime::{self, Followers, RuntimeError, Stall};
 use crate::secrets::Secret;
@@ -61,6 +62,7 @@ pub struct Herald {
     db: Db,
     store: Arc<dyn EventStore>,
     appends: Arc<AppendMetrics>,
+    node: Arc<Node>,
     projections: Followers,
     webhooks: Arc<Deliveries>,
     push: Arc<Sender>,
@@ -109,6 +111,17 @@ impl Herald {
             runtime::registered(),
         );
         projections.start().await?;
+        let node = Node::join(
+            db.clone(),
+            clock.clone(),
+            config.listen.to_string(),
+            Lag {
+                followers: projections.clone(),
+                head: store.subscribe(),
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot join the nodes of this database: {e}"))?;
         let commands = CommandBus::new(store.clone());
         let webhooks = Arc::new(Deliveries::new(
             db.clone(),
@@ -116,6 +129,7 @@ impl Herald {
             commands.clone(),
             clock.clone(),
             config.webhooks.clone(),
+            node.id(),
         )?);
         if config.webhooks.deliver
             && let Some(queued) = projections.subscribe(webhook_model::NAME)
@@ -131,6 +145,7 @@ impl Herald {
             config: config.push.clone(),
             projections: projections.clone(),
             clients: Clients::new(&config.push, addresses.clone()).map_err(anyhow::Error::msg)?,
+            node: node.id(),
         }));
         if config.push.send
             && let Some(jobs) = projections.subscribe(notification_jobs::NAME)
@@ -197,6 +212,7 @@ impl Herald {
             db,
             store,
             appends,
+            node,
             projections,
             webhooks,
             push,
@@ -243,6 +259,25 @@ impl Herald {
         self.webhooks.stop();
         self.projections.stop();
         self.purge.abort();
+        self.node.stop_heartbeat();
+    }
+
+    /// After [`stop`](Self::stop): leaves the nodes of this database, so
+    /// that the others take over this node's leased work at once.
+    pub async fn leave(&self) {
+        if let Err(e) = self.node.leave().await {
+            tracing::warn!(error = %e, "could not leave; the other nodes take over once this one is silent");
+        }
+    }
+
+    /// This node's id among the nodes of its database.
+    pub fn node_id(&self) -> uuid::Uuid {
+        self.node.id()
+    }
+
+    /// The nodes of this database, and what each holds.
+    pub async fn nodes(&self) -> Result<Vec<NodeReport>, StoreError> {
+        Ok(runtime::nodes::list(&self.db, self.config.clock.now()).await?)
     }
 
     /// Runs until there is nothing left to do now: every projection has

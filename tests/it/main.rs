@@ -14,6 +14,7 @@ mod events;
 mod http_basics;
 mod idempotency;
 mod metrics;
+mod nodes;
 mod notifications;
 mod openapi;
 mod process;

@@ -12,6 +12,7 @@ mod events;
 pub use events::EventBody;
 mod health;
 mod metrics;
+mod nodes;
 mod notifications;
 pub mod openapi;
 mod push_credentials;
@@ -61,6 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(push_credentials::router())
         .merge(usage::router())
         .merge(metrics::router())
+        .merge(nodes::router())
         .merge(openapi::router())
         .merge(docs::router())
 }

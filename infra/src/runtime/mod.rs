@@ -10,6 +10,7 @@ pub mod commands;
 pub mod faults;
 mod follower;
 mod followers;
+pub mod nodes;
 pub mod reactor;
 pub mod rebuild;
 pub mod status;

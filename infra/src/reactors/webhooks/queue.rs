@@ -73,6 +73,12 @@ type Candidate = (
     Option<String>,
 );
 
+/// A lease another node holds and cannot keep: that node's heartbeat is
+/// older than `runtime::nodes::DEAD_AFTER` ($4), or it left. ($3 is this
+/// node: its own leases it waits out.)
+const TAKE_OVER: &str = "(m.lease_node IS NOT NULL AND m.lease_node <> $3 AND NOT EXISTS ( \
+    SELECT 1 FROM nodes n WHERE n.node_id = m.lease_node AND n.heartbeat_at > $4))";
+
 /// Claims up to `limit` due messages of enabled endpoints: ordered
 /// endpoints only their oldest pending message, rate-limited ones only what
 /// fits their rate within the next second.
@@ -81,6 +87,7 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease: Duration,
     limit: i64,
+    node: Uuid,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let mut tx = db.begin_relaxed().await?;
     let lock = match tx.backend() {
@@ -93,7 +100,7 @@ pub async fn claim(
          FROM webhook_messages m JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
          LEFT JOIN events ev ON m.seq > 0 AND ev.position = m.seq \
          WHERE m.status = 'pending' AND m.next_attempt_at <= $1 \
-         AND (m.lease_until IS NULL OR m.lease_until <= $1) AND e.enabled \
+         AND (m.lease_until IS NULL OR m.lease_until <= $1 OR {TAKE_OVER}) AND e.enabled \
          AND (NOT e.ordered OR m.seq = 0 OR NOT EXISTS ( \
              SELECT 1 FROM webhook_messages p WHERE p.endpoint_id = m.endpoint_id \
              AND p.status = 'pending' AND p.seq > 0 AND p.seq < m.seq)) \
@@ -103,6 +110,8 @@ pub async fn claim(
         sqlx::query_as(&sql)
             .bind(micros(now))
             .bind(limit)
+            .bind(node)
+            .bind(crate::runtime::nodes::dead_before(now))
             .fetch_all(c)
             .await?
     });
@@ -168,9 +177,9 @@ pub async fn claim(
     for chunk in claimed.chunks(200) {
         let mut sql = String::from(
             "UPDATE webhook_messages SET lease_token = $1, attempts = attempts + 1, updated_at = $2, \
-             lease_until = $3 + CASE ",
+             lease_node = $4, lease_until = $3 + CASE ",
         );
-        let mut params = 3;
+        let mut params = 4;
         for _ in chunk {
             sql.push_str(&format!(
                 "WHEN endpoint_id = ${} AND message_id = ${} THEN ${} ",
@@ -183,7 +192,7 @@ pub async fn claim(
         // Equalities joined by OR, which both databases answer from the
         // primary key (a row-value IN list is a full scan on SQLite).
         sql.push_str("ELSE 0 END WHERE ");
-        let mut p = 3;
+        let mut p = 4;
         for (i, _) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push_str(" OR ");
@@ -199,7 +208,8 @@ pub async fn claim(
             let mut query = sqlx::query(sql.as_str())
                 .bind(token)
                 .bind(micros(now))
-                .bind(micros(now).saturating_add(lease));
+                .bind(micros(now).saturating_add(lease))
+                .bind(node);
             for m in chunk {
                 query = query
                     .bind(m.endpoint_id)

@@ -65,6 +65,8 @@ pub struct Worker {
     done: mpsc::Sender<Done>,
     done_rx: Mutex<Option<mpsc::Receiver<Done>>>,
     metrics: WebhookMetrics,
+    /// This node, the holder of its leases.
+    node: Uuid,
 }
 
 /// A finished delivery waiting to be recorded.
@@ -96,6 +98,7 @@ impl Deliveries {
         commands: CommandBus,
         clock: Arc<dyn Clock>,
         config: WebhookConfig,
+        node: Uuid,
     ) -> anyhow::Result<Self> {
         let addresses = Arc::new(config.addresses.clone());
         let http = send::client(config.timeout, addresses.clone())?;
@@ -115,6 +118,7 @@ impl Deliveries {
                 done,
                 done_rx: Mutex::new(Some(done_rx)),
                 metrics: WebhookMetrics::default(),
+                node,
             }),
             running: Mutex::new(None),
         })
@@ -217,7 +221,7 @@ impl Reactor for Worker {
         let lease =
             chrono::Duration::from_std(self.config.lease()).unwrap_or(chrono::Duration::minutes(1));
         let limit = i64::try_from(limit).unwrap_or(1);
-        Ok(queue::claim(&self.db, self.clock.now(), lease, limit).await?)
+        Ok(queue::claim(&self.db, self.clock.now(), lease, limit, self.node).await?)
     }
 
     async fn handle(self: Arc<Self>, message: Claimed) {

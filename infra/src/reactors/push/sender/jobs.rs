@@ -27,6 +27,7 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease: Duration,
     limit: i64,
+    node: Uuid,
 ) -> Result<Vec<Job>, sqlx::Error> {
     let mut tx = db.begin_relaxed().await?;
     let lock = match tx.backend() {
@@ -35,12 +36,17 @@ pub async fn claim(
     };
     let sql = format!(
         "SELECT notification_id, app_id, stage, batch_size FROM notification_jobs \
-         WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) ORDER BY due_at LIMIT $2{lock}"
+         WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1 \
+         OR (lease_node IS NOT NULL AND lease_node <> $3 AND NOT EXISTS ( \
+             SELECT 1 FROM nodes n WHERE n.node_id = lease_node AND n.heartbeat_at > $4))) \
+         ORDER BY due_at LIMIT $2{lock}"
     );
     let found: Vec<(Uuid, Uuid, String, Option<i64>)> = on_tx!(&mut tx, |c| {
         sqlx::query_as(&sql)
             .bind(micros(now))
             .bind(limit)
+            .bind(node)
+            .bind(crate::runtime::nodes::dead_before(now))
             .fetch_all(c)
             .await?
     });
@@ -49,10 +55,11 @@ pub async fn claim(
     for (notification_id, app_id, stage, batch_size) in found {
         let token = Uuid::now_v7();
         on_tx!(&mut tx, |c| {
-            sqlx::query("UPDATE notification_jobs SET lease_until = $2, lease_token = $3 WHERE notification_id = $1")
+            sqlx::query("UPDATE notification_jobs SET lease_until = $2, lease_token = $3, lease_node = $4 WHERE notification_id = $1")
                 .bind(notification_id)
                 .bind(until)
                 .bind(token)
+                .bind(node)
                 .execute(c)
                 .await?;
         });

@@ -59,6 +59,8 @@ pub struct Worker {
     cache: ProviderCache,
     limits: Limits,
     metrics: Arc<PushMetrics>,
+    /// This node, the holder of its leases.
+    node: uuid::Uuid,
 }
 
 /// The running sender; stops when dropped (work in flight is abandoned and
@@ -83,6 +85,7 @@ pub struct Parts {
     pub config: PushConfig,
     pub projections: Followers,
     pub clients: Clients,
+    pub node: uuid::Uuid,
 }
 
 impl Sender {
@@ -100,6 +103,7 @@ impl Sender {
                 cache: ProviderCache::default(),
                 limits,
                 metrics: Arc::default(),
+                node: parts.node,
             }),
             running: Mutex::new(None),
         }
@@ -185,7 +189,7 @@ impl Reactor for Worker {
         let lease =
             chrono::Duration::from_std(self.config.lease()).unwrap_or(chrono::Duration::minutes(5));
         let limit = i64::try_from(limit).unwrap_or(1);
-        Ok(jobs::claim(&self.db, self.clock.now(), lease, limit).await?)
+        Ok(jobs::claim(&self.db, self.clock.now(), lease, limit, self.node).await?)
     }
 
     async fn handle(self: Arc<Self>, job: Job) {

@@ -1,0 +1,125 @@
+//! Nodes on one database: listed with what each holds; a node that stops
+//! cleanly hands its leased work over at once, and a silent one is dead
+//! after 6 s (on the clock) and its work taken over without waiting for
+//! the lease to lapse.
+
+use chrono::Duration;
+use herald_tests::app::ROOT_TOKEN;
+use herald_tests::receiver::{Receiver, Reply};
+use herald_tests::{Backend, TestApp, on_both};
+use serde_json::{Value, json};
+
+use crate::webhooks::{Hooked, WITHIN, on_clock};
+
+async fn nodes(app: &TestApp) -> Value {
+    let r = app.get("/v1/admin/nodes", ROOT_TOKEN).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn node<'a>(body: &'a Value, id: &str) -> Option<&'a Value> {
+    body["nodes"]
+        .as_array()?
+        .iter()
+        .find(|n| n["node_id"] == id)
+}
+
+/// A node delivering a message to a receiver that never answers, and a
+/// second node on the same database and clock.
+async fn two_nodes_one_stuck(backend: Backend) -> Option<(Hooked, TestApp, Receiver, String)> {
+    let h = Hooked::spawn(backend).await?;
+    let clock = h.clock.clone();
+    let second = h.app.another_node(|c| on_clock(c, &clock)).await;
+    let receiver = Receiver::start().await;
+    receiver.script([Reply::Hang]);
+    h.endpoint(json!({"url": receiver.url("/")})).await;
+    h.user("u1", json!({})).await;
+    let first = receiver.wait_for(1, WITHIN).await;
+    Some((h, second, receiver, first[0].webhook_id()))
+}
+
+on_both!(
+    a_node_that_stops_cleanly_hands_its_work_over_at_once,
+    clean_stop
+);
+async fn clean_stop(backend: Backend) {
+    let Some((h, second, receiver, message)) = two_nodes_one_stuck(backend).await else {
+        return;
+    };
+    let listed = nodes(&second).await;
+    assert_eq!(listed["this_node"], second.herald.node_id().to_string());
+    // Whichever node claimed the message holds it; the other holds nothing.
+    let held: Vec<(String, i64)> = listed["nodes"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .map(|n| {
+                    let id = n["node_id"].as_str().unwrap_or_default().to_owned();
+                    (id, n["owns"]["webhook_messages"].as_i64().unwrap_or(-1))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(held.iter().map(|(_, n)| n).sum::<i64>(), 1, "{listed}");
+    let holder = held
+        .iter()
+        .find(|(_, n)| *n == 1)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
+    for id in [h.app.herald.node_id(), second.herald.node_id()] {
+        let n = node(&listed, &id.to_string()).unwrap_or_else(|| panic!("{id} missing: {listed}"));
+        assert_eq!(n["alive"], true, "{n}");
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+    }
+    // The holder stops cleanly; the other one takes the message over with
+    // no time passing on the clock (the lease has a minute to run).
+    let (stopping, survivor) = if holder == h.app.herald.node_id().to_string() {
+        (&h.app, &second)
+    } else {
+        (&second, &h.app)
+    };
+    stopping.herald.stop();
+    stopping.herald.leave().await;
+    let got = receiver.wait_for(2, WITHIN).await;
+    assert_eq!(got[1].webhook_id(), message, "the same message, again");
+    let after = nodes(survivor).await;
+    assert!(
+        node(&after, &stopping.herald.node_id().to_string()).is_none(),
+        "a node that left is not listed: {after}"
+    );
+}
+
+on_both!(
+    a_silent_node_is_dead_after_six_seconds_and_its_work_taken_over,
+    silent
+);
+async fn silent(backend: Backend) {
+    let Some((h, second, receiver, message)) = two_nodes_one_stuck(backend).await else {
+        return;
+    };
+    // Both nodes stop renewing as if killed; one comes back as a fresh node.
+    h.app.herald.stop();
+    second.herald.stop();
+    let clock = h.clock.clone();
+    let survivor = h.app.another_node(|c| on_clock(c, &clock)).await;
+    // Not dead yet at 5 s: nothing is taken over.
+    h.advance(Duration::seconds(5));
+    survivor.idle().await;
+    assert_eq!(receiver.received().len(), 1, "taken over too early");
+    // Dead at 6 s and more: the new node takes the message over, 55 s
+    // before its lease would lapse.
+    h.advance(Duration::seconds(2));
+    let got = receiver.wait_for(2, WITHIN).await;
+    assert_eq!(got[1].webhook_id(), message);
+    let listed = nodes(&survivor).await;
+    for dead in [h.app.herald.node_id(), second.herald.node_id()] {
+        let n = node(&listed, &dead.to_string()).unwrap_or_else(|| panic!("{dead}: {listed}"));
+        assert_eq!(n["alive"], false, "{n}");
+    }
+    let first = listed["nodes"][0].clone();
+    assert_eq!(
+        first["node_id"],
+        survivor.herald.node_id().to_string(),
+        "live ones first"
+    );
+}
