@@ -5,7 +5,8 @@
 #        before metrics landed) with HERALD_API_RATE_LIMIT=0;
 #   on:  this build, rate limiting at its default (20,000/s per key: every
 #        request goes through the key's bucket) and /metrics scraped every
-#        second during the run (Prometheus scrapes every 15 s by default).
+#        SCRAPE_EVERY seconds during the run (default 1; Prometheus scrapes
+#        every 15 s by default).
 # Alternated off/on ROUNDS times per backend in one run; the median of each
 # and on/off are printed as JSON lines.
 #   bench/observability.sh [sqlite|postgres|both] [seconds] [rounds]
@@ -16,6 +17,7 @@ which=${1:-both}
 seconds=${2:-10}
 rounds=${3:-3}
 baseline=${BASELINE:-62f177d}
+scrape_every=${SCRAPE_EVERY:-1}
 connections=64
 source bench/lib/serve.sh
 
@@ -37,10 +39,10 @@ on_bin=./target/release/herald
 backends=(sqlite postgres)
 [ "$which" = both ] || backends=("$which")
 
-scrape_every_second() { # port
+scrape_metrics() { # port
   while true; do
     curl -sf -o /dev/null "localhost:$1/metrics" -H "Authorization: Bearer hr_bench" || true
-    sleep 1
+    sleep "$scrape_every"
   done
 }
 
@@ -57,7 +59,7 @@ for backend in "${backends[@]}"; do
       trap 'kill $herald_pid $scraper 2>/dev/null || true' EXIT
       wrk_put warm 8 2 >/dev/null
       if [ "$variant" = on ]; then
-        scrape_every_second 18090 &
+        scrape_metrics 18090 &
         scraper=$!
       fi
       read -r rps _ p99 errors <<<"$(wrk_put "$variant$round" "$connections" "$seconds")"
@@ -67,9 +69,9 @@ for backend in "${backends[@]}"; do
       results+=("$variant $rps $p99 $errors")
     done
   done
-  python3 - "$backend" "$baseline" "${results[@]}" <<'PY'
+  python3 - "$backend" "$baseline" "$scrape_every" "${results[@]}" <<'PY'
 import json, statistics, sys
-backend, baseline, *rows = sys.argv[1:]
+backend, baseline, scrape, *rows = sys.argv[1:]
 runs = {"off": [], "on": []}
 for row in rows:
     variant, rps, p99, errors = row.split()
@@ -77,7 +79,7 @@ for row in rows:
 med = lambda xs: statistics.median(xs)
 off_rps, on_rps = med([r[0] for r in runs["off"]]), med([r[0] for r in runs["on"]])
 print(json.dumps({
-    "backend": backend, "connections": 64, "baseline": baseline,
+    "backend": backend, "connections": 64, "baseline": baseline, "scrape_every_s": float(scrape),
     "off_rps": [round(r[0]) for r in runs["off"]], "on_rps": [round(r[0]) for r in runs["on"]],
     "off_median_rps": round(off_rps), "on_median_rps": round(on_rps),
     "on_over_off": round(on_rps / off_rps, 3),
