@@ -31,6 +31,10 @@ pub struct Args {
     events: usize,
     #[arg(long, default_value_t = 1)]
     endpoints: usize,
+    /// Delivering nodes (Herald instances in this process sharing the
+    /// database and its delivery queue; PostgreSQL for more than one).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
     /// Events appended one at a time for the latency run, at `--rate` per second.
     #[arg(long, default_value_t = 300)]
     latency_events: usize,
@@ -173,9 +177,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&db.dir, true)?;
     let concurrency = config.webhooks.concurrency;
     let started = Instant::now();
-    let herald = Herald::start_on(config, db.db.clone()).await?.herald;
+    let herald = Herald::start_on(config.clone(), db.db.clone()).await?.herald;
+    let mut others = Vec::new();
+    for _ in 1..args.nodes.max(1) {
+        others.push(Herald::start_on(config.clone(), db.db.clone()).await?.herald);
+    }
     sink.wait_for(messages, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
+    for other in &others {
+        other.stop();
+    }
+    drop(others);
 
     // Latency: one event at a time at a steady rate, append to receipt,
     // appended through the delivering node's own log (another process's
@@ -203,6 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "{}",
         json!({"bench": "webhooks", "backend": args.backend.name(), "endpoints": args.endpoints,
+               "nodes": args.nodes.max(1),
                "messages": messages, "delivered_per_sec": delivered_per_sec,
                "plain_posts_per_sec": limit_per_sec.round(),
                "ratio_to_plain": ((delivered_per_sec / limit_per_sec) * 1000.0).round() / 1000.0,
