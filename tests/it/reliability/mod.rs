@@ -8,12 +8,18 @@
 //!   down, recovers quickly, and loses nothing.
 //! - `webhook_outage`: a receiver fails and is down for a while; every
 //!   message arrives afterwards, correctly signed.
+//! - `nodes`: three `herald serve` processes on one PostgreSQL database; the
+//!   one sending a campaign is killed with SIGKILL mid-campaign and
+//!   mid-delivery while writers go on through the others; the survivors
+//!   take its work over within 10 s and deliver everything within 20 s,
+//!   nothing acknowledged is lost, only what it held arrives twice.
 //!
 //! Each test is bounded (seconds of load, deadlines on every wait) and
 //! prints what it covered.
 
 mod durability;
 mod kill9;
+mod nodes;
 mod pg_outage;
 mod webhook_outage;
 mod writers;

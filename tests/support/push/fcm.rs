@@ -13,11 +13,17 @@
 //! | `mismatch-` | 403 `SENDER_ID_MISMATCH` |
 //! | `hang-once-` | no answer the first time; then 200 |
 //! | anything else | 200 |
+//!
+//! Every message request is also noted as it arrives ([`FakeFcm::arrivals`]:
+//! when, which device token, which access token, so which sender), and
+//! [`FakeFcm::delay_sends`] makes each one take a while before it is
+//! answered (none by default), as a real provider's round trip does.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -42,6 +48,20 @@ struct Shared {
     valid_from: Arc<AtomicUsize>,
     reject_oauth: Arc<AtomicBool>,
     oauth_log: Log,
+    /// Microseconds each message request waits before it is answered.
+    delay_micros: Arc<AtomicU64>,
+    arrivals: Arc<Mutex<Vec<Arrival>>>,
+}
+
+/// A message request as it arrived (before any delay or answer).
+#[derive(Debug, Clone)]
+pub struct Arrival {
+    pub at: Instant,
+    /// The device token.
+    pub token: String,
+    /// The bearer access token it came with (each Herald process obtains
+    /// its own, so this tells the senders apart).
+    pub access: String,
 }
 
 pub struct FakeFcm {
@@ -133,6 +153,21 @@ async fn send(State(s): State<Shared>, uri: Uri, map: HeaderMap, body: Bytes) ->
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    if let Ok(mut arrivals) = s.arrivals.lock() {
+        arrivals.push(Arrival {
+            at: Instant::now(),
+            token: token.clone(),
+            access: map
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        });
+    }
+    let delay = s.delay_micros.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_micros(delay)).await;
+    }
     let before = s.log.seen(&token);
     let response = if !authorised {
         fcm_error(
@@ -231,6 +266,8 @@ impl FakeFcm {
             valid_from: Arc::new(AtomicUsize::new(1)),
             reject_oauth: Arc::new(AtomicBool::new(false)),
             oauth_log: Log::default(),
+            delay_micros: Arc::new(AtomicU64::new(0)),
+            arrivals: Arc::new(Mutex::new(Vec::new())),
         };
         let app = axum::Router::new()
             .fallback(send)
@@ -283,5 +320,21 @@ impl FakeFcm {
     /// From now on, refuse every assertion.
     pub fn reject_oauth(&self) {
         self.shared.reject_oauth.store(true, Ordering::Relaxed);
+    }
+
+    /// From now on, every message request waits `delay` before it is
+    /// answered (zero: answered at once, the default).
+    pub fn delay_sends(&self, delay: Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.shared.delay_micros.store(micros, Ordering::Relaxed);
+    }
+
+    /// Every message request so far, in order of arrival.
+    pub fn arrivals(&self) -> Vec<Arrival> {
+        self.shared
+            .arrivals
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default()
     }
 }

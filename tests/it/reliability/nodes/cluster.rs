@@ -1,0 +1,219 @@
+//! The cluster of the three-node test: a slow hop in front of the webhook
+//! receiver, the nodes behind a round-robin client, and the user writers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use projections::db::Db;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::super::client;
+use super::super::writers::{Attempt, Field, Target};
+
+use super::*;
+
+/// A hop in front of the receiver: notes when each message arrives from a
+/// node (which, unlike the receiver's own times, includes the requests of
+/// a node that died before the answer), waits [`RECEIVER_LATENCY`], then
+/// hands the request on unchanged and answers with the receiver's status.
+pub(super) struct SlowHop {
+    pub(super) addr: std::net::SocketAddr,
+    pub(super) arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+#[derive(Clone)]
+pub(super) struct Hop {
+    client: reqwest::Client,
+    target: String,
+    arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+pub(super) async fn hop(
+    axum::extract::State(hop): axum::extract::State<Hop>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if let Ok(mut arrivals) = hop.arrivals.lock() {
+        arrivals.push((Instant::now(), header("webhook-id")));
+    }
+    tokio::time::sleep(RECEIVER_LATENCY).await;
+    let mut request = hop.client.post(&hop.target).body(body);
+    for name in [
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "content-type",
+    ] {
+        request = request.header(name, header(name));
+    }
+    let status = request.send().await.map_or(502, |r| r.status().as_u16());
+    axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
+}
+
+impl SlowHop {
+    pub(super) async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new().fallback(hop).with_state(Hop {
+            client: client(),
+            target,
+            arrivals: arrivals.clone(),
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { addr, arrivals }
+    }
+
+    pub(super) fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub(super) fn arrivals(&self) -> Vec<(Instant, String)> {
+        self.arrivals.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// The nodes' addresses, taken in turn.
+pub(super) struct Cluster {
+    pub(super) bases: Vec<String>,
+    pub(super) next: AtomicUsize,
+}
+
+impl Cluster {
+    pub(super) fn next(&self) -> &str {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.bases[n % self.bases.len()]
+    }
+}
+
+pub(super) async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
+    let response = client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub(super) async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
+    let response = client
+        .request(method.clone(), url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+pub(super) fn pg(db: &Db) -> &sqlx::PgPool {
+    match db {
+        Db::Postgres(p) => &p.pool,
+        Db::Sqlite(_) => panic!("this test runs on PostgreSQL only"),
+    }
+}
+
+/// `user:{id}` → the id of its `user.created` event (the webhook id).
+pub(super) async fn users_created(db: &Db) -> HashMap<String, String> {
+    let rows: Vec<(String, Uuid)> =
+        sqlx::query_as("SELECT stream, event_id FROM events WHERE event_type = 'user.created'")
+            .fetch_all(pg(db))
+            .await
+            .unwrap_or_else(|e| panic!("reading the log: {e}"));
+    rows.into_iter()
+        .map(|(stream, id)| {
+            let user = stream.strip_prefix("user:").unwrap_or(&stream).to_owned();
+            (user, id.to_string())
+        })
+        .collect()
+}
+
+/// Writer `number`: creates a new user per command (`PUT /v1/users/{id}`,
+/// its name the command's marker), each on the next node in turn; a
+/// command that got no answer is not retried as such (its user may exist),
+/// the writer goes on with a new one on the next node.
+pub(super) async fn user_writer(
+    number: usize,
+    client: reqwest::Client,
+    cluster: Arc<Cluster>,
+    token: String,
+    stopped: watch::Receiver<bool>,
+) -> Vec<(usize, Attempt)> {
+    let mut attempts = Vec::new();
+    let mut seq = 0;
+    while !*stopped.borrow() {
+        let node = (number + seq) % cluster.bases.len();
+        let marker = format!("rel-n{number}-{seq}");
+        seq += 1;
+        let sent = Instant::now();
+        let sent_at = chrono::Utc::now();
+        let result = client
+            .put(format!("{}/v1/users/{marker}", cluster.bases[node]))
+            .bearer_auth(&token)
+            .json(&json!({"name": marker}))
+            .send()
+            .await;
+        let mut attempt = Attempt {
+            marker: marker.clone(),
+            target: Target {
+                id: marker,
+                field: Field::UserName,
+            },
+            sent,
+            sent_at,
+            latency: Duration::ZERO,
+            status: None,
+            retry_after: None,
+            position: None,
+            error: None,
+        };
+        match result {
+            Ok(response) => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                attempt.status = Some(response.status().as_u16());
+                attempt.retry_after = header("retry-after");
+                attempt.position = header("herald-position").and_then(|p| p.parse().ok());
+                // Acknowledged once the whole answer is read.
+                if let Err(e) = response.bytes().await {
+                    attempt.error = Some(e.to_string());
+                    attempt.status = None;
+                    attempt.position = None;
+                }
+            }
+            Err(e) => attempt.error = Some(e.to_string()),
+        }
+        attempt.latency = sent.elapsed();
+        attempts.push((node, attempt));
+    }
+    attempts
+}
