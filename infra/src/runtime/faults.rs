@@ -100,6 +100,28 @@ pub async fn list(db: &Db, name: &str) -> Result<Vec<Fault>, RuntimeError> {
     Ok(rows.into_iter().map(from_row).collect())
 }
 
+/// Every projection's faults, oldest first: `(projection, fault)`.
+pub async fn list_all(db: &Db) -> Result<Vec<(String, Fault)>, RuntimeError> {
+    type Row = (String, Uuid, i64, String, String, i64, Option<String>);
+    let rows: Vec<Row> = on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT name, app_id, position, event_type, error, since, action \
+             FROM projection_faults ORDER BY since",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(|(name, app, position, event_type, error, since, action)| {
+            (
+                name,
+                from_row((app, position, event_type, error, since, action)),
+            )
+        })
+        .collect())
+}
+
 /// The fault of `app` in `name`, locked for the transaction on PostgreSQL.
 pub(crate) async fn locked(
     tx: &mut Tx,

@@ -46,6 +46,8 @@ impl ProjectionStatus {
     }
 }
 
+/// Three queries whatever the number of projections (checkpoints, faults,
+/// and the oldest unapplied events' times), so a metrics scrape stays cheap.
 pub async fn status(
     db: &Db,
     store: &dyn EventStore,
@@ -54,26 +56,49 @@ pub async fn status(
 ) -> Result<Vec<ProjectionStatus>, RuntimeError> {
     let head = store.head().await?;
     let now = at.timestamp_micros();
+    let stored: Vec<(String, i32, i64)> = on_db!(db, |pool| {
+        sqlx::query_as("SELECT name, version, position FROM projection_checkpoints")
+            .fetch_all(pool)
+            .await?
+    });
+    let stored_of = |name: &str| {
+        stored
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, version, position)| (*version, *position))
+    };
+    // The first unapplied event of each projection behind the head.
+    let mut behind: Vec<i64> = registered
+        .iter()
+        .map(|r| stored_of(r.projection.name()).map_or(0, |(_, p)| p))
+        .filter(|p| *p < head)
+        .map(|p| p + 1)
+        .collect();
+    behind.sort_unstable();
+    behind.dedup();
+    let recorded: Vec<(i64, i64)> = if behind.is_empty() {
+        Vec::new()
+    } else {
+        let list = behind
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT position, recorded_at FROM events WHERE position IN ({list})");
+        on_db!(db, |pool| sqlx::query_as(&sql).fetch_all(pool).await?)
+    };
+    let mut faults = faults::list_all(db).await?;
     let mut out = Vec::with_capacity(registered.len());
     for r in registered {
         let p = &r.projection;
-        let stored: Option<(i32, i64)> = on_db!(db, |pool| {
-            sqlx::query_as("SELECT version, position FROM projection_checkpoints WHERE name = $1")
-                .bind(p.name())
-                .fetch_optional(pool)
-                .await?
-        });
+        let stored = stored_of(p.name());
         let position = stored.map_or(0, |(_, position)| position);
-        let oldest: Option<i64> = if position < head {
-            on_db!(db, |pool| {
-                sqlx::query_scalar("SELECT recorded_at FROM events WHERE position = $1")
-                    .bind(position + 1)
-                    .fetch_optional(pool)
-                    .await?
-            })
-        } else {
-            None
-        };
+        let oldest = recorded
+            .iter()
+            .find(|(at, _)| *at == position + 1)
+            .map(|(_, recorded_at)| *recorded_at);
+        let (mine, others): (Vec<_>, Vec<_>) = faults.into_iter().partition(|(n, _)| n == p.name());
+        faults = others;
         out.push(ProjectionStatus {
             name: p.name(),
             kind: r.kind,
@@ -83,7 +108,7 @@ pub async fn status(
             head,
             lag_events: (head - position).max(0),
             lag_seconds: oldest.map_or(0.0, |at| ((now - at).max(0) as f64) / 1e6),
-            faults: faults::list(db, p.name()).await?,
+            faults: mine.into_iter().map(|(_, f)| f).collect(),
         });
     }
     Ok(out)
