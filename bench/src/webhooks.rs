@@ -177,10 +177,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = config(&db.dir, true)?;
     let concurrency = config.webhooks.concurrency;
     let started = Instant::now();
-    let herald = Herald::start_on(config.clone(), db.db.clone()).await?.herald;
+    let herald = Herald::start_on(config.clone(), db.db.clone())
+        .await?
+        .herald;
     let mut others = Vec::new();
     for _ in 1..args.nodes.max(1) {
-        others.push(Herald::start_on(config.clone(), db.db.clone()).await?.herald);
+        others.push(
+            Herald::start_on(config.clone(), db.db.clone())
+                .await?
+                .herald,
+        );
     }
     sink.wait_for(messages, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();

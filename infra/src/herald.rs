@@ -336,16 +336,18 @@ impl Herald {
     /// This node's part of a `/metrics` scrape (see [`crate::metrics`]).
     pub async fn metrics(&self, out: &mut Exposition) {
         let database_up = self.health.is_up();
-        let (head, projections) = if database_up {
-            let projections = self.projection_status().await.ok().map(|all| {
+        let projections: Option<Vec<(ProjectionStatus, bool)>> = if database_up {
+            self.projection_status().await.ok().map(|all| {
                 all.into_iter()
                     .map(|(status, stall)| (status, stall.is_some()))
                     .collect()
-            });
-            (self.store.head().await.ok(), projections)
+            })
         } else {
-            (None, None)
+            None
         };
+        let head = projections
+            .as_ref()
+            .and_then(|all| all.first().map(|(status, _)| status.head));
         let sources = Sources {
             db: &self.db,
             database_up,

@@ -9,7 +9,7 @@ use herald_tests::receiver::{Receiver, Reply};
 use herald_tests::{Backend, TestApp, TestDb, on_both};
 use serde_json::json;
 
-use crate::notifications::fcm::with_fcm;
+use crate::notifications::fcm::{self, with_fcm};
 use crate::webhooks::Hooked;
 
 /// One sample: the metric name and its labels.
@@ -275,15 +275,7 @@ async fn push_outcomes(backend: Backend) {
     let Some((p, _fake)) = with_fcm(backend).await else {
         return;
     };
-    let devices = [
-        "ok-1",
-        "ok-2",
-        "dead-1",
-        "bad-1",
-        "busy-1",
-        "quota-1",
-        "internal-1",
-    ];
+    let devices = fcm::DEVICES;
     for d in devices {
         p.device(d, d, "fcm", "android", None).await;
     }

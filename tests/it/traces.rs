@@ -38,6 +38,17 @@ async fn traced_put(app: &TestApp, path: &str, token: &str, body: Value) -> Resp
     read(response).await
 }
 
+/// A webhook endpoint on `user.*` and user u1 created in the caller's trace.
+async fn traced_user(backend: Backend) -> Option<(Hooked, Receiver)> {
+    let h = Hooked::spawn(backend).await?;
+    let receiver = Receiver::start().await;
+    h.endpoint(json!({"url": receiver.url("/t"), "event_types": ["user.*"]}))
+        .await;
+    let put = traced_put(&h.app, "/v1/users/u1", &h.key.token, json!({"name": "Ada"})).await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    Some((h, receiver))
+}
+
 fn event_trace(events: &[Value], event_type: &str) -> Vec<String> {
     events
         .iter()
@@ -57,14 +68,9 @@ on_both!(
 );
 async fn trace_flows(backend: Backend) {
     // Webhooks: the delivery of a traced write carries its trace.
-    let Some(h) = Hooked::spawn(backend).await else {
+    let Some((h, receiver)) = traced_user(backend).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    h.endpoint(json!({"url": receiver.url("/t"), "event_types": ["user.*"]}))
-        .await;
-    let put = traced_put(&h.app, "/v1/users/u1", &h.key.token, json!({"name": "Ada"})).await;
-    assert_eq!(put.status, 201, "{}", put.body);
     h.user("u2", json!({"name": "Untraced"})).await;
     h.app.idle().await;
     let events = h.app.events(&h.key.token).await;
@@ -198,14 +204,9 @@ async fn spans_in_their_own_process() {
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
     tracing::subscriber::set_global_default(subscriber).unwrap_or_else(|e| panic!("{e}"));
 
-    let Some(h) = Hooked::spawn(Backend::Sqlite).await else {
+    let Some((h, receiver)) = traced_user(Backend::Sqlite).await else {
         return;
     };
-    let receiver = Receiver::start().await;
-    h.endpoint(json!({"url": receiver.url("/t"), "event_types": ["user.*"]}))
-        .await;
-    let put = traced_put(&h.app, "/v1/users/u1", &h.key.token, json!({"name": "Ada"})).await;
-    assert_eq!(put.status, 201, "{}", put.body);
     h.app.idle().await;
 
     let caller_span = SpanId::from_hex(CALLER_SPAN).unwrap_or(SpanId::INVALID);

@@ -70,30 +70,31 @@ fn log(s: &Sources<'_>, out: &mut Exposition) {
         );
     }
     let a = s.appends;
-    out.single(
-        "herald_appends_total",
-        Kind::Counter,
-        "Append requests answered by this node's appender.",
-        a.requests.get() as f64,
-    );
-    out.single(
-        "herald_appended_events_total",
-        Kind::Counter,
-        "Events written to the log by this node.",
-        a.events.get() as f64,
-    );
-    out.single(
-        "herald_append_refusals_total",
-        Kind::Counter,
-        "Append requests refused (version conflicts, invalid) or failed.",
-        a.refused.get() as f64,
-    );
-    out.single(
-        "herald_append_batches_total",
-        Kind::Counter,
-        "Group-commit transactions committed.",
-        a.batches.get() as f64,
-    );
+    let counters = [
+        (
+            "herald_appends_total",
+            "Append requests answered by this node's appender.",
+            &a.requests,
+        ),
+        (
+            "herald_appended_events_total",
+            "Events written to the log by this node.",
+            &a.events,
+        ),
+        (
+            "herald_append_refusals_total",
+            "Append requests refused (version conflicts, invalid) or failed.",
+            &a.refused,
+        ),
+        (
+            "herald_append_batches_total",
+            "Group-commit transactions committed.",
+            &a.batches,
+        ),
+    ];
+    for (name, help, counter) in counters {
+        out.single(name, Kind::Counter, help, counter.get() as f64);
+    }
     out.family(
         "herald_append_duration_seconds",
         Kind::Histogram,

@@ -44,6 +44,19 @@ pub const DEAD_AFTER: chrono::Duration = chrono::Duration::seconds(6);
 /// Dead nodes' rows are kept this long (to be seen in `GET /v1/admin/nodes`).
 const FORGET_AFTER: chrono::Duration = chrono::Duration::hours(1);
 
+/// The SQL condition under which a lease may be taken: it is free, it has
+/// lapsed, or another node holds it and is dead or gone. `lease_until` and
+/// `lease_node` name the lease's columns; the query binds the claim time at
+/// `$1`, this node at `$3` (its own leases it waits out) and
+/// [`dead_before`] at `$4`.
+pub fn claimable(lease_until: &str, lease_node: &str) -> String {
+    format!(
+        "({lease_until} IS NULL OR {lease_until} <= $1 OR ({lease_node} IS NOT NULL \
+         AND {lease_node} <> $3 AND NOT EXISTS (SELECT 1 FROM nodes n \
+         WHERE n.node_id = {lease_node} AND n.heartbeat_at > $4)))"
+    )
+}
+
 /// The instant before which a heartbeat means a dead node.
 pub fn dead_before(now: DateTime<Utc>) -> i64 {
     (now - DEAD_AFTER).timestamp_micros()

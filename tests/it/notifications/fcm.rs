@@ -30,7 +30,7 @@ pub(crate) async fn with_fcm(backend: Backend) -> Option<(Pushy, FakeFcm)> {
     Some((p, fake))
 }
 
-const DEVICES: [&str; 7] = [
+pub(crate) const DEVICES: [&str; 7] = [
     "ok-1",
     "ok-2",
     "dead-1",

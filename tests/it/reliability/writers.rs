@@ -88,6 +88,47 @@ pub struct Attempt {
 }
 
 impl Attempt {
+    /// Sends `request` and records what came back: acknowledged only once
+    /// the whole answer is read.
+    pub async fn send(request: reqwest::RequestBuilder, marker: String, target: Target) -> Self {
+        let sent = Instant::now();
+        let sent_at = chrono::Utc::now();
+        let result = request.send().await;
+        let mut attempt = Attempt {
+            marker,
+            target,
+            sent,
+            sent_at,
+            latency: Duration::ZERO,
+            status: None,
+            retry_after: None,
+            position: None,
+            error: None,
+        };
+        match result {
+            Ok(response) => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                attempt.status = Some(response.status().as_u16());
+                attempt.retry_after = header("retry-after");
+                attempt.position = header("herald-position").and_then(|p| p.parse().ok());
+                if let Err(e) = response.bytes().await {
+                    attempt.error = Some(e.to_string());
+                    attempt.status = None;
+                    attempt.position = None;
+                }
+            }
+            Err(e) => attempt.error = Some(e.to_string()),
+        }
+        attempt.latency = sent.elapsed();
+        attempt
+    }
+
     pub fn answered(&self) -> Instant {
         self.sent + self.latency
     }
@@ -232,43 +273,7 @@ impl Writer {
                 },
             ),
         };
-        let sent = Instant::now();
-        let sent_at = chrono::Utc::now();
-        let result = request.bearer_auth(&self.token).send().await;
-        let mut attempt = Attempt {
-            marker,
-            target,
-            sent,
-            sent_at,
-            latency: Duration::ZERO,
-            status: None,
-            retry_after: None,
-            position: None,
-            error: None,
-        };
-        match result {
-            Ok(response) => {
-                let header = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                attempt.status = Some(response.status().as_u16());
-                attempt.retry_after = header("retry-after");
-                attempt.position = header("herald-position").and_then(|p| p.parse().ok());
-                // The answer is complete once its body is read.
-                if let Err(e) = response.bytes().await {
-                    attempt.error = Some(e.to_string());
-                    attempt.status = None;
-                    attempt.position = None;
-                }
-            }
-            Err(e) => attempt.error = Some(e.to_string()),
-        }
-        attempt.latency = sent.elapsed();
-        attempt
+        Attempt::send(request.bearer_auth(&self.token), marker, target).await
     }
 }
 

@@ -124,7 +124,7 @@ async fn rate_limit(backend: Backend) {
     for i in 0..10 {
         h.user(&format!("u{i}"), json!({})).await;
     }
-    let _deliverer = h
+    let deliverer = h
         .app
         .another_node(|c| {
             super::allow_loopback(c);
@@ -135,6 +135,8 @@ async fn rate_limit(backend: Backend) {
     // Ten messages at 5/s: slots 200 ms apart, 1.8 s from first to last
     // (less the first request's own latency; without the limit, ~0.1 s).
     assert!(span >= StdDuration::from_millis(1500), "took {span:?}");
+    // The deliverer records the tenth attempt after its answer arrived.
+    deliverer.idle().await;
     assert_eq!(h.wait_attempts(&id, 10).await.len(), 10);
 }
 

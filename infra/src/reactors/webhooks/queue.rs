@@ -73,12 +73,6 @@ type Candidate = (
     Option<String>,
 );
 
-/// A lease another node holds and cannot keep: that node's heartbeat is
-/// older than `runtime::nodes::DEAD_AFTER` ($4), or it left. ($3 is this
-/// node: its own leases it waits out.)
-const TAKE_OVER: &str = "(m.lease_node IS NOT NULL AND m.lease_node <> $3 AND NOT EXISTS ( \
-    SELECT 1 FROM nodes n WHERE n.node_id = m.lease_node AND n.heartbeat_at > $4))";
-
 /// Claims up to `limit` due messages of enabled endpoints: ordered
 /// endpoints only their oldest pending message, rate-limited ones only what
 /// fits their rate within the next second.
@@ -94,13 +88,14 @@ pub async fn claim(
         Backend::Postgres => " FOR UPDATE OF m SKIP LOCKED",
         Backend::Sqlite => "",
     };
+    let claimable = crate::runtime::nodes::claimable("m.lease_until", "m.lease_node");
     let sql = format!(
         "SELECT m.endpoint_id, m.message_id, m.app_id, m.event_type, m.user_id, m.from_webhooks, \
          m.body, m.attempts, e.rate_limit, m.created_at, ev.metadata \
          FROM webhook_messages m JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
          LEFT JOIN events ev ON m.seq > 0 AND ev.position = m.seq \
          WHERE m.status = 'pending' AND m.next_attempt_at <= $1 \
-         AND (m.lease_until IS NULL OR m.lease_until <= $1 OR {TAKE_OVER}) AND e.enabled \
+         AND {claimable} AND e.enabled \
          AND (NOT e.ordered OR m.seq = 0 OR NOT EXISTS ( \
              SELECT 1 FROM webhook_messages p WHERE p.endpoint_id = m.endpoint_id \
              AND p.status = 'pending' AND p.seq > 0 AND p.seq < m.seq)) \

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use projections::db::Db;
 use serde_json::{Value, json};
@@ -169,51 +169,15 @@ pub(super) async fn user_writer(
         let node = (number + seq) % cluster.bases.len();
         let marker = format!("rel-n{number}-{seq}");
         seq += 1;
-        let sent = Instant::now();
-        let sent_at = chrono::Utc::now();
-        let result = client
+        let request = client
             .put(format!("{}/v1/users/{marker}", cluster.bases[node]))
             .bearer_auth(&token)
-            .json(&json!({"name": marker}))
-            .send()
-            .await;
-        let mut attempt = Attempt {
-            marker: marker.clone(),
-            target: Target {
-                id: marker,
-                field: Field::UserName,
-            },
-            sent,
-            sent_at,
-            latency: Duration::ZERO,
-            status: None,
-            retry_after: None,
-            position: None,
-            error: None,
+            .json(&json!({"name": marker}));
+        let target = Target {
+            id: marker.clone(),
+            field: Field::UserName,
         };
-        match result {
-            Ok(response) => {
-                let header = |name: &str| {
-                    response
-                        .headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned)
-                };
-                attempt.status = Some(response.status().as_u16());
-                attempt.retry_after = header("retry-after");
-                attempt.position = header("herald-position").and_then(|p| p.parse().ok());
-                // Acknowledged once the whole answer is read.
-                if let Err(e) = response.bytes().await {
-                    attempt.error = Some(e.to_string());
-                    attempt.status = None;
-                    attempt.position = None;
-                }
-            }
-            Err(e) => attempt.error = Some(e.to_string()),
-        }
-        attempt.latency = sent.elapsed();
-        attempts.push((node, attempt));
+        attempts.push((node, Attempt::send(request, marker, target).await));
     }
     attempts
 }

@@ -34,12 +34,10 @@ pub async fn claim(
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
         Backend::Sqlite => "",
     };
+    let claimable = crate::runtime::nodes::claimable("lease_until", "lease_node");
     let sql = format!(
         "SELECT notification_id, app_id, stage, batch_size FROM notification_jobs \
-         WHERE due_at <= $1 AND (lease_until IS NULL OR lease_until <= $1 \
-         OR (lease_node IS NOT NULL AND lease_node <> $3 AND NOT EXISTS ( \
-             SELECT 1 FROM nodes n WHERE n.node_id = lease_node AND n.heartbeat_at > $4))) \
-         ORDER BY due_at LIMIT $2{lock}"
+         WHERE due_at <= $1 AND {claimable} ORDER BY due_at LIMIT $2{lock}"
     );
     let found: Vec<(Uuid, Uuid, String, Option<i64>)> = on_tx!(&mut tx, |c| {
         sqlx::query_as(&sql)
