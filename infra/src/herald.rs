@@ -122,6 +122,7 @@ impl Herald {
         )
         .await
         .map_err(|e| anyhow::anyhow!("cannot join the nodes of this database: {e}"))?;
+        projections.share(node.id(), node.live());
         let commands = CommandBus::new(store.clone());
         let webhooks = Arc::new(Deliveries::new(
             db.clone(),

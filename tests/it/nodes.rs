@@ -1,12 +1,17 @@
 //! Nodes on one database: listed with what each holds; a node that stops
 //! cleanly hands its leased work over at once, and a silent one is dead
 //! after 6 s (on the clock) and its work taken over without waiting for
-//! the lease to lapse.
+//! the lease to lapse. Each projection has one owner among the live nodes
+//! (PostgreSQL); events it leaves waiting are applied by another node
+//! well before the owner is declared dead.
+
+use std::time::Duration as StdDuration;
 
 use chrono::Duration;
-use herald_tests::app::ROOT_TOKEN;
+use herald_tests::app::{ROOT_TOKEN, device_body};
 use herald_tests::receiver::{Receiver, Reply};
-use herald_tests::{Backend, TestApp, on_both};
+use herald_tests::{Backend, TestApp, TestDb, on_both};
+use infra::runtime::ownership;
 use serde_json::{Value, json};
 
 use crate::webhooks::{Hooked, WITHIN, on_clock};
@@ -122,4 +127,110 @@ async fn silent(backend: Backend) {
         survivor.herald.node_id().to_string(),
         "live ones first"
     );
+}
+
+/// The projections each node lists as its own.
+fn projections_of(body: &Value, id: &str) -> Vec<String> {
+    node(body, id).map_or_else(Vec::new, |n| {
+        n["owns"]["projections"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+on_both!(
+    each_projection_has_one_owner_and_one_left_waiting_is_taken_over_before_its_owner_is_dead,
+    owners
+);
+async fn owners(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    // Reads wait 3 s at most: less than the 6 s a silent node takes to be
+    // declared dead, so only stepping in for the owner can serve them.
+    let bounded =
+        |c: &mut infra::config::Config| c.read_your_writes_timeout = StdDuration::from_secs(3);
+    let first = TestApp::spawn_on(db, bounded).await;
+    let key = first.create_app("a").await;
+    let mut all = vec![first];
+    let names: Vec<&str> = infra::runtime::registered()
+        .iter()
+        .map(|r| r.projection.name())
+        .collect();
+    // Nodes join until the owner of `devices` is not the newest one (which
+    // read the live nodes as it joined, so it knows the owner is alive).
+    let owner = loop {
+        let next = all[0].another_node(bounded).await;
+        all.push(next);
+        let live: Vec<uuid::Uuid> = all.iter().map(|a| a.herald.node_id()).collect();
+        let owner = ownership::owner_of("devices", &live);
+        if owner != live.last().copied() || all.len() == 8 {
+            break owner;
+        }
+    };
+    let newest = all.len() - 1;
+    let listed = nodes(&all[newest]).await;
+    let mut owned: Vec<String> = Vec::new();
+    for app in &all {
+        let id = app.herald.node_id().to_string();
+        let mine = projections_of(&listed, &id);
+        match backend {
+            // Every node applies every projection on SQLite.
+            Backend::Sqlite => assert_eq!(mine.len(), names.len(), "{listed}"),
+            Backend::Postgres => owned.extend(mine),
+        }
+    }
+    if backend == Backend::Sqlite {
+        return;
+    }
+    owned.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    expected.sort();
+    assert_eq!(
+        owned, expected,
+        "each projection once, among all nodes: {listed}"
+    );
+    let owner = owner.map(|o| o.to_string()).unwrap_or_default();
+    assert!(
+        projections_of(&listed, &owner).contains(&"devices".to_owned()),
+        "{listed}"
+    );
+
+    // Every node but the newest goes silent (as if frozen): still alive
+    // for 6 s, so the owner of `devices` is not replaced; the newest steps
+    // in for it.
+    for app in &all[..newest] {
+        app.herald.stop();
+    }
+    let survivor = &all[newest];
+    for i in 0..3 {
+        let path = format!("/v1/devices/d{i}");
+        let written = survivor
+            .client
+            .put(survivor.url(&path))
+            .bearer_auth(&key.token)
+            .header("prefer", "return=minimal")
+            .json(&device_body(&format!("t{i}")))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let written = herald_tests::app::read(written).await;
+        assert_eq!(written.status, 201, "{}", written.body);
+        let position = written
+            .header("herald-position")
+            .unwrap_or_default()
+            .to_owned();
+        let seen = survivor.get_at(&path, &key.token, &position).await;
+        assert_eq!(
+            seen.status, 200,
+            "write {i} not applied while its owner is silent: {}",
+            seen.body
+        );
+        assert_eq!(seen.body["push_token"], format!("t{i}"));
+    }
 }

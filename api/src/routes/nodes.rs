@@ -25,7 +25,8 @@ pub struct NodesBody {
     this_node: uuid::Uuid,
     /// Every node seen in the last hour, live ones first: `{node_id, name,
     /// version, started_at, heartbeat_at, alive, lag_events, owns:
-    /// {webhook_messages, notifications}}`.
+    /// {projections, webhook_messages, notifications}}`; each projection
+    /// is listed under the one live node that applies it.
     #[schema(value_type = Vec<Object>)]
     nodes: Vec<NodeReport>,
 }

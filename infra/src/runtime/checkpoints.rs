@@ -2,7 +2,9 @@
 //! written in the same transaction as its rows. On PostgreSQL a step locks
 //! its projection's checkpoint row (`FOR UPDATE`) for its transaction, so
 //! any number of nodes may follow the log: whoever holds the row applies,
-//! the others see it move and skip what was applied.
+//! the others see it move and skip what was applied (and `ownership` keeps
+//! all but one of them from trying). Every write is notified to the other
+//! nodes.
 
 use projections::db::{Db, Tx};
 use projections::{Projection, on_db};
@@ -105,19 +107,35 @@ pub(crate) async fn write(
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), RuntimeError> {
     let now = at.timestamp_micros();
-    projections::on_tx!(tx, |c| {
-        sqlx::query(
-            "INSERT INTO projection_checkpoints (name, version, position, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
-             SET version = excluded.version, position = excluded.position, updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(version)
-        .bind(position)
-        .bind(now)
-        .execute(c)
-        .await?;
-    });
+    const UPSERT: &str = "INSERT INTO projection_checkpoints (name, version, position, updated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
+         SET version = excluded.version, position = excluded.position, updated_at = excluded.updated_at";
+    match tx {
+        Tx::Sqlite(c, _) => {
+            sqlx::query(UPSERT)
+                .bind(name)
+                .bind(version)
+                .bind(position)
+                .bind(now)
+                .execute(&mut **c)
+                .await?;
+        }
+        // The other nodes hear of the move at commit (`ownership`), in the
+        // same statement: no round trip more.
+        Tx::Pg(c) => {
+            sqlx::query(&format!(
+                "WITH w AS ({UPSERT} RETURNING name, position) \
+                 SELECT pg_notify(left('herald_cp_' || current_schema(), 63), \
+                   w.name || ' ' || w.position::text) FROM w"
+            ))
+            .bind(name)
+            .bind(version)
+            .bind(position)
+            .bind(now)
+            .execute(&mut **c)
+            .await?;
+        }
+    }
     Ok(())
 }
 

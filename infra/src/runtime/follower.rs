@@ -18,7 +18,7 @@
 //!   projection, retried with back-off and reported, until it clears.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::faults::{self, Action, Fault};
+use super::ownership::{ACTING, GRACE, Ownership};
 use super::{Kind, RuntimeError, checkpoints};
 use crate::clock::Clock;
 use crate::store::EventStore;
@@ -75,11 +76,67 @@ pub(crate) struct Log {
     pub db: Db,
     pub store: Arc<dyn EventStore>,
     pub clock: Arc<dyn Clock>,
+    /// Which projections this node owns; unset (every projection its own)
+    /// until the node has joined, and on SQLite.
+    pub owners: Arc<OnceLock<Ownership>>,
 }
 
 enum Progress {
     More,
     CaughtUp,
+    /// Events it handles wait for the projection's owner (another node).
+    Owned,
+}
+
+/// Whether a follower applies what it handles: as owner, or stepping in
+/// for an owner that left events waiting.
+struct Role {
+    /// Since when events have waited for the owner, and the checkpoint then.
+    waiting: Option<(Instant, i64)>,
+    /// Stepped in for the owner: applies until then.
+    acting_until: Option<Instant>,
+}
+
+impl Role {
+    fn applies(&mut self, f: &Follower, log: &Log) -> bool {
+        if self.acting_until.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        self.acting_until = None;
+        if log.owners.get().is_none_or(|o| o.owns(f.name())) {
+            return true;
+        }
+        let cp = *f.checkpoint.borrow();
+        match self.waiting {
+            Some((since, at)) if at == cp && since.elapsed() >= GRACE => {
+                tracing::info!(
+                    projection = f.name(),
+                    position = cp,
+                    "its owner left events waiting; applying them here"
+                );
+                self.waiting = None;
+                self.acting_until = Some(Instant::now() + ACTING);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Events wait for the owner: until the checkpoint moves, or [`GRACE`].
+    async fn wait_for_owner(&mut self, f: &Follower) {
+        let cp = *f.checkpoint.borrow();
+        let since = match self.waiting {
+            Some((since, at)) if at == cp => since,
+            _ => {
+                let now = Instant::now();
+                self.waiting = Some((now, cp));
+                now
+            }
+        };
+        let left = GRACE.saturating_sub(since.elapsed());
+        let mut moved = f.checkpoint.subscribe();
+        let _ = tokio::time::timeout(left, moved.wait_for(|p| *p > cp)).await;
+    }
 }
 
 /// The checkpoint as last written, and when.
@@ -108,7 +165,7 @@ impl Follower {
         self.faults.read().ok()?.get(&app).cloned()
     }
 
-    fn advance(&self, position: i64) {
+    pub(super) fn advance(&self, position: i64) {
         self.checkpoint.send_if_modified(|cp| {
             let moved = position > *cp;
             if moved {
@@ -134,6 +191,10 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
     };
     let mut backoff = Duration::from_millis(100);
     let mut looked = Instant::now() - LOOK_EVERY;
+    let mut role = Role {
+        waiting: None,
+        acting_until: None,
+    };
     loop {
         if looked.elapsed() >= LOOK_EVERY {
             looked = Instant::now();
@@ -141,10 +202,13 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
                 tracing::debug!(projection = follower.name(), error = %e, "cannot read faults");
             }
         }
-        match step(&follower, &log, &mut persisted).await {
+        let applies = role.applies(&follower, &log);
+        match step(&follower, &log, &mut persisted, applies).await {
+            Ok(Progress::Owned) => role.wait_for_owner(&follower).await,
             Ok(progress) => {
                 backoff = Duration::from_millis(100);
                 follower.set_stall(None);
+                role.waiting = None;
                 if let Progress::CaughtUp = progress {
                     let position = *follower.checkpoint.borrow();
                     let more = tokio::select! {
@@ -175,15 +239,19 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
     }
 }
 
+/// One step: the events after the checkpoint, applied if `applies`; a
+/// follower that does not apply (another node owns the projection) only
+/// passes over what its projection does not handle.
 async fn step(
     f: &Follower,
     log: &Log,
     persisted: &mut Persisted,
+    applies: bool,
 ) -> Result<Progress, RuntimeError> {
     let cp = *f.checkpoint.borrow();
     let events = log.store.read_recent(cp, BATCH).await?;
     let Some(last) = events.last().map(|e| e.position) else {
-        if cp > persisted.position && persisted.at.elapsed() >= PERSIST_AFTER {
+        if applies && cp > persisted.position && persisted.at.elapsed() >= PERSIST_AFTER {
             persist(f, log, persisted, cp).await?;
         }
         return Ok(Progress::CaughtUp);
@@ -195,10 +263,17 @@ async fn step(
         .collect();
     if relevant.is_empty() {
         f.advance(last);
-        if persisted.at.elapsed() >= PERSIST_AFTER {
+        if applies && persisted.at.elapsed() >= PERSIST_AFTER {
             persist(f, log, persisted, last).await?;
         }
         return Ok(Progress::More);
+    }
+    if !applies {
+        // Up to the first event it handles; the owner applies that one.
+        if let Some(before) = relevant.first().map(|e| e.position - 1) {
+            f.advance(before);
+        }
+        return Ok(Progress::Owned);
     }
     let applied = relevant.len() as u64;
     let position = match commit(f, log, cp, &relevant, last).await {

@@ -4,7 +4,7 @@
 //! one can serve an app at all, where each stands.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use domain::ids::AppId;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::faults::Fault;
 use super::follower::{self, Follower, Log, Stall};
+use super::ownership::{self, Ownership};
 use super::{Kind, Registered, RuntimeError, checkpoints};
 use crate::clock::Clock;
 use crate::store::EventStore;
@@ -73,7 +74,12 @@ impl Followers {
             .collect();
         Self {
             inner: Arc::new(Inner {
-                log: Log { db, store, clock },
+                log: Log {
+                    db,
+                    store,
+                    clock,
+                    owners: Arc::new(OnceLock::new()),
+                },
                 by_name,
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -103,6 +109,25 @@ impl Followers {
             slot.extend(tasks);
         }
         Ok(())
+    }
+
+    /// Shares the projections with the other nodes of a PostgreSQL
+    /// database: from now on this node applies only those it owns among
+    /// `live`, and follows the others' checkpoints as their owners notify
+    /// them (see `ownership`). On SQLite, nothing changes.
+    pub fn share(&self, node: uuid::Uuid, live: watch::Receiver<Vec<uuid::Uuid>>) {
+        let Db::Postgres(pg) = &self.inner.log.db else {
+            return;
+        };
+        let listener = tokio::spawn(ownership::follow_owners(
+            pg.pool.clone(),
+            ownership::channel(&pg.schema),
+            self.inner.by_name.values().cloned().collect(),
+        ));
+        if let Ok(mut tasks) = self.inner.tasks.lock() {
+            tasks.push(listener);
+        }
+        let _ = self.inner.log.owners.set(Ownership { node, live });
     }
 
     /// Stops following the log (a step in progress rolls back).

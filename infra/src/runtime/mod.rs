@@ -3,7 +3,8 @@
 //! task, with its own checkpoint and transaction (`follower`); a failing
 //! one stops for the failing event's app alone (`faults`). `Followers` is
 //! what the rest of the system sees: waits for read-your-writes, the read
-//! gate, status.
+//! gate, status. On PostgreSQL with many nodes each projection has one
+//! owner that applies it (`ownership`).
 
 pub mod checkpoints;
 pub mod commands;
@@ -11,6 +12,7 @@ pub mod faults;
 mod follower;
 mod followers;
 pub mod nodes;
+pub mod ownership;
 pub mod reactor;
 pub mod rebuild;
 pub mod status;

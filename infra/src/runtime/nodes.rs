@@ -11,7 +11,7 @@
 //!
 //! | work | shared by | a dead node holds it up |
 //! |---|---|---|
-//! | each read model and reactor feed | every node follows the log; each batch is applied by whichever node locks the projection's checkpoint row first (`FOR UPDATE`), so each event is applied once | not at all: the others' next batch takes the lock |
+//! | each read model and reactor feed | one owner among the live nodes (rendezvous hashing, `ownership`) applies it; the others follow its checkpoint through `NOTIFY`. Every batch locks the checkpoint row (`FOR UPDATE`), so each event is applied once even while two nodes both apply | [`GRACE`](super::ownership::GRACE) (0.5 s): events left waiting that long are applied by the next node that needs them |
 //! | webhook delivery | every node claims due messages (`FOR UPDATE SKIP LOCKED`), one message per lease, ordered endpoints one message at a time | until its heartbeat is [`DEAD_AFTER`] old, then the next claim (≤ 1 s poll) takes its messages over |
 //! | push sending and scheduled launches | every node claims due notification jobs; a notification's batches are sent by the job's holder, each recorded in the log before the next | as for webhooks; the batch in flight is sent again (at most one batch repeated) |
 //! | a projection stopped for an app (faults) | the fault row is locked by whichever node retries it | not at all |
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::ownership;
 use crate::clock::Clock;
 use crate::runtime::Followers;
 
@@ -66,6 +67,8 @@ pub fn dead_before(now: DateTime<Utc>) -> i64 {
 pub struct Node {
     id: Uuid,
     db: Db,
+    /// The live nodes as last read (at join and with every heartbeat).
+    live: watch::Sender<Vec<Uuid>>,
     heartbeat: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -123,16 +126,33 @@ impl Node {
                 .await?;
         });
         tx.commit().await?;
-        let task = tokio::spawn(renew(db.clone(), clock, id, name, now, lag));
+        let live = watch::Sender::new(live_nodes(&db, clock.now()).await?);
+        let renewing = Renewing {
+            db: db.clone(),
+            clock,
+            id,
+            name,
+            started_at: now,
+            lag,
+            live: live.clone(),
+        };
+        let task = tokio::spawn(renew(renewing));
         Ok(Arc::new(Self {
             id,
             db,
+            live,
             heartbeat: std::sync::Mutex::new(Some(task)),
         }))
     }
 
     pub fn id(&self) -> Uuid {
         self.id
+    }
+
+    /// The live nodes (this one among them once it has joined), renewed
+    /// with every heartbeat.
+    pub fn live(&self) -> watch::Receiver<Vec<Uuid>> {
+        self.live.subscribe()
     }
 
     /// Stops renewing (the node is stopping; without [`leave`](Self::leave)
@@ -160,7 +180,37 @@ impl Node {
     }
 }
 
-async fn renew(db: Db, clock: Arc<dyn Clock>, id: Uuid, name: String, started_at: i64, lag: Lag) {
+/// What the heartbeat task works with.
+struct Renewing {
+    db: Db,
+    clock: Arc<dyn Clock>,
+    id: Uuid,
+    name: String,
+    started_at: i64,
+    lag: Lag,
+    live: watch::Sender<Vec<Uuid>>,
+}
+
+/// The nodes whose heartbeat is fresh at `now`, in id order.
+async fn live_nodes(db: &Db, now: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    Ok(on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT node_id FROM nodes WHERE heartbeat_at > $1 ORDER BY node_id")
+            .bind(dead_before(now))
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+async fn renew(r: Renewing) {
+    let Renewing {
+        db,
+        clock,
+        id,
+        name,
+        started_at,
+        lag,
+        live,
+    } = r;
     let mut last = clock.now();
     loop {
         // Real time, or a manual clock moving past the next beat.
@@ -189,10 +239,20 @@ async fn renew(db: Db, clock: Arc<dyn Clock>, id: Uuid, name: String, started_at
                 .execute(c)
                 .await?;
             });
-            tx.commit().await
+            tx.commit().await?;
+            live_nodes(&db, last).await
         };
-        if let Err(e) = beat.await {
-            tracing::warn!(error = %e, "cannot renew this node's heartbeat");
+        match beat.await {
+            Ok(nodes) => {
+                live.send_if_modified(|known| {
+                    let changed = *known != nodes;
+                    if changed {
+                        *known = nodes;
+                    }
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew this node's heartbeat"),
         }
     }
 }
@@ -217,6 +277,10 @@ pub struct NodeReport {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Owned {
+    /// The projections (read models and reactor feeds) it applies: each
+    /// has one owner among the live nodes on PostgreSQL (see
+    /// `runtime::ownership`); on SQLite a node applies all of them.
+    pub projections: Vec<&'static str>,
     /// Webhook messages being delivered.
     pub webhook_messages: i64,
     /// Notifications being launched or sent.
@@ -258,6 +322,25 @@ pub async fn list(db: &Db, now: DateTime<Utc>) -> Result<Vec<NodeReport>, sqlx::
         counts.iter().find(|(n, _)| *n == id).map_or(0, |(_, c)| *c)
     };
     let dead_before = dead_before(now);
+    let live: Vec<Uuid> = rows
+        .iter()
+        .filter(|r| r.4 > dead_before)
+        .map(|r| r.0)
+        .collect();
+    let names: Vec<&'static str> = super::registered()
+        .iter()
+        .map(|r| r.projection.name())
+        .collect();
+    let applied_by = |node: Uuid| -> Vec<&'static str> {
+        names
+            .iter()
+            .copied()
+            .filter(|name| match db {
+                Db::Sqlite(_) => live.contains(&node),
+                Db::Postgres(_) => ownership::owner_of(name, &live) == Some(node),
+            })
+            .collect()
+    };
     let mut out: Vec<NodeReport> = rows
         .into_iter()
         .map(|(node_id, name, version, started, beat, lag_events)| {
@@ -271,6 +354,7 @@ pub async fn list(db: &Db, now: DateTime<Utc>) -> Result<Vec<NodeReport>, sqlx::
                 alive,
                 lag_events,
                 owns: Owned {
+                    projections: applied_by(node_id),
                     webhook_messages: of(&messages, node_id),
                     notifications: of(&jobs, node_id),
                 },
