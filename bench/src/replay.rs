@@ -1,17 +1,22 @@
 //! Replaying the log: a rebuild of every projection over N events, beside a
 //! sequential scan of the same events (read and decoded, nothing applied)
-//! and a hash-chain verification, all in one run on one database.
+//! and a hash-chain verification, all in one run on one database; then the
+//! auditors' filters, each matching about 0.1 % of the log.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use domain::ids::AppId;
+use domain::ids::{AppId, UserId};
+use domain::properties::Properties;
+use domain::user::{UserEvent, UserStatus};
+use domain::{DomainEvent, Metadata};
 use infra::audit::verify_app;
+use infra::store::{AppendRequest, EventFilter, ExpectedVersion, NewEvent, TypePattern};
 use infra::store::{EventStore, SqlEventStore};
 use serde_json::json;
 
 use crate::databases::{Backend, fresh};
-use crate::search::load_devices;
+use crate::search::load_devices_from;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,7 +35,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let db = fresh(args.backend, &args.pg_url, 40).await?;
     let store = Arc::new(SqlEventStore::open(db.db.clone()).await?);
     let app_id = AppId(uuid::Uuid::now_v7());
-    let load_seconds = load_devices(&store, app_id, args.events / 2, args.writers).await?;
+    // The devices, with 0.1 % of the events (user creations by one actor,
+    // in one correlation) spread through them in ten runs.
+    let rare = args.events / 1000;
+    let devices = (args.events - rare) / 2;
+    let mut load_seconds = 0.0;
+    for round in 0..10 {
+        let (from, to) = (devices * round / 10, devices * (round + 1) / 10);
+        load_seconds += load_devices_from(&store, app_id, from, to - from, args.writers).await?;
+        append_rare(&store, app_id, rare * round / 10, rare * (round + 1) / 10).await?;
+    }
     let head = store.head().await?;
     let rate = |seconds: f64| (head as f64 / seconds).round();
 
@@ -67,6 +81,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         rebuilt.position
     );
 
+    let filters = filters(store.as_ref(), app_id, head, rare).await?;
+
     println!(
         "{}",
         json!({"bench": "replay", "backend": args.backend.name(), "events": head,
@@ -74,9 +90,150 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "scan_events_per_sec": rate(scan_seconds),
                "verify_events_per_sec": rate(verify_seconds),
                "rebuild_events_per_sec": rate(rebuild_seconds),
-               "rebuild_share_of_scan": ((scan_seconds / rebuild_seconds) * 1000.0).round() / 1000.0})
+               "rebuild_share_of_scan": ((scan_seconds / rebuild_seconds) * 1000.0).round() / 1000.0,
+               "filters": filters})
     );
     drop(store);
     db.cleanup().await?;
     Ok(())
+}
+
+/// The actor and correlation of the rare events.
+const RARE_ACTOR: &str = "key:00000000-0000-7000-8000-00000000beef";
+const RARE_CORRELATION: &str = "bench-rare";
+
+/// Creates users `from..to`, one event each, by [`RARE_ACTOR`].
+async fn append_rare(
+    store: &SqlEventStore,
+    app_id: AppId,
+    from: usize,
+    to: usize,
+) -> anyhow::Result<()> {
+    for i in from..to {
+        let (event_type, data) = UserEvent::Created {
+            user_id: UserId::parse(format!("rare-{i}"))?,
+            name: None,
+            email: None,
+            status: UserStatus::Active,
+            properties: Properties::new(),
+        }
+        .encode();
+        let mut metadata = Metadata::system(app_id, "bench");
+        metadata.actor = RARE_ACTOR.to_owned();
+        metadata.correlation_id = Some(RARE_CORRELATION.to_owned());
+        store
+            .append(AppendRequest {
+                stream: format!("user:rare-{i}"),
+                expected: ExpectedVersion::NoStream,
+                events: vec![NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type,
+                    schema_version: 1,
+                    data,
+                }],
+                metadata,
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// p50 and p95 (ms) of each filter of `GET /v1/events` through the store,
+/// one page of up to 1,000 events, 25 times each; each must find what it
+/// should.
+async fn filters(
+    store: &SqlEventStore,
+    app_id: AppId,
+    head: i64,
+    rare: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let middle = store.read_all(head / 2, 1).await?;
+    let after = store.read_all(head / 2 + 1000, 1).await?;
+    let (Some(since), Some(until)) = (middle.first(), after.first()) else {
+        anyhow::bail!("the log is too short");
+    };
+    // Events recorded in one batch share an instant: the time range holds
+    // about 1,000 events, as many as it holds.
+    let in_range = {
+        let f = EventFilter {
+            since: Some(since.recorded_at),
+            until: Some(until.recorded_at),
+            ..Default::default()
+        };
+        store.read_filtered(app_id, &f, 5000).await?.len()
+    };
+    let cases: Vec<(&str, EventFilter, usize)> = vec![
+        (
+            "type",
+            EventFilter {
+                types: vec![TypePattern::parse("user.created")],
+                ..Default::default()
+            },
+            rare,
+        ),
+        (
+            "type_prefix",
+            EventFilter {
+                types: vec![TypePattern::parse("user.*")],
+                ..Default::default()
+            },
+            rare,
+        ),
+        (
+            "actor",
+            EventFilter {
+                actor: Some(RARE_ACTOR.to_owned()),
+                ..Default::default()
+            },
+            rare,
+        ),
+        (
+            "correlation_id",
+            EventFilter {
+                correlation_id: Some(RARE_CORRELATION.to_owned()),
+                ..Default::default()
+            },
+            rare,
+        ),
+        (
+            "stream",
+            EventFilter {
+                stream: Some("device:dev-4242".to_owned()),
+                ..Default::default()
+            },
+            2,
+        ),
+        (
+            "time_range",
+            EventFilter {
+                since: Some(since.recorded_at),
+                until: Some(until.recorded_at),
+                ..Default::default()
+            },
+            in_range.min(1000),
+        ),
+    ];
+    let mut out = serde_json::Map::new();
+    for (name, filter, expected) in cases {
+        let mut times = Vec::new();
+        for _ in 0..25 {
+            let started = Instant::now();
+            let found = store.read_filtered(app_id, &filter, 1000).await?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(
+                found.len() == expected,
+                "{name}: {} events, not {expected}",
+                found.len()
+            );
+        }
+        times.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            (times[((times.len() - 1) as f64 * q).round() as usize] * 100.0).round() / 100.0
+        };
+        out.insert(
+            name.to_owned(),
+            json!({"matches": expected, "p50_ms": at(0.5), "p95_ms": at(0.95)}),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
 }

@@ -110,13 +110,24 @@ pub(crate) async fn load_devices(
     devices: usize,
     writers: usize,
 ) -> anyhow::Result<f64> {
+    load_devices_from(store, app_id, 0, devices, writers).await
+}
+
+/// Registers devices `first..first + devices` (see [`load_devices`]).
+pub(crate) async fn load_devices_from(
+    store: &Arc<SqlEventStore>,
+    app_id: AppId,
+    first: usize,
+    devices: usize,
+    writers: usize,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     let per_writer = devices.div_ceil(writers);
     let mut tasks = Vec::new();
     for w in 0..writers {
         let store = store.clone();
-        let from = w * per_writer;
-        let to = ((w + 1) * per_writer).min(devices);
+        let from = first + w * per_writer;
+        let to = (first + (w + 1) * per_writer).min(first + devices);
         tasks.push(tokio::spawn(async move {
             for i in from..to {
                 let request = AppendRequest {

@@ -2,6 +2,8 @@
 //! need a database run on SQLite and on PostgreSQL (see `on_both!`).
 
 mod apps_and_keys;
+mod as_of;
+mod audit_filters;
 mod audit_integrity;
 mod audit_log;
 mod change_queues;

@@ -62,9 +62,10 @@ pub struct UserBody {
     status: String,
     #[schema(schema_with = schema::properties)]
     properties: serde_json::Value,
-    /// Live devices linked to the user (null in reads `as_of` an instant:
-    /// the log does not index past links by user).
-    device_count: Option<i64>,
+    /// Live devices linked to the user (in a read `as_of` an instant: the
+    /// devices linked to them then).
+    #[schema(minimum = 0)]
+    device_count: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// The user stream's version.
@@ -81,7 +82,7 @@ impl From<UserView> for UserBody {
             email: u.email,
             status: u.status,
             properties: serde_json::to_value(u.properties).unwrap_or_default(),
-            device_count: Some(v.device_count),
+            device_count: v.device_count,
             created_at: u.created_at,
             updated_at: u.updated_at,
             version: u.version,
@@ -218,14 +219,7 @@ async fn get_user(
             .users
             .get_as_of(key.app_id, &user_id, as_of)
             .await?
-            .map(|user| {
-                let mut body = UserBody::from(UserView {
-                    user,
-                    device_count: 0,
-                });
-                body.device_count = None;
-                body
-            }),
+            .map(UserBody::from),
     };
     Ok(Json(body.ok_or_else(|| {
         ApiError::NotFound("user not found".into())

@@ -250,6 +250,22 @@ impl Notifications {
         self.record(app_id, id).await
     }
 
+    /// The notification as it was at `as_of`, rebuilt from its stream.
+    pub async fn get_as_of(
+        &self,
+        app_id: AppId,
+        id: Uuid,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NotificationRecord, CommandError> {
+        let history = self
+            .reads
+            .history_until(app_id, &domain::notification::stream(id), as_of)
+            .await?;
+        projections::notifications::fold::as_of(&history)
+            .map_err(CommandError::Internal)?
+            .ok_or(CommandError::Domain(DomainError::NotFound("notification")))
+    }
+
     pub async fn list(
         &self,
         app_id: AppId,

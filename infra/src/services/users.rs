@@ -139,18 +139,34 @@ impl Users {
         Ok(Some(UserView { user, device_count }))
     }
 
-    /// The user as they were at `as_of`, rebuilt from their stream.
+    /// The user as they were at `as_of`, rebuilt from their stream, with
+    /// the devices linked to them then (each device that ever named them,
+    /// rebuilt from its own stream up to `as_of`).
     pub async fn get_as_of(
         &self,
         app_id: AppId,
         user_id: &UserId,
         as_of: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<UserRecord>, CommandError> {
+    ) -> Result<Option<UserView>, CommandError> {
         let history = self
             .reads
             .history_until(app_id, &user::stream(user_id), as_of)
             .await?;
-        fold(&history)
+        let Some(user) = fold(&history)? else {
+            return Ok(None);
+        };
+        let streams =
+            crate::store::filter::device_streams_of_user(&self.db, app_id, user_id.as_str(), as_of)
+                .await?;
+        let mut device_count = 0;
+        for stream in streams {
+            let history = self.reads.history_until(app_id, &stream, as_of).await?;
+            let device = super::devices::fold(&history)?.into_record();
+            if device.is_some_and(|d| d.user_id.as_deref() == Some(user_id.as_str())) {
+                device_count += 1;
+            }
+        }
+        Ok(Some(UserView { user, device_count }))
     }
 
     /// Deletes the user, then unlinks each of their devices (each unlink is an

@@ -336,6 +336,22 @@ impl Webhooks {
         self.record(app_id, id).await
     }
 
+    /// The endpoint as it was at `as_of`, rebuilt from its stream.
+    pub async fn get_as_of(
+        &self,
+        app_id: AppId,
+        id: WebhookId,
+        as_of: chrono::DateTime<chrono::Utc>,
+    ) -> Result<EndpointRecord, CommandError> {
+        let history = self
+            .reads
+            .history_until(app_id, &domain::webhook::stream(id), as_of)
+            .await?;
+        endpoints::as_of(&history)
+            .map_err(CommandError::Internal)?
+            .ok_or(CommandError::Domain(DomainError::NotFound("webhook")))
+    }
+
     pub async fn list(
         &self,
         app_id: AppId,

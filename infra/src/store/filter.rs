@@ -80,16 +80,30 @@ pub(crate) async fn read(
         sql.push_str(&format!(" AND stream = {p}"));
     }
     if !filter.types.is_empty() {
+        // Byte order on both backends ("C" on PostgreSQL, as the index
+        // `events_app_type` is built), so a prefix is a range of the index.
+        let column = if postgres {
+            "event_type COLLATE \"C\""
+        } else {
+            "event_type"
+        };
         let mut any = Vec::new();
         for pattern in &filter.types {
             any.push(match pattern {
                 TypePattern::Exact(t) => {
-                    format!("event_type = {}", push(&mut binds, Bind::Str(t.clone())))
+                    format!("{column} = {}", push(&mut binds, Bind::Str(t.clone())))
                 }
-                TypePattern::Prefix(p) => {
-                    let p = push(&mut binds, Bind::Str(p.clone()));
-                    format!("substr(event_type, 1, length({p})) = {p}")
-                }
+                TypePattern::Prefix(p) => match successor(p) {
+                    Some(end) => {
+                        let from = push(&mut binds, Bind::Str(p.clone()));
+                        let to = push(&mut binds, Bind::Str(end));
+                        format!("({column} >= {from} AND {column} < {to})")
+                    }
+                    None => {
+                        let from = push(&mut binds, Bind::Str(p.clone()));
+                        format!("{column} >= {from}")
+                    }
+                },
             });
         }
         sql.push_str(&format!(" AND ({})", any.join(" OR ")));
@@ -134,9 +148,64 @@ pub(crate) async fn read(
     })
 }
 
+/// The device streams of an app whose registration or a link named
+/// `user_id`, among events recorded at or before `until` (index
+/// `events_device_user`): the devices a user may have had then.
+pub(crate) async fn device_streams_of_user(
+    db: &Db,
+    app_id: AppId,
+    user_id: &str,
+    until: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let sql = if matches!(db, Db::Postgres(_)) {
+        "SELECT DISTINCT stream FROM events WHERE app_id = $1 \
+         AND event_type IN ('device.registered', 'device.user_linked') \
+         AND (data::jsonb ->> 'user_id') = $2 AND recorded_at <= $3 ORDER BY stream"
+    } else {
+        "SELECT DISTINCT stream FROM events WHERE app_id = $1 \
+         AND event_type IN ('device.registered', 'device.user_linked') \
+         AND json_extract(data, '$.user_id') = $2 AND recorded_at <= $3 ORDER BY stream"
+    };
+    Ok(on_db!(db, |pool| {
+        sqlx::query_scalar(sql)
+            .bind(app_id.0)
+            .bind(user_id)
+            .bind(until.timestamp_micros())
+            .fetch_all(pool)
+            .await?
+    }))
+}
+
+/// The least string greater than every string that starts with `prefix`
+/// (its last character that can be, moved on by one), if there is one.
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_ends_before_its_successor() {
+        assert_eq!(successor("device.").as_deref(), Some("device/"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{D7FF}").as_deref(), Some("\u{E000}"));
+        assert_eq!(successor(""), None);
+        for t in ["device.", "device.registered", "device.z\u{10FFFF}"] {
+            let end = successor("device.").unwrap_or_default();
+            assert!(t >= "device." && t < end.as_str(), "{t}");
+        }
+        assert!("device/" >= successor("device.").unwrap_or_default().as_str());
+    }
 
     #[test]
     fn star_suffix_is_a_prefix() {

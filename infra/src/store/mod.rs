@@ -16,7 +16,7 @@ mod appender;
 mod batch;
 pub mod chain;
 mod error;
-mod filter;
+pub(crate) mod filter;
 mod postgres;
 mod recent;
 pub(crate) mod rows;

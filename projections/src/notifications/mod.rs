@@ -2,6 +2,7 @@
 //! app and UTC day. Counters are the sum of the recorded batches; the
 //! final `notification.sent` / `notification.errored` states them again.
 
+pub mod fold;
 pub mod history;
 pub mod jobs;
 pub mod query;
@@ -12,35 +13,17 @@ use std::collections::hash_map::Entry;
 use async_trait::async_trait;
 use domain::RecordedEvent;
 use domain::event::DomainEvent;
-use domain::notification::{NotificationEvent, PerPlatform, Status};
+use domain::notification::{NotificationEvent, Status};
 use uuid::Uuid;
 
 use crate::db::Tx;
-use crate::time::micros;
 use crate::{Projection, ProjectionError, on_tx};
 
 pub const NAME: &str = "notifications";
 
 pub struct NotificationsProjection;
 
-/// A row being changed by a batch of events.
-#[derive(Debug, Clone)]
-struct Row {
-    app_id: Uuid,
-    status: Status,
-    message: String,
-    scheduled_at: Option<i64>,
-    audience: Option<serde_json::Value>,
-    sent: PerPlatform,
-    failed: PerPlatform,
-    error_reason: Option<String>,
-    created_at: i64,
-    updated_at: i64,
-    version: i64,
-    /// Not in the table yet.
-    new: bool,
-    deleted: bool,
-}
+use self::fold::Row;
 
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
@@ -171,26 +154,8 @@ impl Projection for NotificationsProjection {
                 NotificationEvent::decode(&event.event_type, event.schema_version, &event.data)
                     .map_err(|e| ProjectionError::event(event, e))?;
             let id = notification_id(&decoded);
-            let at = micros(event.recorded_at);
             if let NotificationEvent::Created { message, .. } = &decoded {
-                rows.insert(
-                    id,
-                    Row {
-                        app_id: event.app_id.0,
-                        status: Status::Draft,
-                        message: json(message),
-                        scheduled_at: message.scheduled_at.map(|t| t.timestamp_micros()),
-                        audience: None,
-                        sent: PerPlatform::default(),
-                        failed: PerPlatform::default(),
-                        error_reason: None,
-                        created_at: at,
-                        updated_at: at,
-                        version: event.stream_version,
-                        new: true,
-                        deleted: false,
-                    },
-                );
+                rows.insert(id, fold::created(event, message));
                 continue;
             }
             if let Entry::Vacant(slot) = rows.entry(id) {
@@ -204,56 +169,9 @@ impl Projection for NotificationsProjection {
             let Some(row) = rows.get_mut(&id) else {
                 continue;
             };
-            row.updated_at = at;
-            row.version = event.stream_version;
-            match decoded {
-                NotificationEvent::Created { .. } => {}
-                NotificationEvent::Updated { message, .. } => {
-                    row.scheduled_at = message.scheduled_at.map(|t| t.timestamp_micros());
-                    row.message = json(&message);
-                }
-                NotificationEvent::Queued { scheduled_at, .. } => {
-                    row.status = Status::Queued;
-                    row.scheduled_at = Some(scheduled_at.timestamp_micros());
-                }
-                NotificationEvent::Unscheduled { .. } => row.status = Status::Draft,
-                NotificationEvent::Launched { .. } => row.status = Status::Launched,
-                NotificationEvent::AudienceResolved {
-                    total, by_platform, ..
-                } => {
-                    row.status = Status::Sending;
-                    row.audience = Some(serde_json::json!({
-                        "total": total,
-                        "android": by_platform.android,
-                        "ios": by_platform.ios,
-                        "web": by_platform.web,
-                    }));
-                }
-                NotificationEvent::BatchSent { outcome, .. } => {
-                    row.sent.add(&outcome.sent);
-                    row.failed.add(&outcome.failures);
-                    let messages = outcome.sent.total() + outcome.failures.total();
-                    *usage.entry((row.app_id, day_of(event))).or_default() +=
-                        i64::try_from(messages).unwrap_or(i64::MAX);
-                }
-                NotificationEvent::Sent { sent, failed, .. } => {
-                    row.status = Status::Sent;
-                    row.sent = sent;
-                    row.failed = failed;
-                }
-                NotificationEvent::Errored {
-                    reason,
-                    sent,
-                    failed,
-                    ..
-                } => {
-                    row.status = Status::Error;
-                    row.error_reason = Some(reason);
-                    row.sent = sent;
-                    row.failed = failed;
-                }
-                NotificationEvent::Canceled { .. } => row.status = Status::Canceled,
-                NotificationEvent::Deleted { .. } => row.deleted = true,
+            let messages = fold::change(row, event, decoded);
+            if messages > 0 {
+                *usage.entry((row.app_id, day_of(event))).or_default() += messages;
             }
         }
         for (id, row) in &rows {

@@ -164,6 +164,64 @@ pub(super) async fn apply(
     Ok(())
 }
 
+/// The endpoint after `history` (its stream from the first event, up to
+/// an instant): `None` if it did not exist or was deleted. The same
+/// changes as [`apply`], in memory.
+pub fn as_of(history: &[RecordedEvent]) -> Result<Option<EndpointRecord>, String> {
+    use domain::DomainEvent;
+    let mut endpoint: Option<EndpointRecord> = None;
+    for event in history {
+        let decoded = WebhookEvent::decode(&event.event_type, event.schema_version, &event.data)
+            .map_err(|e| e.to_string())?;
+        if let WebhookEvent::Created {
+            webhook_id,
+            settings,
+            auth,
+            secret_fingerprint,
+        } = decoded
+        {
+            endpoint = Some(EndpointRecord {
+                webhook_id,
+                app_id: event.app_id.0,
+                settings,
+                auth,
+                secret_fingerprint,
+                enabled: true,
+                disabled_reason: None,
+                created_at: event.recorded_at,
+                updated_at: event.recorded_at,
+                version: event.stream_version,
+            });
+            continue;
+        }
+        let Some(e) = endpoint.as_mut() else {
+            continue;
+        };
+        e.updated_at = event.recorded_at;
+        e.version = event.stream_version;
+        match decoded {
+            WebhookEvent::Created { .. } => {}
+            WebhookEvent::Updated { settings, auth, .. } => {
+                e.settings = settings;
+                e.auth = auth;
+            }
+            WebhookEvent::Disabled { reason, .. } => {
+                e.enabled = false;
+                e.disabled_reason = Some(reason);
+            }
+            WebhookEvent::Enabled { .. } => {
+                e.enabled = true;
+                e.disabled_reason = None;
+            }
+            WebhookEvent::SecretRotated {
+                secret_fingerprint, ..
+            } => e.secret_fingerprint = secret_fingerprint,
+            WebhookEvent::Deleted { .. } => endpoint = None,
+        }
+    }
+    Ok(endpoint)
+}
+
 type Row = (
     Uuid,
     Uuid,

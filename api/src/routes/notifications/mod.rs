@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 pub use self::body::NotificationBody;
 use self::body::{CreateNotification, NotificationList, PatchNotification};
+use super::events::AsOfQuery;
 use super::schema;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -139,7 +140,7 @@ async fn list_notifications(
 
 /// Reads a notification, with its counters.
 #[utoipa::path(get, path = "/v1/notifications/{id}", tag = "notifications", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)")),
+    params(("id" = Uuid, Path, description = "The notification's id (anything else is 404)"), AsOfQuery),
     responses(
         (status = 200, body = NotificationBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -148,19 +149,20 @@ async fn get_notification(
     State(state): State<AppState>,
     key: Key<Read>,
     Path(raw): Path<String>,
+    AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<NotificationBody>> {
-    state
-        .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
-        .await?;
     let id = notification_id(&raw)?;
-    Ok(Json(
-        state
-            .services
-            .notifications
-            .get(key.app_id, id)
-            .await?
-            .into(),
-    ))
+    let notifications = &state.services.notifications;
+    let record = match query.instant()? {
+        None => {
+            state
+                .fresh(&key.ctx, key.app_id, &[names::NOTIFICATIONS])
+                .await?;
+            notifications.get(key.app_id, id).await?
+        }
+        Some(as_of) => notifications.get_as_of(key.app_id, id, as_of).await?,
+    };
+    Ok(Json(record.into()))
 }
 
 /// Changes a draft (absent fields stay; `null` clears the optional ones).

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use self::body::{CreateWebhook, PatchWebhook, WebhookBody, WebhookList, WebhookWithSecret};
+use super::events::AsOfQuery;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
@@ -111,7 +112,7 @@ async fn list_webhooks(
 
 /// Reads an endpoint.
 #[utoipa::path(get, path = "/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)")),
+    params(("id" = Uuid, Path, description = "The endpoint's id (anything else is 404)"), AsOfQuery),
     responses(
         (status = 200, body = WebhookBody),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -120,14 +121,20 @@ async fn get_webhook(
     State(state): State<AppState>,
     key: Key<Admin>,
     Path(raw): Path<String>,
+    AppQuery(query): AppQuery<AsOfQuery>,
 ) -> ApiResult<Json<WebhookBody>> {
-    state
-        .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
-        .await?;
     let id = webhook_id(&raw)?;
-    Ok(Json(
-        state.services.webhooks.get(key.app_id, id).await?.into(),
-    ))
+    let webhooks = &state.services.webhooks;
+    let record = match query.instant()? {
+        None => {
+            state
+                .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
+                .await?;
+            webhooks.get(key.app_id, id).await?
+        }
+        Some(as_of) => webhooks.get_as_of(key.app_id, id, as_of).await?,
+    };
+    Ok(Json(record.into()))
 }
 
 /// Changes an endpoint: absent fields stay, `null` clears the nullable ones.
