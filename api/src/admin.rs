@@ -64,8 +64,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A progress line on stderr: redrawn in place on a terminal, else at most
-/// every few seconds.
+/// A progress line on stderr: on a terminal a bar with rate and ETA,
+/// redrawn in place; else a plain line at most every few seconds.
 struct ProgressLine {
     terminal: bool,
     last: Option<Instant>,
@@ -103,7 +103,7 @@ impl ProgressLine {
             format!("{done}/{total} events ({percent:.1} %), {rate:.0} events/s, ETA {eta:.0} s");
         let mut err = std::io::stderr();
         let _ = if self.terminal {
-            write!(err, "\r\x1b[2K{line}")
+            write!(err, "\r\x1b[2K{} {line}", bar(percent))
         } else {
             writeln!(err, "{line}")
         };
@@ -114,6 +114,13 @@ impl ProgressLine {
             eprintln!();
         }
     }
+}
+
+/// `[#########-----------]`: 20 cells, one per 5 %.
+fn bar(percent: f64) -> String {
+    const CELLS: usize = 20;
+    let full = ((percent.clamp(0.0, 100.0) / 100.0) * CELLS as f64).round() as usize;
+    format!("[{}{}]", "#".repeat(full), "-".repeat(CELLS - full))
 }
 
 /// Writes the app's events as NDJSON, page by page.

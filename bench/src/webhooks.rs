@@ -171,6 +171,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await,
         "the projections did not catch up"
     );
+    // It leaves as `herald serve` does on SIGTERM, handing its work over.
+    queuer.stop();
+    queuer.leave().await;
     drop(queuer);
 
     // Throughput: a delivering node finds every message due at once.
@@ -192,6 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     for other in &others {
         other.stop();
+        other.leave().await;
     }
     drop(others);
 

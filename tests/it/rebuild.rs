@@ -1,6 +1,7 @@
 //! Rebuilding read models beside the live ones: the result equals the
 //! incrementally built model, nothing written during the rebuild is lost,
-//! an interrupted rebuild resumes, and the CLI and admin endpoint report.
+//! an interrupted rebuild resumes, a second one at once is refused, and
+//! the CLI and admin endpoint report.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use herald_tests::{Backend, TestApp, TestDb, on_both};
 use infra::runtime::read_models as rebuildable_projections;
-use infra::runtime::rebuild::{rebuild, rebuild_in_batches};
+use infra::runtime::rebuild::{Progress, rebuild, rebuild_in_batches};
+use infra::runtime::rebuild_guard;
 use projections::db::Db;
 use serde_json::json;
 
@@ -346,4 +348,89 @@ async fn cli(backend: Backend) {
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no read model named"));
+}
+
+on_both!(
+    a_second_rebuild_is_refused_while_one_runs_and_the_running_one_is_reported,
+    one_at_a_time
+);
+async fn one_at_a_time(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    history(&app).await;
+    caught_up(&app).await;
+    let incremental = dump(app.herald.db()).await;
+    let root = herald_tests::app::ROOT_TOKEN;
+    let none = app.get("/v1/admin/projections", root).await;
+    assert_eq!(none.body["rebuild"], json!(null), "{}", none.body);
+
+    // A rebuild of `devices` is running (it holds the lock and reports).
+    let mut running = rebuild_guard::take(app.herald.db(), &["devices"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let at = Progress {
+        position: 3,
+        head: 10,
+        applied: 3,
+        events_per_second: 2.0,
+    };
+    running.report(at).await;
+    let shown = app.get("/v1/admin/projections", root).await;
+    let r = &shown.body["rebuild"];
+    assert_eq!(r["projections"], json!(["devices"]), "{}", shown.body);
+    assert_eq!(
+        (r["position"].clone(), r["head"].clone()),
+        (json!(3), json!(10))
+    );
+    assert_eq!(r["running"], true);
+    assert_eq!(r["eta_seconds"], 3.5);
+
+    let refused = rebuild(
+        app.herald.db(),
+        app.herald.store().as_ref(),
+        &rebuildable_projections(),
+        |_| {},
+    )
+    .await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("another rebuild is running"), "{message}");
+    assert!(
+        message.contains("devices") && message.contains("position 3 of 10"),
+        "{message}"
+    );
+    let args = match app.db.url() {
+        Some(url) => vec!["--database-url".to_owned(), url],
+        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
+    };
+    let out = Command::new(BIN)
+        .args(["projections", "rebuild"])
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("another rebuild is running"), "{stderr}");
+    assert_eq!(dump(app.herald.db()).await, incremental, "nothing changed");
+
+    // Once it is done, the next one runs.
+    running.finish().await.unwrap_or_else(|e| panic!("{e}"));
+    let gone = app.get("/v1/admin/projections", root).await;
+    assert_eq!(gone.body["rebuild"], json!(null));
+    let done = rebuild(
+        app.herald.db(),
+        app.herald.store().as_ref(),
+        &rebuildable_projections(),
+        |_| {},
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump(app.herald.db()).await, incremental);
+    assert!(done.events > 0);
+    let after = app.get("/v1/admin/projections", root).await;
+    assert_eq!(
+        after.body["rebuild"],
+        json!(null),
+        "a finished rebuild leaves no row"
+    );
 }

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use infra::runtime::commands::CommandError;
 use infra::runtime::faults::{self, Action, Skipped};
+use infra::runtime::rebuild_guard::{self, RebuildReport};
 use infra::runtime::status::ProjectionStatus;
 use infra::runtime::{self, Stall};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,11 @@ pub struct ProjectionsBody {
     /// Events operators skipped, newest first (at most 100).
     #[schema(value_type = Vec<Object>)]
     skipped: Vec<Skipped>,
+    /// The rebuild running (`herald projections rebuild`), or the last one
+    /// interrupted: `{projections, started_at, updated_at, position, head,
+    /// events_per_second, eta_seconds, running}`; null if none.
+    #[schema(value_type = Option<Object>)]
+    rebuild: Option<RebuildReport>,
 }
 
 #[derive(Serialize)]
@@ -63,9 +69,13 @@ async fn projections(
     let skipped = faults::skipped(herald.db(), 100)
         .await
         .map_err(CommandError::from)?;
+    let rebuild = rebuild_guard::current(herald.db())
+        .await
+        .map_err(|e| CommandError::from(infra::store::StoreError::from(e)))?;
     Ok(Json(ProjectionsBody {
         projections,
         skipped,
+        rebuild,
     }))
 }
 

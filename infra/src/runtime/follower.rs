@@ -576,7 +576,9 @@ impl RuntimeError {
         match self {
             RuntimeError::Store(e) => e.is_transient(),
             RuntimeError::Projection(ProjectionError::Database(e)) => crate::store::is_transient(e),
-            RuntimeError::Projection(ProjectionError::Event { .. }) => false,
+            RuntimeError::Projection(ProjectionError::Event { .. }) | RuntimeError::Busy(_) => {
+                false
+            }
         }
     }
 

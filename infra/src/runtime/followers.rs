@@ -119,15 +119,16 @@ impl Followers {
         let Db::Postgres(pg) = &self.inner.log.db else {
             return;
         };
+        let _ = self.inner.log.owners.set(Ownership::new(node, live));
         let listener = tokio::spawn(ownership::follow_owners(
             pg.pool.clone(),
             ownership::channel(&pg.schema),
             self.inner.by_name.values().cloned().collect(),
+            self.inner.log.owners.clone(),
         ));
         if let Ok(mut tasks) = self.inner.tasks.lock() {
             tasks.push(listener);
         }
-        let _ = self.inner.log.owners.set(Ownership { node, live });
     }
 
     /// Stops following the log (a step in progress rolls back).

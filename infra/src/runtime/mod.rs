@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod ownership;
 pub mod reactor;
 pub mod rebuild;
+pub mod rebuild_guard;
 pub mod status;
 
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+    /// Another rebuild holds the database's rebuild lock.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<sqlx::Error> for RuntimeError {
@@ -102,6 +106,7 @@ impl From<RuntimeError> for crate::runtime::commands::CommandError {
         match e {
             RuntimeError::Store(e) => e.into(),
             RuntimeError::Projection(e) => Self::Internal(e.to_string()),
+            RuntimeError::Busy(e) => Self::Internal(e),
         }
     }
 }

@@ -176,6 +176,13 @@ impl Node {
                 .execute(c)
                 .await?;
         });
+        if let projections::db::Tx::Pg(c) = &mut tx {
+            // The others move this node's projections at once (`ownership`).
+            sqlx::query("SELECT pg_notify(left('herald_cp_' || current_schema(), 63), $1)")
+                .bind(format!("{} {}", ownership::LEFT, self.id))
+                .execute(&mut **c)
+                .await?;
+        }
         tx.commit().await
     }
 }

@@ -19,9 +19,13 @@
 //! two nodes that both think they own a projection (a live set that just
 //! changed) apply each event once.
 //!
+//! A node that stops cleanly says so on the same channel: the others move
+//! its projections at once, without waiting for their next heartbeat.
+//!
 //! On SQLite (one process) every follower applies its own projection.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -82,13 +86,33 @@ fn score(name: &str, node: Uuid) -> u64 {
 pub(crate) struct Ownership {
     pub node: Uuid,
     pub live: watch::Receiver<Vec<Uuid>>,
+    /// Nodes that said they left (`Node::leave`), before the heartbeat's
+    /// next look at the live nodes: their projections move at once.
+    pub departed: Mutex<HashSet<Uuid>>,
 }
 
+/// What a node that leaves sends on the checkpoint channel, before its id.
+pub(crate) const LEFT: &str = "left";
+
 impl Ownership {
+    pub fn new(node: Uuid, live: watch::Receiver<Vec<Uuid>>) -> Self {
+        Self {
+            node,
+            live,
+            departed: Mutex::new(HashSet::new()),
+        }
+    }
+
     /// Whether this node owns projection `name` (it counts itself live).
     pub fn owns(&self, name: &str) -> bool {
-        let live = self.live.borrow();
-        let mut nodes: Vec<Uuid> = live.clone();
+        let departed = self.departed.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut nodes: Vec<Uuid> = self
+            .live
+            .borrow()
+            .iter()
+            .copied()
+            .filter(|n| !departed.contains(n))
+            .collect();
         if !nodes.contains(&self.node) {
             nodes.push(self.node);
         }
@@ -98,7 +122,12 @@ impl Ownership {
 
 /// Moves the followers' checkpoints as their owners (on any node) notify
 /// them, reconnecting after failures, until the task is aborted.
-pub(crate) async fn follow_owners(pool: PgPool, channel: String, followers: Vec<Arc<Follower>>) {
+pub(crate) async fn follow_owners(
+    pool: PgPool,
+    channel: String,
+    followers: Vec<Arc<Follower>>,
+    owners: Arc<OnceLock<Ownership>>,
+) {
     let mut backoff = Duration::from_millis(200);
     loop {
         match PgListener::connect_with(&pool).await {
@@ -109,6 +138,14 @@ pub(crate) async fn follow_owners(pool: PgPool, channel: String, followers: Vec<
                         let Some((name, position)) = n.payload().split_once(' ') else {
                             continue;
                         };
+                        if name == LEFT {
+                            if let (Some(o), Ok(node)) = (owners.get(), position.parse::<Uuid>())
+                                && let Ok(mut departed) = o.departed.lock()
+                            {
+                                departed.insert(node);
+                            }
+                            continue;
+                        }
                         let (Some(f), Ok(position)) = (
                             followers.iter().find(|f| f.name() == name),
                             position.parse::<i64>(),

@@ -17,7 +17,8 @@
 //!   tables inside the switch transaction; appends wait for that copy.
 //!
 //! A rebuild is an operator's tool run beside (or without) a node: its
-//! checkpoints are stamped by the system clock.
+//! checkpoints are stamped by the system clock. One runs at a time per
+//! database (`rebuild_guard`); a second is refused.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use crate::database::{self, DbOptions};
 use crate::runtime::checkpoints::{
     analyze, prepare as prepare_checkpoint, read as read_checkpoint, write as write_checkpoint,
 };
-use crate::runtime::{Kind, RuntimeError as RunnerError};
+use crate::runtime::{Kind, RuntimeError as RunnerError, rebuild_guard};
 use crate::store::{EventStore, StoreError, rows};
 
 /// Events read and applied per shadow transaction.
@@ -107,7 +108,15 @@ async fn build(
     switch: bool,
 ) -> Result<Rebuilt, RunnerError> {
     let started = Instant::now();
-    let shadow = Shadow::open(live).await?;
+    let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
+    let mut guard = rebuild_guard::take(live, &names).await?;
+    let shadow = match Shadow::open(live).await {
+        Ok(shadow) => shadow,
+        Err(e) => {
+            guard.release().await;
+            return Err(e.into());
+        }
+    };
     let result = async {
         let mut positions = Vec::with_capacity(projections.len());
         for p in projections {
@@ -128,12 +137,16 @@ async fn build(
             apply_batch(&mut tx, &mut positions, &events).await?;
             tx.commit().await?;
             applied += events.len() as u64;
-            progress(Progress {
+            let now = Progress {
                 position: positions.iter().map(|(_, p)| *p).min().unwrap_or(0),
                 head,
                 applied,
                 events_per_second: applied as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            });
+            };
+            if switch {
+                guard.report(now).await;
+            }
+            progress(now);
         }
         for (projection, _) in &positions {
             analyze(&shadow.db, *projection).await;
@@ -159,10 +172,17 @@ async fn build(
         Err(e) => {
             // Keep the shadow: the next run resumes from its checkpoints.
             shadow.db.close().await;
+            guard.release().await;
             return Err(e);
         }
     };
-    shadow.remove(live).await?;
+    let removed = shadow.remove(live).await;
+    if switch {
+        guard.finish().await?;
+    } else {
+        guard.release().await;
+    }
+    removed?;
     if switch {
         for p in projections {
             analyze(live, p.as_ref()).await;

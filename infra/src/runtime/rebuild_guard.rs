@@ -1,0 +1,242 @@
+//! One rebuild at a time per database, and where the running one stands.
+//!
+//! A rebuild (or a dry run) holds a lock for as long as it runs: a session
+//! advisory lock on PostgreSQL (on a connection of its own), an exclusive
+//! lock on `<database file>.rebuild.lock` on SQLite. Both go with the
+//! process, so a rebuild killed midway never leaves the lock behind. A
+//! second rebuild is refused at once, naming where the first one is.
+//!
+//! A rebuild that switches its models in writes its progress to the live
+//! database's `rebuilds` row about every second, for `GET
+//! /v1/admin/projections`; the row goes when the switch is done. A row no
+//! longer renewed is a rebuild that stopped (interrupted: run it again to
+//! resume).
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use projections::db::Db;
+use projections::{on_db, on_tx};
+use serde::Serialize;
+use sqlx::Connection;
+
+use super::RuntimeError;
+use super::rebuild::Progress;
+use crate::clock::{Clock, SystemClock};
+
+/// How many times (every 100 ms) PostgreSQL's lock is tried before a
+/// rebuild is refused.
+const LOCK_TRIES: usize = 20;
+
+/// How often progress is written.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// A row renewed within this long is a running rebuild.
+const RUNNING_WITHIN: chrono::Duration = chrono::Duration::seconds(15);
+
+/// The lock, held while a rebuild runs.
+pub struct Guard {
+    db: Db,
+    held: Held,
+    projections: String,
+    started_at: DateTime<Utc>,
+    reported: Option<Instant>,
+}
+
+enum Held {
+    Postgres(sqlx::PgConnection),
+    Sqlite(std::fs::File),
+}
+
+/// FNV-1a of the schema: the advisory lock's key, stable across processes.
+fn lock_key(schema: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("herald.rebuild.{schema}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// Takes the lock, or says who holds it.
+pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError> {
+    let held = match live {
+        Db::Postgres(p) => {
+            let mut conn = sqlx::PgConnection::connect_with(&p.pool.connect_options()).await?;
+            // A rebuild just stopped (Ctrl-C) may hold the lock a moment
+            // longer, until its server process notices: wait that out.
+            let mut got = false;
+            for _ in 0..LOCK_TRIES {
+                got = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                    .bind(lock_key(&p.schema))
+                    .fetch_one(&mut conn)
+                    .await?;
+                if got {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if !got {
+                let _ = conn.close().await;
+                return Err(busy(live).await);
+            }
+            Held::Postgres(conn)
+        }
+        Db::Sqlite(s) => {
+            let file: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(&s.reader)
+                    .await?;
+            let path = format!("{file}.rebuild.lock");
+            let lock = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| internal(format!("cannot open {path}: {e}")))?;
+            match lock.try_lock() {
+                Ok(()) => Held::Sqlite(lock),
+                Err(std::fs::TryLockError::WouldBlock) => return Err(busy(live).await),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(internal(format!("cannot lock {path}: {e}")));
+                }
+            }
+        }
+    };
+    Ok(Guard {
+        db: live.clone(),
+        held,
+        projections: projections.join(","),
+        started_at: SystemClock.now(),
+        reported: None,
+    })
+}
+
+fn internal(message: String) -> RuntimeError {
+    RuntimeError::Store(crate::store::StoreError::Internal(message))
+}
+
+async fn busy(live: &Db) -> RuntimeError {
+    let detail = match current(live).await {
+        Ok(Some(r)) => format!(
+            " ({}, started {}, at position {} of {})",
+            r.projections.join(", "),
+            r.started_at.to_rfc3339(),
+            r.position,
+            r.head
+        ),
+        _ => String::new(),
+    };
+    RuntimeError::Busy(format!(
+        "another rebuild is running on this database{detail}; wait for it to finish \
+         (GET /v1/admin/projections shows its progress), or stop it and run this again"
+    ))
+}
+
+impl Guard {
+    /// Records where the rebuild is, at most every [`REPORT_EVERY`]; a
+    /// failure to write it is logged, never the rebuild's failure.
+    pub async fn report(&mut self, p: Progress) {
+        if self.reported.is_some_and(|t| t.elapsed() < REPORT_EVERY) {
+            return;
+        }
+        self.reported = Some(Instant::now());
+        if let Err(e) = self.write(p).await {
+            tracing::debug!(error = %e, "cannot record the rebuild's progress");
+        }
+    }
+
+    async fn write(&self, p: Progress) -> Result<(), sqlx::Error> {
+        let mut tx = self.db.begin_relaxed().await?;
+        on_tx!(&mut tx, |c| {
+            sqlx::query(
+                "INSERT INTO rebuilds (id, projections, started_at, position, head, \
+                 events_per_second, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (id) DO UPDATE SET projections = excluded.projections, \
+                 started_at = excluded.started_at, position = excluded.position, \
+                 head = excluded.head, events_per_second = excluded.events_per_second, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&self.projections)
+            .bind(self.started_at.timestamp_micros())
+            .bind(p.position)
+            .bind(p.head)
+            .bind(p.events_per_second)
+            .bind(SystemClock.now().timestamp_micros())
+            .execute(c)
+            .await?;
+        });
+        tx.commit().await
+    }
+
+    /// The rebuild is done: its row goes, the lock is released.
+    pub async fn finish(self) -> Result<(), RuntimeError> {
+        let mut tx = self.db.begin_relaxed().await?;
+        on_tx!(&mut tx, |c| {
+            sqlx::query("DELETE FROM rebuilds").execute(c).await?;
+        });
+        tx.commit().await?;
+        self.release().await;
+        Ok(())
+    }
+
+    /// Releases the lock, leaving the row (an interrupted rebuild).
+    pub async fn release(self) {
+        match self.held {
+            Held::Postgres(conn) => {
+                let _ = conn.close().await;
+            }
+            Held::Sqlite(file) => {
+                let _ = file.unlock();
+            }
+        }
+    }
+}
+
+/// A rebuild as `GET /v1/admin/projections` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RebuildReport {
+    pub projections: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    /// When it last said where it was.
+    pub updated_at: DateTime<Utc>,
+    /// Its lowest shadow checkpoint.
+    pub position: i64,
+    /// The log's head when it started (it then catches up with what came
+    /// after, in the switch).
+    pub head: i64,
+    pub events_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    /// False once it has not reported for 15 s: it stopped (run it again to
+    /// resume from its checkpoints).
+    pub running: bool,
+}
+
+/// The rebuild running, or the last one interrupted, if any.
+pub async fn current(db: &Db) -> Result<Option<RebuildReport>, sqlx::Error> {
+    type Row = (String, i64, i64, i64, i64, f64);
+    let row: Option<Row> = on_db!(db, |pool| {
+        sqlx::query_as(
+            "SELECT projections, started_at, updated_at, position, head, events_per_second \
+             FROM rebuilds WHERE id = 1",
+        )
+        .fetch_optional(pool)
+        .await?
+    });
+    let at = |m: i64| DateTime::from_timestamp_micros(m).unwrap_or_default();
+    Ok(
+        row.map(|(projections, started, updated, position, head, rate)| {
+            let updated_at = at(updated);
+            RebuildReport {
+                projections: projections.split(',').map(str::to_owned).collect(),
+                started_at: at(started),
+                updated_at,
+                position,
+                head,
+                events_per_second: rate,
+                eta_seconds: (rate > 0.0).then(|| (head - position).max(0) as f64 / rate),
+                running: SystemClock.now() - updated_at < RUNNING_WITHIN,
+            }
+        }),
+    )
+}
