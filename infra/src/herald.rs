@@ -305,6 +305,14 @@ impl Herald {
         tokio::time::timeout(timeout, settle).await.unwrap_or(false)
     }
 
+    /// Items each reactor is handling now on this node.
+    pub fn in_flight(&self) -> [(&'static str, usize); 2] {
+        [
+            ("webhooks", self.webhooks.in_flight()),
+            ("push", self.push.in_flight()),
+        ]
+    }
+
     /// Every projection's standing: its checkpoint (this node's, where it is
     /// ahead of the stored one), lag and faults, and whether it is stalled
     /// as a whole on this node.

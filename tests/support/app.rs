@@ -98,6 +98,19 @@ pub struct AppKey {
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    capture_logs();
+}
+
+/// Herald's warnings and errors go to the test's captured output, so a
+/// failing test shows what the node complained about (`HERALD_TEST_LOG`
+/// sets another filter, e.g. `infra=debug`).
+fn capture_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_TEST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 impl TestApp {
@@ -242,9 +255,21 @@ impl TestApp {
     /// with nothing in flight (`Herald::until_idle`). Deterministic: no
     /// polling.
     pub async fn idle(&self) {
-        assert!(
-            self.herald.until_idle(Duration::from_secs(60)).await,
-            "the reactors did not become idle"
+        if self.herald.until_idle(Duration::from_secs(60)).await {
+            return;
+        }
+        let head = self.herald.store().head().await;
+        let standing: Vec<String> = match self.herald.projection_status().await {
+            Ok(all) => all
+                .iter()
+                .map(|(s, stall)| format!("{} at {} (stall: {stall:?})", s.name, s.position))
+                .collect(),
+            Err(e) => vec![format!("status unavailable: {e}")],
+        };
+        panic!(
+            "the reactors did not become idle: head {head:?}, projections {standing:?}, \
+             in flight: {:?}",
+            self.herald.in_flight()
         );
     }
 
