@@ -44,11 +44,18 @@ pub struct Args {
     pg_url: String,
 }
 
-/// Counts requests and how long after their event each arrived.
+/// Counts the messages that arrived (each once: a repeat, which
+/// at-least-once delivery allows after a handover, is counted apart) and
+/// how long after their event the steady ones arrived.
 #[derive(Clone)]
 struct Sink {
     count: Arc<watch::Sender<usize>>,
     latencies_ms: Arc<Mutex<Vec<f64>>>,
+    /// (endpoint path, `webhook-id`) of every message that arrived.
+    seen: Arc<Mutex<std::collections::HashSet<(String, String)>>>,
+    repeats: Arc<std::sync::atomic::AtomicUsize>,
+    /// Devices numbered below this are not counted (after [`Sink::steady_from`]).
+    from: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Sink {
@@ -56,13 +63,37 @@ impl Sink {
         Self {
             count: Arc::new(watch::Sender::new(0)),
             latencies_ms: Arc::new(Mutex::new(Vec::new())),
+            seen: Arc::default(),
+            repeats: Arc::default(),
+            from: Arc::default(),
         }
     }
 
-    fn record(&self, body: &[u8]) {
+    fn record(&self, path: &str, id: &str, body: &[u8]) {
+        use std::sync::atomic::Ordering::SeqCst;
         let now = Utc::now();
-        let at = serde_json::from_slice::<Value>(body)
-            .ok()
+        let parsed = serde_json::from_slice::<Value>(body).ok();
+        let device = parsed
+            .as_ref()
+            .and_then(|v| v["data"]["external_id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let first = self
+            .seen
+            .lock()
+            .is_ok_and(|mut s| s.insert((path.to_owned(), id.to_owned())));
+        if !first {
+            self.repeats.fetch_add(1, SeqCst);
+            return;
+        }
+        let number = device
+            .strip_prefix("dev-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or(0);
+        if number < self.from.load(SeqCst) {
+            return;
+        }
+        let at = parsed
+            .as_ref()
             .and_then(|v| v["timestamp"].as_str().map(str::to_owned))
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok());
         if let (Some(at), Ok(mut l)) = (at, self.latencies_ms.lock()) {
@@ -71,7 +102,9 @@ impl Sink {
         self.count.send_modify(|c| *c += 1);
     }
 
-    fn reset(&self) {
+    /// From now on only devices numbered `from` and above count.
+    fn steady_from(&self, from: usize) {
+        self.from.store(from, std::sync::atomic::Ordering::SeqCst);
         self.count.send_replace(0);
         if let Ok(mut l) = self.latencies_ms.lock() {
             l.clear();
@@ -106,13 +139,19 @@ impl Sink {
 async fn receiver(sink: Sink) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let app = axum::Router::new().fallback(move |body: Bytes| {
-        let sink = sink.clone();
-        async move {
-            sink.record(&body);
-            axum::http::StatusCode::NO_CONTENT
-        }
-    });
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                sink.record(uri.path(), id, &body);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        },
+    );
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -202,8 +241,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // Latency: one event at a time at a steady rate, append to receipt,
     // appended through the delivering node's own log (another process's
     // appends reach it by notification or, on SQLite, a 500 ms poll).
-    sink.reset();
     let first = args.events / 2 + 1_000_000;
+    sink.steady_from(first);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / args.rate.max(1)));
     for i in 0..args.latency_events {
         tick.tick().await;
@@ -216,6 +255,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     let (p50, p99) = (sink.percentile(0.5), sink.percentile(0.99));
+    let repeated = sink.repeats.load(std::sync::atomic::Ordering::SeqCst);
 
     // The limit: the same receiver, plain POSTs of a message-sized body
     // with the reactor's concurrency.
@@ -230,7 +270,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "plain_posts_per_sec": limit_per_sec.round(),
                "ratio_to_plain": ((delivered_per_sec / limit_per_sec) * 1000.0).round() / 1000.0,
                "steady_rate_per_sec": args.rate,
-               "steady_latency_ms_p50": p50, "steady_latency_ms_p99": p99})
+               "steady_latency_ms_p50": p50, "steady_latency_ms_p99": p99,
+               "repeated_messages": repeated})
     );
     drop(herald);
     db.cleanup().await?;
