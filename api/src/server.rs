@@ -110,6 +110,7 @@ pub async fn serve(
     let router = router(state);
     let server = tokio::spawn(connections::serve(listener, router, limits, stop_rx));
     shutdown.await;
+    let stopping = std::time::Instant::now();
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     if tokio::time::timeout(grace, server).await.is_err() {
@@ -118,7 +119,8 @@ pub async fn serve(
             "in-flight requests did not finish in time"
         );
     }
-    herald.stop();
+    // Deliveries in flight get what is left of the grace period.
+    herald.drain(grace.saturating_sub(stopping.elapsed())).await;
     herald.leave().await;
     // Closing waits for connections to come back; some are held by
     // background tasks until the process ends, so do not wait for long.

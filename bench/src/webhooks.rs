@@ -211,7 +211,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "the projections did not catch up"
     );
     // It leaves as `herald serve` does on SIGTERM, handing its work over.
-    queuer.stop();
+    queuer.drain(Duration::from_secs(10)).await;
     queuer.leave().await;
     drop(queuer);
 
@@ -233,7 +233,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     sink.wait_for(messages, Duration::from_secs(3600)).await?;
     let seconds = started.elapsed().as_secs_f64();
     for other in &others {
-        other.stop();
+        other.drain(Duration::from_secs(10)).await;
         other.leave().await;
     }
     drop(others);

@@ -263,6 +263,22 @@ impl Herald {
         self.node.stop_heartbeat();
     }
 
+    /// The orderly [`stop`](Self::stop): webhook deliveries in flight
+    /// finish and record their outcome first (at most `timeout`), so that
+    /// the node taking over does not send them again. Push jobs in flight
+    /// are abandoned as by `stop` (the batches they recorded are never sent
+    /// again; at most the batch in flight is).
+    pub async fn drain(&self, timeout: Duration) {
+        let abandoned = self.webhooks.drain(timeout).await;
+        if abandoned > 0 {
+            tracing::warn!(
+                abandoned,
+                "webhook deliveries still in flight at shutdown; another node sends them again"
+            );
+        }
+        self.stop();
+    }
+
     /// After [`stop`](Self::stop): leaves the nodes of this database, so
     /// that the others take over this node's leased work at once.
     pub async fn leave(&self) {

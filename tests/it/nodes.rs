@@ -1,5 +1,6 @@
 //! Nodes on one database: listed with what each holds; a node that stops
-//! cleanly hands its leased work over at once, and a silent one is dead
+//! cleanly hands its leased work over at once (a draining one first records
+//! the deliveries it has in flight, so none is sent twice), and a silent one is dead
 //! after 6 s (on the clock) and its work taken over without waiting for
 //! the lease to lapse. Each projection has one owner among the live nodes
 //! (PostgreSQL); events it leaves waiting are applied by another node
@@ -32,11 +33,20 @@ fn node<'a>(body: &'a Value, id: &str) -> Option<&'a Value> {
 /// A node delivering a message to a receiver that never answers, and a
 /// second node on the same database and clock.
 async fn two_nodes_one_stuck(backend: Backend) -> Option<(Hooked, TestApp, Receiver, String)> {
+    two_nodes_delivering(backend, Reply::Hang).await
+}
+
+/// A node delivering a message to a receiver that answers it with
+/// `reply`, and a second node on the same database and clock.
+async fn two_nodes_delivering(
+    backend: Backend,
+    reply: Reply,
+) -> Option<(Hooked, TestApp, Receiver, String)> {
     let h = Hooked::spawn(backend).await?;
     let clock = h.clock.clone();
     let second = h.app.another_node(|c| on_clock(c, &clock)).await;
     let receiver = Receiver::start().await;
-    receiver.script([Reply::Hang]);
+    receiver.script([reply]);
     h.endpoint(json!({"url": receiver.url("/")})).await;
     h.user("u1", json!({})).await;
     let first = receiver.wait_for(1, WITHIN).await;
@@ -53,7 +63,29 @@ async fn clean_stop(backend: Backend) {
     };
     let listed = nodes(&second).await;
     assert_eq!(listed["this_node"], second.herald.node_id().to_string());
-    // Whichever node claimed the message holds it; the other holds nothing.
+    for id in [h.app.herald.node_id(), second.herald.node_id()] {
+        let n = node(&listed, &id.to_string()).unwrap_or_else(|| panic!("{id} missing: {listed}"));
+        assert_eq!(n["alive"], true, "{n}");
+        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+    }
+    // The holder stops cleanly; the other one takes the message over with
+    // no time passing on the clock (the lease has a minute to run).
+    let (stopping, survivor) = holder_and_other(&h.app, &second).await;
+    stopping.herald.stop();
+    stopping.herald.leave().await;
+    let got = receiver.wait_for(2, WITHIN).await;
+    assert_eq!(got[1].webhook_id(), message, "the same message, again");
+    let after = nodes(survivor).await;
+    assert!(
+        node(&after, &stopping.herald.node_id().to_string()).is_none(),
+        "a node that left is not listed: {after}"
+    );
+}
+
+/// The node holding the one leased message, and the other one. Whichever
+/// node claimed it holds it; the other holds nothing.
+async fn holder_and_other<'a>(a: &'a TestApp, b: &'a TestApp) -> (&'a TestApp, &'a TestApp) {
+    let listed = nodes(b).await;
     let held: Vec<(String, i64)> = listed["nodes"]
         .as_array()
         .map(|n| {
@@ -71,26 +103,42 @@ async fn clean_stop(backend: Backend) {
         .find(|(_, n)| *n == 1)
         .map(|(id, _)| id.clone())
         .unwrap_or_default();
-    for id in [h.app.herald.node_id(), second.herald.node_id()] {
-        let n = node(&listed, &id.to_string()).unwrap_or_else(|| panic!("{id} missing: {listed}"));
-        assert_eq!(n["alive"], true, "{n}");
-        assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
-    }
-    // The holder stops cleanly; the other one takes the message over with
-    // no time passing on the clock (the lease has a minute to run).
-    let (stopping, survivor) = if holder == h.app.herald.node_id().to_string() {
-        (&h.app, &second)
+    if holder == a.herald.node_id().to_string() {
+        (a, b)
     } else {
-        (&second, &h.app)
+        (b, a)
+    }
+}
+
+on_both!(
+    a_draining_node_records_its_deliveries_in_flight_and_none_is_sent_twice,
+    drain
+);
+async fn drain(backend: Backend) {
+    let Some((h, second, receiver, message)) = two_nodes_delivering(backend, Reply::Gate).await
+    else {
+        return;
     };
-    stopping.herald.stop();
-    stopping.herald.leave().await;
-    let got = receiver.wait_for(2, WITHIN).await;
-    assert_eq!(got[1].webhook_id(), message, "the same message, again");
+    let (stopping, survivor) = holder_and_other(&h.app, &second).await;
+    // The holder drains (as `herald serve` on SIGTERM) while its delivery
+    // is held at the receiver; the receiver then answers it.
+    let drained = async {
+        stopping.herald.drain(StdDuration::from_secs(30)).await;
+        stopping.herald.leave().await;
+    };
+    tokio::join!(drained, async { receiver.open_gate() });
+    survivor.idle().await;
+    let got = receiver.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "sent once: the outcome was recorded before leaving"
+    );
+    assert_eq!(got[0].webhook_id(), message);
     let after = nodes(survivor).await;
     assert!(
         node(&after, &stopping.herald.node_id().to_string()).is_none(),
-        "a node that left is not listed: {after}"
+        "{after}"
     );
 }
 

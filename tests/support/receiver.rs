@@ -30,6 +30,8 @@ pub enum Reply {
     Json(Value),
     /// Never answers.
     Hang,
+    /// Answers 200 once [`Receiver::open_gate`] is called.
+    Gate,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,8 @@ struct Shared {
     default: Mutex<Reply>,
     received: Mutex<Vec<Received>>,
     count: watch::Sender<usize>,
+    /// Open: `Reply::Gate` requests are answered.
+    gate: watch::Sender<bool>,
 }
 
 pub struct Receiver {
@@ -159,6 +163,11 @@ async fn handle(
             response
         }
         Reply::Hang => std::future::pending().await,
+        Reply::Gate => {
+            let mut open = shared.gate.subscribe();
+            let _ = open.wait_for(|o| *o).await;
+            (StatusCode::OK, "let through").into_response()
+        }
     }
 }
 
@@ -174,6 +183,7 @@ impl Receiver {
             default: Mutex::new(Reply::Status(200)),
             received: Mutex::new(Vec::new()),
             count: watch::Sender::new(0),
+            gate: watch::Sender::new(false),
         });
         let receiver = Self {
             addr,
@@ -210,6 +220,11 @@ impl Receiver {
         if let Ok(mut script) = self.shared.script.lock() {
             script.extend(replies);
         }
+    }
+
+    /// Answers the requests held by `Reply::Gate` (and any later ones).
+    pub fn open_gate(&self) {
+        self.shared.gate.send_replace(true);
     }
 
     /// Answers with `reply` whenever the script is empty.

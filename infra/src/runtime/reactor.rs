@@ -14,6 +14,10 @@
 //! interval (work another node queued), or an item finishing. A failing
 //! claim is retried with back-off.
 //!
+//! [`ReactorHandle::drain`] is the orderly stop: no more claims, and the
+//! items in flight finish and record their outcome (bounded by a timeout)
+//! before the loop stops; [`ReactorHandle::stop`] abandons them.
+//!
 //! Tests (and anything else that must know) ask [`ReactorHandle::idle`]:
 //! it resolves once the loop has run a whole round after the call and found
 //! nothing due, with nothing in flight — no polling, no deadlines.
@@ -61,6 +65,10 @@ pub trait Reactor: Send + Sync + 'static {
 struct Signals {
     wake: Notify,
     stop: watch::Sender<bool>,
+    /// No more claims ([`ReactorHandle::drain`]).
+    draining: watch::Sender<bool>,
+    /// Told whenever an item in flight ends.
+    ended: Notify,
     /// Rounds started so far.
     rounds: AtomicU64,
     /// The number of the last round that found nothing due with nothing in
@@ -92,7 +100,7 @@ impl ReactorHandle {
 
     /// Items being handled now.
     pub fn in_flight(&self) -> usize {
-        self.signals.in_flight.load(Ordering::Relaxed)
+        self.signals.in_flight.load(Ordering::SeqCst)
     }
 
     /// Look for due work now.
@@ -108,6 +116,29 @@ impl ReactorHandle {
         {
             task.abort();
         }
+    }
+
+    /// Stops claiming, lets the items in flight finish (at most `timeout`),
+    /// then stops. Returns how many were still in flight at the deadline
+    /// (abandoned: their leases lapse and they are handled again).
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        self.signals.draining.send_replace(true);
+        let signals = self.signals.clone();
+        let finished = async move {
+            loop {
+                let ended = signals.ended.notified();
+                tokio::pin!(ended);
+                ended.as_mut().enable();
+                if signals.in_flight.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                ended.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, finished).await;
+        let left = self.in_flight();
+        self.stop();
+        left
     }
 
     /// Resolves once the loop has run a whole round after this call and
@@ -139,6 +170,8 @@ pub fn spawn<R: Reactor>(
     let signals = Arc::new(Signals {
         wake: Notify::new(),
         stop: watch::Sender::new(false),
+        draining: watch::Sender::new(false),
+        ended: Notify::new(),
         rounds: AtomicU64::new(0),
         idle: watch::Sender::new(0),
         finished: AtomicU64::new(0),
@@ -163,8 +196,9 @@ async fn run<R: Reactor>(
     let slots = Arc::new(Semaphore::new(capacity));
     let mut backoff = Duration::from_millis(100);
     let mut stopped = signals.stop.subscribe();
+    let mut draining = signals.draining.subscribe();
     loop {
-        if *stopped.borrow() {
+        if *stopped.borrow() || *draining.borrow() {
             return;
         }
         let free = slots.available_permits();
@@ -172,6 +206,7 @@ async fn run<R: Reactor>(
             tokio::select! {
                 permit = slots.clone().acquire_owned() => drop(permit),
                 _ = stopped.wait_for(|s| *s) => return,
+                _ = draining.wait_for(|d| *d) => return,
             }
             continue;
         }
@@ -200,13 +235,14 @@ async fn run<R: Reactor>(
             let reactor = reactor.clone();
             let signals = signals.clone();
             let mut stopping = signals.stop.subscribe();
-            signals.in_flight.fetch_add(1, Ordering::Relaxed);
+            signals.in_flight.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let handled = tokio::select! {
                     () = reactor.handle(work) => true,
                     _ = stopping.wait_for(|s| *s) => false,
                 };
-                signals.in_flight.fetch_sub(1, Ordering::Relaxed);
+                signals.in_flight.fetch_sub(1, Ordering::SeqCst);
+                signals.ended.notify_waiters();
                 if !handled {
                     return;
                 }
@@ -252,6 +288,7 @@ async fn run<R: Reactor>(
             () = until_due => {}
             () = tokio::time::sleep(poll) => {}
             _ = stopped.wait_for(|s| *s) => return,
+            _ = draining.wait_for(|d| *d) => return,
         }
     }
 }

@@ -129,6 +129,18 @@ pub(crate) async fn read(
             }
         }
     }
+    if !postgres
+        && let Some(index) = narrowing_index(filter)
+        && narrow(db, &sql, &binds, index).await?
+    {
+        // Few events match: read them from the index that narrows (and
+        // sort them), rather than walk the app's log in position order.
+        sql = sql.replacen(
+            "FROM events ",
+            &format!("FROM events INDEXED BY {index} "),
+            1,
+        );
+    }
     let p = push(
         &mut binds,
         Bind::Int(i64::try_from(limit).unwrap_or(i64::MAX)),
@@ -146,6 +158,58 @@ pub(crate) async fn read(
         let found = query.fetch_all(pool).await?;
         found.iter().map(rows::decode).collect()
     })
+}
+
+/// Matches at most this many, a filter reads them from its own index.
+const NARROW: i64 = 5_000;
+
+/// On SQLite, the index that narrows a filter whose matches are not in
+/// position order within it (a stream, a type prefix or several types, a
+/// time range). Exact type, actor and correlation id need none: their
+/// indexes end with the position, so SQLite reads them in order already.
+/// PostgreSQL's planner weighs this from its statistics.
+fn narrowing_index(filter: &EventFilter) -> Option<&'static str> {
+    let ordered = filter.actor.is_some()
+        || filter.correlation_id.is_some()
+        || matches!(filter.types.as_slice(), [TypePattern::Exact(_)]);
+    if ordered {
+        return None;
+    }
+    if filter.stream.is_some() {
+        // The index of UNIQUE (app_id, stream, stream_version).
+        Some("sqlite_autoindex_events_2")
+    } else if !filter.types.is_empty() {
+        Some("events_app_type")
+    } else if filter.since.is_some() || filter.until.is_some() {
+        Some("events_app_time")
+    } else {
+        None
+    }
+}
+
+/// Whether at most [`NARROW`] events match `sql` (a filter's query before
+/// its order and limit), counted on `index`: at most that many index
+/// entries are read.
+async fn narrow(db: &Db, sql: &str, binds: &[Bind], index: &str) -> Result<bool, StoreError> {
+    let Some((_, conditions)) = sql.split_once(" WHERE ") else {
+        return Ok(false);
+    };
+    let probe = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {index} WHERE {conditions} LIMIT {})",
+        NARROW + 1
+    );
+    let found: i64 = on_db!(db, |pool| {
+        let mut query = sqlx::query_scalar(probe.as_str());
+        for bind in binds {
+            query = match bind {
+                Bind::Uuid(u) => query.bind(*u),
+                Bind::Str(s) => query.bind(s.as_str()),
+                Bind::Int(i) => query.bind(*i),
+            };
+        }
+        query.fetch_one(pool).await?
+    });
+    Ok(found <= NARROW)
 }
 
 /// The device streams of an app whose registration or a link named

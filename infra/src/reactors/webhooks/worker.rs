@@ -149,6 +149,19 @@ impl Deliveries {
         }
     }
 
+    /// Stops claiming and lets the deliveries in flight finish and record
+    /// their outcome (at most `timeout`), so that no other node sends them
+    /// again; then stops. Returns how many were abandoned at the deadline.
+    pub async fn drain(&self, timeout: std::time::Duration) -> usize {
+        let running = self.running.lock().ok().and_then(|mut r| r.take());
+        let Some((handle, recorder)) = running else {
+            return 0;
+        };
+        let left = handle.drain(timeout).await;
+        recorder.abort();
+        left
+    }
+
     /// Looks for due work now (messages re-queued by an API call).
     pub fn wake(&self) {
         if let Ok(running) = self.running.lock()
