@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_tests::{Backend, TestApp, TestDb, on_both};
+use infra::runtime::RuntimeError;
 use infra::runtime::read_models as rebuildable_projections;
-use infra::runtime::rebuild::{Progress, rebuild, rebuild_in_batches};
+use infra::runtime::rebuild::{Progress, Rebuilt, rebuild, rebuild_in_batches};
 use infra::runtime::rebuild_guard;
 use projections::db::Db;
 use serde_json::json;
@@ -133,6 +134,17 @@ async fn caught_up(app: &TestApp) {
     );
 }
 
+/// Every rebuildable read model rebuilt and switched in, quietly.
+async fn rebuild_all(app: &TestApp) -> Result<Rebuilt, RuntimeError> {
+    rebuild(
+        app.herald.db(),
+        app.herald.store().as_ref(),
+        &rebuildable_projections(),
+        |_| {},
+    )
+    .await
+}
+
 on_both!(
     a_rebuild_equals_the_incremental_model_and_loses_nothing,
     equals_incremental
@@ -196,14 +208,7 @@ async fn equals_incremental(backend: Backend) {
     assert_eq!(dump(app.herald.db()).await, incremental);
 
     // And a quiet rebuild reproduces it row for row.
-    let again = rebuild(
-        app.herald.db(),
-        app.herald.store().as_ref(),
-        &rebuildable_projections(),
-        |_| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let again = rebuild_all(&app).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(again.events > 0);
     assert_eq!(dump(app.herald.db()).await, incremental);
     let search = app
@@ -247,14 +252,7 @@ async fn resumes(backend: Backend) {
         "live models untouched"
     );
 
-    let done = rebuild(
-        app.herald.db(),
-        app.herald.store().as_ref(),
-        &rebuildable_projections(),
-        |_| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let done = rebuild_all(&app).await.unwrap_or_else(|e| panic!("{e}"));
     assert!(
         (done.events as i64) < head,
         "resumed from the shadow's checkpoint: read {} of {head}",
@@ -386,13 +384,7 @@ async fn one_at_a_time(backend: Backend) {
     assert_eq!(r["running"], true);
     assert_eq!(r["eta_seconds"], 3.5);
 
-    let refused = rebuild(
-        app.herald.db(),
-        app.herald.store().as_ref(),
-        &rebuildable_projections(),
-        |_| {},
-    )
-    .await;
+    let refused = rebuild_all(&app).await;
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("another rebuild is running"), "{message}");
     assert!(
@@ -417,14 +409,7 @@ async fn one_at_a_time(backend: Backend) {
     running.finish().await.unwrap_or_else(|e| panic!("{e}"));
     let gone = app.get("/v1/admin/projections", root).await;
     assert_eq!(gone.body["rebuild"], json!(null));
-    let done = rebuild(
-        app.herald.db(),
-        app.herald.store().as_ref(),
-        &rebuildable_projections(),
-        |_| {},
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
+    let done = rebuild_all(&app).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(dump(app.herald.db()).await, incremental);
     assert!(done.events > 0);
     let after = app.get("/v1/admin/projections", root).await;

@@ -98,7 +98,6 @@ pub struct AppKey {
 
 pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    capture_logs();
 }
 
 /// Herald's warnings and errors go to the test's captured output, so a
@@ -147,6 +146,7 @@ impl TestApp {
         configure: impl FnOnce(&mut Config),
     ) -> Self {
         install_crypto();
+        capture_logs();
         let mut config = Config::with_data_dir(&db.dir);
         config.root_token = Some(Secret::new(ROOT_TOKEN.to_owned()));
         config.read_your_writes_timeout = Duration::from_secs(10);

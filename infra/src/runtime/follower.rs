@@ -29,8 +29,9 @@ use projections::{Projection, ProjectionError};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::faults::{self, Action, Fault};
-use super::ownership::{ACTING, GRACE, Ownership};
+use super::fault_replay::replay;
+use super::faults::{self, Fault};
+use super::ownership::{Ownership, Role};
 use super::{Kind, RuntimeError, checkpoints};
 use crate::clock::Clock;
 use crate::store::EventStore;
@@ -88,57 +89,6 @@ enum Progress {
     Owned,
 }
 
-/// Whether a follower applies what it handles: as owner, or stepping in
-/// for an owner that left events waiting.
-struct Role {
-    /// Since when events have waited for the owner, and the checkpoint then.
-    waiting: Option<(Instant, i64)>,
-    /// Stepped in for the owner: applies until then.
-    acting_until: Option<Instant>,
-}
-
-impl Role {
-    fn applies(&mut self, f: &Follower, log: &Log) -> bool {
-        if self.acting_until.is_some_and(|t| Instant::now() < t) {
-            return true;
-        }
-        self.acting_until = None;
-        if log.owners.get().is_none_or(|o| o.owns(f.name())) {
-            return true;
-        }
-        let cp = *f.checkpoint.borrow();
-        match self.waiting {
-            Some((since, at)) if at == cp && since.elapsed() >= GRACE => {
-                tracing::info!(
-                    projection = f.name(),
-                    position = cp,
-                    "its owner left events waiting; applying them here"
-                );
-                self.waiting = None;
-                self.acting_until = Some(Instant::now() + ACTING);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Events wait for the owner: until the checkpoint moves, or [`GRACE`].
-    async fn wait_for_owner(&mut self, f: &Follower) {
-        let cp = *f.checkpoint.borrow();
-        let since = match self.waiting {
-            Some((since, at)) if at == cp => since,
-            _ => {
-                let now = Instant::now();
-                self.waiting = Some((now, cp));
-                now
-            }
-        };
-        let left = GRACE.saturating_sub(since.elapsed());
-        let mut moved = f.checkpoint.subscribe();
-        let _ = tokio::time::timeout(left, moved.wait_for(|p| *p > cp)).await;
-    }
-}
-
 /// The checkpoint as last written, and when.
 struct Persisted {
     position: i64,
@@ -191,10 +141,7 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
     };
     let mut backoff = Duration::from_millis(100);
     let mut looked = Instant::now() - LOOK_EVERY;
-    let mut role = Role {
-        waiting: None,
-        acting_until: None,
-    };
+    let mut role = Role::default();
     loop {
         if looked.elapsed() >= LOOK_EVERY {
             looked = Instant::now();
@@ -208,7 +155,7 @@ pub(crate) async fn run(follower: Arc<Follower>, log: Log) {
             Ok(progress) => {
                 backoff = Duration::from_millis(100);
                 follower.set_stall(None);
-                role.waiting = None;
+                role.applied();
                 if let Progress::CaughtUp = progress {
                     let position = *follower.checkpoint.borrow();
                     let more = tokio::select! {
@@ -437,136 +384,6 @@ async fn look(f: &Follower, log: &Log) -> Result<(), RuntimeError> {
     if let Some(position) = checkpoints::peek(&log.db, f.name()).await? {
         f.advance(position);
     }
-    Ok(())
-}
-
-/// Acts on an operator's request for `app`: records a skipped event, then
-/// applies the app's events from the fault up to the checkpoint, in
-/// batches, each with the fault's progress. Runs on the projection's own
-/// task, between steps; on PostgreSQL the checkpoint and fault rows are
-/// locked for each batch, so two nodes never replay the same events.
-async fn replay(f: &Follower, log: &Log, app: AppId) -> Result<(), RuntimeError> {
-    loop {
-        let mut tx = log.db.begin_relaxed().await?;
-        let upto = checkpoints::read(&mut tx, f.name())
-            .await?
-            .map_or(0, |(_, p)| p);
-        let Some(mut fault) = faults::locked(&mut tx, f.name(), app).await? else {
-            return Ok(());
-        };
-        match fault.action {
-            None => return Ok(()),
-            Some(Action::Skip) => {
-                faults::record_skipped(&mut tx, f.name(), &fault, log.clock.now()).await?;
-                tracing::warn!(projection = f.name(), app_id = %app, position = fault.position,
-                    "event skipped by an operator");
-                fault.position += 1;
-                fault.action = Some(Action::Retry);
-                faults::update(&mut tx, f.name(), &fault).await?;
-                tx.commit().await?;
-                continue;
-            }
-            Some(Action::Retry) => {}
-        }
-        let page = log.store.read_app(app, fault.position - 1, BATCH).await?;
-        let full = page.len() == BATCH;
-        let todo: Vec<&RecordedEvent> = page
-            .iter()
-            .filter(|e| e.position <= upto && f.projection.handles(&e.event_type))
-            .collect();
-        let reached_end = !full || page.last().is_some_and(|e| e.position >= upto);
-        let next = page
-            .last()
-            .map_or(upto + 1, |e| e.position + 1)
-            .min(upto + 1);
-        let applied = match todo.as_slice() {
-            [] => Ok(()),
-            events => f
-                .projection
-                .apply(&mut tx, events)
-                .await
-                .map_err(RuntimeError::from),
-        };
-        match applied {
-            Ok(()) if reached_end => {
-                faults::clear(&mut tx, f.name(), app).await?;
-                tx.commit().await?;
-                if let Ok(mut faults) = f.faults.write() {
-                    faults.remove(&app);
-                }
-                tracing::info!(projection = f.name(), app_id = %app, "projection resumed for this app");
-                return Ok(());
-            }
-            Ok(()) => {
-                fault.position = next;
-                faults::update(&mut tx, f.name(), &fault).await?;
-                tx.commit().await?;
-            }
-            Err(e) if e.is_transient() => return Err(e),
-            Err(e) if todo.len() > 1 => {
-                // Find the event that fails: replay this page one by one.
-                drop(tx);
-                return replay_one_by_one(f, log, app, &todo, e).await;
-            }
-            Err(e) => {
-                drop(tx);
-                let event = todo.first().copied();
-                return fail_again(f, log, app, event, &e).await;
-            }
-        }
-    }
-}
-
-async fn replay_one_by_one(
-    f: &Follower,
-    log: &Log,
-    app: AppId,
-    events: &[&RecordedEvent],
-    first_error: RuntimeError,
-) -> Result<(), RuntimeError> {
-    for event in events {
-        let mut tx = log.db.begin_relaxed().await?;
-        let Some(mut fault) = faults::locked(&mut tx, f.name(), app).await? else {
-            return Ok(());
-        };
-        if event.position < fault.position {
-            continue;
-        }
-        if let Err(e) = f.projection.apply(&mut tx, &[event]).await {
-            drop(tx);
-            return fail_again(f, log, app, Some(event), &e.into()).await;
-        }
-        fault.position = event.position + 1;
-        faults::update(&mut tx, f.name(), &fault).await?;
-        tx.commit().await?;
-    }
-    // Each alone applied: the batch's failure was not theirs. Try again later.
-    Err(first_error)
-}
-
-/// A retried event failed again: the fault stays, with the new error, and
-/// waits for the operator.
-async fn fail_again(
-    f: &Follower,
-    log: &Log,
-    app: AppId,
-    event: Option<&RecordedEvent>,
-    error: &RuntimeError,
-) -> Result<(), RuntimeError> {
-    let mut tx = log.db.begin_relaxed().await?;
-    let Some(mut fault) = faults::locked(&mut tx, f.name(), app).await? else {
-        return Ok(());
-    };
-    if let Some(event) = event {
-        fault.position = event.position;
-        fault.event_type = event.event_type.clone();
-    }
-    fault.error = error.to_string();
-    fault.action = None;
-    faults::update(&mut tx, f.name(), &fault).await?;
-    tx.commit().await?;
-    tracing::error!(projection = f.name(), app_id = %app, position = fault.position, error = %error,
-        "the retried event failed again; the projection stays stopped for this app");
     Ok(())
 }
 

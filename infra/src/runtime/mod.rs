@@ -8,6 +8,7 @@
 
 pub mod checkpoints;
 pub mod commands;
+mod fault_replay;
 pub mod faults;
 mod follower;
 mod followers;

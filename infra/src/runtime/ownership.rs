@@ -26,14 +26,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::follower::Follower;
+use super::follower::{Follower, Log};
 
 /// How long events wait for their projection's owner before another node
 /// applies them.
@@ -117,6 +117,65 @@ impl Ownership {
             nodes.push(self.node);
         }
         owner_of(name, &nodes) == Some(self.node)
+    }
+}
+
+/// Whether a follower applies what it handles: as owner, or stepping in
+/// for an owner that left events waiting.
+#[derive(Default)]
+pub(crate) struct Role {
+    /// Since when events have waited for the owner, and the checkpoint then.
+    waiting: Option<(Instant, i64)>,
+    /// Stepped in for the owner: applies until then.
+    acting_until: Option<Instant>,
+}
+
+impl Role {
+    pub(crate) fn applies(&mut self, f: &Follower, log: &Log) -> bool {
+        if self.acting_until.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        self.acting_until = None;
+        if log.owners.get().is_none_or(|o| o.owns(f.name())) {
+            return true;
+        }
+        let cp = *f.checkpoint.borrow();
+        match self.waiting {
+            Some((since, at)) if at == cp && since.elapsed() >= GRACE => {
+                tracing::info!(
+                    projection = f.name(),
+                    position = cp,
+                    "its owner left events waiting; applying them here"
+                );
+                self.waiting = None;
+                self.acting_until = Some(Instant::now() + ACTING);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Events wait for the owner: until the checkpoint moves, or [`GRACE`].
+    pub(crate) async fn wait_for_owner(&mut self, f: &Follower) {
+        let cp = *f.checkpoint.borrow();
+        let since = match self.waiting {
+            Some((since, at)) if at == cp => since,
+            _ => {
+                let now = Instant::now();
+                self.waiting = Some((now, cp));
+                now
+            }
+        };
+        let left = GRACE.saturating_sub(since.elapsed());
+        let mut moved = f.checkpoint.subscribe();
+        let _ = tokio::time::timeout(left, moved.wait_for(|p| *p > cp)).await;
+    }
+}
+
+impl Role {
+    /// The follower applied (or passed) events itself: nothing waits.
+    pub(crate) fn applied(&mut self) {
+        self.waiting = None;
     }
 }
 

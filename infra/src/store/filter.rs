@@ -58,6 +58,21 @@ enum Bind {
     Int(i64),
 }
 
+/// `query` with `binds` bound in order (any query kind, either backend).
+macro_rules! bound {
+    ($query:expr, $binds:expr) => {{
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                Bind::Uuid(u) => query.bind(*u),
+                Bind::Str(s) => query.bind(s.as_str()),
+                Bind::Int(i) => query.bind(*i),
+            };
+        }
+        query
+    }};
+}
+
 /// Reads the app's events matching `filter`, in position order.
 pub(crate) async fn read(
     db: &Db,
@@ -147,15 +162,9 @@ pub(crate) async fn read(
     );
     sql.push_str(&format!(" ORDER BY position LIMIT {p}"));
     on_db!(db, |pool| {
-        let mut query = sqlx::query(sql.as_str());
-        for bind in &binds {
-            query = match bind {
-                Bind::Uuid(u) => query.bind(*u),
-                Bind::Str(s) => query.bind(s.as_str()),
-                Bind::Int(i) => query.bind(*i),
-            };
-        }
-        let found = query.fetch_all(pool).await?;
+        let found = bound!(sqlx::query(sql.as_str()), &binds)
+            .fetch_all(pool)
+            .await?;
         found.iter().map(rows::decode).collect()
     })
 }
@@ -199,15 +208,9 @@ async fn narrow(db: &Db, sql: &str, binds: &[Bind], index: &str) -> Result<bool,
         NARROW + 1
     );
     let found: i64 = on_db!(db, |pool| {
-        let mut query = sqlx::query_scalar(probe.as_str());
-        for bind in binds {
-            query = match bind {
-                Bind::Uuid(u) => query.bind(*u),
-                Bind::Str(s) => query.bind(s.as_str()),
-                Bind::Int(i) => query.bind(*i),
-            };
-        }
-        query.fetch_one(pool).await?
+        bound!(sqlx::query_scalar(probe.as_str()), binds)
+            .fetch_one(pool)
+            .await?
     });
     Ok(found <= NARROW)
 }
