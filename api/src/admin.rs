@@ -9,11 +9,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use domain::ids::AppId;
 use infra::audit::{apps_in_log, verify_app_with};
 use infra::database;
+use infra::privacy::{KeyRing, Personal, SealedStore};
 use infra::runtime::{self, faults};
-use infra::store::{EventFilter, EventStore, SqlEventStore};
+use infra::secrets::Secret;
+use infra::store::{EventFilter, SqlEventStore};
+use infra::vault::{self, Vault};
 use projections::db::Db;
 
 use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, FaultArgs, RebuildArgs, VerifyArgs};
@@ -21,7 +26,10 @@ use crate::pump::buffer::{Buffer, id_of, list_dead_letters};
 use crate::pump::client::ChangesClient;
 use crate::pump::{Pump, retry_dead_letters};
 
-async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SqlEventStore>)> {
+/// The database, and the log with personal values opened under the
+/// subjects' keys (sealed with the secret key of the data directory or
+/// `HERALD_SECRET_KEY`: the same as the server's).
+async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SealedStore>, Arc<Personal>)> {
     let config = args.config();
     let url = config.database_url.as_ref().map(|u| u.expose().as_str());
     let db = database::open(url, &config.data_dir, &config.db).await?;
@@ -29,13 +37,46 @@ async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SqlEventStore>)> {
         database::is_migrated(&db).await.unwrap_or(false),
         "the database is not migrated by this version: run `herald migrate` first"
     );
-    let store = Arc::new(SqlEventStore::open(db.clone()).await?);
-    Ok((db, store))
+    let vault = Vault::new(db.clone(), &secret_key(&config, &db).await?);
+    let personal = Personal::new(KeyRing::new(db.clone(), vault, infra::clock::system()));
+    let stored = Arc::new(SqlEventStore::open(db.clone()).await?);
+    let store = Arc::new(SealedStore::new(stored, personal.clone()));
+    Ok((db, store, personal))
+}
+
+/// The server's secret key (configured, or saved in the data directory),
+/// never a new one: a command must not leave a key behind. Without it, a
+/// log whose personal values are sealed cannot be read: say so.
+async fn secret_key(config: &infra::config::Config, db: &Db) -> anyhow::Result<Secret<String>> {
+    if let Some(key) = &config.secret_key {
+        return Ok(key.clone());
+    }
+    let file = config.data_dir.join(vault::KEY_FILE);
+    if let Ok(saved) = std::fs::read_to_string(&file)
+        && !saved.trim().is_empty()
+    {
+        return Ok(Secret::new(saved.trim().to_owned()));
+    }
+    let sealed: Option<i64> = projections::on_db!(db, |pool| {
+        sqlx::query_scalar("SELECT generation FROM subject_keys LIMIT 1")
+            .fetch_optional(pool)
+            .await?
+    });
+    anyhow::ensure!(
+        sealed.is_none(),
+        "this log holds personal values sealed with the server's secret key: give it \
+         (--secret-key or HERALD_SECRET_KEY), or the server's --data-dir, where it is saved"
+    );
+    // Nothing is sealed: any key opens nothing.
+    Ok(Secret::new(
+        URL_SAFE_NO_PAD.encode(infra::secrets::random_bytes::<32>()),
+    ))
 }
 
 /// Prints one JSON line per app; fails when any chain is broken.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let (db, store) = open(&args.database).await?;
+    let (db, store, _) = open(&args.database).await?;
+    let store = store.stored();
     let apps = match args.app {
         Some(id) => vec![AppId(id)],
         None => apps_in_log(&db).await?,
@@ -125,7 +166,8 @@ fn bar(percent: f64) -> String {
 
 /// Writes the app's events as NDJSON, page by page.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let (db, store) = open(&args.database).await?;
+    let (db, store, personal) = open(&args.database).await?;
+    let store = store.stored();
     let app = AppId(args.app);
     let total: i64 = projections::on_db!(&db, |pool| {
         sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE app_id = $1")
@@ -154,8 +196,9 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
             break;
         };
         filter.after = last;
-        for event in page {
-            serde_json::to_writer(&mut out, &crate::routes::EventBody::from(event))?;
+        let opened = personal.opened_bodies(&page).await?;
+        for (event, opened) in page.into_iter().zip(opened) {
+            serde_json::to_writer(&mut out, &crate::routes::EventBody::exported(event, opened))?;
             out.write_all(b"\n")?;
             written += 1;
         }
@@ -174,7 +217,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 
 /// Prints each read model's status as a JSON line.
 pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
-    let (db, store) = open(&args).await?;
+    let (db, store, _) = open(&args).await?;
     for status in infra::runtime::status::status(
         &db,
         store.as_ref(),
@@ -191,7 +234,7 @@ pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
 
 /// Rebuilds one read model (or all) beside the live ones, then switches.
 pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
-    let (db, store) = open(&args.database).await?;
+    let (db, store, personal) = open(&args.database).await?;
     let all = runtime::read_models();
     let chosen: Vec<_> = match &args.name {
         Some(name) => {
@@ -201,7 +244,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
                 "no read model named {name:?}; there are: {} (reactor feeds — {} — are \
                  not rebuilt: they record what was handed out and delivered)",
                 all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
-                runtime::reactor_feeds()
+                runtime::reactor_feeds(personal.clone())
                     .iter()
                     .map(|p| p.name())
                     .collect::<Vec<_>>()
@@ -232,7 +275,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
 /// `herald projections skip|retry`: asks the node running the projection
 /// to skip the event it is stopped at for an app, or to retry it.
 pub async fn projections_fault(args: FaultArgs, action: faults::Action) -> anyhow::Result<()> {
-    let (db, _store) = open(&args.database).await?;
+    let (db, _, _) = open(&args.database).await?;
     anyhow::ensure!(
         runtime::registered()
             .iter()

@@ -41,9 +41,26 @@ pub enum Command {
     /// Consume a change queue: pump, dead letters.
     #[command(subcommand)]
     Changes(ChangesCommand),
+    /// Forget a user (an erasure request) through a running node: their
+    /// personal data and their devices' become unreadable for good; the log
+    /// keeps every event and its hash chain. Prints the outcome as JSON.
+    Forget(ForgetArgs),
     /// Ask a running node whether it is ready (`GET /readyz`); exits 0 if
     /// it answers 200, 1 otherwise. For container healthchecks.
     Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The user's id.
+    #[arg(long)]
+    pub user: String,
+    /// Herald's base URL.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API key of the user's app with the `admin` role.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    pub token: String,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +224,11 @@ pub struct DatabaseArgs {
     /// Database connections in the pool.
     #[arg(long, env = "HERALD_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Seals secrets and subjects' data keys at rest (32+ characters; every
+    /// node of a cluster, and every command reading personal values, needs
+    /// the same one). Generated and saved in the data directory if unset.
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -237,10 +259,6 @@ pub struct ServeArgs {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
-    /// Seals secrets at rest (32+ characters; every node of a cluster needs
-    /// the same one). Generated and saved in the data directory if unset.
-    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
     /// Seconds the answer to a request with an `Idempotency-Key` is kept
     /// (and a repeat of it answered from it).
     #[arg(long, env = "HERALD_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
@@ -402,6 +420,11 @@ impl DatabaseArgs {
             .filter(|u| !u.is_empty())
             .map(Secret::new);
         config.db.max_connections = self.db_max_connections;
+        config.secret_key = self
+            .secret_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .map(Secret::new);
         config
     }
 }
@@ -423,11 +446,6 @@ impl ServeArgs {
             .filter(|p| !p.as_os_str().is_empty());
         config.log_json = self.log_json;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
-        config.secret_key = self
-            .secret_key
-            .clone()
-            .filter(|k| !k.is_empty())
-            .map(Secret::new);
         if self.idempotency_ttl_seconds == 0 {
             anyhow::bail!("HERALD_IDEMPOTENCY_TTL_SECONDS must be at least 1");
         }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 mod fail_fast;
 mod fallback;
+pub mod forget;
 pub mod healthcheck;
 mod idempotency;
 pub mod metrics;

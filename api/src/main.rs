@@ -70,6 +70,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api::admin::projections_status(args).await
         }
         Command::Healthcheck(args) => api::healthcheck::run(&args).await,
+        Command::Forget(args) => api::forget::run(&args).await,
         Command::Changes(command) => {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::changes(command).await

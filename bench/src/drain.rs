@@ -11,7 +11,6 @@ use infra::runtime::rebuild::dry_run;
 use infra::secrets::Secret;
 use infra::store::{EventStore, SqlEventStore};
 use projections::Projection;
-use projections::change_queues::ChangeQueuesProjection;
 use projections::devices::DevicesProjection;
 use serde_json::{Value, json};
 
@@ -57,7 +56,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             anyhow::Ok(started.elapsed().as_secs_f64())
         }
     };
-    let queue_seconds = replay(Arc::new(ChangeQueuesProjection)).await?;
+    let queues = infra::runtime::registered()
+        .into_iter()
+        .find(|r| r.projection.name() == "change_queues")
+        .map(|r| r.projection)
+        .ok_or_else(|| anyhow::anyhow!("no change_queues projection"))?;
+    let queue_seconds = replay(queues).await?;
     let device_seconds = replay(Arc::new(DevicesProjection)).await?;
 
     // Drain over HTTP.

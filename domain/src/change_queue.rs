@@ -14,7 +14,7 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_EVENT_TYPES: usize = 50;
 
 /// The event families that reach change queues.
-pub const INTEGRATION_PREFIXES: [&str; 3] = ["device.", "user.", "notification."];
+pub const INTEGRATION_PREFIXES: [&str; 4] = ["device.", "user.", "notification.", "subject."];
 
 pub fn stream(name: &QueueName) -> String {
     format!("change_queue:{}", name.0)

@@ -24,6 +24,11 @@ pub const RANDOM_BUCKETS: u16 = 10_000;
 pub struct PushToken(String);
 
 impl PushToken {
+    /// The token of a forgotten device (see `personal`).
+    pub fn forgotten() -> Self {
+        Self(crate::personal::PLACEHOLDER.to_owned())
+    }
+
     pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
         let raw = raw.into();
         if raw.is_empty() {
@@ -101,6 +106,11 @@ pub enum DeviceCommand {
         push_token: String,
         reason: String,
     },
+    /// Forget the device's personal data (its key was destroyed): records
+    /// `subject.forgotten`, unless nothing was written since the last time.
+    Forget {
+        external_id: ExternalId,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +165,11 @@ pub enum DeviceEvent {
     },
     #[serde(rename = "device.deleted")]
     Deleted { external_id: ExternalId },
+    /// The device's personal data was forgotten (see `personal`): its push
+    /// token and property values read as the placeholder, and nothing is
+    /// sent to it until a new token is registered.
+    #[serde(rename = "subject.forgotten")]
+    Forgotten { external_id: ExternalId },
 }
 
 impl DomainEvent for DeviceEvent {}
@@ -162,6 +177,10 @@ impl DomainEvent for DeviceEvent {}
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Device {
     pub live: bool,
+    /// The stream has events (the device may have been deleted since).
+    pub recorded: bool,
+    /// Nothing was written since the device was last forgotten.
+    pub forgotten: bool,
     pub push_token: Option<PushToken>,
     pub send_platform: Option<SendPlatform>,
     pub device_platform: Option<DevicePlatform>,
@@ -315,10 +334,21 @@ impl Aggregate for Device {
                     reason,
                 }])
             }
+            DeviceCommand::Forget { external_id } => {
+                if !self.recorded {
+                    return Err(DomainError::NotFound("device"));
+                }
+                if self.forgotten {
+                    return Ok(vec![]);
+                }
+                Ok(vec![DeviceEvent::Forgotten { external_id }])
+            }
         }
     }
 
     fn evolve(&mut self, event: &DeviceEvent) {
+        self.recorded = true;
+        self.forgotten = matches!(event, DeviceEvent::Forgotten { .. });
         match event {
             DeviceEvent::Registered {
                 push_token,
@@ -331,6 +361,8 @@ impl Aggregate for Device {
             } => {
                 *self = Device {
                     live: true,
+                    recorded: true,
+                    forgotten: false,
                     push_token: Some(push_token.clone()),
                     send_platform: Some(*send_platform),
                     device_platform: Some(*device_platform),
@@ -373,7 +405,19 @@ impl Aggregate for Device {
                 }
             }
             DeviceEvent::PushTokenInvalidated { .. } => self.token_valid = false,
-            DeviceEvent::Deleted { .. } => *self = Device::default(),
+            DeviceEvent::Deleted { .. } => {
+                *self = Device {
+                    recorded: true,
+                    ..Device::default()
+                }
+            }
+            DeviceEvent::Forgotten { .. } => {
+                if self.push_token.is_some() {
+                    self.push_token = Some(PushToken::forgotten());
+                }
+                self.token_valid = false;
+                crate::personal::forget_properties(&mut self.properties);
+            }
         }
     }
 }

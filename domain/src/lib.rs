@@ -16,6 +16,7 @@ pub mod error;
 pub mod event;
 pub mod ids;
 pub mod notification;
+pub mod personal;
 pub mod platform;
 pub mod properties;
 pub mod role;

@@ -111,6 +111,11 @@ pub enum UserCommand {
     Delete {
         user_id: UserId,
     },
+    /// Forget the user's personal data (their key was destroyed): records
+    /// `subject.forgotten`, unless nothing was written since the last time.
+    Forget {
+        user_id: UserId,
+    },
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from an absent one (`None`).
@@ -161,6 +166,10 @@ pub enum UserEvent {
     },
     #[serde(rename = "user.deleted")]
     Deleted { user_id: UserId },
+    /// The user's personal data was forgotten (see `personal`): every
+    /// earlier value of theirs reads as the placeholder.
+    #[serde(rename = "subject.forgotten")]
+    Forgotten { user_id: UserId },
 }
 
 impl DomainEvent for UserEvent {}
@@ -168,10 +177,20 @@ impl DomainEvent for UserEvent {}
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct User {
     pub live: bool,
+    /// The stream has events (the user may have been deleted since).
+    pub recorded: bool,
+    /// Nothing was written since the user was last forgotten.
+    pub forgotten: bool,
     pub name: Option<String>,
     pub email: Option<String>,
     pub status: Option<UserStatus>,
     pub properties: Properties,
+}
+
+fn forget(value: &mut Option<String>) {
+    if value.is_some() {
+        *value = Some(crate::personal::PLACEHOLDER.to_owned());
+    }
 }
 
 fn change(current: &Option<String>, wanted: Change<String>) -> Option<Option<String>> {
@@ -281,10 +300,21 @@ impl Aggregate for User {
                 }
                 Ok(vec![UserEvent::Deleted { user_id }])
             }
+            UserCommand::Forget { user_id } => {
+                if !self.recorded {
+                    return Err(DomainError::NotFound("user"));
+                }
+                if self.forgotten {
+                    return Ok(vec![]);
+                }
+                Ok(vec![UserEvent::Forgotten { user_id }])
+            }
         }
     }
 
     fn evolve(&mut self, event: &UserEvent) {
+        self.recorded = true;
+        self.forgotten = matches!(event, UserEvent::Forgotten { .. });
         match event {
             UserEvent::Created {
                 name,
@@ -295,6 +325,8 @@ impl Aggregate for User {
             } => {
                 *self = User {
                     live: true,
+                    recorded: true,
+                    forgotten: false,
                     name: name.clone(),
                     email: email.clone(),
                     status: Some(*status),
@@ -321,7 +353,17 @@ impl Aggregate for User {
                     .extend(properties_set.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
             UserEvent::StatusUpdated { to, .. } => self.status = Some(*to),
-            UserEvent::Deleted { .. } => *self = User::default(),
+            UserEvent::Deleted { .. } => {
+                *self = User {
+                    recorded: true,
+                    ..User::default()
+                }
+            }
+            UserEvent::Forgotten { .. } => {
+                forget(&mut self.name);
+                forget(&mut self.email);
+                crate::personal::forget_properties(&mut self.properties);
+            }
         }
     }
 }

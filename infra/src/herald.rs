@@ -19,6 +19,7 @@ use crate::idempotency::Idempotency;
 use crate::metrics::AppendMetrics;
 use crate::metrics::collect::{self, ReactorView, Sources};
 use crate::metrics::text::Exposition;
+use crate::privacy::{KeyRing, Personal, SealedStore};
 use crate::reactors::push::credentials::Clients;
 use crate::reactors::push::sender::{self, Sender};
 use crate::reactors::webhooks::worker::Deliveries;
@@ -103,12 +104,14 @@ impl Herald {
         let clock = config.clock.clone();
         let sql_store = SqlEventStore::open_with_clock(db.clone(), clock.clone()).await?;
         let appends = sql_store.metrics().clone();
-        let store: Arc<dyn EventStore> = Arc::new(sql_store);
+        let personal = Personal::new(KeyRing::new(db.clone(), vault.clone(), clock.clone()));
+        let sealed = Arc::new(SealedStore::new(Arc::new(sql_store), personal.clone()));
+        let store: Arc<dyn EventStore> = sealed.clone();
         let projections = Followers::new(
             db.clone(),
             store.clone(),
             clock.clone(),
-            runtime::registered(),
+            runtime::registered_with(personal.clone()),
         );
         projections.start().await?;
         let node = Node::join(
@@ -169,7 +172,12 @@ impl Herald {
                 reads.clone(),
                 addresses.clone(),
             ),
-            users: Users::new(commands.clone(), db.clone(), reads.clone()),
+            users: Users::new(
+                commands.clone(),
+                db.clone(),
+                reads.clone(),
+                Log::new(&sealed, personal.clone(), db.clone()),
+            ),
             notifications: Notifications::new(
                 commands.clone(),
                 db.clone(),
@@ -199,7 +207,7 @@ impl Herald {
                 reads.clone(),
                 clock.clone(),
             ),
-            log: Log::new(store.clone(), db.clone()),
+            log: Log::new(&sealed, personal.clone(), db.clone()),
             reads,
             idempotency: Idempotency::new(db.clone(), clock.clone(), config.idempotency_ttl),
         });

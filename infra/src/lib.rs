@@ -20,6 +20,7 @@ pub mod database;
 pub mod herald;
 pub mod idempotency;
 pub mod metrics;
+pub mod privacy;
 pub mod reactors;
 pub mod root_token;
 pub mod runtime;

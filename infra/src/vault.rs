@@ -167,6 +167,17 @@ impl Vault {
         }
     }
 
+    /// Seals bytes that are stored elsewhere (subjects' data keys), bound
+    /// to `aad`.
+    pub(crate) fn seal_bytes(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.keys.seal(aad, plaintext)
+    }
+
+    /// Opens what [`Vault::seal_bytes`] sealed under the same `aad`.
+    pub(crate) fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
+        self.keys.open(aad, sealed)
+    }
+
     /// `hmac-sha256:` and 16 hex digits: tells secrets apart, reveals nothing.
     pub fn fingerprint(&self, secret: &[u8]) -> String {
         self.keys.fingerprint(secret)

@@ -31,6 +31,10 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event at position {position} cannot be applied: {reason}")]
     Event { position: i64, reason: String },
+    /// Something the projection needs besides its tables (a subject's
+    /// data key) cannot be read now: try again later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl ProjectionError {
@@ -60,6 +64,19 @@ pub trait Projection: Send + Sync + 'static {
     /// Applies a batch of events in log order within the runner's transaction.
     /// Must be deterministic: the same events give the same rows.
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError>;
+}
+
+/// Opens the sealed personal values of an event a projection reads from
+/// the log's table itself (the events it is given are open already).
+#[async_trait]
+pub trait Unseal: Send + Sync + 'static {
+    async fn open(
+        &self,
+        app_id: domain::ids::AppId,
+        stream: &str,
+        event_type: &str,
+        data: &mut serde_json::Value,
+    ) -> Result<(), ProjectionError>;
 }
 
 /// A projection of derived data only: dropped and rebuilt from the log, it

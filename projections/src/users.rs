@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::ids::AppId;
+use domain::personal;
 use domain::properties::Properties;
 use domain::user::UserEvent;
 use domain::{DomainEvent, RecordedEvent};
@@ -83,6 +84,12 @@ pub fn apply(user: &mut Option<UserRecord>, event: &UserEvent, at: At) {
                 .extend(properties_set.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         UserEvent::StatusUpdated { to, .. } => u.status = to.as_str().to_owned(),
+        UserEvent::Forgotten { .. } => {
+            for value in [&mut u.name, &mut u.email].into_iter().flatten() {
+                *value = personal::PLACEHOLDER.to_owned();
+            }
+            personal::forget_properties(&mut u.properties);
+        }
         UserEvent::Created { .. } | UserEvent::Deleted { .. } => {}
     }
 }
@@ -92,7 +99,8 @@ fn user_id_of(event: &UserEvent) -> &str {
         UserEvent::Created { user_id, .. }
         | UserEvent::Updated { user_id, .. }
         | UserEvent::StatusUpdated { user_id, .. }
-        | UserEvent::Deleted { user_id } => user_id.as_str(),
+        | UserEvent::Deleted { user_id }
+        | UserEvent::Forgotten { user_id } => user_id.as_str(),
     }
 }
 
@@ -145,14 +153,15 @@ impl Projection for UsersProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        event_type.starts_with("user.")
+        event_type.starts_with("user.") || event_type == personal::FORGOTTEN
     }
 
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         let mut decoded = Vec::with_capacity(events.len());
         let mut order: Vec<UserKey> = Vec::new();
         let mut seen = HashSet::new();
-        for event in events {
+        // `subject.forgotten` is written to devices' streams too.
+        for event in events.iter().filter(|e| e.stream.starts_with("user:")) {
             let user = UserEvent::decode(&event.event_type, event.schema_version, &event.data)
                 .map_err(|e| ProjectionError::event(event, e))?;
             let key = (event.app_id.0, user_id_of(&user).to_owned());

@@ -49,7 +49,12 @@ fn positions(events: &[Value]) -> Vec<i64> {
 
 fn database_args(db: &TestDb) -> Vec<String> {
     match db.url() {
-        Some(url) => vec!["--database-url".into(), url],
+        Some(url) => vec![
+            "--database-url".to_owned(),
+            url,
+            "--data-dir".to_owned(),
+            db.dir.display().to_string(),
+        ],
         None => vec!["--data-dir".into(), db.dir.display().to_string()],
     }
 }

@@ -215,7 +215,12 @@ async fn skip_from_the_cli(backend: Backend) {
         201
     );
     let args = match app.db.url() {
-        Some(url) => vec!["--database-url".to_owned(), url],
+        Some(url) => vec![
+            "--database-url".to_owned(),
+            url,
+            "--data-dir".to_owned(),
+            app.db.dir.display().to_string(),
+        ],
         None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
     };
     let run = |extra: &[String]| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use domain::Metadata;
 use herald_tests::{Backend, TestApp, TestDb, on_both};
 use infra::runtime::{self, Followers};
-use infra::store::{EventStore, SqlEventStore};
+use infra::store::EventStore;
 use serde_json::json;
 
 on_both!(a_restarted_app_catches_up_and_never_applies_twice, catch_up);
@@ -27,11 +27,8 @@ async fn catch_up(backend: Backend) {
         );
     }
     // Events written while no runner follows the log (another process, say)…
-    let store: Arc<dyn EventStore> = Arc::new(
-        SqlEventStore::open(pool.clone())
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-    );
+    let (sealed, personal) = herald_tests::app::sealed_log(&app.db).await;
+    let store: Arc<dyn EventStore> = sealed;
     let app_id = key.app_id.parse().unwrap_or_else(|e| panic!("{e}"));
     let bus = infra::runtime::commands::CommandBus::new(store.clone());
     let registration = domain::device::Registration {
@@ -62,7 +59,7 @@ async fn catch_up(backend: Backend) {
         pool.clone(),
         store.clone(),
         infra::clock::system(),
-        runtime::registered(),
+        runtime::registered_with(personal),
     );
     runner.start().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(runner.wait_for_all(position, Duration::from_secs(20)).await);

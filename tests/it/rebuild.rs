@@ -18,7 +18,7 @@ use serde_json::json;
 const BIN: &str = env!("CARGO_BIN_EXE_herald-under-test");
 
 /// Every row of every projection table, as sorted text.
-async fn dump(db: &Db) -> Vec<String> {
+pub(crate) async fn dump(db: &Db) -> Vec<String> {
     let mut rows = Vec::new();
     for projection in rebuildable_projections() {
         for table in projection.tables() {
@@ -135,7 +135,7 @@ async fn caught_up(app: &TestApp) {
 }
 
 /// Every rebuildable read model rebuilt and switched in, quietly.
-async fn rebuild_all(app: &TestApp) -> Result<Rebuilt, RuntimeError> {
+pub(crate) async fn rebuild_all(app: &TestApp) -> Result<Rebuilt, RuntimeError> {
     rebuild(
         app.herald.db(),
         app.herald.store().as_ref(),
@@ -274,7 +274,12 @@ async fn cli(backend: Backend) {
     caught_up(&app).await;
     let incremental = dump(app.herald.db()).await;
     let args = match app.db.url() {
-        Some(url) => vec!["--database-url".to_owned(), url],
+        Some(url) => vec![
+            "--database-url".to_owned(),
+            url,
+            "--data-dir".to_owned(),
+            app.db.dir.display().to_string(),
+        ],
         None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
     };
 
@@ -392,7 +397,12 @@ async fn one_at_a_time(backend: Backend) {
         "{message}"
     );
     let args = match app.db.url() {
-        Some(url) => vec!["--database-url".to_owned(), url],
+        Some(url) => vec![
+            "--database-url".to_owned(),
+            url,
+            "--data-dir".to_owned(),
+            app.db.dir.display().to_string(),
+        ],
         None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
     };
     let out = Command::new(BIN)

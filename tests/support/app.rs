@@ -377,3 +377,32 @@ pub fn webpush_token(id: &str) -> String {
 pub fn device_body(push_token: &str) -> Value {
     json!({"push_token": push_token, "send_platform": "fcm", "device_platform": "android"})
 }
+
+/// The log of `db` as another process of Herald writes and reads it:
+/// personal values sealed under the subjects' keys (the secret key saved in
+/// the data directory by the first node).
+pub async fn sealed_log(
+    db: &TestDb,
+) -> (
+    Arc<infra::privacy::SealedStore>,
+    Arc<infra::privacy::Personal>,
+) {
+    let (secret, _) =
+        infra::vault::load_or_create_key(None, &db.dir).unwrap_or_else(|e| panic!("{e}"));
+    let vault = infra::vault::Vault::new(db.db.clone(), &secret);
+    let personal = infra::privacy::Personal::new(infra::privacy::KeyRing::new(
+        db.db.clone(),
+        vault,
+        infra::clock::system(),
+    ));
+    let raw = infra::store::SqlEventStore::open(db.db.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (
+        Arc::new(infra::privacy::SealedStore::new(
+            Arc::new(raw),
+            personal.clone(),
+        )),
+        personal,
+    )
+}

@@ -60,7 +60,7 @@ struct Broken {
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "events", security(("bearer" = [])),
     responses((status = 200, body = VerificationBody, description = "the verification report")))]
 async fn verify(State(state): State<AppState>, key: Key<Audit>) -> ApiResult<Json<Verification>> {
-    let report = verify_app(state.services.log.store().as_ref(), key.app_id)
+    let report = verify_app(state.services.log.stored().as_ref(), key.app_id)
         .await
         .map_err(CommandError::from)?;
     Ok(Json(report))

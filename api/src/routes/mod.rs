@@ -9,6 +9,7 @@ mod change_queues;
 mod devices;
 mod docs;
 mod events;
+mod forget;
 pub use events::EventBody;
 mod health;
 mod metrics;
@@ -53,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(devices::router())
         .merge(users::router())
+        .merge(forget::router())
         .merge(events::router())
         .merge(audit::router())
         .merge(admin::router())

@@ -54,7 +54,10 @@ pub async fn open_sqlite(data_dir: &Path, options: &DbOptions) -> Result<Db, Sto
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_secs(30))
         .foreign_keys(true)
-        .pragma("cache_size", "-65536");
+        .pragma("cache_size", "-65536")
+        // Deleted and overwritten rows are zeroed in the pages written
+        // anyway: forgotten personal data does not linger in free space.
+        .pragma("secure_delete", "fast");
     let single = |sync: SqliteSynchronous| {
         SqlitePoolOptions::new()
             .max_connections(1)

@@ -393,6 +393,7 @@ impl RuntimeError {
         match self {
             RuntimeError::Store(e) => e.is_transient(),
             RuntimeError::Projection(ProjectionError::Database(e)) => crate::store::is_transient(e),
+            RuntimeError::Projection(ProjectionError::Unavailable(_)) => true,
             RuntimeError::Projection(ProjectionError::Event { .. }) | RuntimeError::Busy(_) => {
                 false
             }

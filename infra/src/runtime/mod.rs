@@ -29,7 +29,7 @@ use projections::notifications::history::DeviceNotificationsProjection;
 use projections::notifications::jobs::NotificationJobsProjection;
 use projections::users::UsersProjection;
 use projections::webhooks::WebhooksProjection;
-use projections::{Projection, ProjectionError, ReactorFeed, ReadModel};
+use projections::{Projection, ProjectionError, ReactorFeed, ReadModel, Unseal};
 use serde::Serialize;
 
 pub use self::follower::Stall;
@@ -63,22 +63,49 @@ pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
     ]
 }
 
-/// The reactor feeds: delivery state, never rebuilt.
-pub fn reactor_feeds() -> Vec<Arc<dyn ReactorFeed>> {
+/// The reactor feeds: delivery state, never rebuilt. The change queues and
+/// webhooks read the log's table themselves (backfills, templates' context)
+/// and open its sealed values with `unseal`.
+pub fn reactor_feeds(unseal: Arc<dyn Unseal>) -> Vec<Arc<dyn ReactorFeed>> {
     vec![
-        Arc::new(ChangeQueuesProjection),
-        Arc::new(WebhooksProjection),
+        Arc::new(ChangeQueuesProjection::new(unseal.clone())),
+        Arc::new(WebhooksProjection::new(unseal)),
         Arc::new(NotificationJobsProjection),
     ]
 }
 
-/// Every projection this build runs.
+/// Stands in for the data keys where projections are listed, not run: a
+/// projection that needs to open a sealed value stops (and says why)
+/// rather than read it sealed.
+struct NoKeys;
+
+#[async_trait::async_trait]
+impl Unseal for NoKeys {
+    async fn open(
+        &self,
+        _: domain::ids::AppId,
+        _: &str,
+        _: &str,
+        _: &mut serde_json::Value,
+    ) -> Result<(), ProjectionError> {
+        Err(ProjectionError::Unavailable(
+            "this projection runs without the subjects' data keys".into(),
+        ))
+    }
+}
+
+/// Every projection this build runs, for listing (names, kinds, status).
 pub fn registered() -> Vec<Registered> {
+    registered_with(Arc::new(NoKeys))
+}
+
+/// Every projection this build runs, to run them.
+pub fn registered_with(unseal: Arc<dyn Unseal>) -> Vec<Registered> {
     let models = read_models().into_iter().map(|m| Registered {
         kind: Kind::ReadModel,
         projection: m,
     });
-    let feeds = reactor_feeds().into_iter().map(|f| Registered {
+    let feeds = reactor_feeds(unseal).into_iter().map(|f| Registered {
         kind: Kind::ReactorFeed,
         projection: f,
     });

@@ -4,6 +4,7 @@
 
 pub mod change_queues;
 pub mod devices;
+pub mod forget;
 pub mod notifications;
 pub mod push_credentials;
 pub mod tenancy;
@@ -166,16 +167,39 @@ impl Reads {
 #[derive(Clone)]
 pub struct Log {
     store: Arc<dyn EventStore>,
+    stored: Arc<dyn EventStore>,
+    personal: Arc<crate::privacy::Personal>,
     db: projections::db::Db,
 }
 
 impl Log {
-    pub fn new(store: Arc<dyn EventStore>, db: projections::db::Db) -> Self {
-        Self { store, db }
+    pub fn new(
+        store: &Arc<crate::privacy::SealedStore>,
+        personal: Arc<crate::privacy::Personal>,
+        db: projections::db::Db,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            stored: store.stored().clone(),
+            personal,
+            db,
+        }
     }
 
+    /// The log with personal values opened (or the placeholder).
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// The log as stored, personal values sealed: what the hash chain
+    /// covers (verification, exports).
+    pub fn stored(&self) -> &Arc<dyn EventStore> {
+        &self.stored
+    }
+
+    /// Opens the personal values of events read from [`Log::stored`].
+    pub fn personal(&self) -> &Arc<crate::privacy::Personal> {
+        &self.personal
     }
 
     /// The database the log lives in (verification reads it in bulk).

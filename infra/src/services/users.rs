@@ -33,18 +33,20 @@ pub struct UserOutcome {
 /// Users, their status and their devices.
 #[derive(Clone)]
 pub struct Users {
-    commands: CommandBus,
-    db: Db,
-    reads: Reads,
+    pub(crate) commands: CommandBus,
+    pub(crate) db: Db,
+    pub(crate) reads: Reads,
+    /// The log as stored and the subjects' keys, for forgetting.
+    pub(crate) personal_log: super::Log,
 }
 
 impl Users {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(commands: CommandBus, db: Db, reads: Reads) -> Self {
+    pub fn new(commands: CommandBus, db: Db, reads: Reads, personal_log: super::Log) -> Self {
         Self {
             commands,
             db,
             reads,
+            personal_log,
         }
     }
 }

@@ -7,17 +7,28 @@
 pub mod drain;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;
 use domain::change_queue::{self, ChangeQueueEvent, EventTypes};
 use domain::event::DomainEvent;
+use domain::personal;
 use uuid::Uuid;
 
 use crate::db::{Tx, insert_chunks, values_list};
-use crate::{Projection, ProjectionError, on_tx};
+use crate::{Projection, ProjectionError, Unseal, on_tx};
 
-pub struct ChangeQueuesProjection;
+pub struct ChangeQueuesProjection {
+    unseal: Arc<dyn Unseal>,
+}
+
+impl ChangeQueuesProjection {
+    /// `unseal` opens the sealed values of events a backfill reads.
+    pub fn new(unseal: Arc<dyn Unseal>) -> Self {
+        Self { unseal }
+    }
+}
 
 /// A queue as the projection needs it.
 #[derive(Debug, Clone)]
@@ -126,7 +137,7 @@ impl Projection for ChangeQueuesProjection {
                         // A backfill reads the log up to this event, which is
                         // committed, before later events of the batch.
                         if queue.starts_after < event.position {
-                            fill(tx, app, &queue, event.position).await?;
+                            fill(tx, self.unseal.as_ref(), app, &queue, event.position).await?;
                         }
                         app_queues.retain(|q| q.name != queue.name);
                         app_queues.push(queue);
@@ -137,6 +148,10 @@ impl Projection for ChangeQueuesProjection {
                     }
                 }
             } else {
+                if event.event_type == personal::FORGOTTEN {
+                    write_pending(tx, &mut rows).await?;
+                    forget(tx, event).await?;
+                }
                 for queue in app_queues.iter() {
                     if event.position > queue.starts_after && queue.types.admits(&event.event_type)
                     {
@@ -217,7 +232,13 @@ async fn delete_queue(tx: &mut Tx, app: Uuid, name: &str) -> Result<(), Projecti
 }
 
 /// Backfills `queue` with the app's events after its start and before `until`.
-async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), ProjectionError> {
+async fn fill(
+    tx: &mut Tx,
+    unseal: &dyn Unseal,
+    app: Uuid,
+    queue: &Queue,
+    until: i64,
+) -> Result<(), ProjectionError> {
     const PAGE: i64 = 1000;
     let mut after = queue.starts_after;
     loop {
@@ -237,7 +258,22 @@ async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), P
             return Ok(());
         };
         after = last;
-        // The log's text goes into the queue as it is (it is valid JSON).
+        // The log's text goes into the queue as it is (it is valid JSON),
+        // personal values opened.
+        let mut found = found;
+        for (_, _, event_type, stream, data, _) in &mut found {
+            if personal::holds_personal(event_type) && personal::subject_of(stream).is_some() {
+                let mut value: serde_json::Value =
+                    serde_json::from_str(data).map_err(|e| ProjectionError::Event {
+                        position: last,
+                        reason: format!("an event's data is not JSON: {e}"),
+                    })?;
+                unseal
+                    .open(domain::ids::AppId(app), stream, event_type, &mut value)
+                    .await?;
+                *data = value.to_string();
+            }
+        }
         let mut rows: Vec<Row> = found
             .iter()
             .filter(|(_, _, event_type, ..)| queue.types.admits(event_type))
@@ -260,6 +296,46 @@ async fn fill(tx: &mut Tx, app: Uuid, queue: &Queue, until: i64) -> Result<(), P
             .collect();
         write_pending(tx, &mut rows).await?;
     }
+}
+
+/// The subject of `event` (a `subject.forgotten`) was forgotten: every
+/// change about it still queued shows the placeholder for its personal
+/// values.
+async fn forget(tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
+    let (kind, id) = subject(&event.stream);
+    let queued: Vec<(String, i64, String, String)> = on_tx!(tx, |c| {
+        sqlx::query_as(
+            "SELECT queue, position, event_type, data FROM changes \
+             WHERE app_id = $1 AND subject_kind = $2 AND subject_id = $3",
+        )
+        .bind(event.app_id.0)
+        .bind(kind)
+        .bind(id)
+        .fetch_all(&mut *c)
+        .await?
+    });
+    for (queue, position, event_type, data) in queued {
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&data) else {
+            continue;
+        };
+        personal::forget_in(&event_type, &mut value);
+        let forgotten = value.to_string();
+        if forgotten == data {
+            continue;
+        }
+        on_tx!(tx, |c| {
+            sqlx::query(
+                "UPDATE changes SET data = $4 WHERE app_id = $1 AND queue = $2 AND position = $3",
+            )
+            .bind(event.app_id.0)
+            .bind(&queue)
+            .bind(position)
+            .bind(forgotten)
+            .execute(&mut *c)
+            .await?;
+        });
+    }
+    Ok(())
 }
 
 /// Inserts the collected rows (in statements small enough for PostgreSQL)

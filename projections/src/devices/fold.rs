@@ -85,6 +85,11 @@ pub fn apply(device: &mut Option<DeviceRecord>, event: &DeviceEvent, at: At) {
                 .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         DeviceEvent::PushTokenInvalidated { .. } => d.token_valid = false,
+        DeviceEvent::Forgotten { .. } => {
+            d.push_token = domain::personal::PLACEHOLDER.to_owned();
+            d.token_valid = false;
+            domain::personal::forget_properties(&mut d.properties);
+        }
         DeviceEvent::Registered { .. } | DeviceEvent::Deleted { .. } => {}
     }
 }

@@ -44,14 +44,15 @@ impl Projection for DevicesProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        event_type.starts_with("device.")
+        event_type.starts_with("device.") || event_type == domain::personal::FORGOTTEN
     }
 
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         let mut decoded = Vec::with_capacity(events.len());
         let mut order: Vec<DeviceId> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for event in events {
+        // `subject.forgotten` is written to users' streams too.
+        for event in events.iter().filter(|e| e.stream.starts_with("device:")) {
             let device = DeviceEvent::decode(&event.event_type, event.schema_version, &event.data)
                 .map_err(|e| ProjectionError::event(event, e))?;
             let id = (event.app_id.0, external_id(&device).to_owned());
@@ -117,6 +118,7 @@ fn external_id(event: &DeviceEvent) -> &str {
         | DeviceEvent::UserUnlinked { external_id, .. }
         | DeviceEvent::PropertiesChanged { external_id, .. }
         | DeviceEvent::PushTokenInvalidated { external_id, .. }
-        | DeviceEvent::Deleted { external_id } => external_id.as_str(),
+        | DeviceEvent::Deleted { external_id }
+        | DeviceEvent::Forgotten { external_id } => external_id.as_str(),
     }
 }

@@ -13,7 +13,7 @@ use domain::RecordedEvent;
 use serde_json::{Value, json};
 
 use crate::db::Tx;
-use crate::on_tx;
+use crate::{ProjectionError, Unseal, on_tx};
 
 /// Placeholder name -> value, for one event.
 #[derive(Debug, Default, Clone)]
@@ -49,7 +49,11 @@ pub fn timestamp(event: &RecordedEvent) -> String {
 }
 
 /// The context of `event`, its subject folded from the log.
-pub async fn load(tx: &mut Tx, event: &RecordedEvent) -> Result<Context, sqlx::Error> {
+pub async fn load(
+    tx: &mut Tx,
+    unseal: &dyn Unseal,
+    event: &RecordedEvent,
+) -> Result<Context, ProjectionError> {
     let mut ctx = Context::default();
     ctx.set("event.id", json!(event.event_id.to_string()));
     ctx.set("event.type", json!(event.event_type));
@@ -76,7 +80,10 @@ pub async fn load(tx: &mut Tx, event: &RecordedEvent) -> Result<Context, sqlx::E
         _ => {}
     }
     for (event_type, data) in history {
-        let data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        let mut data: Value = serde_json::from_str(&data).unwrap_or(Value::Null);
+        unseal
+            .open(event.app_id, &event.stream, &event_type, &mut data)
+            .await?;
         fold(&mut ctx, &event_type, &data);
     }
     Ok(ctx)

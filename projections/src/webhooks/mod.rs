@@ -14,11 +14,13 @@ pub mod endpoints;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::RecordedEvent;
 use domain::change_queue::{EventTypes, is_integration};
 use domain::event::DomainEvent;
+use domain::personal;
 use domain::webhook::WebhookEvent;
 use domain::webhook::settings::Settings;
 use domain::webhook::template::Template;
@@ -26,13 +28,23 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::db::{Tx, insert_chunks, values_list};
-use crate::{Projection, ProjectionError, on_tx};
+use crate::{Projection, ProjectionError, Unseal, on_tx};
 
 pub const NAME: &str = "webhooks";
 /// The actor of commands the webhook reactor issues.
 pub const ACTOR: &str = "system:webhooks";
 
-pub struct WebhooksProjection;
+pub struct WebhooksProjection {
+    unseal: Arc<dyn Unseal>,
+}
+
+impl WebhooksProjection {
+    /// `unseal` opens the sealed values of the events a template's context
+    /// is folded from.
+    pub fn new(unseal: Arc<dyn Unseal>) -> Self {
+        Self { unseal }
+    }
+}
 
 /// An endpoint as the fan-out needs it.
 #[derive(Debug, Clone)]
@@ -100,6 +112,11 @@ impl Projection for WebhooksProjection {
                 apply_to_targets(app_targets, &decoded);
                 continue;
             }
+            if event.event_type == personal::FORGOTTEN {
+                insert_messages(tx, &messages).await?;
+                messages.clear();
+                self.forget(tx, event, app_targets).await?;
+            }
             let wanted: Vec<&Target> = app_targets
                 .iter()
                 .filter(|t| t.enabled && t.types.admits(&event.event_type))
@@ -108,28 +125,114 @@ impl Projection for WebhooksProjection {
                 continue;
             }
             let context = if wanted.iter().any(|t| t.template.is_some()) {
-                Some(context::load(tx, event).await?)
+                Some(context::load(tx, self.unseal.as_ref(), event).await?)
             } else {
                 None
             };
             for target in wanted {
-                let body = match (&target.template, &context) {
-                    (Some(template), Some(ctx)) => {
-                        let webhook_id = target.id.to_string();
-                        template.render(&|name| {
-                            if name == "webhook.id" {
-                                json!(webhook_id)
-                            } else {
-                                ctx.get(name)
-                            }
-                        })
-                    }
-                    _ => default_body(event),
-                };
+                let body = render(target, event, context.as_ref());
                 messages.push(message_for(target.id, event, body.to_string()));
             }
         }
         insert_messages(tx, &messages).await
+    }
+}
+
+/// The body `target` gets for `event`.
+fn render(
+    target: &Target,
+    event: &RecordedEvent,
+    context: Option<&context::Context>,
+) -> serde_json::Value {
+    match (&target.template, context) {
+        (Some(template), Some(ctx)) => {
+            let webhook_id = target.id.to_string();
+            template.render(&|name| {
+                if name == "webhook.id" {
+                    json!(webhook_id)
+                } else {
+                    ctx.get(name)
+                }
+            })
+        }
+        _ => default_body(event),
+    }
+}
+
+impl WebhooksProjection {
+    /// The subject of `event` (a `subject.forgotten`) was forgotten: every
+    /// message about it, sent or not, is rendered again from its event, so
+    /// that a re-send shows the placeholder for its personal values. (The
+    /// subject's keys are destroyed before the event is written.)
+    async fn forget(
+        &self,
+        tx: &mut Tx,
+        event: &RecordedEvent,
+        targets: &[Target],
+    ) -> Result<(), ProjectionError> {
+        type Found = (Uuid, i64, Uuid, i64, String, i32, String, i64);
+        let found: Vec<Found> = on_tx!(tx, |c| {
+            sqlx::query_as(
+                "SELECT m.endpoint_id, e.position, e.event_id, e.stream_version, e.event_type, \
+                   e.schema_version, e.data, e.recorded_at \
+                 FROM events e JOIN webhook_messages m ON m.app_id = e.app_id AND m.message_id = e.event_id \
+                 WHERE e.app_id = $1 AND e.stream = $2 AND e.position < $3",
+            )
+            .bind(event.app_id.0)
+            .bind(&event.stream)
+            .bind(event.position)
+            .fetch_all(&mut *c)
+            .await?
+        });
+        for (endpoint, position, event_id, stream_version, event_type, schema_version, data, at) in
+            found
+        {
+            let mut data: serde_json::Value =
+                serde_json::from_str(&data).map_err(|e| ProjectionError::event(event, e))?;
+            self.unseal
+                .open(event.app_id, &event.stream, &event_type, &mut data)
+                .await?;
+            personal::forget_in(&event_type, &mut data);
+            let original = RecordedEvent {
+                position,
+                event_id,
+                app_id: event.app_id,
+                stream: event.stream.clone(),
+                stream_version,
+                event_type,
+                schema_version,
+                data,
+                metadata: serde_json::Value::Null,
+                recorded_at: chrono::DateTime::from_timestamp_micros(at).unwrap_or_default(),
+                hash: String::new(),
+            };
+            let fallback = Target {
+                id: endpoint,
+                enabled: true,
+                types: EventTypes::default(),
+                template: None,
+            };
+            let target = targets
+                .iter()
+                .find(|t| t.id == endpoint)
+                .unwrap_or(&fallback);
+            let context = match target.template {
+                Some(_) => Some(context::load(tx, self.unseal.as_ref(), &original).await?),
+                None => None,
+            };
+            let body = render(target, &original, context.as_ref()).to_string();
+            on_tx!(tx, |c| {
+                sqlx::query(
+                    "UPDATE webhook_messages SET body = $3 WHERE endpoint_id = $1 AND message_id = $2",
+                )
+                .bind(endpoint)
+                .bind(event_id)
+                .bind(body)
+                .execute(&mut *c)
+                .await?;
+            });
+        }
+        Ok(())
     }
 }
 

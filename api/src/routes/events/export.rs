@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, Uri, header};
 use axum::response::{IntoResponse, Response};
 use domain::ids::AppId;
+use infra::privacy::Personal;
 use infra::store::{EventFilter, EventStore, StoreError};
 use tokio::sync::watch;
 
@@ -20,7 +21,9 @@ use crate::state::AppState;
 const PAGE: usize = 2000;
 
 struct Export {
+    /// As stored: the export verifies against its hashes.
     store: Arc<dyn EventStore>,
+    personal: Arc<Personal>,
     app_id: AppId,
     filter: EventFilter,
     stopping: watch::Receiver<bool>,
@@ -48,9 +51,16 @@ impl Export {
         let last = page.last()?.position;
         self.done = page.len() < PAGE;
         self.filter.after = last;
+        let opened = match self.personal.opened_bodies(&page).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.done = true;
+                return Some(Err(e));
+            }
+        };
         let mut out = Vec::with_capacity(page.len() * 512);
-        for event in page {
-            if serde_json::to_writer(&mut out, &EventBody::from(event)).is_ok() {
+        for (event, opened) in page.into_iter().zip(opened) {
+            if serde_json::to_writer(&mut out, &EventBody::exported(event, opened)).is_ok() {
                 out.push(b'\n');
             }
         }
@@ -73,7 +83,8 @@ pub(super) async fn export_events(
     AppQuery(query): AppQuery<EventsQuery>,
 ) -> ApiResult<Response> {
     let export = Export {
-        store: state.services.log.store().clone(),
+        store: state.services.log.stored().clone(),
+        personal: state.services.log.personal().clone(),
         app_id: key.app_id,
         filter: query.filter(uri.query())?,
         stopping: state.stopping.clone(),

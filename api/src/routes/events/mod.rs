@@ -137,6 +137,23 @@ pub struct EventBody {
     recorded_at: String,
     /// Lower-case hex SHA-256 chaining this event to the app's previous one.
     hash: String,
+    /// Exports only, for events holding personal values: `data` is as
+    /// stored (what `hash` covers, personal values sealed), this is the same
+    /// body with them opened, or `"[forgotten]"` once their subject was
+    /// forgotten (docs/privacy.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    opened_data: Option<serde_json::Value>,
+}
+
+impl EventBody {
+    /// An exported line: the event as stored, and its opened body.
+    pub fn exported(event: RecordedEvent, opened: Option<serde_json::Value>) -> Self {
+        Self {
+            opened_data: opened,
+            ..Self::from(event)
+        }
+    }
 }
 
 impl From<RecordedEvent> for EventBody {
@@ -153,6 +170,7 @@ impl From<RecordedEvent> for EventBody {
             metadata: e.metadata,
             recorded_at: domain::envelope::format_timestamp(e.recorded_at),
             hash: e.hash,
+            opened_data: None,
         }
     }
 }

@@ -1,0 +1,282 @@
+//! Subjects' data keys: created on a subject's first personal value, sealed
+//! with Herald's secret key in `subject_keys`, destroyed when the subject is
+//! forgotten. Kept in memory once read; a node drops a subject's keys when
+//! it forgets the subject or reads its `subject.forgotten` event.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use domain::ids::AppId;
+use projections::db::Db;
+use projections::{on_db, on_tx};
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::secrets::random_bytes;
+use crate::store::StoreError;
+use crate::vault::{Vault, VaultError};
+
+/// Subjects kept in memory before the cache starts over.
+const CACHE_SUBJECTS: usize = 100_000;
+
+/// What this node knows of one subject's keys.
+#[derive(Default)]
+pub struct SubjectKeys {
+    /// Generation -> key; `None`: destroyed.
+    keys: HashMap<i64, Option<Arc<LessSafeKey>>>,
+    /// Some generation was forgotten (values stored in clear are masked).
+    pub forgotten: bool,
+}
+
+impl SubjectKeys {
+    /// The key of `generation`: `Some(None)` if it was destroyed, `None` if
+    /// this node has not seen the generation.
+    pub fn key(&self, generation: i64) -> Option<Option<&LessSafeKey>> {
+        self.keys.get(&generation).map(|k| k.as_deref())
+    }
+
+    /// The newest generation that still has its key.
+    fn writable(&self) -> Option<(i64, Arc<LessSafeKey>)> {
+        let newest = self.keys.keys().copied().max()?;
+        self.keys
+            .get(&newest)
+            .and_then(Clone::clone)
+            .map(|k| (newest, k))
+    }
+
+    fn next_generation(&self) -> i64 {
+        self.keys.keys().copied().max().unwrap_or(0).max(0) + 1
+    }
+}
+
+type Subject = (Uuid, String);
+
+pub struct KeyRing {
+    db: Db,
+    vault: Vault,
+    clock: Arc<dyn Clock>,
+    cache: Mutex<HashMap<Subject, Arc<SubjectKeys>>>,
+}
+
+fn aad(app_id: Uuid, subject: &str, generation: i64) -> Vec<u8> {
+    format!("subject-key|{app_id}|{subject}|{generation}").into_bytes()
+}
+
+fn cipher(bytes: &[u8]) -> Result<LessSafeKey, VaultError> {
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| VaultError::Undecryptable)
+}
+
+impl KeyRing {
+    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            vault,
+            clock,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cached(&self, key: &Subject) -> Option<Arc<SubjectKeys>> {
+        self.cache.lock().ok()?.get(key).cloned()
+    }
+
+    fn remember(&self, key: Subject, keys: Arc<SubjectKeys>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_SUBJECTS {
+                cache.clear();
+            }
+            cache.insert(key, keys);
+        }
+    }
+
+    /// Drops what this node remembers of a subject.
+    pub fn evict(&self, app_id: AppId, subject: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(&(app_id.0, subject.to_owned()));
+        }
+    }
+
+    /// The subject's keys, from memory or the database; `refresh` reads the
+    /// database even when the subject is remembered.
+    pub async fn subject(
+        &self,
+        app_id: AppId,
+        subject: &str,
+        refresh: bool,
+    ) -> Result<Arc<SubjectKeys>, VaultError> {
+        let key = (app_id.0, subject.to_owned());
+        if !refresh && let Some(keys) = self.cached(&key) {
+            return Ok(keys);
+        }
+        let loaded = Arc::new(self.load(app_id.0, subject).await?);
+        self.remember(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Reads every subject of `wanted` that is not remembered, in one query
+    /// per app.
+    pub async fn prefetch(&self, wanted: &[(AppId, &str)]) -> Result<(), VaultError> {
+        let mut missing: HashMap<Uuid, Vec<&str>> = HashMap::new();
+        for (app, subject) in wanted {
+            if self.cached(&(app.0, (*subject).to_owned())).is_none() {
+                let list = missing.entry(app.0).or_default();
+                if !list.contains(subject) {
+                    list.push(subject);
+                }
+            }
+        }
+        for (app, subjects) in missing {
+            for chunk in subjects.chunks(500) {
+                let mut found: HashMap<String, SubjectKeys> = chunk
+                    .iter()
+                    .map(|s| ((*s).to_owned(), SubjectKeys::default()))
+                    .collect();
+                for row in self.rows(app, chunk).await? {
+                    if let Some(keys) = found.get_mut(&row.0) {
+                        self.add(app, keys, row)?;
+                    }
+                }
+                for (subject, keys) in found {
+                    self.remember((app, subject), Arc::new(keys));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn rows(
+        &self,
+        app: Uuid,
+        subjects: &[&str],
+    ) -> Result<Vec<(String, i64, Option<Vec<u8>>, Option<i64>)>, VaultError> {
+        let list = (0..subjects.len())
+            .map(|i| format!("${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT subject, generation, sealed, forgotten_at FROM subject_keys \
+             WHERE app_id = $1 AND subject IN ({list})"
+        );
+        Ok(on_db!(&self.db, |p| {
+            let mut query = sqlx::query_as(&sql).bind(app);
+            for s in subjects {
+                query = query.bind(*s);
+            }
+            query.fetch_all(p).await.map_err(StoreError::from)?
+        }))
+    }
+
+    fn add(
+        &self,
+        app: Uuid,
+        keys: &mut SubjectKeys,
+        (subject, generation, sealed, forgotten_at): (String, i64, Option<Vec<u8>>, Option<i64>),
+    ) -> Result<(), VaultError> {
+        keys.forgotten |= forgotten_at.is_some();
+        let key = match sealed {
+            Some(sealed) => {
+                let bytes = self
+                    .vault
+                    .open_bytes(&aad(app, &subject, generation), &sealed)?;
+                Some(Arc::new(cipher(&bytes)?))
+            }
+            None => None,
+        };
+        if generation > 0 {
+            keys.keys.insert(generation, key);
+        }
+        Ok(())
+    }
+
+    async fn load(&self, app: Uuid, subject: &str) -> Result<SubjectKeys, VaultError> {
+        let mut keys = SubjectKeys::default();
+        for row in self.rows(app, &[subject]).await? {
+            self.add(app, &mut keys, row)?;
+        }
+        Ok(keys)
+    }
+
+    /// The key new personal values of the subject are sealed with: its
+    /// newest live generation, or a new one (after a forget, or the first
+    /// time). Nodes racing to create a generation agree on the stored one.
+    pub async fn writing_key(
+        &self,
+        app_id: AppId,
+        subject: &str,
+    ) -> Result<(i64, Arc<LessSafeKey>), VaultError> {
+        let known = self.subject(app_id, subject, false).await?;
+        if let Some(live) = known.writable() {
+            return Ok(live);
+        }
+        // Remembered state may be stale: look again before creating.
+        let current = self.subject(app_id, subject, true).await?;
+        if let Some(live) = current.writable() {
+            return Ok(live);
+        }
+        let generation = current.next_generation();
+        let bytes = random_bytes::<32>();
+        let sealed = self
+            .vault
+            .seal_bytes(&aad(app_id.0, subject, generation), &bytes);
+        let now = self.clock.now().timestamp_micros();
+        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
+        on_tx!(&mut tx, |c| {
+            sqlx::query(
+                "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
+                 VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id.0)
+            .bind(subject)
+            .bind(generation)
+            .bind(sealed)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(StoreError::from)?;
+        });
+        tx.commit().await.map_err(StoreError::from)?;
+        let stored = self.subject(app_id, subject, true).await?;
+        stored.writable().ok_or(VaultError::Undecryptable)
+    }
+
+    /// Destroys every live key of the subjects and leaves a tombstone for
+    /// each; answers how many keys were destroyed.
+    pub async fn forget(&self, app_id: AppId, subjects: &[String]) -> Result<u64, VaultError> {
+        let now = self.clock.now().timestamp_micros();
+        let mut destroyed = 0;
+        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
+        for subject in subjects {
+            on_tx!(&mut tx, |c| {
+                destroyed += sqlx::query(
+                    "UPDATE subject_keys SET sealed = NULL, forgotten_at = $3 \
+                     WHERE app_id = $1 AND subject = $2 AND sealed IS NOT NULL",
+                )
+                .bind(app_id.0)
+                .bind(subject.as_str())
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map_err(StoreError::from)?
+                .rows_affected();
+                sqlx::query(
+                    "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
+                     VALUES ($1, $2, 0, NULL, $3, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(app_id.0)
+                .bind(subject.as_str())
+                .bind(now)
+                .execute(&mut *c)
+                .await
+                .map_err(StoreError::from)?;
+            });
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        for subject in subjects {
+            self.evict(app_id, subject);
+        }
+        Ok(destroyed)
+    }
+}

@@ -1,0 +1,107 @@
+//! The log as every reader but the auditor's hash check sees it: personal
+//! values sealed on the way in and opened on the way out.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::RecordedEvent;
+use domain::ids::AppId;
+use tokio::sync::watch;
+
+use super::Personal;
+use crate::store::{AppendRequest, Appended, EventFilter, EventStore, StoreError};
+
+pub struct SealedStore {
+    inner: Arc<dyn EventStore>,
+    personal: Arc<Personal>,
+}
+
+impl SealedStore {
+    pub fn new(inner: Arc<dyn EventStore>, personal: Arc<Personal>) -> Self {
+        Self { inner, personal }
+    }
+
+    /// The log as stored (sealed values and all): what the hash chain covers.
+    pub fn stored(&self) -> &Arc<dyn EventStore> {
+        &self.inner
+    }
+
+    async fn opened(
+        &self,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.personal.open_all(&mut events).await?;
+        Ok(events)
+    }
+}
+
+#[async_trait]
+impl EventStore for SealedStore {
+    async fn append(&self, mut request: AppendRequest) -> Result<Appended, StoreError> {
+        self.personal.seal(&mut request).await?;
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        app_id: AppId,
+        stream: &str,
+        from_version: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self
+            .inner
+            .read_stream(app_id, stream, from_version, limit)
+            .await?;
+        self.opened(page).await
+    }
+
+    async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.inner.read_all(after, limit).await?;
+        self.opened(page).await
+    }
+
+    async fn read_recent(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Arc<RecordedEvent>>, StoreError> {
+        let mut page = self.inner.read_recent(after, limit).await?;
+        let refs: Vec<&RecordedEvent> = page.iter().map(Arc::as_ref).collect();
+        self.personal.prepare(&refs).await?;
+        for event in page.iter_mut().filter(|e| Personal::holds_sealed(e)) {
+            let mut opened = RecordedEvent::clone(event);
+            self.personal.open_event(&mut opened).await?;
+            *event = Arc::new(opened);
+        }
+        Ok(page)
+    }
+
+    async fn read_app(
+        &self,
+        app_id: AppId,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.inner.read_app(app_id, after, limit).await?;
+        self.opened(page).await
+    }
+
+    async fn read_filtered(
+        &self,
+        app_id: AppId,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let page = self.inner.read_filtered(app_id, filter, limit).await?;
+        self.opened(page).await
+    }
+
+    async fn head(&self) -> Result<i64, StoreError> {
+        self.inner.head().await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.subscribe()
+    }
+}
