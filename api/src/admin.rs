@@ -29,7 +29,10 @@ use crate::pump::{Pump, retry_dead_letters};
 /// The database, and the log with personal values opened under the
 /// subjects' keys (sealed with the secret key of the data directory or
 /// `HERALD_SECRET_KEY`: the same as the server's).
-async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SealedStore>, Arc<Personal>)> {
+async fn open(
+    args: &DatabaseArgs,
+    keys: Keys,
+) -> anyhow::Result<(Db, Arc<SealedStore>, Arc<Personal>)> {
     let config = args.config();
     let url = config.database_url.as_ref().map(|u| u.expose().as_str());
     let db = database::open(url, &config.data_dir, &config.db).await?;
@@ -37,7 +40,11 @@ async fn open(args: &DatabaseArgs) -> anyhow::Result<(Db, Arc<SealedStore>, Arc<
         database::is_migrated(&db).await.unwrap_or(false),
         "the database is not migrated by this version: run `herald migrate` first"
     );
-    let vault = Vault::new(db.clone(), &secret_key(&config, &db).await?);
+    let key = match keys {
+        Keys::Needed => secret_key(&config, &db).await?,
+        Keys::Unused => ephemeral_key(),
+    };
+    let vault = Vault::new(db.clone(), &key);
     let personal = Personal::new(KeyRing::new(db.clone(), vault, infra::clock::system()));
     let stored = Arc::new(SqlEventStore::open(db.clone()).await?);
     let store = Arc::new(SealedStore::new(stored, personal.clone()));
@@ -68,14 +75,24 @@ async fn secret_key(config: &infra::config::Config, db: &Db) -> anyhow::Result<S
          (--secret-key or HERALD_SECRET_KEY), or the server's --data-dir, where it is saved"
     );
     // Nothing is sealed: any key opens nothing.
-    Ok(Secret::new(
-        URL_SAFE_NO_PAD.encode(infra::secrets::random_bytes::<32>()),
-    ))
+    Ok(ephemeral_key())
+}
+
+fn ephemeral_key() -> Secret<String> {
+    Secret::new(URL_SAFE_NO_PAD.encode(infra::secrets::random_bytes::<32>()))
+}
+
+/// Whether a command opens personal values (and so needs the secret key).
+#[derive(Clone, Copy)]
+enum Keys {
+    Needed,
+    /// The command reads nothing sealed (verification hashes what is stored).
+    Unused,
 }
 
 /// Prints one JSON line per app; fails when any chain is broken.
 pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let (db, store, _) = open(&args.database).await?;
+    let (db, store, _) = open(&args.database, Keys::Unused).await?;
     let store = store.stored();
     let apps = match args.app {
         Some(id) => vec![AppId(id)],
@@ -166,7 +183,7 @@ fn bar(percent: f64) -> String {
 
 /// Writes the app's events as NDJSON, page by page.
 pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    let (db, store, personal) = open(&args.database).await?;
+    let (db, store, personal) = open(&args.database, Keys::Needed).await?;
     let store = store.stored();
     let app = AppId(args.app);
     let total: i64 = projections::on_db!(&db, |pool| {
@@ -217,7 +234,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 
 /// Prints each read model's status as a JSON line.
 pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
-    let (db, store, _) = open(&args).await?;
+    let (db, store, _) = open(&args, Keys::Unused).await?;
     for status in infra::runtime::status::status(
         &db,
         store.as_ref(),
@@ -234,7 +251,7 @@ pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
 
 /// Rebuilds one read model (or all) beside the live ones, then switches.
 pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
-    let (db, store, personal) = open(&args.database).await?;
+    let (db, store, personal) = open(&args.database, Keys::Needed).await?;
     let all = runtime::read_models();
     let chosen: Vec<_> = match &args.name {
         Some(name) => {
@@ -275,7 +292,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
 /// `herald projections skip|retry`: asks the node running the projection
 /// to skip the event it is stopped at for an app, or to retry it.
 pub async fn projections_fault(args: FaultArgs, action: faults::Action) -> anyhow::Result<()> {
-    let (db, _, _) = open(&args.database).await?;
+    let (db, _, _) = open(&args.database, Keys::Unused).await?;
     anyhow::ensure!(
         runtime::registered()
             .iter()

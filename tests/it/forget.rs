@@ -325,3 +325,44 @@ async fn forget_everywhere(backend: Backend) {
     let user = h.app.get("/v1/users/ada", &h.key.token).await;
     assert_eq!(user.body["name"], PLACEHOLDER);
 }
+
+on_both!(the_cli_forgets_through_a_running_node, forget_from_the_cli);
+async fn forget_from_the_cli(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    person(&h).await;
+    let run = |user: &str, token: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_herald-under-test"))
+            .args([
+                "forget",
+                "--user",
+                user,
+                "--url",
+                &h.app.url(""),
+                "--token",
+                token,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let out = tokio::task::block_in_place(|| run("ada", &h.key.token));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(answer["forgotten"], true, "{answer}");
+    assert_eq!(answer["keys_destroyed"], 2, "{answer}");
+    let user = h.app.get("/v1/users/ada", &h.key.token).await;
+    assert_eq!(user.body["name"], PLACEHOLDER);
+
+    let out = tokio::task::block_in_place(|| run("nobody", &h.key.token));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -97,6 +97,10 @@ impl EventStore for SealedStore {
         self.opened(page).await
     }
 
+    async fn open(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        self.personal.open_all(events).await
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         self.inner.head().await
     }

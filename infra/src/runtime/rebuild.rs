@@ -157,10 +157,10 @@ async fn build(
         }
         let position = match (live, &shadow.location) {
             (Db::Postgres(p), Location::Schema(name)) => {
-                switch_postgres(p, name, &mut positions).await?
+                switch_postgres(p, store, name, &mut positions).await?
             }
             (Db::Sqlite(_), Location::File(path)) => {
-                switch_sqlite(live, &shadow.db, path, &mut positions).await?
+                switch_sqlite(live, store, &shadow.db, path, &mut positions).await?
             }
             _ => return Err(StoreError::Internal("shadow of another backend".into()).into()),
         };
@@ -320,6 +320,7 @@ async fn shadow_dir(live: &Db) -> Result<PathBuf, StoreError> {
 /// live schema and hands its checkpoints over: one transaction.
 async fn switch_postgres(
     live: &PgDb,
+    store: &dyn EventStore,
     shadow: &str,
     positions: &mut [(&dyn Projection, i64)],
 ) -> Result<i64, RunnerError> {
@@ -342,13 +343,14 @@ async fn switch_postgres(
             .bind(BATCH as i64)
             .fetch_all(&mut *tx)
             .await?;
-        let events = found
+        let mut events = found
             .iter()
             .map(rows::decode)
             .collect::<Result<Vec<RecordedEvent>, _>>()?;
         if events.is_empty() {
             break;
         }
+        store.open(&mut events).await?;
         set_search_path(&mut tx, &shadow_schema).await?;
         let mut wrapped = Tx::Pg(tx);
         apply_batch(&mut wrapped, positions, &events).await?;
@@ -398,6 +400,7 @@ async fn set_search_path(
 /// live tables and hands its checkpoints over: one transaction.
 async fn switch_sqlite(
     live: &Db,
+    store: &dyn EventStore,
     shadow: &Db,
     shadow_file: &std::path::Path,
     positions: &mut [(&dyn Projection, i64)],
@@ -426,11 +429,12 @@ async fn switch_sqlite(
             .bind(BATCH as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let events =
+            let mut events =
                 found.iter().map(rows::decode).collect::<Result<Vec<RecordedEvent>, _>>()?;
             if events.is_empty() {
                 break;
             }
+            store.open(&mut events).await?;
             let mut shadow_tx = shadow.begin_relaxed().await?;
             apply_batch(&mut shadow_tx, positions, &events).await?;
             shadow_tx.commit().await?;

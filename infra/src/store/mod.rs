@@ -149,6 +149,14 @@ pub trait EventStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Opens the personal values of events read straight from the log's
+    /// table (as stored, sealed) the way every read of this store does. The
+    /// bare SQL store reads them as stored.
+    async fn open(&self, events: &mut [RecordedEvent]) -> Result<(), StoreError> {
+        let _ = events;
+        Ok(())
+    }
+
     /// The last committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;
 
