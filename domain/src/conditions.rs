@@ -62,6 +62,8 @@ pub enum Op {
     StrPrefix(String),
     /// The list property contains the string.
     StrExists(String),
+    /// The integer list property contains the integer.
+    IntExists(i64),
     BoolEq(bool),
     Exists,
     NotExists,
@@ -122,6 +124,7 @@ impl Op {
             Op::StrEq(_) | Op::StrNe(_) | Op::StrIn(_) | Op::StrPrefix(_) => Some(BuiltInType::Str),
             Op::BoolEq(_) => Some(BuiltInType::Bool),
             Op::StrExists(_)
+            | Op::IntExists(_)
             | Op::VersionGte(_)
             | Op::VersionLt(_)
             | Op::Exists
@@ -297,7 +300,10 @@ impl Parser {
             );
         }
         if (key == Key::HasPermission || key == Key::RandomBucket)
-            && matches!(op, Op::StrExists(_) | Op::VersionGte(_) | Op::VersionLt(_))
+            && matches!(
+                op,
+                Op::StrExists(_) | Op::IntExists(_) | Op::VersionGte(_) | Op::VersionLt(_)
+            )
         {
             return self.fail(
                 format!("{path}.operator"),
@@ -326,6 +332,7 @@ impl Parser {
             "str_ne" => Op::StrNe(string(self)?),
             "str_prefix" => Op::StrPrefix(string(self)?),
             "str_exists" => Op::StrExists(string(self)?),
+            "int_exists" => Op::IntExists(int(self)?),
             "str_in" => match value {
                 Value::Array(items) if !items.is_empty() && items.len() <= MAX_IN_VALUES => {
                     let strings: Option<Vec<String>> = items
@@ -377,7 +384,7 @@ impl Parser {
                     format!("{path}.operator"),
                     format!(
                         "unknown operator '{other}'; use int_eq, int_gt, int_gte, int_lt, int_lte, str_eq, \
-                         str_ne, str_in, str_prefix, str_exists, bool_eq, exists, not_exists, version_gte \
+                         str_ne, str_in, str_prefix, str_exists, int_exists, bool_eq, exists, not_exists, version_gte \
                          or version_lt"
                     ),
                 );

@@ -1,7 +1,7 @@
 //! Typed device (and user) properties.
 //!
-//! A value's JSON type is its type: string, integer (i64), boolean, or a list
-//! of strings. `null` in a patch removes the key. Floats and nested objects
+//! A value's JSON type is its type: string, integer (i64), boolean, a list
+//! of strings, or a list of integers (an empty list is a list of strings). `null` in a patch removes the key. Floats and nested objects
 //! are refused, and so are the names of the built-in search keys.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,6 +32,7 @@ pub enum PropertyValue {
     Int(i64),
     Str(String),
     List(Vec<String>),
+    IntList(Vec<i64>),
 }
 
 impl PropertyValue {
@@ -41,6 +42,7 @@ impl PropertyValue {
             PropertyValue::Int(_) => "integer",
             PropertyValue::Str(_) => "string",
             PropertyValue::List(_) => "list",
+            PropertyValue::IntList(_) => "integer_list",
         }
     }
 }
@@ -183,11 +185,14 @@ fn parse_value(value: &Value) -> Result<Option<PropertyValue>, String> {
             if items.len() > MAX_LIST_ITEMS {
                 return Err(format!("lists hold at most {MAX_LIST_ITEMS} items"));
             }
+            if items.first().is_some_and(Value::is_number) {
+                return int_list(items).map(|l| Some(PropertyValue::IntList(l)));
+            }
             let mut list = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let Value::String(s) = item else {
                     return Err(format!(
-                        "list item {i} is not a string; lists hold strings only"
+                        "list item {i} is not a string; a list holds strings only or integers only"
                     ));
                 };
                 check_string(s).map_err(|m| format!("list item {i}: {m}"))?;
@@ -197,6 +202,22 @@ fn parse_value(value: &Value) -> Result<Option<PropertyValue>, String> {
         }
         Value::Object(_) => Err("nested objects are not supported".into()),
     }
+}
+
+/// A list that starts with a number: every item a signed 64-bit integer.
+fn int_list(items: &[Value]) -> Result<Vec<i64>, String> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            Value::Number(n) => n.as_i64().ok_or_else(|| {
+                format!("list item {i} is not an integer that fits in a signed 64-bit integer")
+            }),
+            _ => Err(format!(
+                "list item {i} is not an integer; a list holds strings only or integers only"
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -229,12 +250,29 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_integers_is_its_own_type() {
+        let patch = PropertyPatch::parse(
+            "properties",
+            &json!({"levels": [1, 2, 3], "none": [], "mixed": [1, "a"]}),
+        );
+        assert!(patch.is_err());
+        let patch = PropertyPatch::parse("properties", &json!({"levels": [1, -2, 3], "none": []}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(patch.set["levels"], PropertyValue::IntList(vec![1, -2, 3]));
+        assert_eq!(patch.set["levels"].type_name(), "integer_list");
+        assert_eq!(patch.set["none"], PropertyValue::List(vec![]));
+        let stored = serde_json::to_value(&patch.set).unwrap_or_default();
+        let back: Properties = serde_json::from_value(stored).unwrap_or_default();
+        assert_eq!(back, patch.set);
+    }
+
+    #[test]
     fn each_bad_value_is_named() {
         let err = PropertyPatch::parse(
             "properties",
             &json!({
                 "f": 1.5, "o": {"a": 1}, "bad key": 1, "user_id": "x",
-                "s": "x".repeat(1025), "l": vec!["a"; 101], "m": [1], "big": u64::MAX,
+                "s": "x".repeat(1025), "l": vec!["a"; 101], "m": [1, "a"], "big": u64::MAX,
                 "ok": 1
             }),
         );

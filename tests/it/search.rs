@@ -12,17 +12,17 @@ fn fixture() -> Vec<(&'static str, Value, Value)> {
         (
             "d1",
             json!({"push_token": "t1", "send_platform": "fcm", "device_platform": "android", "user_id": "u1"}),
-            json!({"plan": "pro", "age": 31, "beta": true, "tags": ["a", "b"], "app_version": "1.10.0", "country": "DE"}),
+            json!({"plan": "pro", "age": 31, "beta": true, "tags": ["a", "b"], "app_version": "1.10.0", "country": "DE", "levels": [1, 2, 3]}),
         ),
         (
             "d2",
             json!({"push_token": "t2", "send_platform": "apns", "device_platform": "ios", "user_id": "u2"}),
-            json!({"plan": "free", "age": 17, "beta": false, "tags": ["b"], "app_version": "1.9.2"}),
+            json!({"plan": "free", "age": 17, "beta": false, "tags": ["b"], "app_version": "1.9.2", "levels": [3, -7]}),
         ),
         (
             "d3",
             json!({"push_token": webpush_token("t3"), "send_platform": "webpush", "device_platform": "web", "has_permission": false}),
-            json!({"plan": "pro", "age": "31", "tags": "a", "app_version": "2.0"}),
+            json!({"plan": "pro", "age": "31", "tags": "a", "app_version": "2.0", "levels": ["1", "3"]}),
         ),
         (
             "d4",
@@ -37,7 +37,7 @@ fn fixture() -> Vec<(&'static str, Value, Value)> {
         (
             "d6",
             json!({"push_token": "t6", "send_platform": "fcm", "device_platform": "android", "user_id": "u3", "has_permission": false}),
-            json!({"plan": "Pro", "age": 0, "tags": [], "app_version": "1.10.0.1"}),
+            json!({"plan": "Pro", "age": 0, "tags": [], "app_version": "1.10.0.1", "levels": 3}),
         ),
     ]
 }
@@ -74,6 +74,16 @@ fn table() -> Vec<(Value, &'static [&'static str])> {
         (leaf("beta", "bool_eq", json!(false)), &["d2"]),
         (leaf("tags", "str_exists", json!("a")), &["d1"]),
         (leaf("tags", "str_exists", json!("b")), &["d1", "d2"]),
+        // Integer lists: a list of strings or an integer is another type.
+        (leaf("levels", "int_exists", json!(3)), &["d1", "d2"]),
+        (leaf("levels", "int_exists", json!(-7)), &["d2"]),
+        (leaf("levels", "int_exists", json!(4)), &[]),
+        (leaf("levels", "str_exists", json!("3")), &["d3"]),
+        (leaf("levels", "int_eq", json!(3)), &["d6"]),
+        (
+            json!({"not": leaf("levels", "int_exists", json!(1))}),
+            &["d2", "d3", "d4", "d5", "d6"],
+        ),
         (exists("tags", "exists"), &["d1", "d2", "d3", "d6"]),
         (exists("beta", "not_exists"), &["d3", "d4", "d6"]),
         (exists("nothing", "exists"), &[]),

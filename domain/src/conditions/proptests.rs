@@ -68,6 +68,7 @@ fn to_json(condition: &Condition) -> Value {
                 Op::StrIn(list) => ("str_in", json!(list)),
                 Op::StrPrefix(s) => ("str_prefix", json!(s)),
                 Op::StrExists(s) => ("str_exists", json!(s)),
+                Op::IntExists(i) => ("int_exists", json!(i)),
                 Op::BoolEq(b) => ("bool_eq", json!(b)),
                 Op::Exists => return json!({"key": key, "operator": "exists"}),
                 Op::NotExists => ("not_exists", Value::Null),
@@ -115,6 +116,7 @@ fn str_op() -> impl Strategy<Value = Op> {
 fn untyped_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         operand().prop_map(Op::StrExists),
+        any::<i64>().prop_map(Op::IntExists),
         version().prop_map(Op::VersionGte),
         version().prop_map(Op::VersionLt),
         Just(Op::Exists),

@@ -155,7 +155,9 @@ impl Compiled {
                 }
             }
             // Built-in strings are neither lists nor versions.
-            Op::StrExists(_) | Op::VersionGte(_) | Op::VersionLt(_) => "FALSE".into(),
+            Op::StrExists(_) | Op::IntExists(_) | Op::VersionGte(_) | Op::VersionLt(_) => {
+                "FALSE".into()
+            }
         }
     }
 
@@ -195,6 +197,7 @@ impl Compiled {
             }
             Op::StrPrefix(p) => self.prefix(p),
             Op::StrExists(v) => format!("kind = 'l' AND s = {}", self.bind(Bind::Str(v.clone()))),
+            Op::IntExists(v) => format!("kind = 'n' AND i = {}", self.bind(Bind::Int(*v))),
             Op::BoolEq(b) => format!("kind = 'b' AND i = {}", self.bind(Bind::Int(i64::from(*b)))),
             Op::Exists => "TRUE".into(),
             // Not a row test: `property` and `condition` handle it.

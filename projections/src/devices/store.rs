@@ -109,8 +109,8 @@ pub(crate) async fn upsert(tx: &mut Tx, rows: &[(Uuid, &DeviceRecord)]) -> Resul
     Ok(())
 }
 
-/// One searchable row per scalar property, one per list item (one `e` row
-/// for an empty list).
+/// One searchable row per scalar property, one per list item (`l` for a
+/// string, `n` for an integer; one `e` row for an empty list).
 struct PropertyRow<'a> {
     device_key: i64,
     app: Uuid,
@@ -144,6 +144,12 @@ fn property_rows<'a>(app: Uuid, d: &'a DeviceRecord, out: &mut Vec<PropertyRow<'
                         v: None,
                         ..row("l", Some(item.as_str()), None)
                     });
+                }
+            }
+            PropertyValue::IntList(items) if items.is_empty() => out.push(row("e", None, None)),
+            PropertyValue::IntList(items) => {
+                for item in items {
+                    out.push(row("n", None, Some(*item)));
                 }
             }
         }

@@ -14,12 +14,13 @@ fn components() -> Vec<(&'static str, Value)> {
         (
             "PropertyValue",
             json!({
-                "description": "A property's value; its JSON type is its type. Strings are at most 1024 bytes; lists hold at most 100 such strings.",
+                "description": "A property's value; its JSON type is its type. Strings are at most 1024 bytes; a list holds at most 100 items, all strings (at most 1024 bytes) or all integers.",
                 "oneOf": [
                     {"type": "boolean"},
                     {"type": "integer", "format": "int64"},
                     {"type": "string", "maxLength": 1024},
                     {"type": "array", "maxItems": 100, "items": {"type": "string", "maxLength": 1024}},
+                    {"type": "array", "maxItems": 100, "items": {"type": "integer", "format": "int64"}},
                 ],
             }),
         ),
@@ -113,14 +114,14 @@ fn components() -> Vec<(&'static str, Value)> {
                         "type": "string",
                         "enum": [
                             "int_eq", "int_gt", "int_gte", "int_lt", "int_lte",
-                            "str_eq", "str_ne", "str_in", "str_prefix", "str_exists",
+                            "str_eq", "str_ne", "str_in", "str_prefix", "str_exists", "int_exists",
                             "bool_eq", "exists", "not_exists", "version_gte", "version_lt",
                         ],
                     },
                     "value": {
                         "type": ["integer", "string", "boolean", "array", "null"],
                         "items": {"type": "string"},
-                        "description": "`int_*`: an integer; `str_eq`, `str_ne`, `str_prefix`, `str_exists`: a string; `str_in`: 1 to 1000 strings; `bool_eq`: a boolean; `version_*`: a dotted numeric version such as \"1.10.2\"; `exists`, `not_exists`: none (absent or null).",
+                        "description": "`int_*`: an integer; `str_eq`, `str_ne`, `str_prefix`, `str_exists`: a string; `int_exists`: an integer (the integer list holds it); `str_in`: 1 to 1000 strings; `bool_eq`: a boolean; `version_*`: a dotted numeric version such as \"1.10.2\"; `exists`, `not_exists`: none (absent or null).",
                     },
                 },
             }),
