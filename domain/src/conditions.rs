@@ -47,6 +47,9 @@ pub enum Key {
     UserId,
     RandomBucket,
     HasPermission,
+    /// The device's own id: not a key of the wire form, built by a search
+    /// limited to a list of devices ([`Condition::external_ids`]).
+    ExternalId,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +111,9 @@ impl Key {
     fn built_in_type(&self) -> Option<BuiltInType> {
         match self {
             Key::Property(_) => None,
-            Key::DevicePlatform | Key::SendPlatform | Key::UserId => Some(BuiltInType::Str),
+            Key::DevicePlatform | Key::SendPlatform | Key::UserId | Key::ExternalId => {
+                Some(BuiltInType::Str)
+            }
             Key::RandomBucket => Some(BuiltInType::Int),
             Key::HasPermission => Some(BuiltInType::Bool),
         }
@@ -161,6 +166,19 @@ pub fn version_key(raw: &str) -> Option<String> {
 
 impl Condition {
     /// Parses the tree found at body field `conditions`.
+    /// Only the devices with these ids (1 to [`MAX_IN_VALUES`]), and, if
+    /// given, matching `and`.
+    pub fn external_ids(ids: Vec<String>, and: Option<Condition>) -> Condition {
+        let ids = Condition::Leaf(Leaf {
+            key: Key::ExternalId,
+            op: Op::StrIn(ids),
+        });
+        match and {
+            Some(c) => Condition::All(vec![ids, c]),
+            None => ids,
+        }
+    }
+
     pub fn parse(raw: &Value) -> Result<Condition, DomainError> {
         let mut parser = Parser {
             errors: Vec::new(),

@@ -190,6 +190,67 @@ async fn load(app: &TestApp, token: &str) {
     }
 }
 
+on_both!(
+    a_search_can_be_limited_to_a_list_of_devices,
+    limited_to_external_ids
+);
+async fn limited_to_external_ids(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    load(&app, &key.token).await;
+    let other = app.create_app("b").await;
+    load(&app, &other.token).await;
+
+    let ids = json!(["d5", "d2", "nope", "d3"]);
+    assert_eq!(
+        search(&app, &key.token, json!({"external_ids": ids})).await,
+        ["d2", "d3", "d5"]
+    );
+    assert_eq!(
+        search(
+            &app,
+            &key.token,
+            json!({"external_ids": ids, "conditions": leaf("plan", "str_eq", json!("pro"))})
+        )
+        .await,
+        ["d3"]
+    );
+    // Paged like any search.
+    let first = app
+        .post(
+            "/v1/devices/search",
+            &key.token,
+            json!({"external_ids": ids, "limit": 2}),
+        )
+        .await;
+    assert_eq!(first.body["devices"].as_array().map(Vec::len), Some(2));
+    let rest = search(
+        &app,
+        &key.token,
+        json!({"external_ids": ids, "cursor": first.body["next_cursor"]}),
+    )
+    .await;
+    assert_eq!(rest, ["d5"]);
+
+    for (bad, field) in [
+        (json!([]), "external_ids"),
+        (json!(["d1", ""]), "external_ids[1]"),
+        (json!(vec!["d"; 1001]), "external_ids"),
+    ] {
+        let resp = app
+            .post(
+                "/v1/devices/search",
+                &key.token,
+                json!({"external_ids": bad}),
+            )
+            .await;
+        assert_eq!(resp.status, 400, "{bad}: {}", resp.body);
+        assert_eq!(resp.invalid_fields(), [field], "{}", resp.body);
+    }
+}
+
 on_both!(the_search_semantics_table, semantics_table);
 async fn semantics_table(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {

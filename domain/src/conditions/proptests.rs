@@ -56,6 +56,7 @@ fn to_json(condition: &Condition) -> Value {
                 Key::UserId => "user_id",
                 Key::RandomBucket => "random_bucket",
                 Key::HasPermission => "has_permission",
+                Key::ExternalId => "external_id",
             };
             let (operator, value) = match &leaf.op {
                 Op::IntEq(i) => ("int_eq", json!(i)),

@@ -105,6 +105,7 @@ impl Compiled {
             Key::UserId => self.column("d.user_id", &leaf.op, true),
             Key::RandomBucket => self.column("d.random_bucket", &leaf.op, false),
             Key::HasPermission => self.column("d.has_permission", &leaf.op, false),
+            Key::ExternalId => self.column("d.external_id", &leaf.op, false),
         };
         self.sql.push_str(&sql);
     }

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::extract::State;
-use domain::conditions::Condition;
+use domain::conditions::{Condition, MAX_IN_VALUES};
+use domain::ids::ExternalId;
+use domain::{DomainError, FieldError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,6 +24,10 @@ pub struct SearchDevices {
     /// a negation `{not: ...}`, or a leaf `{key, operator, value}`. Absent: all devices.
     #[schema(schema_with = crate::routes::schema::nullable_condition)]
     conditions: Option<serde_json::Value>,
+    /// Only these devices (1 to 1000 ids; alone, or with `conditions`: the
+    /// devices among them that match). Ids of no device match nothing.
+    #[schema(min_items = 1, max_items = 1000)]
+    external_ids: Option<Vec<String>>,
     /// 1..=1000, default 100.
     #[schema(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
@@ -51,11 +57,45 @@ impl SearchDevices {
             Some(raw) => Some(Condition::parse(raw)?),
             None => None,
         };
+        let condition = match self.external_ids {
+            Some(ids) => Some(Condition::external_ids(checked_ids(ids)?, condition)),
+            None => condition,
+        };
         Ok(SearchQuery {
             condition,
             limit: cursor::limit(self.limit, 100, 1000)?,
             after: cursor::decode(CURSOR_KIND, self.cursor.as_deref())?,
         })
+    }
+}
+
+/// `external_ids`: 1 to 1000 valid ids (each error names its index).
+fn checked_ids(ids: Vec<String>) -> ApiResult<Vec<String>> {
+    if ids.is_empty() || ids.len() > MAX_IN_VALUES {
+        return Err(DomainError::invalid(
+            "external_ids",
+            format!("must hold 1 to {MAX_IN_VALUES} ids"),
+        )
+        .into());
+    }
+    let mut errors = Vec::new();
+    let mut valid = Vec::with_capacity(ids.len());
+    for (i, id) in ids.into_iter().enumerate() {
+        match ExternalId::parse(id) {
+            Ok(id) => valid.push(id.as_str().to_owned()),
+            Err(DomainError::Invalid(fields)) => {
+                errors.extend(fields.into_iter().map(|f| FieldError {
+                    field: format!("external_ids[{i}]"),
+                    message: f.message,
+                }))
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(valid)
+    } else {
+        Err(DomainError::Invalid(errors).into())
     }
 }
 
