@@ -35,6 +35,16 @@ impl SendPlatform {
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw)
     }
+
+    /// The integer codes other systems send: 1 FCM, 2 APNs, 3 Web Push.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(SendPlatform::Fcm),
+            2 => Some(SendPlatform::Apns),
+            3 => Some(SendPlatform::Webpush),
+            _ => None,
+        }
+    }
 }
 
 impl DevicePlatform {
@@ -54,5 +64,15 @@ impl DevicePlatform {
 
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|p| p.as_str() == raw)
+    }
+
+    /// The integer codes other systems send: 1 Android, 2 iOS, 3 web.
+    pub fn from_code(code: i64) -> Option<Self> {
+        match code {
+            1 => Some(DevicePlatform::Android),
+            2 => Some(DevicePlatform::Ios),
+            3 => Some(DevicePlatform::Web),
+            _ => None,
+        }
     }
 }

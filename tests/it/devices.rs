@@ -138,6 +138,57 @@ async fn external_ids_round_trip(backend: Backend) {
     assert_eq!(long.invalid_fields(), ["external_id"]);
 }
 
+on_both!(
+    platforms_may_be_given_by_their_integer_codes,
+    platform_codes
+);
+async fn platform_codes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    for (id, send, device, names) in [
+        ("c1", 1, 1, ("fcm", "android")),
+        ("c2", 2, 2, ("apns", "ios")),
+        ("c3", 3, 3, ("webpush", "web")),
+    ] {
+        let token = if send == 3 {
+            herald_tests::app::webpush_token(id)
+        } else {
+            format!("tok-{id}")
+        };
+        let body = json!({"push_token": token, "send_platform": send, "device_platform": device});
+        let resp = app
+            .put(&format!("/v1/devices/{id}"), &key.token, body)
+            .await;
+        assert_eq!(resp.status, 201, "{}", resp.body);
+        assert_eq!(
+            (
+                resp.body["send_platform"].as_str(),
+                resp.body["device_platform"].as_str()
+            ),
+            (Some(names.0), Some(names.1))
+        );
+    }
+    // A code and its name are the same platform: nothing changes.
+    let again = app
+        .put(
+            "/v1/devices/c1",
+            &key.token,
+            json!({"push_token": "tok-c1", "send_platform": "fcm", "device_platform": 1}),
+        )
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let events = app.events(&key.token).await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event_type"] == "device.updated")
+            .count(),
+        0
+    );
+}
+
 on_both!(bad_devices_are_refused_field_by_field, bad_devices);
 async fn bad_devices(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
@@ -157,6 +208,14 @@ async fn bad_devices(backend: Backend) {
         (
             json!({"send_platform": "fcm", "device_platform": "android"}),
             vec!["push_token"],
+        ),
+        (
+            json!({"push_token": "t", "send_platform": 0, "device_platform": 4}),
+            vec!["device_platform", "send_platform"],
+        ),
+        (
+            json!({"push_token": "t", "send_platform": true, "device_platform": 1.5}),
+            vec!["device_platform", "send_platform"],
         ),
         (
             json!({"push_token": 5, "send_platform": "fcm", "device_platform": "android"}),

@@ -31,10 +31,12 @@ pub struct PutDevice {
     /// subscription JSON.
     #[schema(min_length = 1, max_length = 4096)]
     push_token: String,
-    #[schema(value_type = schema::SendPlatform)]
-    send_platform: String,
-    #[schema(value_type = schema::DevicePlatform)]
-    device_platform: String,
+    /// `fcm`, `apns`, `webpush`, or their codes 1, 2, 3.
+    #[schema(schema_with = schema::send_platform_input)]
+    send_platform: serde_json::Value,
+    /// `android`, `ios`, `web`, or their codes 1, 2, 3.
+    #[schema(schema_with = schema::device_platform_input)]
+    device_platform: serde_json::Value,
     /// Links the device to a user; `null` unlinks; absent leaves the link as it is.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<ClientId>)]
@@ -91,19 +93,48 @@ pub(crate) fn collect<T>(
     }
 }
 
+/// A platform given by name or by its integer code.
+fn platform<T>(
+    raw: &serde_json::Value,
+    by_name: impl Fn(&str) -> Option<T>,
+    by_code: impl Fn(i64) -> Option<T>,
+) -> Option<T> {
+    match raw {
+        serde_json::Value::String(name) => by_name(name),
+        serde_json::Value::Number(n) => n.as_i64().and_then(by_code),
+        _ => None,
+    }
+}
+
 fn registration(body: PutDevice) -> Result<Registration, ApiError> {
     let mut errors: Vec<FieldError> = Vec::new();
     let push_token = collect(&mut errors, PushToken::parse(body.push_token));
     let send_platform = collect(
         &mut errors,
-        SendPlatform::parse(&body.send_platform).ok_or_else(|| {
-            DomainError::invalid("send_platform", "must be one of fcm, apns, webpush")
+        platform(
+            &body.send_platform,
+            SendPlatform::parse,
+            SendPlatform::from_code,
+        )
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "send_platform",
+                "must be one of fcm, apns, webpush (or their codes 1, 2, 3)",
+            )
         }),
     );
     let device_platform = collect(
         &mut errors,
-        DevicePlatform::parse(&body.device_platform).ok_or_else(|| {
-            DomainError::invalid("device_platform", "must be one of android, ios, web")
+        platform(
+            &body.device_platform,
+            DevicePlatform::parse,
+            DevicePlatform::from_code,
+        )
+        .ok_or_else(|| {
+            DomainError::invalid(
+                "device_platform",
+                "must be one of android, ios, web (or their codes 1, 2, 3)",
+            )
         }),
     );
     let user = match body.user_id {

@@ -11,8 +11,8 @@ use utoipa::{PartialSchema, ToSchema};
 use utoipa::openapi::schema::Components;
 
 pub use self::values::{
-    nullable_condition, nullable_property_patch, nullable_webhook_headers, properties,
-    property_patch, webhook_headers,
+    device_platform_input, nullable_condition, nullable_property_patch, nullable_webhook_headers,
+    properties, property_patch, send_platform_input, webhook_headers,
 };
 
 /// Adds the components that no body refers to, so utoipa does not collect

@@ -25,6 +25,26 @@ fn components() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "SendPlatformInput",
+            json!({
+                "description": "A push provider: its name, or its code (1 FCM, 2 APNs, 3 Web Push). Answers always name it.",
+                "oneOf": [
+                    {"type": "string", "enum": ["fcm", "apns", "webpush"]},
+                    {"type": "integer", "minimum": 1, "maximum": 3},
+                ],
+            }),
+        ),
+        (
+            "DevicePlatformInput",
+            json!({
+                "description": "A device's platform: its name, or its code (1 Android, 2 iOS, 3 web). Answers always name it.",
+                "oneOf": [
+                    {"type": "string", "enum": ["android", "ios", "web"]},
+                    {"type": "integer", "minimum": 1, "maximum": 3},
+                ],
+            }),
+        ),
+        (
             "Properties",
             json!({
                 "type": "object",
@@ -153,6 +173,14 @@ fn nullable(name: &str) -> RefOr<Schema> {
 
 pub fn properties() -> RefOr<Schema> {
     reference("Properties")
+}
+
+pub fn send_platform_input() -> RefOr<Schema> {
+    reference("SendPlatformInput")
+}
+
+pub fn device_platform_input() -> RefOr<Schema> {
+    reference("DevicePlatformInput")
 }
 
 pub fn property_patch() -> RefOr<Schema> {
