@@ -230,9 +230,13 @@ impl Notifications {
                     .await?;
                 self.record(app_id, id).await
             }
+            // The notification as it was, now deleted (a later read is 404).
             Status::Deleted => {
+                let mut last = self.record(app_id, id).await?;
                 self.delete(ctx, app_id, id).await?;
-                Err(DomainError::NotFound("notification").into())
+                last.status = Status::Deleted;
+                last.updated_at = self.clock.now();
+                Ok(last)
             }
             other => {
                 let (current, _) = self.current(app_id, id).await?;

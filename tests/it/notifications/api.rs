@@ -182,6 +182,36 @@ async fn transitions(backend: Backend) {
     p.app.get(&other_path, &p.key.token).await.problem(404);
     assert_eq!(p.events_of("notification.deleted").await.len(), 1);
     assert_eq!(p.app.delete(&path, &p.key.token).await.status, 204);
+
+    // `deleted` by status answers the notification as it was, now deleted.
+    let third = p
+        .notify(json!({"title": "gone", "body": "soon", "external_ids": ["d1"]}))
+        .await;
+    let third_path = format!(
+        "/v1/notifications/{}",
+        third["id"].as_str().unwrap_or_default()
+    );
+    let deleted = p
+        .app
+        .put(
+            &format!("{third_path}/status"),
+            &p.key.token,
+            json!({"status": "deleted"}),
+        )
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.body["status"], "deleted");
+    assert_eq!(deleted.body["title"], "gone");
+    assert_eq!(deleted.body["id"], third["id"]);
+    p.app.get(&third_path, &p.key.token).await.problem(404);
+    p.app
+        .put(
+            &format!("{third_path}/status"),
+            &p.key.token,
+            json!({"status": "deleted"}),
+        )
+        .await
+        .problem(404);
 }
 
 on_both!(notifications_list_in_order_and_page, listing);
