@@ -90,6 +90,34 @@ pub fn decode_pair(
     Ok(Some((key, id)))
 }
 
+/// Encodes a position in a list ordered by a key, then a text (any
+/// characters: it is the cursor's tail).
+pub fn encode_keyed(kind: &str, key: i64, text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{kind}:{key}:{text}"))
+}
+
+/// Decodes a keyed cursor of `kind`; absent is `None` (the start).
+pub fn decode_keyed(kind: &str, cursor: Option<&str>) -> Result<Option<(i64, String)>, ApiError> {
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiError::invalid(
+            "cursor",
+            "is not a cursor of this list; pass next_cursor back unchanged",
+        )
+    };
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let rest = text
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix(':'))
+        .ok_or_else(invalid)?;
+    let (key, tail) = rest.split_once(':').ok_or_else(invalid)?;
+    let key = key.parse::<i64>().map_err(|_| invalid())?;
+    Ok(Some((key, tail.to_owned())))
+}
+
 /// Checks a page size: `1..=max`, `default` when absent.
 pub fn limit(raw: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = raw.unwrap_or(default);

@@ -202,6 +202,8 @@ async fn openapi(backend: Backend) {
         ("post", "/v1/notifications/{id}/launch"),
         ("put", "/v1/notifications/{id}/status"),
         ("get", "/v1/devices/{external_id}/notifications"),
+        ("get", "/v1/users/{user_id}/notifications"),
+        ("post", "/v1/users/{user_id}/forget"),
         ("put", "/v1/push-credentials/{provider}"),
         ("get", "/v1/usage"),
         ("get", "/healthz"),

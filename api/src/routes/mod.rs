@@ -12,6 +12,7 @@ mod events;
 mod forget;
 pub use events::EventBody;
 mod health;
+mod history;
 mod metrics;
 mod nodes;
 mod notifications;
@@ -55,6 +56,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(devices::router())
         .merge(users::router())
         .merge(forget::router())
+        .merge(history::router())
         .merge(events::router())
         .merge(audit::router())
         .merge(admin::router())

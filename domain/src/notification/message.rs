@@ -56,6 +56,9 @@ impl Priority {
 /// What the notification shows and carries.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Content {
+    /// The campaign's own name (for lists and histories; never sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub title: String,
     pub body: String,
     pub deep_link: Option<String>,
@@ -131,6 +134,9 @@ impl Content {
     /// Checks every field; errors name them.
     pub fn validate(&self) -> Result<(), DomainError> {
         let mut errors = Vec::new();
+        if let Some(name) = &self.name {
+            check_text(&mut errors, "name", name, MAX_TITLE_CHARS);
+        }
         check_text(&mut errors, "title", &self.title, MAX_TITLE_CHARS);
         check_text(&mut errors, "body", &self.body, MAX_BODY_CHARS);
         if let Some(link) = &self.deep_link {

@@ -20,6 +20,7 @@ fn now() -> DateTime<Utc> {
 fn message(scheduled_at: Option<DateTime<Utc>>) -> Message {
     Message {
         content: Content {
+            name: None,
             title: "Hello".into(),
             body: "World".into(),
             deep_link: Some("myapp://inbox/1".into()),

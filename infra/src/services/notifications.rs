@@ -8,9 +8,8 @@ use domain::DomainError;
 use domain::ids::AppId;
 use domain::notification::message::Message;
 use domain::notification::{self, Notification, NotificationCommand, Status};
-use projections::notifications::query::{
-    self, After, DeviceNotification, NotificationRecord, Order,
-};
+use projections::notifications::query::{self, After, NotificationRecord, Order};
+use projections::notifications::timeline::{self, History, HistoryFilter};
 use uuid::Uuid;
 
 use super::{Reads, RequestContext};
@@ -283,18 +282,37 @@ impl Notifications {
             .map_err(StoreError::from)?)
     }
 
-    pub async fn device_history(
+    /// What became of notifications on these devices (see `timeline`).
+    pub async fn history(
         &self,
         app_id: AppId,
-        external_id: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<DeviceNotification>, CommandError> {
-        Ok(
-            query::device_history(&self.db, app_id.0, external_id, before, limit)
-                .await
-                .map_err(StoreError::from)?,
-        )
+        filter: &HistoryFilter,
+    ) -> Result<History, CommandError> {
+        Ok(timeline::history(&self.db, app_id.0, filter)
+            .await
+            .map_err(StoreError::from)?)
+    }
+
+    /// The external ids of the user's devices now.
+    pub async fn devices_of_user(
+        &self,
+        app_id: AppId,
+        user_id: &str,
+    ) -> Result<Vec<String>, CommandError> {
+        const PAGE: i64 = 500;
+        let mut ids = Vec::new();
+        let mut after = 0;
+        loop {
+            let page =
+                projections::devices::devices_of_user(&self.db, app_id, user_id, after, PAGE)
+                    .await
+                    .map_err(StoreError::from)?;
+            ids.extend(page.iter().map(|d| d.external_id.clone()));
+            match page.last() {
+                Some(last) if page.len() as i64 == PAGE => after = last.device_key,
+                _ => return Ok(ids),
+            }
+        }
     }
 
     pub async fn usage(

@@ -6,6 +6,7 @@ pub mod fold;
 pub mod history;
 pub mod jobs;
 pub mod query;
+pub mod timeline;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;

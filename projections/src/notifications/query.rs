@@ -142,50 +142,6 @@ pub async fn list(
         .collect()
 }
 
-/// One notification as a device saw it.
-#[derive(Debug, Clone)]
-pub struct DeviceNotification {
-    pub position: i64,
-    pub notification_id: Uuid,
-    pub outcome: String,
-    pub reason: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-/// A device's notifications, newest first, before `before` (a position).
-pub async fn device_history(
-    db: &Db,
-    app_id: Uuid,
-    external_id: &str,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<DeviceNotification>, sqlx::Error> {
-    let rows: Vec<(i64, Uuid, String, Option<String>, i64)> = on_db!(db, |p| {
-        sqlx::query_as(
-            "SELECT position, notification_id, outcome, reason, at FROM device_notifications \
-             WHERE app_id = $1 AND external_id = $2 AND position < $3 ORDER BY position DESC LIMIT $4",
-        )
-        .bind(app_id)
-        .bind(external_id)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(p)
-        .await?
-    });
-    Ok(rows
-        .into_iter()
-        .map(
-            |(position, notification_id, outcome, reason, at)| DeviceNotification {
-                position,
-                notification_id,
-                outcome,
-                reason,
-                at: from_micros(at),
-            },
-        )
-        .collect())
-}
-
 /// Push messages per UTC day (`YYYY-MM-DD`) in `[from, to]`.
 pub async fn usage(
     db: &Db,

@@ -6,6 +6,7 @@ mod api;
 mod apns;
 mod campaigns;
 pub(crate) mod fcm;
+mod history;
 mod quota;
 mod resume;
 mod webpush;

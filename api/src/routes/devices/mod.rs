@@ -18,7 +18,7 @@ use utoipa_axum::routes;
 
 pub use self::body::{DeviceBody, device_response, position_header};
 use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
-use super::schema::{self, ClientId, DeliveryOutcome};
+use super::schema::{self, ClientId};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
 use crate::state::AppState;
@@ -67,7 +67,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(put_device, get_device, delete_device))
         .routes(routes!(patch_properties))
         .routes(routes!(device_events))
-        .routes(routes!(device_notifications))
         .routes(routes!(search::search_devices))
 }
 
@@ -290,78 +289,4 @@ async fn device_events(
         events.into_iter().map(EventBody::from).collect(),
         next_after,
     )))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    /// 1..=250, default 50.
-    #[param(minimum = 1, maximum = 250)]
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-#[derive(serde::Serialize, ToSchema)]
-pub struct DeviceNotificationBody {
-    notification_id: uuid::Uuid,
-    #[schema(value_type = DeliveryOutcome)]
-    outcome: String,
-    reason: Option<String>,
-    at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(serde::Serialize, ToSchema)]
-pub struct DeviceNotificationList {
-    notifications: Vec<DeviceNotificationBody>,
-    /// Pass back as `cursor` for the next page; null on the last page.
-    next_cursor: Option<String>,
-}
-
-/// The notifications sent to a device and what became of each, newest first.
-#[utoipa::path(get, path = "/v1/devices/{external_id}/notifications", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"), HistoryQuery),
-    responses(
-        (status = 200, body = DeviceNotificationList),
-    ))]
-async fn device_notifications(
-    State(state): State<AppState>,
-    key: Key<Read>,
-    Path(raw_id): Path<String>,
-    AppQuery(query): AppQuery<HistoryQuery>,
-) -> ApiResult<Json<DeviceNotificationList>> {
-    state
-        .fresh(&key.ctx, key.app_id, &[names::DEVICE_NOTIFICATIONS])
-        .await?;
-    let external_id = external_id(raw_id)?;
-    let limit = crate::cursor::limit(query.limit, 50, 250)?;
-    let before = match query.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(crate::cursor::decode("device-notifications", Some(c))?),
-    };
-    let found = state
-        .services
-        .notifications
-        .device_history(key.app_id, external_id.as_str(), before, limit + 1)
-        .await?;
-    let more = found.len() as i64 > limit;
-    let page: Vec<_> = found.into_iter().take(limit as usize).collect();
-    let next_cursor = more
-        .then(|| {
-            page.last()
-                .map(|n| crate::cursor::encode("device-notifications", n.position))
-        })
-        .flatten();
-    Ok(Json(DeviceNotificationList {
-        notifications: page
-            .into_iter()
-            .map(|n| DeviceNotificationBody {
-                notification_id: n.notification_id,
-                outcome: n.outcome,
-                reason: n.reason,
-                at: n.at,
-            })
-            .collect(),
-        next_cursor,
-    }))
 }

@@ -21,6 +21,10 @@ use crate::routes::schema::{self, ClientId};
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNotification {
+    /// The campaign's name (1-200 characters), shown in lists and device
+    /// histories; never sent to devices.
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
     /// 1-200 characters, no control characters but newlines.
     #[schema(min_length = 1, max_length = 200)]
     pub title: String,
@@ -72,6 +76,10 @@ pub struct CreateNotification {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchNotification {
+    /// `null` clears.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 200)]
+    pub name: Option<Option<String>>,
     #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     #[schema(min_length = 1, max_length = 2000)]
@@ -190,6 +198,7 @@ impl CreateNotification {
         let parsed_targets = !user_ids.is_empty() || !external_ids.is_empty();
         let message = Message {
             content: Content {
+                name: self.name,
                 title: self.title,
                 body: self.body,
                 deep_link: self.deep_link,
@@ -263,6 +272,7 @@ impl PatchNotification {
         let message = (|| {
             Some(Message {
                 content: Content {
+                    name: merge(c.name, self.name),
                     title: self.title.unwrap_or(c.title),
                     body: self.body.unwrap_or(c.body),
                     deep_link: merge(c.deep_link, self.deep_link),
@@ -323,6 +333,7 @@ pub struct NotificationBody {
     id: Uuid,
     #[schema(value_type = schema::NotificationStatus)]
     status: String,
+    name: Option<String>,
     title: String,
     body: String,
     deep_link: Option<String>,
@@ -360,6 +371,7 @@ impl From<NotificationRecord> for NotificationBody {
         Self {
             id: r.notification_id,
             status: r.status.as_str().to_owned(),
+            name: c.name,
             title: c.title,
             body: c.body,
             deep_link: c.deep_link,
