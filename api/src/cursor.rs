@@ -59,37 +59,6 @@ pub fn decode_id(kind: &str, cursor: Option<&str>) -> Result<Option<uuid::Uuid>,
     }
 }
 
-/// Encodes a position in a list ordered by a key, then an id.
-pub fn encode_pair(kind: &str, key: i64, id: uuid::Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{kind}:{key}:{}", id.simple()))
-}
-
-/// Decodes a pair cursor of `kind`; absent is `None` (the start).
-pub fn decode_pair(
-    kind: &str,
-    cursor: Option<&str>,
-) -> Result<Option<(i64, uuid::Uuid)>, ApiError> {
-    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
-        return Ok(None);
-    };
-    let invalid = || {
-        ApiError::invalid(
-            "cursor",
-            "is not a cursor of this list; pass next_cursor back unchanged",
-        )
-    };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(raw).map_err(|_| invalid())?;
-    let rest = text
-        .strip_prefix(kind)
-        .and_then(|r| r.strip_prefix(':'))
-        .ok_or_else(invalid)?;
-    let (key, id) = rest.rsplit_once(':').ok_or_else(invalid)?;
-    let key = key.parse::<i64>().map_err(|_| invalid())?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| invalid())?;
-    Ok(Some((key, id)))
-}
-
 /// Encodes a position in a list ordered by a key, then a text (any
 /// characters: it is the cursor's tail).
 pub fn encode_keyed(kind: &str, key: i64, text: &str) -> String {

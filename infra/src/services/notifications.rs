@@ -8,7 +8,7 @@ use domain::DomainError;
 use domain::ids::AppId;
 use domain::notification::message::Message;
 use domain::notification::{self, Notification, NotificationCommand, Status};
-use projections::notifications::query::{self, After, NotificationRecord, Order};
+use projections::notifications::query::{self, After, KeyValue, NotificationRecord, SortKey};
 use projections::notifications::timeline::{self, History, HistoryFilter};
 use uuid::Uuid;
 
@@ -273,10 +273,10 @@ impl Notifications {
         &self,
         app_id: AppId,
         status: Option<Status>,
-        order: Order,
-        after: Option<After>,
+        order: &[SortKey],
+        after: Option<&After>,
         limit: i64,
-    ) -> Result<Vec<(i64, NotificationRecord)>, CommandError> {
+    ) -> Result<Vec<(Vec<KeyValue>, NotificationRecord)>, CommandError> {
         Ok(query::list(&self.db, app_id.0, status, order, after, limit)
             .await
             .map_err(StoreError::from)?)

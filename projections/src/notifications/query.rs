@@ -73,73 +73,172 @@ pub async fn get(
     row.map(record).transpose()
 }
 
-/// How a list is ordered.
+/// A field notifications can be listed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    CreatedAsc,
-    CreatedDesc,
-    /// Scheduled ones first, by time; then the rest.
-    ScheduledAsc,
+pub enum Field {
+    CreatedAt,
+    UpdatedAt,
+    /// Scheduled ones by time, then (ascending) the unscheduled ones.
+    ScheduledAt,
+    Status,
 }
 
-/// Where a page starts: after this sort key and id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Field {
+    pub const ALL: [Field; 4] = [
+        Field::CreatedAt,
+        Field::UpdatedAt,
+        Field::ScheduledAt,
+        Field::Status,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::CreatedAt => "created_at",
+            Field::UpdatedAt => "updated_at",
+            Field::ScheduledAt => "scheduled_at",
+            Field::Status => "status",
+        }
+    }
+
+    fn column(self) -> String {
+        match self {
+            Field::CreatedAt => "created_at".into(),
+            Field::UpdatedAt => "updated_at".into(),
+            Field::ScheduledAt => format!("COALESCE(scheduled_at, {UNSCHEDULED})"),
+            Field::Status => "status".into(),
+        }
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, Field::Status)
+    }
+}
+
+/// One sort key: a field, descending or not.
+pub type SortKey = (Field, bool);
+
+/// A value of a sort key, as a page's last row had it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum KeyValue {
+    Int(i64),
+    Text(String),
+}
+
+/// Where a page starts: after these key values (one per sort key) and id.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct After {
-    pub key: i64,
+    pub keys: Vec<KeyValue>,
     pub id: Uuid,
 }
 
 /// Notifications without a schedule sort after every scheduled one.
 const UNSCHEDULED: i64 = i64::MAX;
 
+/// The app's notifications ordered by `order` (then by id, in the last
+/// key's direction), after `after`; each with its key values.
 pub async fn list(
     db: &Db,
     app_id: Uuid,
     status: Option<Status>,
-    order: Order,
-    after: Option<After>,
+    order: &[SortKey],
+    after: Option<&After>,
     limit: i64,
-) -> Result<Vec<(i64, NotificationRecord)>, sqlx::Error> {
-    let (key, cmp, dir) = match order {
-        Order::CreatedAsc => ("created_at".to_owned(), ">", "ASC"),
-        Order::CreatedDesc => ("created_at".to_owned(), "<", "DESC"),
-        Order::ScheduledAsc => (format!("COALESCE(scheduled_at, {UNSCHEDULED})"), ">", "ASC"),
-    };
-    let after_clause = if after.is_some() {
-        format!("AND ({key} {cmp} $3 OR ({key} = $3 AND notification_id {cmp} $4))")
-    } else {
-        String::new()
-    };
+) -> Result<Vec<(Vec<KeyValue>, NotificationRecord)>, sqlx::Error> {
+    let last_desc = order.last().is_some_and(|k| k.1);
+    let id_dir = if last_desc { "DESC" } else { "ASC" };
+    let mut keys: Vec<(String, &str, &str)> = order
+        .iter()
+        .map(|(f, desc)| {
+            let (cmp, dir) = if *desc { ("<", "DESC") } else { (">", "ASC") };
+            (f.column(), cmp, dir)
+        })
+        .collect();
+    // Key values bind from $3 on; the id after them; the limit last.
+    let mut after_clause = String::new();
+    if after.is_some() {
+        let n = keys.len();
+        let mut ors = Vec::new();
+        for i in 0..=n {
+            let mut ands: Vec<String> = (0..i)
+                .map(|j| format!("{} = ${}", keys[j].0, j + 3))
+                .collect();
+            if i < n {
+                ands.push(format!("{} {} ${}", keys[i].0, keys[i].1, i + 3));
+            } else {
+                let cmp = if last_desc { "<" } else { ">" };
+                ands.push(format!("notification_id {cmp} ${}", n + 3));
+            }
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        after_clause = format!("AND ({})", ors.join(" OR "));
+    }
+    let selected: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| format!("{} AS k{i}", k.0))
+        .collect();
+    let ordering: Vec<String> = keys
+        .drain(..)
+        .map(|(column, _, dir)| format!("{column} {dir}"))
+        .collect();
+    let limit_at = if after.is_some() { order.len() + 4 } else { 3 };
     let sql = format!(
-        "SELECT {key}, {COLUMNS} FROM notifications WHERE app_id = $1 AND ($2 IS NULL OR status = $2) \
-         {after_clause} ORDER BY {key} {dir}, notification_id {dir} LIMIT $5"
+        "SELECT {COLUMNS}, {} FROM notifications WHERE app_id = $1 AND ($2 IS NULL OR status = $2) \
+         {after_clause} ORDER BY {}, notification_id {id_dir} LIMIT ${limit_at}",
+        selected.join(", "),
+        ordering.join(", ")
     );
-    type Keyed = (
-        i64,
-        Uuid,
-        Uuid,
-        String,
-        String,
-        Option<String>,
-        String,
-        String,
-        Option<String>,
-        i64,
-        i64,
-    );
-    let rows: Vec<Keyed> = on_db!(db, |p| {
-        sqlx::query_as(&sql)
-            .bind(app_id)
-            .bind(status.map(Status::as_str))
-            .bind(after.map_or(0, |a| a.key))
-            .bind(after.map_or(Uuid::nil(), |a| a.id))
-            .bind(limit)
-            .fetch_all(p)
-            .await?
-    });
-    rows.into_iter()
-        .map(|(k, a, b, c, d, e, f, g, h, i, j)| Ok((k, record((a, b, c, d, e, f, g, h, i, j))?)))
-        .collect()
+    macro_rules! run {
+        ($p:expr, $row:ty) => {{
+            let mut query = sqlx::query(&sql)
+                .bind(app_id)
+                .bind(status.map(Status::as_str));
+            for value in after.map(|a| a.keys.as_slice()).unwrap_or(&[]) {
+                query = match value {
+                    KeyValue::Int(i) => query.bind(*i),
+                    KeyValue::Text(t) => query.bind(t.as_str()),
+                };
+            }
+            if let Some(a) = after {
+                query = query.bind(a.id);
+            }
+            let rows = query.bind(limit).fetch_all($p).await?;
+            rows.iter()
+                .map(|row: &$row| {
+                    use sqlx::Row;
+                    let stored: Stored = (
+                        row.try_get(0)?,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                        row.try_get(7)?,
+                        row.try_get(8)?,
+                        row.try_get(9)?,
+                    );
+                    let keys = order
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (f, _))| {
+                            Ok(if f.is_text() {
+                                KeyValue::Text(row.try_get(10 + i)?)
+                            } else {
+                                KeyValue::Int(row.try_get(10 + i)?)
+                            })
+                        })
+                        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                    Ok((keys, record(stored)?))
+                })
+                .collect()
+        }};
+    }
+    match db {
+        Db::Sqlite(s) => run!(&s.reader, sqlx::sqlite::SqliteRow),
+        Db::Postgres(p) => run!(&p.pool, sqlx::postgres::PgRow),
+    }
 }
 
 /// Push messages per UTC day (`YYYY-MM-DD`) in `[from, to]`.

@@ -283,6 +283,47 @@ async fn listing(backend: Backend) {
         ["cursor"],
         "a cursor of another order"
     );
+    // Several fields: status (alphabetical), then newest first; pages keep
+    // the order.
+    let canceled = p
+        .app
+        .put(
+            &format!("/v1/notifications/{}/status", ids[1]),
+            &p.key.token,
+            json!({"status": "canceled"}),
+        )
+        .await;
+    assert_eq!(canceled.status, 200, "{}", canceled.body);
+    assert_eq!(
+        titles(&list("order_by=status,-created_at".into()).await),
+        ["n1", "n2", "n0"]
+    );
+    assert_eq!(
+        titles(&list("order_by=-status,created_at".into()).await),
+        ["n0", "n2", "n1"]
+    );
+    let mut paged = Vec::new();
+    let mut query = "order_by=status,-created_at&limit=1".to_owned();
+    loop {
+        let page = list(query.clone()).await;
+        paged.extend(titles(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => query = format!("order_by=status,-created_at&limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ["n1", "n2", "n0"]);
+    for bad in [
+        "status,status",
+        "status,,created_at",
+        "created_at,updated_at,scheduled_at,status,-created_at",
+    ] {
+        let resp = p
+            .app
+            .get(&format!("/v1/notifications?order_by={bad}"), &p.key.token)
+            .await;
+        assert_eq!(resp.invalid_fields(), ["order_by"], "{bad}");
+    }
     let reader = p.app.key_with_roles(&p.key.token, &["read"]).await;
     p.app
         .post(

@@ -2,12 +2,13 @@
 //! cancel, delete, set a status by hand.
 
 mod body;
+mod list_cursor;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use domain::notification::Status;
-use projections::notifications::query::{After, Order};
+use projections::notifications::query::{Field, SortKey};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -78,6 +79,34 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// `order_by`: 1 to 4 distinct fields, comma-separated, each ascending or
+/// (`-`) descending.
+fn sort_keys(raw: &str) -> ApiResult<Vec<SortKey>> {
+    let invalid = || {
+        ApiError::invalid(
+            "order_by",
+            "must be 1 to 4 distinct fields, comma-separated, of created_at, updated_at, \
+             scheduled_at and status, each optionally prefixed with - (descending)",
+        )
+    };
+    let mut keys: Vec<SortKey> = Vec::new();
+    for part in raw.split(',').map(str::trim) {
+        let (name, desc) = match part.strip_prefix('-') {
+            Some(name) => (name, true),
+            None => (part, false),
+        };
+        let field = Field::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(invalid)?;
+        if keys.iter().any(|(f, _)| *f == field) {
+            return Err(invalid());
+        }
+        keys.push((field, desc));
+    }
+    Ok(keys)
+}
+
 /// The app's notifications.
 #[utoipa::path(get, path = "/v1/notifications", tag = "notifications", security(("bearer" = [])),
     params(ListQuery),
@@ -105,31 +134,24 @@ async fn list_notifications(
                 })?,
         ),
     };
-    let (order, kind) = match query.order_by.as_deref().unwrap_or("-created_at") {
-        "created_at" => (Order::CreatedAsc, "n-created"),
-        "-created_at" => (Order::CreatedDesc, "n-created-desc"),
-        "scheduled_at" => (Order::ScheduledAsc, "n-scheduled"),
-        _ => {
-            return Err(ApiError::invalid(
-                "order_by",
-                "must be created_at, -created_at or scheduled_at",
-            ));
-        }
-    };
+    let order = sort_keys(query.order_by.as_deref().unwrap_or("-created_at"))?;
+    let kind = format!(
+        "n-order:{}",
+        query.order_by.as_deref().unwrap_or("-created_at")
+    );
     let limit = cursor::limit(query.limit, 50, 100)?;
-    let after =
-        cursor::decode_pair(kind, query.cursor.as_deref())?.map(|(key, id)| After { key, id });
+    let after = list_cursor::decode(&kind, query.cursor.as_deref(), order.len())?;
     let found = state
         .services
         .notifications
-        .list(key.app_id, status, order, after, limit + 1)
+        .list(key.app_id, status, &order, after.as_ref(), limit + 1)
         .await?;
     let more = found.len() as i64 > limit;
     let page: Vec<_> = found.into_iter().take(limit as usize).collect();
     let next_cursor = more
         .then(|| {
             page.last()
-                .map(|(k, n)| cursor::encode_pair(kind, *k, n.notification_id))
+                .map(|(keys, n)| list_cursor::encode(&kind, keys, n.notification_id))
         })
         .flatten();
     Ok(Json(NotificationList {

@@ -100,16 +100,16 @@ pub enum NotificationTarget {
     Deleted,
 }
 
-/// How a notification list is ordered.
+/// How a notification list is ordered: 1 to 4 distinct fields of
+/// `created_at`, `updated_at`, `scheduled_at` (scheduled ones by time, then
+/// the rest) and `status`, comma-separated, each optionally prefixed with
+/// `-` for descending, e.g. `status,-created_at`. Ties go by id.
 #[derive(ToSchema)]
-pub enum NotificationOrder {
-    #[schema(rename = "created_at")]
-    CreatedAt,
-    #[schema(rename = "-created_at")]
-    CreatedAtDesc,
-    #[schema(rename = "scheduled_at")]
-    ScheduledAt,
-}
+#[schema(
+    pattern = "^-?(created_at|updated_at|scheduled_at|status)(,-?(created_at|updated_at|scheduled_at|status)){0,3}$",
+    example = "status,-created_at"
+)]
+pub struct NotificationOrder(String);
 
 /// A notification's priority with the providers.
 #[derive(ToSchema)]
