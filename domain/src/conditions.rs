@@ -15,6 +15,10 @@
 //! does not match (no error); a property that is missing matches only
 //! `not_exists` (and a `not` around anything else).
 
+mod eval;
+
+pub use eval::Facts;
+
 use serde_json::{Map, Value};
 
 use crate::error::{DomainError, FieldError};

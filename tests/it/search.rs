@@ -262,9 +262,34 @@ async fn semantics_table(backend: Backend) {
     let other = app.create_app("b").await;
     load(&app, &other.token).await;
 
+    // The in-memory evaluation (feature flags) agrees with SQL, leaf by leaf.
+    let mut devices = Vec::new();
+    for (id, _, _) in fixture() {
+        devices.push(app.get(&format!("/v1/devices/{id}"), &key.token).await.body);
+    }
     for (tree, expected) in table() {
         let found = search(&app, &key.token, json!({"conditions": tree})).await;
         assert_eq!(found, expected.to_vec(), "{tree}");
+        let condition =
+            domain::conditions::Condition::parse(&tree).unwrap_or_else(|e| panic!("{e}"));
+        let in_memory: Vec<String> = devices
+            .iter()
+            .filter(|d| {
+                let properties: domain::properties::Properties =
+                    serde_json::from_value(d["properties"].clone()).unwrap_or_default();
+                condition.matches(&domain::conditions::Facts {
+                    external_id: d["external_id"].as_str().unwrap_or_default(),
+                    properties: &properties,
+                    device_platform: d["device_platform"].as_str(),
+                    send_platform: d["send_platform"].as_str(),
+                    user_id: d["user_id"].as_str(),
+                    random_bucket: d["random_bucket"].as_i64().unwrap_or_default(),
+                    has_permission: d["has_permission"].as_bool().unwrap_or_default(),
+                })
+            })
+            .filter_map(|d| d["external_id"].as_str().map(str::to_owned))
+            .collect();
+        assert_eq!(in_memory, expected.to_vec(), "in memory: {tree}");
     }
     let all = search(&app, &key.token, json!({})).await;
     assert_eq!(all, ["d1", "d2", "d3", "d4", "d5", "d6"]);
