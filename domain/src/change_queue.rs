@@ -14,7 +14,13 @@ pub const MAX_NAME_CHARS: usize = 64;
 pub const MAX_EVENT_TYPES: usize = 50;
 
 /// The event families that reach change queues.
-pub const INTEGRATION_PREFIXES: [&str; 4] = ["device.", "user.", "notification.", "subject."];
+pub const INTEGRATION_PREFIXES: [&str; 5] = [
+    "device.",
+    "user.",
+    "notification.",
+    "subject.",
+    "feature_flag.",
+];
 
 pub fn stream(name: &QueueName) -> String {
     format!("change_queue:{}", name.0)

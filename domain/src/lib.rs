@@ -14,6 +14,7 @@ pub mod device;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod flag;
 pub mod ids;
 pub mod notification;
 pub mod personal;

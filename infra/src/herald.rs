@@ -31,6 +31,7 @@ use crate::runtime::{self, Followers, RuntimeError, Stall};
 use crate::secrets::Secret;
 use crate::services::change_queues::ChangeQueues;
 use crate::services::devices::Devices;
+use crate::services::flags::FeatureFlags;
 use crate::services::notifications::Notifications;
 use crate::services::push_credentials::PushCredentials;
 use crate::services::tenancy::Tenancy;
@@ -50,6 +51,7 @@ pub struct Services {
     pub push_credentials: PushCredentials,
     pub webhooks: Webhooks,
     pub change_queues: ChangeQueues,
+    pub flags: FeatureFlags,
     /// The log itself, for auditors.
     pub log: Log,
     /// Waits and gates on read models.
@@ -207,6 +209,7 @@ impl Herald {
                 reads.clone(),
                 clock.clone(),
             ),
+            flags: FeatureFlags::new(commands.clone(), db.clone(), reads.clone()),
             log: Log::new(&sealed, personal.clone(), db.clone()),
             reads,
             idempotency: Idempotency::new(db.clone(), clock.clone(), config.idempotency_ttl),

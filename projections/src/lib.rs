@@ -15,6 +15,7 @@ pub mod apps;
 pub mod change_queues;
 pub mod db;
 pub mod devices;
+pub mod flags;
 pub mod notifications;
 mod time;
 pub mod users;

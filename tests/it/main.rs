@@ -13,6 +13,7 @@ mod device_properties;
 mod devices;
 mod docs_page;
 mod events;
+mod flags;
 mod forget;
 mod http_basics;
 mod idempotency;

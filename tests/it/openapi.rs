@@ -175,13 +175,17 @@ async fn schemas_state_lengths_ranges_and_enums() {
     }
     assert_eq!(
         put_device["send_platform"]["$ref"],
-        "#/components/schemas/SendPlatform"
+        "#/components/schemas/SendPlatformInput"
+    );
+    assert_eq!(
+        schemas["SendPlatformInput"]["oneOf"][0]["enum"],
+        json!(["fcm", "apns", "webpush"])
     );
     let operators = &schemas["ConditionLeaf"]["properties"]["operator"]["enum"];
     assert!(
         operators
             .as_array()
-            .is_some_and(|o| o.len() == 15 && o.contains(&json!("version_gte")))
+            .is_some_and(|o| o.len() == 16 && o.contains(&json!("int_exists")))
     );
     assert!(
         schemas["NotificationStatus"]["enum"]

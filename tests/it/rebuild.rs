@@ -187,7 +187,8 @@ async fn equals_incremental(backend: Backend) {
             "devices",
             "users",
             "notifications",
-            "device_notifications"
+            "device_notifications",
+            "feature_flags"
         ]
     );
     caught_up(&app).await;
@@ -300,14 +301,15 @@ async fn cli(backend: Backend) {
             "users",
             "notifications",
             "device_notifications",
+            "feature_flags",
             "change_queues",
             "webhooks",
             "notification_jobs"
         ]
     );
     let kinds: Vec<&str> = list.iter().filter_map(|p| p["kind"].as_str()).collect();
-    assert_eq!(kinds[..5], ["read_model"; 5]);
-    assert_eq!(kinds[5..], ["reactor_feed"; 3]);
+    assert_eq!(kinds[..6], ["read_model"; 6]);
+    assert_eq!(kinds[6..], ["reactor_feed"; 3]);
     assert!(
         list.iter()
             .all(|p| p["lag_events"] == json!(0) && p["position"] == p["head"])
@@ -324,7 +326,7 @@ async fn cli(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 8);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 9);
 
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "devices"])

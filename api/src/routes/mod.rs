@@ -9,6 +9,7 @@ mod change_queues;
 mod devices;
 mod docs;
 mod events;
+mod flags;
 mod forget;
 pub use events::EventBody;
 mod health;
@@ -42,6 +43,7 @@ use crate::state::AppState;
         (name = "change-queues", description = "Drain-on-fetch feeds of integration events"),
         (name = "webhooks", description = "Signed webhook endpoints and their deliveries"),
         (name = "notifications", description = "Push campaigns: target, launch, schedule, count"),
+        (name = "feature-flags", description = "Feature flags and their evaluation for a device"),
         (name = "push", description = "Push provider credentials and usage"),
         (name = "operations", description = "Health and documentation"),
     )
@@ -57,6 +59,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(forget::router())
         .merge(history::router())
+        .merge(flags::router())
         .merge(events::router())
         .merge(audit::router())
         .merge(admin::router())

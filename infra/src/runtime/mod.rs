@@ -24,6 +24,7 @@ use std::sync::Arc;
 use projections::apps::AppsProjection;
 use projections::change_queues::ChangeQueuesProjection;
 use projections::devices::DevicesProjection;
+use projections::flags::FeatureFlagsProjection;
 use projections::notifications::NotificationsProjection;
 use projections::notifications::history::DeviceNotificationsProjection;
 use projections::notifications::jobs::NotificationJobsProjection;
@@ -60,6 +61,7 @@ pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
         Arc::new(UsersProjection),
         Arc::new(NotificationsProjection),
         Arc::new(DeviceNotificationsProjection),
+        Arc::new(FeatureFlagsProjection),
     ]
 }
 
@@ -148,4 +150,5 @@ pub mod names {
     pub const DEVICE_NOTIFICATIONS: &str = "device_notifications";
     pub const CHANGE_QUEUES: &str = "change_queues";
     pub const WEBHOOKS: &str = "webhooks";
+    pub const FEATURE_FLAGS: &str = "feature_flags";
 }

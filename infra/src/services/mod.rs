@@ -4,6 +4,7 @@
 
 pub mod change_queues;
 pub mod devices;
+pub mod flags;
 pub mod forget;
 pub mod notifications;
 pub mod push_credentials;
