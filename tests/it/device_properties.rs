@@ -92,7 +92,8 @@ async fn property_limits(backend: Backend) {
         (json!({"o": {"x": 1}}), "properties.o"),
         (json!({"s": "x".repeat(1025)}), "properties.s"),
         (json!({"l": vec!["x"; 101]}), "properties.l"),
-        (json!({"l": [1, 2]}), "properties.l"),
+        (json!({"l": [1, "a"]}), "properties.l"),
+        (json!({"l": [1, 2.5]}), "properties.l"),
         (json!({"user_id": "x"}), "properties.user_id"),
     ];
     for (properties, field) in cases {

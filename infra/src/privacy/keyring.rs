@@ -222,7 +222,11 @@ impl KeyRing {
             .vault
             .seal_bytes(&aad(app_id.0, subject, generation), &bytes);
         let now = self.clock.now().timestamp_micros();
-        let mut tx = self.db.begin().await.map_err(StoreError::from)?;
+        // Not synced on its own: the append sealed under this key commits
+        // fully synced after it, in the same write-ahead log, which makes
+        // this commit durable too. A key lost in a crash sealed nothing
+        // that was committed.
+        let mut tx = self.db.begin_relaxed().await.map_err(StoreError::from)?;
         on_tx!(&mut tx, |c| {
             sqlx::query(
                 "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
