@@ -204,6 +204,7 @@ async fn openapi(backend: Backend) {
         ("get", "/v1/devices/{external_id}/notifications"),
         ("get", "/v1/users/{user_id}/notifications"),
         ("post", "/v1/users/{user_id}/forget"),
+        ("post", "/v1/notifications/send"),
         ("post", "/v1/feature-flags"),
         ("get", "/v1/feature-flags"),
         ("patch", "/v1/feature-flags/{name}"),

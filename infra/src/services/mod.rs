@@ -8,6 +8,7 @@ pub mod flags;
 pub mod forget;
 pub mod notifications;
 pub mod push_credentials;
+pub mod send_now;
 pub mod tenancy;
 pub mod users;
 pub mod webhooks;
@@ -92,6 +93,28 @@ impl Reads {
             store,
             timeout,
         }
+    }
+
+    /// The position a read model has applied, as it moves.
+    pub(crate) fn watch(&self, projection: &str) -> Option<tokio::sync::watch::Receiver<i64>> {
+        self.projections.subscribe(projection)
+    }
+
+    /// The log's last committed position.
+    pub(crate) async fn head(&self) -> Result<i64, StoreError> {
+        self.store.head().await
+    }
+
+    /// Waits (bounded) until a read model has applied `position`.
+    pub(crate) async fn wait_for(
+        &self,
+        projection: &str,
+        position: i64,
+        timeout: Duration,
+    ) -> bool {
+        self.projections
+            .wait_for(projection, position, timeout)
+            .await
     }
 
     /// Waits (bounded) until the named read models have applied `position`,

@@ -249,6 +249,14 @@ impl Notifications {
         }
     }
 
+    pub(crate) fn reads(&self) -> &Reads {
+        &self.reads
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     pub async fn get(&self, app_id: AppId, id: Uuid) -> Result<NotificationRecord, CommandError> {
         self.record(app_id, id).await
     }

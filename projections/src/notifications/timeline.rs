@@ -229,3 +229,22 @@ pub async fn history(
         .collect();
     Ok(History { entries, total })
 }
+
+/// What became of one notification on each device it reached so far, by
+/// device.
+pub async fn outcomes_of(
+    db: &Db,
+    app_id: Uuid,
+    notification_id: Uuid,
+) -> Result<Vec<(String, String, Option<String>)>, sqlx::Error> {
+    Ok(on_db!(db, |p| {
+        sqlx::query_as(
+            "SELECT external_id, outcome, reason FROM device_notifications \
+             WHERE app_id = $1 AND notification_id = $2 ORDER BY external_id, position",
+        )
+        .bind(app_id)
+        .bind(notification_id)
+        .fetch_all(p)
+        .await?
+    }))
+}

@@ -9,6 +9,7 @@ pub(crate) mod fcm;
 mod history;
 mod quota;
 mod resume;
+mod send;
 mod webpush;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 
 mod body;
 mod list_cursor;
+mod send;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -28,6 +29,7 @@ use infra::runtime::names;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_notification, list_notifications))
+        .routes(routes!(send::send_now))
         .routes(routes!(
             get_notification,
             patch_notification,
