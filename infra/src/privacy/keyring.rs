@@ -12,6 +12,7 @@ use projections::{on_db, on_tx};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use uuid::Uuid;
 
+use super::creations::Creation;
 use crate::clock::Clock;
 use crate::secrets::random_bytes;
 use crate::store::StoreError;
@@ -54,6 +55,7 @@ type Subject = (Uuid, String);
 
 pub struct KeyRing {
     db: Db,
+    creations: tokio::sync::mpsc::UnboundedSender<Creation>,
     vault: Vault,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<Subject, Arc<SubjectKeys>>>,
@@ -72,6 +74,7 @@ fn cipher(bytes: &[u8]) -> Result<LessSafeKey, VaultError> {
 impl KeyRing {
     pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>) -> Self {
         Self {
+            creations: super::creations::spawn(db.clone()),
             db,
             vault,
             clock,
@@ -207,12 +210,14 @@ impl KeyRing {
         app_id: AppId,
         subject: &str,
     ) -> Result<(i64, Arc<LessSafeKey>), VaultError> {
-        let known = self.subject(app_id, subject, false).await?;
-        if let Some(live) = known.writable() {
+        let key = (app_id.0, subject.to_owned());
+        let remembered = self.cached(&key);
+        if let Some(live) = remembered.as_ref().and_then(|k| k.writable()) {
             return Ok(live);
         }
-        // Remembered state may be stale: look again before creating.
-        let current = self.subject(app_id, subject, true).await?;
+        // Read it now (remembered state may be stale), before creating.
+        let current = Arc::new(self.load(app_id.0, subject).await?);
+        self.remember(key.clone(), current.clone());
         if let Some(live) = current.writable() {
             return Ok(live);
         }
@@ -221,27 +226,34 @@ impl KeyRing {
         let sealed = self
             .vault
             .seal_bytes(&aad(app_id.0, subject, generation), &bytes);
-        let now = self.clock.now().timestamp_micros();
-        // Not synced on its own: the append sealed under this key commits
-        // fully synced after it, in the same write-ahead log, which makes
-        // this commit durable too. A key lost in a crash sealed nothing
-        // that was committed.
-        let mut tx = self.db.begin_relaxed().await.map_err(StoreError::from)?;
-        on_tx!(&mut tx, |c| {
-            sqlx::query(
-                "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
-                 VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT DO NOTHING",
-            )
-            .bind(app_id.0)
-            .bind(subject)
-            .bind(generation)
-            .bind(sealed)
-            .bind(now)
-            .execute(&mut *c)
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        self.creations
+            .send(Creation {
+                app_id: app_id.0,
+                subject: subject.to_owned(),
+                generation,
+                sealed,
+                created_at: self.clock.now().timestamp_micros(),
+                reply,
+            })
+            .map_err(|_| StoreError::Unavailable("the key writer stopped".into()))?;
+        let stored = stored
             .await
-            .map_err(StoreError::from)?;
-        });
-        tx.commit().await.map_err(StoreError::from)?;
+            .map_err(|_| StoreError::Unavailable("the key writer stopped".into()))??;
+        if stored {
+            let cipher = Arc::new(cipher(&bytes)?);
+            let mut keys: HashMap<i64, Option<Arc<LessSafeKey>>> = current.keys.clone();
+            keys.insert(generation, Some(cipher.clone()));
+            self.remember(
+                key,
+                Arc::new(SubjectKeys {
+                    keys,
+                    forgotten: current.forgotten,
+                }),
+            );
+            return Ok((generation, cipher));
+        }
+        // Another writer created this generation first: use theirs.
         let stored = self.subject(app_id, subject, true).await?;
         stored.writable().ok_or(VaultError::Undecryptable)
     }
