@@ -205,22 +205,32 @@ impl KeyRing {
     /// The key new personal values of the subject are sealed with: its
     /// newest live generation, or a new one (after a forget, or the first
     /// time). Nodes racing to create a generation agree on the stored one.
+    ///
+    /// `new_stream`: the subject's stream has no events yet, so it most
+    /// likely has no key either: its first generation is created without
+    /// reading first (a conflict falls back to reading).
     pub async fn writing_key(
         &self,
         app_id: AppId,
         subject: &str,
+        new_stream: bool,
     ) -> Result<(i64, Arc<LessSafeKey>), VaultError> {
         let key = (app_id.0, subject.to_owned());
         let remembered = self.cached(&key);
         if let Some(live) = remembered.as_ref().and_then(|k| k.writable()) {
             return Ok(live);
         }
-        // Read it now (remembered state may be stale), before creating.
-        let current = Arc::new(self.load(app_id.0, subject).await?);
-        self.remember(key.clone(), current.clone());
-        if let Some(live) = current.writable() {
-            return Ok(live);
-        }
+        let current = if new_stream && remembered.is_none() {
+            Arc::new(SubjectKeys::default())
+        } else {
+            // Read it now (remembered state may be stale), before creating.
+            let current = Arc::new(self.load(app_id.0, subject).await?);
+            self.remember(key.clone(), current.clone());
+            if let Some(live) = current.writable() {
+                return Ok(live);
+            }
+            current
+        };
         let generation = current.next_generation();
         let bytes = random_bytes::<32>();
         let sealed = self
@@ -253,9 +263,13 @@ impl KeyRing {
             );
             return Ok((generation, cipher));
         }
-        // Another writer created this generation first: use theirs.
+        // This generation exists (another writer's, or one forgotten): use
+        // the newest live one, or create the next.
         let stored = self.subject(app_id, subject, true).await?;
-        stored.writable().ok_or(VaultError::Undecryptable)
+        match stored.writable() {
+            Some(live) => Ok(live),
+            None => Box::pin(self.writing_key(app_id, subject, false)).await,
+        }
     }
 
     /// Destroys every live key of the subjects and leaves a tombstone for

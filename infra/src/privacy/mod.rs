@@ -74,7 +74,8 @@ impl Personal {
         }) {
             return Ok(());
         }
-        let (generation, key) = self.keys.writing_key(app_id, subject).await?;
+        let new_stream = request.expected == crate::store::ExpectedVersion::NoStream;
+        let (generation, key) = self.keys.writing_key(app_id, subject, new_stream).await?;
         for event in &mut request.events {
             personal::visit(&event.event_type, &mut event.data, |value| {
                 if !sealing::is_sealed(value) {
