@@ -190,7 +190,11 @@ async fn schemas_state_lengths_ranges_and_enums() {
     assert!(
         schemas["NotificationStatus"]["enum"]
             .as_array()
-            .is_some_and(|s| s.contains(&json!("sending")))
+            .is_some_and(|s| s.contains(&json!("sending")) && s.contains(&json!("deleted")))
+    );
+    assert_eq!(
+        schemas["SubjectKind"]["enum"],
+        json!(["device", "user", "notification", "feature_flag"])
     );
 
     // Ranges.

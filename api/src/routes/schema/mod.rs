@@ -71,7 +71,7 @@ pub enum UserStatus {
 }
 
 /// A notification's status (`domain::notification::Status`; `deleted` is
-/// never shown).
+/// shown only in the answer to `PUT …/status` with `deleted`).
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum NotificationStatus {
@@ -82,6 +82,7 @@ pub enum NotificationStatus {
     Sent,
     Error,
     Canceled,
+    Deleted,
 }
 
 /// A status to move a notification to by hand: `launched`, `canceled`,
@@ -156,11 +157,12 @@ pub enum AuthKind {
 
 /// What a change is about.
 #[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
+#[schema(rename_all = "snake_case")]
 pub enum SubjectKind {
     Device,
     User,
     Notification,
+    FeatureFlag,
 }
 
 /// A change queue's name: 1-64 characters of a-z, 0-9, `_` and `-`.
