@@ -55,14 +55,8 @@ async fn open(
 /// never a new one: a command must not leave a key behind. Without it, a
 /// log whose personal values are sealed cannot be read: say so.
 async fn secret_key(config: &infra::config::Config, db: &Db) -> anyhow::Result<Secret<String>> {
-    if let Some(key) = &config.secret_key {
-        return Ok(key.clone());
-    }
-    let file = config.data_dir.join(vault::KEY_FILE);
-    if let Ok(saved) = std::fs::read_to_string(&file)
-        && !saved.trim().is_empty()
-    {
-        return Ok(Secret::new(saved.trim().to_owned()));
+    if let Some(key) = vault::saved_key(config.secret_key.as_ref(), &config.data_dir) {
+        return Ok(key);
     }
     let sealed: Option<i64> = projections::on_db!(db, |pool| {
         sqlx::query_scalar("SELECT generation FROM subject_keys LIMIT 1")

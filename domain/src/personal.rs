@@ -51,11 +51,10 @@ pub fn holds_personal(event_type: &str) -> bool {
     )
 }
 
-/// Calls `f` on every personal value in `data`, an event body of
-/// `event_type` (`null` values hold nothing and are skipped).
-pub fn visit(event_type: &str, data: &mut Value, mut f: impl FnMut(&mut Value)) {
-    let Value::Object(map) = data else { return };
-    let (fields, maps): (&[&str], &[&str]) = match event_type {
+/// Where an event type keeps personal values: plain fields, and objects
+/// whose every value is personal.
+fn places(event_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
+    match event_type {
         "user.created" => (&["name", "email"], &["properties"]),
         "user.updated" => (&["name", "email"], &["properties_set"]),
         "user.status_updated" => (&["reason"], &[]),
@@ -63,8 +62,15 @@ pub fn visit(event_type: &str, data: &mut Value, mut f: impl FnMut(&mut Value)) 
             (&["push_token"], &[])
         }
         "device.properties_changed" => (&[], &["set"]),
-        _ => return,
-    };
+        _ => (&[], &[]),
+    }
+}
+
+/// Calls `f` on every personal value in `data`, an event body of
+/// `event_type` (`null` values hold nothing and are skipped).
+pub fn visit(event_type: &str, data: &mut Value, mut f: impl FnMut(&mut Value)) {
+    let Value::Object(map) = data else { return };
+    let (fields, maps) = places(event_type);
     for field in fields {
         if let Some(value) = map.get_mut(*field)
             && !value.is_null()
@@ -80,6 +86,26 @@ pub fn visit(event_type: &str, data: &mut Value, mut f: impl FnMut(&mut Value)) 
                 .for_each(&mut f);
         }
     }
+}
+
+/// [`visit`] without changing anything: whether any personal value of
+/// `data` passes `test`.
+pub fn any(event_type: &str, data: &Value, mut test: impl FnMut(&Value) -> bool) -> bool {
+    let Value::Object(map) = data else {
+        return false;
+    };
+    let (fields, maps) = places(event_type);
+    fields
+        .iter()
+        .filter_map(|f| map.get(*f))
+        .filter(|v| !v.is_null())
+        .any(&mut test)
+        || maps
+            .iter()
+            .filter_map(|f| map.get(*f).and_then(Value::as_object))
+            .flat_map(|values| values.values())
+            .filter(|v| !v.is_null())
+            .any(&mut test)
 }
 
 /// Every value of `properties` replaced by the placeholder.
@@ -120,6 +146,12 @@ mod tests {
         forget_in("device.updated", &mut token);
         assert_eq!(token["push_token"], PLACEHOLDER);
         assert_eq!(token["external_id"], "d1");
+        assert!(any("device.updated", &json!({"push_token": "t"}), |_| true));
+        assert!(!any("device.updated", &json!({"push_token": null}), |_| {
+            true
+        }));
+        assert!(any("user.created", &json!({"properties": {"a": 1}}), |v| v
+            == &json!(1)));
         let mut other = json!({"title": "Hi"});
         forget_in("notification.created", &mut other);
         assert_eq!(other, json!({"title": "Hi"}));

@@ -44,6 +44,19 @@ pub fn load_or_create_key(
     Ok((key, created))
 }
 
+/// Herald's secret key if it is configured or saved in the data directory
+/// (never a new one: for commands that must not leave a key behind).
+pub fn saved_key(configured: Option<&Secret<String>>, data_dir: &Path) -> Option<Secret<String>> {
+    if let Some(key) = configured {
+        return Some(key.clone());
+    }
+    std::fs::read_to_string(data_dir.join(KEY_FILE))
+        .ok()
+        .map(|saved| saved.trim().to_owned())
+        .filter(|saved| !saved.is_empty())
+        .map(Secret::new)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error(transparent)]

@@ -107,3 +107,18 @@ pub async fn flags_of(db: &Db, app_id: Uuid) -> Result<Vec<FlagRecord>, sqlx::Er
     });
     rows.into_iter().map(record).collect()
 }
+
+/// One flag of the app.
+pub async fn flag_of(db: &Db, app_id: Uuid, name: &str) -> Result<Option<FlagRecord>, sqlx::Error> {
+    let row: Option<Row> = on_db!(db, |p| {
+        sqlx::query_as(
+            "SELECT name, settings, created_at, updated_at, version FROM feature_flags \
+             WHERE app_id = $1 AND name = $2",
+        )
+        .bind(app_id)
+        .bind(name)
+        .fetch_optional(p)
+        .await?
+    });
+    row.map(record).transpose()
+}

@@ -326,13 +326,7 @@ async fn evaluate_all(
     headers: HeaderMap,
     AppQuery(query): AppQuery<EvaluateQuery>,
 ) -> ApiResult<Json<EvaluationList>> {
-    let claimed = claimed(&headers)?;
-    let external_id = external_id(&query)?;
-    let flags = state
-        .services
-        .flags
-        .evaluate(key.app_id, external_id.as_deref(), &claimed, None)
-        .await?;
+    let flags = evaluated(&state, &key, &headers, &query, None).await?;
     Ok(Json(EvaluationList {
         flags: flags.into_iter().map(EvaluationBody::from).collect(),
     }))
@@ -353,25 +347,28 @@ async fn evaluate_one(
     AppQuery(query): AppQuery<EvaluateQuery>,
 ) -> ApiResult<Json<EvaluationBody>> {
     let flag_name = name(&raw)?;
-    let claimed = claimed(&headers)?;
-    let external_id = external_id(&query)?;
-    let mut flags = state
-        .services
-        .flags
-        .evaluate(
-            key.app_id,
-            external_id.as_deref(),
-            &claimed,
-            Some(flag_name.as_str()),
-        )
-        .await?;
+    let mut flags = evaluated(&state, &key, &headers, &query, Some(flag_name.as_str())).await?;
+    // The service answers one entry for a name, known or not.
     let one = flags
         .pop()
         .map(EvaluationBody::from)
-        .unwrap_or(EvaluationBody {
-            name: flag_name.as_str().to_owned(),
-            is_active: false,
-            metadata: Map::new(),
-        });
+        .ok_or_else(|| ApiError::NotFound("feature flag not found".into()))?;
     Ok(Json(one))
+}
+
+/// The flags (or the one `only`) for the device the request describes.
+async fn evaluated(
+    state: &AppState,
+    key: &Key<Read>,
+    headers: &HeaderMap,
+    query: &EvaluateQuery,
+    only: Option<&str>,
+) -> ApiResult<Vec<Evaluation>> {
+    let claimed = claimed(headers)?;
+    let external_id = external_id(query)?;
+    Ok(state
+        .services
+        .flags
+        .evaluate(key.app_id, external_id.as_deref(), &claimed, only)
+        .await?)
 }

@@ -174,7 +174,17 @@ async fn device_notifications(
         )
         .await?;
     let external_id = ExternalId::parse(raw_id)?;
-    let filter = query.filter(vec![external_id.as_str().to_owned()])?;
+    answer(&state, &key, &query, vec![external_id.as_str().to_owned()]).await
+}
+
+/// The history of these devices, as `query` asks.
+async fn answer(
+    state: &AppState,
+    key: &Key<Read>,
+    query: &HistoryQuery,
+    devices: Vec<String>,
+) -> ApiResult<Json<DeviceNotificationList>> {
+    let filter = query.filter(devices)?;
     let history = state
         .services
         .notifications
@@ -213,11 +223,5 @@ async fn user_notifications(
         .notifications
         .devices_of_user(key.app_id, user_id.as_str())
         .await?;
-    let filter = query.filter(devices)?;
-    let history = state
-        .services
-        .notifications
-        .history(key.app_id, &filter)
-        .await?;
-    Ok(Json(list(history, filter.limit - 1)))
+    answer(&state, &key, &query, devices).await
 }

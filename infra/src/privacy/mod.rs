@@ -13,7 +13,6 @@ pub mod keyring;
 pub mod sealing;
 mod store;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use domain::RecordedEvent;
@@ -64,14 +63,11 @@ impl Personal {
             return Ok(());
         };
         let app_id = request.app_id();
-        if !request.events.iter().any(|e| {
-            personal::holds_personal(&e.event_type) && {
-                let mut any = false;
-                let mut data = e.data.clone();
-                personal::visit(&e.event_type, &mut data, |_| any = true);
-                any
-            }
-        }) {
+        if !request
+            .events
+            .iter()
+            .any(|e| personal::any(&e.event_type, &e.data, |_| true))
+        {
             return Ok(());
         }
         let new_stream = request.expected == crate::store::ExpectedVersion::NoStream;
@@ -123,14 +119,10 @@ impl Personal {
             return Ok(());
         };
         let mut keys = self.keys.subject(app_id, subject, false).await?;
-        let mut generations = HashSet::new();
-        personal::visit(event_type, data, |v| {
-            if let Some(g) = sealing::generation(v) {
-                generations.insert(g);
-            }
-        });
         // A generation created by another node since this one looked.
-        if generations.iter().any(|g| keys.key(*g).is_none()) {
+        if personal::any(event_type, data, |v| {
+            sealing::generation(v).is_some_and(|g| keys.key(g).is_none())
+        }) {
             keys = self.keys.subject(app_id, subject, true).await?;
         }
         personal::visit(event_type, data, |value| {

@@ -152,11 +152,9 @@ impl FeatureFlags {
     }
 
     pub async fn get(&self, app_id: AppId, name: &str) -> Result<Option<FlagRecord>, CommandError> {
-        Ok(self
-            .list(app_id)
-            .await?
-            .into_iter()
-            .find(|f| f.name == name))
+        Ok(read::flag_of(&self.db, app_id.0, name)
+            .await
+            .map_err(StoreError::from)?)
     }
 
     fn forget(&self, app_id: AppId) {

@@ -137,12 +137,7 @@ impl Users {
 
 /// Whether a stored event holds a personal value that is not sealed.
 pub fn holds_clear_values(event: &RecordedEvent) -> bool {
-    let mut clear = false;
-    let mut data = event.data.clone();
-    personal::visit(&event.event_type, &mut data, |v| {
-        clear |= !sealing::is_sealed(v);
-    });
-    clear
+    personal::any(&event.event_type, &event.data, |v| !sealing::is_sealed(v))
 }
 
 /// Clears what is kept of the subjects outside the log and its models.
