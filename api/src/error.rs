@@ -218,6 +218,7 @@ impl From<DomainError> for ApiError {
             DomainError::Invalid(errors) => ApiError::Validation(errors),
             DomainError::NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             DomainError::StateConflict(m) => ApiError::Conflict(m),
+            DomainError::Forbidden(m) => ApiError::Forbidden(m),
         }
     }
 }

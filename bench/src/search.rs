@@ -89,7 +89,7 @@ pub(crate) async fn create_app(store: &Arc<SqlEventStore>) -> anyhow::Result<(Ap
         first_key: NewApiKey {
             key_id: ApiKeyId::generate(),
             name: Name::parse("name", "bench")?,
-            roles: Role::ALL.to_vec(),
+            roles: Role::SERVER.to_vec(),
             token_sha256: sha256_hex(token.as_bytes()),
         },
     };

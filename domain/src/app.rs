@@ -240,7 +240,7 @@ mod tests {
                 app_id: AppId(uuid::Uuid::nil()),
                 name: "a".into(),
             },
-            key_created(key(1, &Role::ALL)),
+            key_created(key(1, &Role::SERVER)),
         ]
     }
 

@@ -14,6 +14,10 @@ pub fn stream(external_id: &ExternalId) -> String {
     format!("device:{external_id}")
 }
 
+/// The type of [`DeviceEvent::SecretIssued`]: outside the `device.` family,
+/// so that no webhook or change queue subscribed to devices receives it.
+pub const SECRET_ISSUED: &str = "device_secret.issued";
+
 pub const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 /// `random_bucket` is drawn from 1..=RANDOM_BUCKETS at registration.
 pub const RANDOM_BUCKETS: u16 = 10_000;
@@ -75,13 +79,29 @@ pub struct Registration {
     pub has_permission: Option<bool>,
 }
 
+/// Who asks for a device change: the app's own server (a write key), or
+/// code on an end user's device (a client key), which may touch only a
+/// device it registered, proving it with the secret it was given then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum By {
+    Server,
+    /// `presented`: the SHA-256 (hex) of the `Herald-Device-Secret` sent.
+    Client {
+        presented: Option<String>,
+    },
+}
+
 #[derive(Debug, Clone)]
 pub enum DeviceCommand {
-    /// `random_bucket` is used only when the device is new.
+    /// `random_bucket` is used only when the device is new, and so is
+    /// `new_secret` (the SHA-256, hex, of the secret a client key is handed
+    /// for a device it registers).
     Register {
         external_id: ExternalId,
         registration: Registration,
         random_bucket: u16,
+        by: By,
+        new_secret: Option<String>,
     },
     SetProperties {
         external_id: ExternalId,
@@ -89,6 +109,7 @@ pub enum DeviceCommand {
     },
     Delete {
         external_id: ExternalId,
+        by: By,
     },
     /// Deletes the device only if it belongs to this user.
     DeleteOwned {
@@ -165,6 +186,15 @@ pub enum DeviceEvent {
     },
     #[serde(rename = "device.deleted")]
     Deleted { external_id: ExternalId },
+    /// A client key registered the device and was handed its secret; only
+    /// a request proving it may change or delete the device with a client
+    /// key. Not an integration event (no webhook or change queue sees it).
+    #[serde(rename = "device_secret.issued")]
+    SecretIssued {
+        external_id: ExternalId,
+        /// SHA-256 (hex) of the secret; the secret itself is never kept.
+        secret_sha256: String,
+    },
     /// The device's personal data was forgotten (see `personal`): its push
     /// token and property values read as the placeholder, and nothing is
     /// sent to it until a new token is registered.
@@ -189,6 +219,28 @@ pub struct Device {
     pub token_valid: bool,
     pub random_bucket: u16,
     pub properties: Properties,
+    /// Set when a client key registered the device.
+    pub secret_sha256: Option<String>,
+}
+
+/// Whether a client key that sent the secret with SHA-256 `presented` may
+/// act on a registered device whose secret hashes to `secret` (`None`: the
+/// app's server registered it, and a client key may not touch it).
+pub fn client_may(secret: Option<&str>, presented: Option<&str>) -> Result<(), DomainError> {
+    let Some(secret) = secret else {
+        return Err(DomainError::Forbidden(
+            "this device was registered by the app's server; a client key cannot use it".into(),
+        ));
+    };
+    match presented {
+        None => Err(DomainError::Forbidden(
+            "this device is registered; send its secret in the Herald-Device-Secret header".into(),
+        )),
+        Some(p) if p != secret => Err(DomainError::Forbidden(
+            "the Herald-Device-Secret does not match this device".into(),
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 fn changed<T: PartialEq>(old: &Option<T>, new: T) -> Option<T> {
@@ -200,14 +252,41 @@ fn changed<T: PartialEq>(old: &Option<T>, new: T) -> Option<T> {
 }
 
 impl Device {
-    fn register(&self, external_id: ExternalId, r: Registration, bucket: u16) -> Vec<DeviceEvent> {
+    /// Whether `by` may change this device: the server always; a client key
+    /// a new device, or one it registered, with its secret.
+    fn admits(&self, by: &By) -> Result<(), DomainError> {
+        match by {
+            By::Server => Ok(()),
+            By::Client { .. } if !self.live => Ok(()),
+            By::Client { presented } => {
+                client_may(self.secret_sha256.as_deref(), presented.as_deref())
+            }
+        }
+    }
+
+    fn register(
+        &self,
+        external_id: ExternalId,
+        r: Registration,
+        bucket: u16,
+        by: &By,
+        new_secret: Option<String>,
+    ) -> Result<Vec<DeviceEvent>, DomainError> {
+        self.admits(by)?;
+        if matches!(by, By::Client { .. }) && matches!(r.user, UserLink::Link(_)) {
+            return Err(DomainError::Forbidden(
+                "a client key cannot link a device to a user (it cannot prove who the user is); \
+                 link it from the app's server with a write key"
+                    .into(),
+            ));
+        }
         if !self.live {
             let user_id = match r.user {
                 UserLink::Link(u) => Some(u),
                 UserLink::Keep | UserLink::Unlink => None,
             };
-            return vec![DeviceEvent::Registered {
-                external_id,
+            let mut events = vec![DeviceEvent::Registered {
+                external_id: external_id.clone(),
                 push_token: r.push_token,
                 send_platform: r.send_platform,
                 device_platform: r.device_platform,
@@ -215,6 +294,13 @@ impl Device {
                 user_id,
                 has_permission: r.has_permission.unwrap_or(true),
             }];
+            if let (By::Client { .. }, Some(secret_sha256)) = (by, new_secret) {
+                events.push(DeviceEvent::SecretIssued {
+                    external_id,
+                    secret_sha256,
+                });
+            }
+            return Ok(events);
         }
         let mut events = Vec::new();
         // A re-registration of a token found dead revives it.
@@ -261,7 +347,7 @@ impl Device {
             }),
             (UserLink::Unlink | UserLink::Keep, _) => {}
         }
-        events
+        Ok(events)
     }
 }
 
@@ -275,7 +361,9 @@ impl Aggregate for Device {
                 external_id,
                 registration,
                 random_bucket,
-            } => Ok(self.register(external_id, registration, random_bucket)),
+                by,
+                new_secret,
+            } => self.register(external_id, registration, random_bucket, &by, new_secret),
             DeviceCommand::SetProperties { external_id, patch } => {
                 if !self.live {
                     return Err(DomainError::NotFound("device"));
@@ -290,10 +378,11 @@ impl Aggregate for Device {
                     .into_iter()
                     .collect())
             }
-            DeviceCommand::Delete { external_id } => {
+            DeviceCommand::Delete { external_id, by } => {
                 if !self.live {
                     return Err(DomainError::NotFound("device"));
                 }
+                self.admits(&by)?;
                 Ok(vec![DeviceEvent::Deleted { external_id }])
             }
             DeviceCommand::DeleteOwned {
@@ -371,7 +460,11 @@ impl Aggregate for Device {
                     token_valid: true,
                     random_bucket: *random_bucket,
                     properties: Properties::new(),
+                    secret_sha256: None,
                 };
+            }
+            DeviceEvent::SecretIssued { secret_sha256, .. } => {
+                self.secret_sha256 = Some(secret_sha256.clone());
             }
             DeviceEvent::Updated {
                 push_token,

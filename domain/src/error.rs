@@ -31,6 +31,9 @@ pub enum DomainError {
     /// The command is well-formed but the current state does not allow it (409).
     #[error("{0}")]
     StateConflict(String),
+    /// The caller may not do this to this thing (403).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 impl DomainError {

@@ -1,5 +1,8 @@
 //! What an API key may do. Roles are independent: a key has exactly the roles
-//! it was given (the first key of an app has all four).
+//! it was given (the first key of an app has the four server roles). The
+//! `client` role stands alone: a key made to ship inside an app, which may
+//! only evaluate feature flags and register (and later change or delete,
+//! with the device's secret) its own device.
 
 use std::fmt;
 
@@ -16,10 +19,20 @@ pub enum Role {
     Read,
     /// Read the log and verify its integrity.
     Audit,
+    /// Code on end users' devices: evaluate flags, register its own device.
+    Client,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Write, Role::Read, Role::Audit];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Write,
+        Role::Read,
+        Role::Audit,
+        Role::Client,
+    ];
+    /// The roles of code the app's operator runs (the first key has them all).
+    pub const SERVER: [Role; 4] = [Role::Admin, Role::Write, Role::Read, Role::Audit];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -27,6 +40,7 @@ impl Role {
             Role::Write => "write",
             Role::Read => "read",
             Role::Audit => "audit",
+            Role::Client => "client",
         }
     }
 

@@ -54,6 +54,12 @@ pub fn new_root_token() -> String {
     format!("hr_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
 }
 
+/// A new device secret (handed to a client key that registers a device):
+/// `hd_` and 256 random bits, base64url.
+pub fn new_device_secret() -> String {
+    format!("hd_{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(input: &[u8]) -> String {
     hex::encode(Sha256::digest(input))

@@ -7,6 +7,7 @@ mod audit_filters;
 mod audit_integrity;
 mod audit_log;
 mod change_queues;
+mod client_keys;
 mod connections;
 mod consistency;
 mod device_properties;

@@ -168,7 +168,7 @@ async fn schemas_state_lengths_ranges_and_enums() {
             "UserStatus",
             json!(["active", "pending", "suspended", "webhook_error"]),
         ),
-        ("Role", json!(["admin", "write", "read", "audit"])),
+        ("Role", json!(["admin", "write", "read", "audit", "client"])),
         ("HttpMethod", json!(["POST", "PUT", "PATCH"])),
     ] {
         assert_eq!(schemas[name]["enum"], values, "{name}");

@@ -48,6 +48,8 @@ async fn catch_up(backend: Backend) {
                 external_id: external_id.clone(),
                 registration,
                 random_bucket: 7,
+                by: domain::device::By::Server,
+                new_secret: None,
             },
         )
         .await

@@ -188,3 +188,20 @@ async fn own_limit(backend: Backend) {
         .await;
     assert_eq!(unknown.status, 404);
 }
+
+on_both!(a_client_key_is_limited_like_any_key, client_key_limited);
+async fn client_key_limited(backend: Backend) {
+    let Some((app, _clock)) = limited(backend, 3).await else {
+        return;
+    };
+    let admin = app.create_app("shipped").await;
+    let client = app.key_with_roles(&admin.token, &["client"]).await;
+    let statuses: Vec<u16> = {
+        let mut all = Vec::new();
+        for _ in 0..4 {
+            all.push(app.get("/v1/feature-flags/evaluate", &client).await.status);
+        }
+        all
+    };
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}

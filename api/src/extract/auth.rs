@@ -1,6 +1,7 @@
 //! Who is calling. `Key<R>` admits an app's API key that has role `R`;
-//! `Root` admits the root token. A missing, unknown or revoked token is 401;
-//! a valid one without the role is 403.
+//! `KeyOrClient<R>` also a client key (the few routes code on end users'
+//! devices may call); `Root` admits the root token. A missing, unknown or
+//! revoked token is 401; a valid one without the role is 403.
 
 use std::marker::PhantomData;
 
@@ -80,34 +81,74 @@ async fn principal(parts: &Parts, state: &AppState) -> Result<Principal, ApiErro
         .ok_or_else(|| ApiError::Unauthorized("the API key is unknown or revoked".into()))
 }
 
+/// An app's API key holding role `R`, or a client key (role `client`).
+pub struct KeyOrClient<R> {
+    pub app_id: AppId,
+    pub key_id: ApiKeyId,
+    pub ctx: RequestContext,
+    /// The caller holds a client key (else a key with role `R`).
+    pub client: bool,
+    _role: PhantomData<R>,
+}
+
+/// The app key a request carries, if it holds `role` (or, with
+/// `or_client`, the client role: then `.3` is true).
+async fn app_key(
+    parts: &Parts,
+    state: &AppState,
+    role: Role,
+    or_client: bool,
+) -> Result<(AppId, ApiKeyId, RequestContext, bool), ApiError> {
+    match principal(parts, state).await? {
+        Principal::Root => Err(ApiError::Forbidden(
+            "the root token manages apps only; use one of the app's API keys".into(),
+        )),
+        Principal::Key {
+            app_id,
+            key_id,
+            roles,
+        } => {
+            let client = !roles.contains(&role) && or_client && roles.contains(&Role::Client);
+            if !roles.contains(&role) && !client {
+                return Err(ApiError::Forbidden(if roles.contains(&Role::Client) {
+                    "a client key may only evaluate feature flags and register its own device"
+                        .into()
+                } else {
+                    format!("this API key lacks the '{role}' role")
+                }));
+            }
+            let ctx = from_parts(parts, format!("key:{key_id}"))?;
+            Ok((app_id, key_id, ctx, client))
+        }
+    }
+}
+
 impl<R: RequiredRole> FromRequestParts<AppState> for Key<R> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        match principal(parts, state).await? {
-            Principal::Root => Err(ApiError::Forbidden(
-                "the root token manages apps only; use one of the app's API keys".into(),
-            )),
-            Principal::Key {
-                app_id,
-                key_id,
-                roles,
-            } => {
-                if !roles.contains(&R::ROLE) {
-                    return Err(ApiError::Forbidden(format!(
-                        "this API key lacks the '{}' role",
-                        R::ROLE
-                    )));
-                }
-                let ctx = from_parts(parts, format!("key:{key_id}"))?;
-                Ok(Key {
-                    app_id,
-                    key_id,
-                    ctx,
-                    _role: PhantomData,
-                })
-            }
-        }
+        let (app_id, key_id, ctx, _) = app_key(parts, state, R::ROLE, false).await?;
+        Ok(Key {
+            app_id,
+            key_id,
+            ctx,
+            _role: PhantomData,
+        })
+    }
+}
+
+impl<R: RequiredRole> FromRequestParts<AppState> for KeyOrClient<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (app_id, key_id, ctx, client) = app_key(parts, state, R::ROLE, true).await?;
+        Ok(KeyOrClient {
+            app_id,
+            key_id,
+            ctx,
+            client,
+            _role: PhantomData,
+        })
     }
 }
 

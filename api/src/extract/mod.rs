@@ -6,7 +6,7 @@ mod context;
 pub(crate) mod json;
 mod query;
 
-pub use auth::{Admin, Audit, Key, Read, Root, Write};
+pub use auth::{Admin, Audit, Key, KeyOrClient, Read, Root, Write};
 pub use context::{prefers_minimal, request_context};
 pub use json::{AppJson, BodyTimeout};
 pub use query::AppQuery;

@@ -28,7 +28,7 @@ pub struct CreateApiKey {
     /// 1 to 200 characters once trimmed, no control characters.
     #[schema(min_length = 1, max_length = 200)]
     name: String,
-    /// At least one.
+    /// At least one; `client` only alone (see docs/client-keys.md).
     #[schema(value_type = Vec<RoleSchema>, min_items = 1)]
     roles: Vec<String>,
 }
@@ -96,12 +96,18 @@ fn parse_roles(raw: &[String]) -> Result<Vec<Role>, ApiError> {
             Some(role) => roles.push(role),
             None => errors.push(FieldError::new(
                 format!("roles[{i}]"),
-                format!("'{r}' is not a role; use admin, write, read or audit"),
+                format!("'{r}' is not a role; use admin, write, read, audit or client"),
             )),
         }
     }
     if raw.is_empty() {
         errors.push(FieldError::new("roles", "must name at least one role"));
+    }
+    if roles.contains(&Role::Client) && roles.iter().any(|r| *r != Role::Client) {
+        errors.push(FieldError::new(
+            "roles",
+            "'client' stands alone: a key shipped inside an app must hold no other role",
+        ));
     }
     if errors.is_empty() {
         Ok(roles)

@@ -17,10 +17,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::present;
+use super::devices::{access, present};
 use super::schema;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{Admin, AppJson, AppQuery, Key, Read};
+use crate::extract::{Admin, AppJson, AppQuery, Key, KeyOrClient, Read};
 use crate::state::AppState;
 use infra::runtime::names;
 
@@ -318,11 +318,12 @@ fn external_id(query: &EvaluateQuery) -> ApiResult<Option<String>> {
     params(EvaluateQuery,
         ("X-App-Device-Id" = Option<String>, Header, description = "The device's id, for a device not registered yet (its random_bucket is derived from it)"),
         ("X-App-Version" = Option<String>, Header, description = "The app's version: the `app_version` property"),
-        ("X-App-Platform" = Option<String>, Header, description = "android, ios, web (or 1, 2, 3)")),
+        ("X-App-Platform" = Option<String>, Header, description = "android, ios, web (or 1, 2, 3)"),
+        ("Herald-Device-Secret" = Option<String>, Header, description = "With a client key and the `external_id` of a registered device: that device's secret")),
     responses((status = 200, body = EvaluationList)))]
 async fn evaluate_all(
     State(state): State<AppState>,
-    key: Key<Read>,
+    key: KeyOrClient<Read>,
     headers: HeaderMap,
     AppQuery(query): AppQuery<EvaluateQuery>,
 ) -> ApiResult<Json<EvaluationList>> {
@@ -337,11 +338,12 @@ async fn evaluate_all(
     params(("name" = String, Path), EvaluateQuery,
         ("X-App-Device-Id" = Option<String>, Header, description = "The device's id, for a device not registered yet"),
         ("X-App-Version" = Option<String>, Header, description = "The app's version: the `app_version` property"),
-        ("X-App-Platform" = Option<String>, Header, description = "android, ios, web (or 1, 2, 3)")),
+        ("X-App-Platform" = Option<String>, Header, description = "android, ios, web (or 1, 2, 3)"),
+        ("Herald-Device-Secret" = Option<String>, Header, description = "With a client key and the `external_id` of a registered device: that device's secret")),
     responses((status = 200, body = EvaluationBody)))]
 async fn evaluate_one(
     State(state): State<AppState>,
-    key: Key<Read>,
+    key: KeyOrClient<Read>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     AppQuery(query): AppQuery<EvaluateQuery>,
@@ -359,16 +361,17 @@ async fn evaluate_one(
 /// The flags (or the one `only`) for the device the request describes.
 async fn evaluated(
     state: &AppState,
-    key: &Key<Read>,
+    key: &KeyOrClient<Read>,
     headers: &HeaderMap,
     query: &EvaluateQuery,
     only: Option<&str>,
 ) -> ApiResult<Vec<Evaluation>> {
+    let access = access(key, headers)?;
     let claimed = claimed(headers)?;
     let external_id = external_id(query)?;
     Ok(state
         .services
         .flags
-        .evaluate(key.app_id, external_id.as_deref(), &claimed, only)
+        .evaluate(key.app_id, external_id.as_deref(), &claimed, only, &access)
         .await?)
 }

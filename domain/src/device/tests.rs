@@ -43,6 +43,31 @@ fn register(t: &str) -> DeviceCommand {
         external_id: id(),
         registration: registration(t),
         random_bucket: 42,
+        by: By::Server,
+        new_secret: None,
+    }
+}
+
+fn by_client(presented: Option<&str>) -> By {
+    By::Client {
+        presented: presented.map(str::to_owned),
+    }
+}
+
+fn client_register(t: &str, presented: Option<&str>) -> DeviceCommand {
+    DeviceCommand::Register {
+        external_id: id(),
+        registration: registration(t),
+        random_bucket: 42,
+        by: by_client(presented),
+        new_secret: Some("new".into()),
+    }
+}
+
+fn issued(secret: &str) -> DeviceEvent {
+    DeviceEvent::SecretIssued {
+        external_id: id(),
+        secret_sha256: secret.into(),
     }
 }
 
@@ -95,6 +120,8 @@ fn linking_moves_a_device_between_users() {
         external_id: id(),
         registration: r,
         random_bucket: 1,
+        by: By::Server,
+        new_secret: None,
     })
     .then([
         DeviceEvent::UserUnlinked {
@@ -226,4 +253,100 @@ fn events_round_trip_through_the_log_form() {
         json!({"external_id": "dev-1", "send_platform": "apns", "has_permission": false})
     );
     assert_eq!(DeviceEvent::decode(&event_type, 1, &data), Ok(event));
+}
+
+#[test]
+fn a_client_key_registering_a_new_device_is_issued_its_secret() {
+    given::<Device>([])
+        .when(client_register("t1", None))
+        .then([registered("t1"), issued("new")]);
+}
+
+#[test]
+fn a_client_key_changes_its_own_device_only_with_the_secret() {
+    let history = [registered("t1"), issued("s1")];
+    for presented in [None, Some("wrong")] {
+        let refused = given::<Device>(history.clone())
+            .when(client_register("t2", presented))
+            .then_refused();
+        assert!(matches!(refused, DomainError::Forbidden(_)), "{refused:?}");
+    }
+    given::<Device>(history.clone())
+        .when(client_register("t2", Some("s1")))
+        .then([DeviceEvent::Updated {
+            external_id: id(),
+            push_token: Some(token("t2")),
+            send_platform: None,
+            device_platform: None,
+            has_permission: None,
+        }]);
+    given::<Device>(history)
+        .when(DeviceCommand::Delete {
+            external_id: id(),
+            by: by_client(Some("s1")),
+        })
+        .then([DeviceEvent::Deleted { external_id: id() }]);
+}
+
+#[test]
+fn a_client_key_cannot_touch_a_device_the_server_registered() {
+    for command in [
+        client_register("t2", Some("anything")),
+        DeviceCommand::Delete {
+            external_id: id(),
+            by: by_client(Some("anything")),
+        },
+    ] {
+        let refused = given::<Device>([registered("t1")])
+            .when(command)
+            .then_refused();
+        assert!(matches!(refused, DomainError::Forbidden(_)), "{refused:?}");
+    }
+}
+
+#[test]
+fn a_client_key_cannot_link_a_user() {
+    let mut r = registration("t1");
+    r.user = UserLink::Link(user("someone-else"));
+    let refused = given::<Device>([])
+        .when(DeviceCommand::Register {
+            external_id: id(),
+            registration: r,
+            random_bucket: 1,
+            by: by_client(None),
+            new_secret: Some("new".into()),
+        })
+        .then_refused();
+    assert!(matches!(refused, DomainError::Forbidden(_)), "{refused:?}");
+}
+
+#[test]
+fn the_server_keeps_full_control_of_a_client_registered_device() {
+    given::<Device>([registered("t1"), issued("s1")])
+        .when(register("t2"))
+        .then([DeviceEvent::Updated {
+            external_id: id(),
+            push_token: Some(token("t2")),
+            send_platform: None,
+            device_platform: None,
+            has_permission: None,
+        }]);
+}
+
+#[test]
+fn a_deleted_device_forgets_its_secret() {
+    given::<Device>([
+        registered("t1"),
+        issued("s1"),
+        DeviceEvent::Deleted { external_id: id() },
+    ])
+    .when(client_register("t1", None))
+    .then([registered("t1"), issued("new")]);
+}
+
+#[test]
+fn the_secret_event_is_outside_the_device_family() {
+    let (event_type, _) = issued("s").encode();
+    assert_eq!(event_type, SECRET_ISSUED);
+    assert!(!crate::change_queue::is_integration(&event_type));
 }

@@ -1,7 +1,7 @@
 //! Devices: register, change properties, delete, read, search.
 
 use domain::conditions::Condition;
-use domain::device::{self, Device, DeviceCommand, DeviceEvent, Registration};
+use domain::device::{self, By, Device, DeviceCommand, DeviceEvent, Registration};
 use domain::ids::{AppId, ExternalId, UserId};
 use domain::platform::SendPlatform;
 use domain::properties::PropertyPatch;
@@ -13,7 +13,7 @@ use crate::reactors::push::webpush::Subscription;
 use crate::reactors::webhooks::address::AddressPolicy;
 use crate::runtime::commands::CommandBus;
 use crate::runtime::commands::{CommandError, Executed};
-use crate::secrets::random_in_1_to;
+use crate::secrets::{Secret, new_device_secret, random_in_1_to, sha256_hex};
 use crate::store::EventStore;
 use projections::db::Db;
 use std::sync::Arc;
@@ -24,8 +24,34 @@ pub struct DeviceOutcome {
     pub device: Option<DeviceRecord>,
     /// The device did not exist before (it was registered afresh).
     pub created: bool,
+    /// A device secret was issued (a client key registered the device).
+    pub issued: bool,
     /// The position of the device stream's last event.
     pub position: Option<i64>,
+    /// The device's secret, when a client key just registered it (shown
+    /// once, in the answer to that registration).
+    pub secret: Option<Secret<String>>,
+}
+
+/// Who asks for a device change.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// The app's server: a write key.
+    Server,
+    /// Code on an end user's device: a client key, with the
+    /// `Herald-Device-Secret` it sent, if any.
+    Client { secret: Option<Secret<String>> },
+}
+
+impl Access {
+    pub(crate) fn by(&self) -> By {
+        match self {
+            Access::Server => By::Server,
+            Access::Client { secret } => By::Client {
+                presented: secret.as_ref().map(|s| sha256_hex(s.expose().as_bytes())),
+            },
+        }
+    }
 }
 
 /// Registers devices, changes their properties, reads and searches them.
@@ -64,14 +90,23 @@ impl Devices {
         app_id: AppId,
         external_id: ExternalId,
         registration: Registration,
+        access: &Access,
     ) -> Result<DeviceOutcome, CommandError> {
         self.check_push_token(&registration).await?;
+        // Drawn for every client registration; kept only if the device is new.
+        let secret = matches!(access, Access::Client { .. }).then(new_device_secret);
         let command = DeviceCommand::Register {
             external_id: external_id.clone(),
             registration,
             random_bucket: random_in_1_to(device::RANDOM_BUCKETS),
+            by: access.by(),
+            new_secret: secret.as_ref().map(|s| sha256_hex(s.as_bytes())),
         };
-        self.run(ctx, app_id, &external_id, command).await
+        let mut outcome = self.run(ctx, app_id, &external_id, command).await?;
+        if outcome.issued {
+            outcome.secret = secret.map(Secret::new);
+        }
+        Ok(outcome)
     }
 
     /// A Web Push token is a subscription whose endpoint anyone registering a
@@ -110,9 +145,11 @@ impl Devices {
         ctx: &RequestContext,
         app_id: AppId,
         external_id: ExternalId,
+        access: &Access,
     ) -> Result<DeviceOutcome, CommandError> {
         let command = DeviceCommand::Delete {
             external_id: external_id.clone(),
+            by: access.by(),
         };
         self.run(ctx, app_id, &external_id, command).await
     }
@@ -155,10 +192,16 @@ impl Devices {
             .events
             .iter()
             .any(|e| matches!(e, DeviceEvent::Registered { .. }));
+        let issued = done
+            .events
+            .iter()
+            .any(|e| matches!(e, DeviceEvent::SecretIssued { .. }));
         Ok(DeviceOutcome {
             device: view_after(&done)?,
             created,
             position,
+            issued,
+            secret: None,
         })
     }
 

@@ -16,10 +16,12 @@ use projections::db::Db;
 use projections::flags::{self as read, FlagRecord};
 use serde_json::{Map, Value};
 
+use super::devices::Access;
 use super::{Reads, RequestContext};
 use crate::runtime::commands::{CommandBus, CommandError};
 use crate::runtime::names;
 use crate::store::StoreError;
+use domain::device::By;
 
 /// How old a node's copy of an app's flags may get.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -204,6 +206,7 @@ impl FeatureFlags {
         external_id: Option<&str>,
         claimed: &Claimed,
         only: Option<&str>,
+        access: &Access,
     ) -> Result<Vec<Evaluation>, CommandError> {
         let flags = self.compiled(app_id).await?;
         let device = match external_id {
@@ -212,6 +215,11 @@ impl FeatureFlags {
                 .map_err(StoreError::from)?,
             None => None,
         };
+        // A client key evaluates for a registered device only if it is its
+        // own (its flags follow from the device's properties).
+        if let (Some(d), By::Client { presented }) = (&device, access.by()) {
+            domain::device::client_may(d.secret_sha256.as_deref(), presented.as_deref())?;
+        }
         let mut properties: Properties = device
             .as_ref()
             .map(|d| d.properties.clone())

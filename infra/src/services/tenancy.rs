@@ -87,7 +87,7 @@ impl Tenancy {
     ) -> Result<CreatedApp, CommandError> {
         let app_id = AppId::generate();
         let key_name = Name::parse("name", "default")?;
-        let (first_key, token) = new_key(key_name, Role::ALL.to_vec());
+        let (first_key, token) = new_key(key_name, Role::SERVER.to_vec());
         let command = AppCommand::Create {
             app_id,
             name: name.clone(),

@@ -41,6 +41,7 @@ pub fn apply(device: &mut Option<DeviceRecord>, event: &DeviceEvent, at: At) {
                 created_at: at.recorded_at,
                 updated_at: at.recorded_at,
                 version: at.stream_version,
+                secret_sha256: None,
             });
             return;
         }
@@ -85,6 +86,9 @@ pub fn apply(device: &mut Option<DeviceRecord>, event: &DeviceEvent, at: At) {
                 .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         DeviceEvent::PushTokenInvalidated { .. } => d.token_valid = false,
+        DeviceEvent::SecretIssued { secret_sha256, .. } => {
+            d.secret_sha256 = Some(secret_sha256.clone());
+        }
         DeviceEvent::Forgotten { .. } => {
             d.push_token = domain::personal::PLACEHOLDER.to_owned();
             d.token_valid = false;

@@ -44,7 +44,9 @@ impl Projection for DevicesProjection {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        event_type.starts_with("device.") || event_type == domain::personal::FORGOTTEN
+        event_type.starts_with("device.")
+            || event_type == domain::personal::FORGOTTEN
+            || event_type == domain::device::SECRET_ISSUED
     }
 
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
@@ -118,6 +120,7 @@ fn external_id(event: &DeviceEvent) -> &str {
         | DeviceEvent::UserUnlinked { external_id, .. }
         | DeviceEvent::PropertiesChanged { external_id, .. }
         | DeviceEvent::PushTokenInvalidated { external_id, .. }
+        | DeviceEvent::SecretIssued { external_id, .. }
         | DeviceEvent::Deleted { external_id }
         | DeviceEvent::Forgotten { external_id } => external_id.as_str(),
     }

@@ -24,11 +24,15 @@ pub struct DeviceRecord {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// SHA-256 (hex) of the device secret handed to the client key that
+    /// registered it; never shown.
+    #[serde(skip)]
+    pub secret_sha256: Option<String>,
 }
 
 /// The columns `from_row` reads, for `SELECT` lists.
 pub(crate) const COLUMNS: &str = "device_key, external_id, push_token, send_platform, device_platform, \
-     user_id, has_permission, token_valid, properties, random_bucket, created_at, updated_at, version";
+     user_id, has_permission, token_valid, properties, random_bucket, created_at, updated_at, version, secret_sha256";
 
 pub(crate) fn from_row<R>(row: &R) -> Result<DeviceRecord, sqlx::Error>
 where
@@ -37,6 +41,7 @@ where
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let properties: String = row.try_get("properties")?;
     Ok(DeviceRecord {
@@ -54,5 +59,6 @@ where
         created_at: from_micros(row.try_get("created_at")?),
         updated_at: from_micros(row.try_get("updated_at")?),
         version: row.try_get("version")?,
+        secret_sha256: row.try_get("secret_sha256")?,
     })
 }

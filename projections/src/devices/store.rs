@@ -78,7 +78,7 @@ pub(crate) async fn upsert(tx: &mut Tx, rows: &[(Uuid, &DeviceRecord)]) -> Resul
             let mut query = QueryBuilder::new(
                 "INSERT INTO devices (device_key, app_id, external_id, push_token, send_platform, \
                  device_platform, user_id, has_permission, token_valid, random_bucket, properties, \
-                 created_at, updated_at, version) ",
+                 created_at, updated_at, version, secret_sha256) ",
             );
             query.push_values(chunk, |mut b, (app, d)| {
                 b.push_bind(d.device_key)
@@ -94,14 +94,16 @@ pub(crate) async fn upsert(tx: &mut Tx, rows: &[(Uuid, &DeviceRecord)]) -> Resul
                     .push_bind(serde_json::to_string(&d.properties).unwrap_or_else(|_| "{}".into()))
                     .push_bind(micros(d.created_at))
                     .push_bind(micros(d.updated_at))
-                    .push_bind(d.version);
+                    .push_bind(d.version)
+                    .push_bind(d.secret_sha256.as_deref());
             });
             query.push(
                 " ON CONFLICT (device_key) DO UPDATE SET push_token = excluded.push_token, \
                  send_platform = excluded.send_platform, device_platform = excluded.device_platform, \
                  user_id = excluded.user_id, has_permission = excluded.has_permission, \
                  token_valid = excluded.token_valid, properties = excluded.properties, \
-                 updated_at = excluded.updated_at, version = excluded.version",
+                 updated_at = excluded.updated_at, version = excluded.version, \
+                 secret_sha256 = excluded.secret_sha256",
             );
             query.build().execute(&mut *c).await?;
         });

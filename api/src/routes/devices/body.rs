@@ -38,6 +38,12 @@ pub struct DeviceBody {
     /// The device stream's version.
     #[schema(minimum = 1)]
     version: i64,
+    /// Only in the answer to a client key's registration of a new device,
+    /// and only there: the secret to send as `Herald-Device-Secret` to
+    /// change or delete this device with the client key later. Herald keeps
+    /// only its hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_secret: Option<String>,
 }
 
 impl From<DeviceRecord> for DeviceBody {
@@ -55,6 +61,7 @@ impl From<DeviceRecord> for DeviceBody {
             created_at: d.created_at,
             updated_at: d.updated_at,
             version: d.version,
+            device_secret: None,
         }
     }
 }
@@ -81,9 +88,7 @@ pub fn device_response(
     let device = outcome
         .device
         .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
-    Ok((
-        status,
-        position_header(outcome.position),
-        Json(device.into()),
-    ))
+    let mut body = DeviceBody::from(device);
+    body.device_secret = outcome.secret.map(|s| s.expose().clone());
+    Ok((status, position_header(outcome.position), Json(body)))
 }

@@ -20,9 +20,11 @@ pub use self::body::{DeviceBody, device_response, position_header};
 use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
 use super::schema::{self, ClientId};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{AppJson, AppQuery, Audit, Key, Read, Write};
+use crate::extract::{AppJson, AppQuery, Audit, Key, KeyOrClient, Read, Write};
 use crate::state::AppState;
 use infra::runtime::names;
+use infra::secrets::Secret;
+use infra::services::devices::Access;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +70,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patch_properties))
         .routes(routes!(device_events))
         .routes(routes!(search::search_devices))
+}
+
+/// The header a client key proves a device is its own with.
+pub const DEVICE_SECRET: &str = "herald-device-secret";
+
+/// Who asks: a write key is the app's server; a client key proves the
+/// device is its own with `Herald-Device-Secret`.
+pub(crate) fn access<R>(key: &KeyOrClient<R>, headers: &HeaderMap) -> ApiResult<Access> {
+    if !key.client {
+        return Ok(Access::Server);
+    }
+    let secret = match headers.get(DEVICE_SECRET) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) if !s.trim().is_empty() && s.len() <= 255 => {
+                Some(Secret::new(s.trim().to_owned()))
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "herald-device-secret",
+                    "must be the device secret this device was registered with",
+                ));
+            }
+        },
+    };
+    Ok(Access::Client { secret })
 }
 
 pub(crate) fn external_id(raw: String) -> Result<ExternalId, ApiError> {
@@ -158,8 +186,12 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
 }
 
 /// Registers a device, or updates what changed. 201 when new, 200 otherwise.
+/// A client key may call this too: a new device's answer then carries its
+/// `device_secret` (once), and only a request sending it back as
+/// `Herald-Device-Secret` may change the device with a client key later.
 #[utoipa::path(put, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"),
+        ("Herald-Device-Secret" = Option<String>, Header, description = "With a client key: the secret handed out when the key registered this device")),
     request_body = PutDevice,
     responses(
         (status = 200, body = DeviceBody, headers(("herald-position" = i64, description = "Log position of the device's last event"))),
@@ -167,16 +199,18 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
     ))]
 async fn put_device(
     State(state): State<AppState>,
-    key: Key<Write>,
+    key: KeyOrClient<Write>,
+    headers: HeaderMap,
     Path(raw_id): Path<String>,
     AppJson(body): AppJson<PutDevice>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+    let access = access(&key, &headers)?;
     let external_id = external_id(raw_id)?;
     let registration = registration(body)?;
     let outcome = state
         .services
         .devices
-        .register(&key.ctx, key.app_id, external_id, registration)
+        .register(&key.ctx, key.app_id, external_id, registration, &access)
         .await?;
     device_response(outcome)
 }
@@ -210,23 +244,27 @@ async fn get_device(
     Ok(Json(device.into()))
 }
 
-/// Deletes a device: it leaves reads and searches; a later PUT registers it afresh.
+/// Deletes a device: it leaves reads and searches; a later PUT registers it
+/// afresh. A client key may delete a device it registered, with its secret.
 #[utoipa::path(delete, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
-    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
+    params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"),
+        ("Herald-Device-Secret" = Option<String>, Header, description = "With a client key: the secret handed out when the key registered this device")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
     ))]
 async fn delete_device(
     State(state): State<AppState>,
-    key: Key<Write>,
+    key: KeyOrClient<Write>,
+    headers: HeaderMap,
     Path(raw_id): Path<String>,
 ) -> ApiResult<(StatusCode, HeaderMap)> {
+    let access = access(&key, &headers)?;
     let external_id = external_id(raw_id)?;
     let outcome = state
         .services
         .devices
-        .delete(&key.ctx, key.app_id, external_id)
+        .delete(&key.ctx, key.app_id, external_id, &access)
         .await?;
     Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
 }

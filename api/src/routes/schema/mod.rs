@@ -58,6 +58,8 @@ pub enum Role {
     Write,
     Read,
     Audit,
+    /// Alone on its key: evaluate flags, register the caller's own device.
+    Client,
 }
 
 /// A user's status (`domain::user::UserStatus`).
