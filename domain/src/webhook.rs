@@ -7,6 +7,7 @@
 //! changes the endpoint itself (disabled after a 410, say) comes back as a
 //! command, so it is an event like any other.
 
+pub mod endpoint_url;
 pub mod settings;
 pub mod template;
 
@@ -166,6 +167,7 @@ impl Aggregate for Endpoint {
                 if self.live || self.settings.is_some() {
                     return Err(DomainError::StateConflict("the webhook id is taken".into()));
                 }
+                settings.check()?;
                 Ok(vec![WebhookEvent::Created {
                     webhook_id,
                     settings,
@@ -177,6 +179,7 @@ impl Aggregate for Endpoint {
                 let current = self.settings()?;
                 let auth = apply(self.auth.clone(), patch.auth.clone());
                 let settings = patch.applied_to(current);
+                settings.check()?;
                 let mut changed: Vec<String> = current
                     .differences(&settings)
                     .into_iter()

@@ -169,7 +169,10 @@ async fn schemas_state_lengths_ranges_and_enums() {
             json!(["active", "pending", "suspended", "webhook_error"]),
         ),
         ("Role", json!(["admin", "write", "read", "audit", "client"])),
-        ("HttpMethod", json!(["POST", "PUT", "PATCH"])),
+        (
+            "HttpMethod",
+            json!(["POST", "PUT", "PATCH", "GET", "HEAD", "DELETE"]),
+        ),
     ] {
         assert_eq!(schemas[name]["enum"], values, "{name}");
     }

@@ -38,6 +38,8 @@ pub enum Reply {
 pub struct Received {
     pub method: Method,
     pub path: String,
+    /// The query string, without `?`.
+    pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     pub at: Instant,
@@ -135,6 +137,7 @@ async fn handle(
         received.push(Received {
             method,
             path: uri.path().to_owned(),
+            query: uri.query().map(str::to_owned),
             headers,
             body: body.to_vec(),
             at: Instant::now(),

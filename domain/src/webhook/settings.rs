@@ -10,7 +10,7 @@ use super::template::Template;
 use crate::change_queue::EventTypes;
 use crate::error::{DomainError, FieldError};
 
-pub const MAX_URL_BYTES: usize = 2048;
+pub use super::endpoint_url::MAX_URL_BYTES;
 pub const MAX_DESCRIPTION_CHARS: usize = 500;
 pub const MAX_HEADERS: usize = 20;
 pub const MAX_HEADER_VALUE_BYTES: usize = 1024;
@@ -38,40 +38,7 @@ pub const EVENT_ALIASES: [(&str, &str); 3] = [
     ("update_user_status", "user.status_updated"),
 ];
 
-/// An absolute `http` or `https` URL with a host and no credentials in it
-/// (those go in `auth`, which is kept out of the log).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct EndpointUrl(String);
-
-impl EndpointUrl {
-    pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        let invalid = |m: &str| Err(DomainError::invalid("url", m));
-        if raw.len() > MAX_URL_BYTES {
-            return invalid("must be at most 2048 bytes");
-        }
-        let Ok(url) = url::Url::parse(raw) else {
-            return invalid("must be an absolute http(s) URL");
-        };
-        if !matches!(url.scheme(), "http" | "https") {
-            return invalid("must use http or https");
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return invalid("must name a host");
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            return invalid("must not carry credentials; use auth instead");
-        }
-        if url.fragment().is_some() {
-            return invalid("must not have a fragment");
-        }
-        Ok(Self(url.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+pub use super::endpoint_url::EndpointUrl;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -80,19 +47,32 @@ pub enum HttpMethod {
     Post,
     Put,
     Patch,
+    /// No body: what the receiver needs goes in the URL's placeholders.
+    Get,
+    Head,
+    Delete,
 }
 
 impl HttpMethod {
+    pub const ALL: [HttpMethod; 6] = [
+        Self::Post,
+        Self::Put,
+        Self::Patch,
+        Self::Get,
+        Self::Head,
+        Self::Delete,
+    ];
+
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
-        match raw {
-            "POST" => Ok(Self::Post),
-            "PUT" => Ok(Self::Put),
-            "PATCH" => Ok(Self::Patch),
-            _ => Err(DomainError::invalid(
-                "method",
-                "must be one of POST, PUT, PATCH",
-            )),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == raw)
+            .ok_or_else(|| {
+                DomainError::invalid(
+                    "method",
+                    "must be one of POST, PUT, PATCH, GET, HEAD, DELETE",
+                )
+            })
     }
 
     pub fn as_str(self) -> &'static str {
@@ -100,7 +80,16 @@ impl HttpMethod {
             Self::Post => "POST",
             Self::Put => "PUT",
             Self::Patch => "PATCH",
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Delete => "DELETE",
         }
+    }
+
+    /// Whether a message goes in the request's body (else the body is
+    /// empty, and so is what the signature covers).
+    pub fn has_body(self) -> bool {
+        matches!(self, Self::Post | Self::Put | Self::Patch)
     }
 }
 
@@ -238,6 +227,22 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The rules between fields: a method without a body has no use for a
+    /// payload template.
+    pub fn check(&self) -> Result<(), DomainError> {
+        if !self.method.has_body() && self.payload_template.is_some() {
+            return Err(DomainError::invalid(
+                "payload_template",
+                format!(
+                    "a {} endpoint is sent no body; put what the receiver needs in the URL's \
+                     placeholders, or clear the template",
+                    self.method.as_str()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The field names whose values differ between `self` and `other`.
     pub fn differences(&self, other: &Settings) -> Vec<&'static str> {
         let mut changed = Vec::new();

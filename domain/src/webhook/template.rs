@@ -46,14 +46,14 @@ pub const PLACEHOLDERS: [&str; 18] = [
 pub struct Template(Value);
 
 /// A piece of a template string.
-enum Piece<'a> {
+pub(super) enum Piece<'a> {
     Text(&'a str),
     Placeholder(&'a str),
 }
 
 /// Splits a string into text and `{{name}}` placeholders (names trimmed).
 /// An opening `{{` without a closing `}}` is text.
-fn pieces(s: &str) -> Vec<Piece<'_>> {
+pub(super) fn pieces(s: &str) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut rest = s;
     while let Some(open) = rest.find("{{") {

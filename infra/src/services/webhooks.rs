@@ -365,7 +365,7 @@ impl Webhooks {
 
     /// Queues a `webhook.test` message for the endpoint; returns its id.
     pub async fn send_test(&self, app_id: AppId, id: WebhookId) -> Result<Uuid, CommandError> {
-        self.record(app_id, id).await?;
+        let settings = self.record(app_id, id).await?.settings;
         let message_id = Uuid::now_v7();
         let now = self.clock.now();
         let body = json!({
@@ -373,6 +373,19 @@ impl Webhooks {
             "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "data": {"webhook_id": id.to_string()},
         });
+        // No event, so no subject: only the webhook's own id fills the URL.
+        let url = settings.url.has_placeholders().then(|| {
+            settings.url.render(&|name| match name {
+                "webhook.id" => json!(id.to_string()),
+                "event.type" => json!("webhook.test"),
+                _ => serde_json::Value::Null,
+            })
+        });
+        let body = if settings.method.has_body() {
+            body.to_string()
+        } else {
+            String::new()
+        };
         let message = NewMessage {
             endpoint_id: id.0,
             message_id,
@@ -381,7 +394,8 @@ impl Webhooks {
             event_type: "webhook.test".into(),
             user_id: None,
             from_webhooks: false,
-            body: body.to_string(),
+            body,
+            url,
             created_at: now.timestamp_micros(),
         };
         let mut tx = self.db.begin().await?;

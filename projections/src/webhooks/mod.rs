@@ -22,7 +22,7 @@ use domain::change_queue::{EventTypes, is_integration};
 use domain::event::DomainEvent;
 use domain::personal;
 use domain::webhook::WebhookEvent;
-use domain::webhook::settings::Settings;
+use domain::webhook::settings::{EndpointUrl, Settings};
 use domain::webhook::template::Template;
 use serde_json::json;
 use uuid::Uuid;
@@ -53,6 +53,17 @@ struct Target {
     enabled: bool,
     types: EventTypes,
     template: Option<Template>,
+    /// The URL, when it holds placeholders (each message renders its own).
+    url: Option<EndpointUrl>,
+    /// GET, HEAD and DELETE send no body.
+    has_body: bool,
+}
+
+impl Target {
+    /// Whether a message needs the subject's context folded.
+    fn needs_context(&self) -> bool {
+        (self.has_body && self.template.is_some()) || self.url.is_some()
+    }
 }
 
 /// One message ready to insert.
@@ -66,6 +77,8 @@ pub struct NewMessage {
     pub user_id: Option<String>,
     pub from_webhooks: bool,
     pub body: String,
+    /// The message's own URL, when the endpoint's holds placeholders.
+    pub url: Option<String>,
     /// Microseconds since the epoch.
     pub created_at: i64,
 }
@@ -124,39 +137,41 @@ impl Projection for WebhooksProjection {
             if wanted.is_empty() {
                 continue;
             }
-            let context = if wanted.iter().any(|t| t.template.is_some()) {
+            let context = if wanted.iter().any(|t| t.needs_context()) {
                 Some(context::load(tx, self.unseal.as_ref(), event).await?)
             } else {
                 None
             };
             for target in wanted {
-                let body = render(target, event, context.as_ref());
-                messages.push(message_for(target.id, event, body.to_string()));
+                let (body, url) = render(target, event, context.as_ref());
+                messages.push(message_for(target.id, event, body, url));
             }
         }
         insert_messages(tx, &messages).await
     }
 }
 
-/// The body `target` gets for `event`.
+/// The body `target` gets for `event` (empty for a method without one),
+/// and its own URL if the endpoint's has placeholders.
 fn render(
     target: &Target,
     event: &RecordedEvent,
     context: Option<&context::Context>,
-) -> serde_json::Value {
-    match (&target.template, context) {
-        (Some(template), Some(ctx)) => {
-            let webhook_id = target.id.to_string();
-            template.render(&|name| {
-                if name == "webhook.id" {
-                    json!(webhook_id)
-                } else {
-                    ctx.get(name)
-                }
-            })
+) -> (String, Option<String>) {
+    let webhook_id = target.id.to_string();
+    let lookup = |name: &str| {
+        if name == "webhook.id" {
+            json!(webhook_id)
+        } else {
+            context.map_or(serde_json::Value::Null, |ctx| ctx.get(name))
         }
-        _ => default_body(event),
-    }
+    };
+    let body = match (&target.template, context) {
+        _ if !target.has_body => String::new(),
+        (Some(template), Some(_)) => template.render(&lookup).to_string(),
+        _ => default_body(event).to_string(),
+    };
+    (body, target.url.as_ref().map(|u| u.render(&lookup)))
 }
 
 impl WebhooksProjection {
@@ -211,23 +226,28 @@ impl WebhooksProjection {
                 enabled: true,
                 types: EventTypes::default(),
                 template: None,
+                url: None,
+                has_body: true,
             };
             let target = targets
                 .iter()
                 .find(|t| t.id == endpoint)
                 .unwrap_or(&fallback);
-            let context = match target.template {
-                Some(_) => Some(context::load(tx, self.unseal.as_ref(), &original).await?),
-                None => None,
+            let context = if target.needs_context() {
+                Some(context::load(tx, self.unseal.as_ref(), &original).await?)
+            } else {
+                None
             };
-            let body = render(target, &original, context.as_ref()).to_string();
+            let (body, url) = render(target, &original, context.as_ref());
             on_tx!(tx, |c| {
                 sqlx::query(
-                    "UPDATE webhook_messages SET body = $3 WHERE endpoint_id = $1 AND message_id = $2",
+                    "UPDATE webhook_messages SET body = $3, url = COALESCE($4, url) \
+                     WHERE endpoint_id = $1 AND message_id = $2",
                 )
                 .bind(endpoint)
                 .bind(event_id)
                 .bind(body)
+                .bind(url)
                 .execute(&mut *c)
                 .await?;
             });
@@ -245,7 +265,12 @@ pub fn default_body(event: &RecordedEvent) -> serde_json::Value {
     })
 }
 
-fn message_for(endpoint_id: Uuid, event: &RecordedEvent, body: String) -> NewMessage {
+fn message_for(
+    endpoint_id: Uuid,
+    event: &RecordedEvent,
+    body: String,
+    url: Option<String>,
+) -> NewMessage {
     let (kind, id) = context::subject(&event.stream);
     let from_webhooks = event
         .metadata
@@ -261,6 +286,7 @@ fn message_for(endpoint_id: Uuid, event: &RecordedEvent, body: String) -> NewMes
         user_id: (kind == "user").then(|| id.to_owned()),
         from_webhooks,
         body,
+        url,
         created_at: event.recorded_at.timestamp_micros(),
     }
 }
@@ -271,6 +297,11 @@ fn target_of(id: Uuid, settings: &Settings, enabled: bool) -> Target {
         enabled,
         types: settings.event_types.clone(),
         template: settings.payload_template.clone(),
+        url: settings
+            .url
+            .has_placeholders()
+            .then(|| settings.url.clone()),
+        has_body: settings.method.has_body(),
     }
 }
 
@@ -328,12 +359,12 @@ async fn load_targets(tx: &mut Tx, app: Uuid) -> Result<Vec<Target>, ProjectionE
 /// Inserts messages (due at once), in statements small enough for
 /// PostgreSQL. A message already queued is left as it is.
 pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(), ProjectionError> {
-    const COLUMNS: usize = 10;
+    const COLUMNS: usize = 11;
     let backend = tx.backend();
     for chunk in insert_chunks(backend, messages, COLUMNS) {
         let sql = format!(
             "INSERT INTO webhook_messages (endpoint_id, message_id, app_id, seq, event_type, user_id, \
-             from_webhooks, body, created_at, updated_at, status, attempts, next_attempt_at) VALUES {} \
+             from_webhooks, body, url, created_at, updated_at, status, attempts, next_attempt_at) VALUES {} \
              ON CONFLICT (endpoint_id, message_id) DO NOTHING",
             values_list(backend, chunk.len(), COLUMNS, ", 'pending', 0, 0")
         );
@@ -349,6 +380,7 @@ pub async fn insert_messages(tx: &mut Tx, messages: &[NewMessage]) -> Result<(),
                     .bind(m.user_id.as_deref())
                     .bind(m.from_webhooks)
                     .bind(m.body.as_str())
+                    .bind(m.url.as_deref())
                     .bind(m.created_at)
                     .bind(m.created_at);
             }

@@ -22,7 +22,7 @@ async fn bad_endpoints(backend: Backend) {
             json!({
                 "url": "ftp://example.com/x",
                 "event_types": ["app.created"],
-                "method": "GET",
+                "method": "TRACE",
                 "headers": {"Webhook-Id": "x"},
                 "payload_template": {"a": "{{user.password}}"},
                 "rate_limit_per_second": 0,

@@ -5,6 +5,7 @@
 mod delivery;
 mod endpoints;
 mod failures;
+mod methods;
 mod nodes;
 mod schedule;
 

@@ -138,6 +138,9 @@ pub enum HttpMethod {
     Post,
     Put,
     Patch,
+    Get,
+    Head,
+    Delete,
 }
 
 /// A delivery attempt's outcome.

@@ -85,7 +85,9 @@ impl AuthBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Absolute http(s) URL, at most 2048 bytes, without credentials or a
-    /// fragment; its host must resolve to public addresses.
+    /// fragment; its host must resolve to public addresses. Its path and
+    /// query may hold `{{placeholder}}`s, rendered percent-encoded per
+    /// message (see `docs/webhooks.md`).
     #[schema(max_length = 2048)]
     pub url: String,
     /// At most 500 characters.
@@ -97,7 +99,8 @@ pub struct CreateWebhook {
     #[serde(default)]
     #[schema(max_items = 50)]
     pub event_types: Vec<String>,
-    /// Default `POST`.
+    /// Default `POST`. `GET`, `HEAD` and `DELETE` send no body (and take
+    /// no `payload_template`).
     #[schema(value_type = Option<schema::HttpMethod>)]
     pub method: Option<String>,
     #[serde(default)]

@@ -39,6 +39,8 @@ pub struct Claimed {
     pub created_at: DateTime<Utc>,
     /// The trace the event was written in, continued by the delivery.
     pub trace_id: Option<String>,
+    /// The message's own URL (rendered from its event), else the endpoint's.
+    pub url: Option<String>,
 }
 
 /// The part of an event's metadata a delivery continues.
@@ -71,6 +73,7 @@ type Candidate = (
     Option<i64>,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 /// Claims up to `limit` due messages of enabled endpoints: ordered
@@ -91,7 +94,7 @@ pub async fn claim(
     let claimable = crate::runtime::nodes::claimable("m.lease_until", "m.lease_node");
     let sql = format!(
         "SELECT m.endpoint_id, m.message_id, m.app_id, m.event_type, m.user_id, m.from_webhooks, \
-         m.body, m.attempts, e.rate_limit, m.created_at, ev.metadata \
+         m.body, m.attempts, e.rate_limit, m.created_at, ev.metadata, m.url \
          FROM webhook_messages m JOIN webhook_endpoints e ON e.webhook_id = m.endpoint_id \
          LEFT JOIN events ev ON m.seq > 0 AND ev.position = m.seq \
          WHERE m.status = 'pending' AND m.next_attempt_at <= $1 \
@@ -126,6 +129,7 @@ pub async fn claim(
         rate,
         created_at,
         metadata,
+        url,
     ) in candidates
     {
         let send_at = match rate {
@@ -165,6 +169,7 @@ pub async fn claim(
             send_at: at(send_at),
             created_at: at(created_at),
             trace_id: trace_of(metadata.as_deref()),
+            url,
         });
     }
     // One statement leases them all; a rate-limited message's lease runs

@@ -54,6 +54,8 @@ pub struct Request<'a> {
     pub credential: Option<&'a Secret<Credential>>,
     pub message_id: &'a str,
     pub body: &'a str,
+    /// The message's own URL (its placeholders rendered), else the endpoint's.
+    pub url: Option<&'a str>,
     pub timestamp: DateTime<Utc>,
     /// W3C Trace Context of the delivery (see `telemetry::context`).
     pub traceparent: Option<&'a str>,
@@ -108,7 +110,7 @@ pub async fn send(
     request: Request<'_>,
 ) -> Response {
     let started = Instant::now();
-    let url = match url::Url::parse(request.settings.url.as_str()) {
+    let url = match url::Url::parse(request.url.unwrap_or(request.settings.url.as_str())) {
         Ok(u) => u,
         Err(e) => return Response::failed(format!("invalid URL: {e}"), started),
     };
@@ -128,11 +130,14 @@ pub async fn send(
     if let Some((name, value)) = request.credential.and_then(|c| c.expose().header()) {
         headers.insert(name, value);
     }
+    // A method without a body signs the empty body it sends.
+    let has_body = request.settings.method.has_body();
+    let body = if has_body { request.body } else { "" };
     let signature = signature::header(
         request.signing_keys,
         request.message_id,
         timestamp,
-        request.body.as_bytes(),
+        body.as_bytes(),
     );
     if let Some(tp) = request
         .traceparent
@@ -141,27 +146,23 @@ pub async fn send(
         headers.insert(HeaderName::from_static("traceparent"), tp);
     }
     let fixed = [
-        ("content-type", "application/json".to_owned()),
-        ("webhook-id", request.message_id.to_owned()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
+        has_body.then(|| ("content-type", "application/json".to_owned())),
+        Some(("webhook-id", request.message_id.to_owned())),
+        Some(("webhook-timestamp", timestamp.to_string())),
+        Some(("webhook-signature", signature)),
     ];
-    for (name, value) in fixed {
+    for (name, value) in fixed.into_iter().flatten() {
         if let Ok(v) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), v);
         }
     }
-    let method = match request.settings.method.as_str() {
-        "PUT" => reqwest::Method::PUT,
-        "PATCH" => reqwest::Method::PATCH,
-        _ => reqwest::Method::POST,
-    };
-    let result = client
-        .request(method, url)
-        .headers(headers)
-        .body(request.body.to_owned())
-        .send()
-        .await;
+    let method = reqwest::Method::from_bytes(request.settings.method.as_str().as_bytes())
+        .unwrap_or(reqwest::Method::POST);
+    let mut outgoing = client.request(method, url).headers(headers);
+    if has_body {
+        outgoing = outgoing.body(body.to_owned());
+    }
+    let result = outgoing.send().await;
     let mut response = match result {
         Ok(r) => r,
         Err(e) => return Response::failed(describe(&e), started),

@@ -285,6 +285,7 @@ async fn deliver(w: &Worker, message: Claimed) {
             credential: target.credential.as_ref(),
             message_id: &message.message_id.to_string(),
             body: &message.body,
+            url: message.url.as_deref(),
             timestamp: started_at,
             traceparent: traceparent.as_deref(),
         },
