@@ -45,6 +45,9 @@ pub enum Command {
     /// personal data and their devices' become unreadable for good; the log
     /// keeps every event and its hash chain. Prints the outcome as JSON.
     Forget(ForgetArgs),
+    /// Webhook endpoints as configuration.
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
     /// Ask a running node whether it is ready (`GET /readyz`); exits 0 if
     /// it answers 200, 1 otherwise. For container healthchecks.
     Healthcheck(HealthcheckArgs),
@@ -59,6 +62,33 @@ pub struct ForgetArgs {
     #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
     /// An API key of the user's app with the `admin` role.
+    #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Make the app's endpoints match a file (YAML or JSON: `webhooks:` a
+    /// list of endpoints as `POST /v1/webhooks` takes them, plus `id` and
+    /// `enabled`): every entry is checked first and one wrong entry changes
+    /// nothing; then endpoints are created, updated and deleted to match.
+    /// Prints the plan. `${NAME}` in a value is the environment variable
+    /// NAME (for credentials kept out of the file).
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The file declaring the endpoints.
+    #[arg(long)]
+    pub file: std::path::PathBuf,
+    /// Print the plan only; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Herald's base URL.
+    #[arg(long, env = "HERALD_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An API key of the app with the `admin` role.
     #[arg(long, env = "HERALD_TOKEN", hide_env_values = true)]
     pub token: String,
 }

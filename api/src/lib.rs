@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod webhooks_file;
 
 pub use server::{app, serve};
 

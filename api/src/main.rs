@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use api::cli::{Cli, Command, ProjectionsCommand};
+use api::cli::{Cli, Command, ProjectionsCommand, WebhooksCommand};
 use clap::Parser;
 use infra::herald::Herald;
 use infra::{database, telemetry};
@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Healthcheck(args) => api::healthcheck::run(&args).await,
         Command::Forget(args) => api::forget::run(&args).await,
+        Command::Webhooks(WebhooksCommand::Apply(args)) => api::webhooks_file::run(&args).await,
         Command::Changes(command) => {
             let _telemetry = telemetry::init(None, false)?;
             api::admin::changes(command).await

@@ -4,6 +4,8 @@
 //! Secrets are stored in the vault before the event that mentions their
 //! fingerprint is written; if the command fails, they are removed again.
 
+mod apply;
+
 use chrono::{DateTime, Duration, Utc};
 use domain::DomainError;
 use domain::ids::{AppId, WebhookId};
@@ -15,6 +17,7 @@ use projections::webhooks::{self as model, NewMessage};
 use serde_json::json;
 use uuid::Uuid;
 
+pub use self::apply::{Action, Desired, Plan, Step};
 use super::{Reads, RequestContext};
 use crate::clock::Clock;
 use crate::reactors::webhooks::address::AddressPolicy;

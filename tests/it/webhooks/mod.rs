@@ -2,6 +2,7 @@
 //! schedule on a manual clock, failure handling, ordering, rate limits,
 //! crashes, several nodes, templates and the SSRF guard.
 
+mod apply;
 mod delivery;
 mod endpoints;
 mod failures;

@@ -2,6 +2,7 @@
 //! secrets. Deliveries (attempts, test, resend, recover) are in
 //! [`deliveries`].
 
+mod apply;
 mod body;
 mod deliveries;
 
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_secret))
         .routes(routes!(enable_webhook))
         .routes(routes!(disable_webhook))
+        .routes(routes!(apply::apply_webhooks))
         .merge(deliveries::router())
 }
 
