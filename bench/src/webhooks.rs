@@ -193,6 +193,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             rate_limit_per_second: None,
             ordered: false,
             set_user_status_on_failure: false,
+            encryption_public_key: None,
         };
         queuer
             .services()

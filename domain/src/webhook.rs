@@ -40,6 +40,7 @@ pub struct SettingsPatch {
     pub rate_limit_per_second: Change<u32>,
     pub ordered: Option<bool>,
     pub set_user_status_on_failure: Option<bool>,
+    pub encryption_public_key: Change<String>,
     pub auth: Change<AuthInfo>,
 }
 
@@ -66,6 +67,7 @@ impl SettingsPatch {
             set_user_status_on_failure: self
                 .set_user_status_on_failure
                 .unwrap_or(c.set_user_status_on_failure),
+            encryption_public_key: apply(c.encryption_public_key, self.encryption_public_key),
         }
     }
 }

@@ -224,6 +224,9 @@ pub struct Settings {
     pub rate_limit_per_second: Option<u32>,
     pub ordered: bool,
     pub set_user_status_on_failure: bool,
+    /// A receiver's RSA public key (PEM): messages go as JWE encrypted to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_public_key: Option<String>,
 }
 
 impl Settings {
@@ -268,6 +271,10 @@ impl Settings {
         check(
             "set_user_status_on_failure",
             self.set_user_status_on_failure == other.set_user_status_on_failure,
+        );
+        check(
+            "encryption_public_key",
+            self.encryption_public_key == other.encryption_public_key,
         );
         changed
     }

@@ -21,6 +21,7 @@ fn base() -> Settings {
         rate_limit_per_second: None,
         ordered: false,
         set_user_status_on_failure: false,
+        encryption_public_key: None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod apply;
 mod delivery;
+mod encrypted;
 mod endpoints;
 mod failures;
 mod methods;

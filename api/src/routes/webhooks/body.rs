@@ -120,6 +120,10 @@ pub struct CreateWebhook {
     /// Set a user's status to `webhook_error` when a message about them fails for good.
     #[serde(default)]
     pub set_user_status_on_failure: bool,
+    /// The receiver's RSA public key (PEM `PUBLIC KEY`, 2048 to 8192 bits):
+    /// each message body is then a JWE (RSA-OAEP-256, A256GCM) that only
+    /// the receiver can read (see `docs/webhooks.md`).
+    pub encryption_public_key: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -147,6 +151,10 @@ pub struct PatchWebhook {
     pub rate_limit_per_second: Option<Option<i64>>,
     pub ordered: Option<bool>,
     pub set_user_status_on_failure: Option<bool>,
+    /// `null` stops encrypting.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub encryption_public_key: Option<Option<String>>,
 }
 
 /// Collects field errors so that one 400 names them all.
@@ -174,6 +182,13 @@ impl Errors {
             _ => Err(ApiError::Validation(self.0)),
         }
     }
+}
+
+/// A receiver's public key, checked to be one Herald can encrypt to.
+fn encryption_key(raw: &str) -> Result<String, DomainError> {
+    infra::reactors::webhooks::jwe::ReceiverKey::parse(raw)
+        .map(|_| raw.trim().to_owned())
+        .map_err(|m| DomainError::invalid("encryption_public_key", m))
 }
 
 fn template(raw: Value) -> Result<Template, DomainError> {
@@ -205,6 +220,12 @@ impl CreateWebhook {
                 .transpose(),
         );
         let auth = e.keep(self.auth.map(AuthBody::parse).transpose());
+        let encryption = e.keep(
+            self.encryption_public_key
+                .as_deref()
+                .map(encryption_key)
+                .transpose(),
+        );
         let parsed = (|| {
             Some((
                 Settings {
@@ -217,6 +238,7 @@ impl CreateWebhook {
                     rate_limit_per_second: rate?,
                     ordered: self.ordered,
                     set_user_status_on_failure: self.set_user_status_on_failure,
+                    encryption_public_key: encryption?,
                 },
                 auth?,
             ))
@@ -267,6 +289,9 @@ impl PatchWebhook {
         );
         let rate = change_of(&mut e, self.rate_limit_per_second, settings::rate_limit);
         let credential = change_of(&mut e, self.auth, AuthBody::parse);
+        let encryption = change_of(&mut e, self.encryption_public_key, |k: String| {
+            encryption_key(&k)
+        });
         let parsed = (|| {
             Some((
                 SettingsPatch {
@@ -279,6 +304,7 @@ impl PatchWebhook {
                     rate_limit_per_second: rate?,
                     ordered: self.ordered,
                     set_user_status_on_failure: self.set_user_status_on_failure,
+                    encryption_public_key: encryption?,
                     auth: Change::Keep,
                 },
                 credential?,
@@ -314,6 +340,8 @@ pub struct WebhookBody {
     rate_limit_per_second: Option<u32>,
     ordered: bool,
     set_user_status_on_failure: bool,
+    /// The receiver's public key messages are encrypted to, if any.
+    encryption_public_key: Option<String>,
     enabled: bool,
     disabled_reason: Option<String>,
     /// Fingerprint of the newest signing secret.
@@ -345,6 +373,7 @@ impl From<EndpointRecord> for WebhookBody {
             rate_limit_per_second: s.rate_limit_per_second,
             ordered: s.ordered,
             set_user_status_on_failure: s.set_user_status_on_failure,
+            encryption_public_key: s.encryption_public_key,
             enabled: r.enabled,
             disabled_reason: r.disabled_reason,
             secret_fingerprint: r.secret_fingerprint,

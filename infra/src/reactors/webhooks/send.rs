@@ -130,9 +130,25 @@ pub async fn send(
     if let Some((name, value)) = request.credential.and_then(|c| c.expose().header()) {
         headers.insert(name, value);
     }
-    // A method without a body signs the empty body it sends.
+    // A method without a body signs the empty body it sends; an encrypted
+    // endpoint's signature covers the JWE as sent.
     let has_body = request.settings.method.has_body();
-    let body = if has_body { request.body } else { "" };
+    let encrypted = match (&request.settings.encryption_public_key, has_body) {
+        (Some(pem), true) => {
+            match super::jwe::ReceiverKey::parse(pem)
+                .and_then(|k| k.encrypt(request.body.as_bytes()))
+            {
+                Ok(jwe) => Some(jwe),
+                Err(e) => return Response::failed(format!("cannot encrypt: {e}"), started),
+            }
+        }
+        _ => None,
+    };
+    let body = match (&encrypted, has_body) {
+        (Some(jwe), _) => jwe.as_str(),
+        (None, true) => request.body,
+        (None, false) => "",
+    };
     let signature = signature::header(
         request.signing_keys,
         request.message_id,
@@ -146,7 +162,14 @@ pub async fn send(
         headers.insert(HeaderName::from_static("traceparent"), tp);
     }
     let fixed = [
-        has_body.then(|| ("content-type", "application/json".to_owned())),
+        has_body.then(|| {
+            let kind = if encrypted.is_some() {
+                super::jwe::CONTENT_TYPE
+            } else {
+                "application/json"
+            };
+            ("content-type", kind.to_owned())
+        }),
         Some(("webhook-id", request.message_id.to_owned())),
         Some(("webhook-timestamp", timestamp.to_string())),
         Some(("webhook-signature", signature)),

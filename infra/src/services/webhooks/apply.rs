@@ -292,6 +292,7 @@ fn replacing(s: Settings) -> SettingsPatch {
         rate_limit_per_second: set_or_clear(s.rate_limit_per_second),
         ordered: Some(s.ordered),
         set_user_status_on_failure: Some(s.set_user_status_on_failure),
+        encryption_public_key: set_or_clear(s.encryption_public_key),
         auth: Change::Keep,
     }
 }
