@@ -186,6 +186,7 @@ fn registration(body: PutDevice) -> Result<Registration, ApiError> {
 }
 
 /// Registers a device, or updates what changed. 201 when new, 200 otherwise.
+///
 /// A client key may call this too: a new device's answer then carries its
 /// `device_secret` (once), and only a request sending it back as
 /// `Herald-Device-Secret` may change the device with a client key later.
@@ -244,8 +245,9 @@ async fn get_device(
     Ok(Json(device.into()))
 }
 
-/// Deletes a device: it leaves reads and searches; a later PUT registers it
-/// afresh. A client key may delete a device it registered, with its secret.
+/// Deletes a device: it leaves reads and searches; a later PUT registers it afresh.
+///
+/// A client key may delete a device it registered, with its secret.
 #[utoipa::path(delete, path = "/v1/devices/{external_id}", tag = "devices", security(("bearer" = [])),
     params(("external_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded"),
         ("Herald-Device-Secret" = Option<String>, Header, description = "With a client key: the secret handed out when the key registered this device")),

@@ -152,8 +152,9 @@ fn entry(i: usize, raw: Value, errors: &mut Vec<FieldError>) -> Option<Desired> 
     })
 }
 
-/// Makes the app's endpoints match the declaration: every entry is checked
-/// first, and one wrong entry changes nothing (400 naming each field as
+/// Makes the app's endpoints match a declaration.
+///
+/// Every entry is checked first, and one wrong entry changes nothing (400 naming each field as
 /// `webhooks[i].field`). Applying the same declaration again changes
 /// nothing. `dry_run` answers the plan only.
 #[utoipa::path(post, path = "/v1/webhooks/apply", tag = "webhooks", security(("bearer" = [])),
