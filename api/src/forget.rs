@@ -11,16 +11,8 @@ use anyhow::Context;
 use crate::cli::ForgetArgs;
 
 pub async fn run(args: &ForgetArgs) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(120))
-        .build()?;
-    let mut url =
-        reqwest::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("{:?} cannot be a base URL", args.url))?
-        .pop_if_empty()
-        .extend(["v1", "users", args.user.as_str(), "forget"]);
+    let http = crate::node_client::client(Duration::from_secs(120))?;
+    let url = crate::node_client::route(&args.url, &["v1", "users", &args.user, "forget"])?;
     let response = http
         .post(url)
         .bearer_auth(&args.token)

@@ -15,6 +15,7 @@ pub mod healthcheck;
 mod idempotency;
 pub mod metrics;
 mod minimal;
+mod node_client;
 pub mod pump;
 pub mod rate_limit;
 pub mod routes;

@@ -31,16 +31,8 @@ pub async fn run(args: &ApplyArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let declared = parse(&text, &|name| std::env::var(name).ok())
         .with_context(|| format!("{} is not a webhooks file", args.file.display()))?;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(300))
-        .build()?;
-    let mut url =
-        reqwest::Url::parse(&args.url).with_context(|| format!("{:?} is not a URL", args.url))?;
-    url.path_segments_mut()
-        .map_err(|()| anyhow::anyhow!("{:?} cannot be a base URL", args.url))?
-        .pop_if_empty()
-        .extend(["v1", "webhooks", "apply"]);
+    let http = crate::node_client::client(Duration::from_secs(300))?;
+    let url = crate::node_client::route(&args.url, &["v1", "webhooks", "apply"])?;
     let response = http
         .post(url)
         .bearer_auth(&args.token)

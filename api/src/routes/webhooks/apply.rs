@@ -124,7 +124,10 @@ fn entry(i: usize, raw: Value, errors: &mut Vec<FieldError>) -> Option<Desired> 
                     );
                     None
                 }
-                Err(_) => None,
+                Err(other) => {
+                    errors.push(FieldError::new(format!("webhooks[{i}]"), other.to_string()));
+                    None
+                }
             },
             Err(ApiError::Validation(found)) => {
                 errors.extend(

@@ -52,6 +52,9 @@ pub struct Request<'a> {
     pub settings: &'a Settings,
     pub signing_keys: &'a [Vec<u8>],
     pub credential: Option<&'a Secret<Credential>>,
+    /// Encrypt the body to this receiver key (the endpoint's
+    /// `encryption_public_key`, parsed once per endpoint).
+    pub encrypt_to: Option<&'a super::jwe::ReceiverKey>,
     pub message_id: &'a str,
     pub body: &'a str,
     /// The message's own URL (its placeholders rendered), else the endpoint's.
@@ -133,15 +136,11 @@ pub async fn send(
     // A method without a body signs the empty body it sends; an encrypted
     // endpoint's signature covers the JWE as sent.
     let has_body = request.settings.method.has_body();
-    let encrypted = match (&request.settings.encryption_public_key, has_body) {
-        (Some(pem), true) => {
-            match super::jwe::ReceiverKey::parse(pem)
-                .and_then(|k| k.encrypt(request.body.as_bytes()))
-            {
-                Ok(jwe) => Some(jwe),
-                Err(e) => return Response::failed(format!("cannot encrypt: {e}"), started),
-            }
-        }
+    let encrypted = match (request.encrypt_to, has_body) {
+        (Some(key), true) => match key.encrypt(request.body.as_bytes()) {
+            Ok(jwe) => Some(jwe),
+            Err(e) => return Response::failed(format!("cannot encrypt: {e}"), started),
+        },
         _ => None,
     };
     let body = match (&encrypted, has_body) {

@@ -45,6 +45,8 @@ struct Target {
     settings: Settings,
     signing_keys: Vec<Vec<u8>>,
     credential: Option<Secret<Credential>>,
+    /// The receiver's key, parsed once per fetch (not per delivery).
+    encrypt_to: Option<super::jwe::ReceiverKey>,
     fetched: Instant,
     /// When the first of its secrets expires (on the reactor's clock).
     stale_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -283,6 +285,7 @@ async fn deliver(w: &Worker, message: Claimed) {
             settings: &target.settings,
             signing_keys: &target.signing_keys,
             credential: target.credential.as_ref(),
+            encrypt_to: target.encrypt_to.as_ref(),
             message_id: &message.message_id.to_string(),
             body: &message.body,
             url: message.url.as_deref(),
@@ -429,7 +432,14 @@ async fn target(w: &Worker, message: &Claimed) -> anyhow::Result<Option<Arc<Targ
         )?)),
         None => None,
     };
+    // Checked when the endpoint was configured; unreadable now only if the
+    // stored settings were tampered with, which the delivery then reports.
+    let encrypt_to = match &record.settings.encryption_public_key {
+        Some(pem) => Some(super::jwe::ReceiverKey::parse(pem).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let target = Arc::new(Target {
+        encrypt_to,
         settings: record.settings,
         signing_keys,
         credential,
