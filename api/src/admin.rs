@@ -255,7 +255,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
                 "no read model named {name:?}; there are: {} (reactor feeds — {} — are \
                  not rebuilt: they record what was handed out and delivered)",
                 all.iter().map(|p| p.name()).collect::<Vec<_>>().join(", "),
-                runtime::reactor_feeds(personal.clone())
+                runtime::reactor_feeds(personal.clone(), None)
                     .iter()
                     .map(|p| p.name())
                     .collect::<Vec<_>>()

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use infra::config::Config;
 use infra::reactors::push::config::PushConfig;
 use infra::reactors::webhooks::address::AddressPolicy;
+use infra::reactors::webhooks::callbacks::PublicUrl;
 use infra::reactors::webhooks::policy::{WebhookConfig, parse_schedule};
 use infra::secrets::Secret;
 
@@ -423,6 +424,14 @@ pub struct WebhookArgs {
         default_value_t = 120
     )]
     pub webhook_disable_after_hours: u64,
+    /// The address webhook receivers reach this Herald at (e.g.
+    /// https://herald.example.com): the origin of `{{callback.url}}`s.
+    /// The same on every node.
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a callback URL stays good after its message was last sent.
+    #[arg(long, env = "HERALD_CALLBACK_TTL_SECONDS", default_value_t = 86_400)]
+    pub callback_ttl_seconds: u64,
 }
 
 impl WebhookArgs {
@@ -437,6 +446,16 @@ impl WebhookArgs {
         config.retry.delays = parse_schedule(&self.webhook_retry_schedule)
             .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
         config.disable_after = Duration::from_secs(self.webhook_disable_after_hours * 3600);
+        config.public_url = match self.public_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(raw) => {
+                Some(PublicUrl::parse(raw).map_err(|e| anyhow::anyhow!("HERALD_PUBLIC_URL: {e}"))?)
+            }
+            None => None,
+        };
+        if self.callback_ttl_seconds == 0 {
+            anyhow::bail!("HERALD_CALLBACK_TTL_SECONDS must be at least 1");
+        }
+        config.callback_ttl = Duration::from_secs(self.callback_ttl_seconds);
         Ok(())
     }
 }

@@ -38,6 +38,8 @@ pub enum ApiError {
     Forbidden(String),
     NotFound(String),
     Conflict(String),
+    /// It existed and is no more (a used or expired callback URL): 410.
+    Gone(String),
     PayloadTooLarge,
     /// The body did not arrive in time.
     RequestTimeout,
@@ -68,6 +70,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -162,6 +165,7 @@ impl IntoResponse for ApiError {
             | ApiError::Unauthorized(m)
             | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
+            | ApiError::Gone(m)
             | ApiError::Conflict(m) => (m, vec![]),
             ApiError::PayloadTooLarge => {
                 ("the request body is over the 1 MiB limit".into(), vec![])

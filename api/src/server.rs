@@ -77,7 +77,8 @@ fn router(state: AppState) -> Router {
                 .get("x-request-id")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id);
+            let path = loggable_path(request.uri().path());
+            let span = tracing::info_span!("request", method = %request.method(), path = %path, request_id);
             // The caller's span, if it sent one, is this span's parent.
             let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok());
             infra::telemetry::context::adopt_parent(&span, traceparent);
@@ -86,6 +87,17 @@ fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+/// A request's path as logs and traces show it: a callback URL's token is
+/// a credential, so it is left out.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(crate::routes::CALLBACKS_PATH) {
+        Some(token) if !token.is_empty() => {
+            format!("{}[token]", crate::routes::CALLBACKS_PATH).into()
+        }
+        _ => path.into(),
+    }
 }
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish

@@ -53,6 +53,23 @@ fn apply<T>(current: Option<T>, change: Change<T>) -> Option<T> {
 }
 
 impl SettingsPatch {
+    /// The field of the patch that asks for `{{callback.url}}`, if any.
+    pub fn callback_field(&self) -> Option<&'static str> {
+        let in_template = matches!(&self.payload_template, Change::Set(t)
+            if t.placeholders().contains(template::CALLBACK_URL));
+        if in_template {
+            Some("payload_template")
+        } else if self
+            .url
+            .as_ref()
+            .is_some_and(|u| u.uses(template::CALLBACK_URL))
+        {
+            Some("url")
+        } else {
+            None
+        }
+    }
+
     fn applied_to(self, current: &Settings) -> Settings {
         let c = current.clone();
         Settings {

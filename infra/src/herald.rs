@@ -29,6 +29,7 @@ use crate::runtime::nodes::{Lag, Node, NodeReport};
 use crate::runtime::status::ProjectionStatus;
 use crate::runtime::{self, Followers, RuntimeError, Stall};
 use crate::secrets::Secret;
+use crate::services::callbacks::Callbacks;
 use crate::services::change_queues::ChangeQueues;
 use crate::services::devices::Devices;
 use crate::services::flags::FeatureFlags;
@@ -50,6 +51,8 @@ pub struct Services {
     pub notifications: Notifications,
     pub push_credentials: PushCredentials,
     pub webhooks: Webhooks,
+    /// Receivers calling back through `{{callback.url}}`s.
+    pub callbacks: Callbacks,
     pub change_queues: ChangeQueues,
     pub flags: FeatureFlags,
     /// The log itself, for auditors.
@@ -113,7 +116,7 @@ impl Herald {
             db.clone(),
             store.clone(),
             clock.clone(),
-            runtime::registered_with(personal.clone()),
+            runtime::registered_with(personal.clone(), callback_links(&config)),
         );
         projections.start().await?;
         let node = Node::join(
@@ -164,6 +167,12 @@ impl Herald {
             config.read_your_writes_timeout,
         );
         let keys = Arc::new(KeyCache::default());
+        let users = Users::new(
+            commands.clone(),
+            db.clone(),
+            reads.clone(),
+            Log::new(&sealed, personal.clone(), db.clone()),
+        );
         let services = Arc::new(Services {
             auth: Auth::new(db.clone(), root_token.clone(), keys.clone()),
             tenancy: Tenancy::new(commands.clone(), db.clone(), reads.clone(), keys),
@@ -174,12 +183,13 @@ impl Herald {
                 reads.clone(),
                 addresses.clone(),
             ),
-            users: Users::new(
-                commands.clone(),
+            callbacks: Callbacks::new(
                 db.clone(),
-                reads.clone(),
-                Log::new(&sealed, personal.clone(), db.clone()),
+                users.clone(),
+                clock.clone(),
+                config.webhooks.callback_ttl,
             ),
+            users,
             notifications: Notifications::new(
                 commands.clone(),
                 db.clone(),
@@ -202,7 +212,8 @@ impl Herald {
                 vault.clone(),
                 addresses,
                 webhooks.clone(),
-            ),
+            )
+            .with_callbacks(config.webhooks.public_url.is_some()),
             change_queues: ChangeQueues::new(
                 commands.clone(),
                 db.clone(),
@@ -419,6 +430,16 @@ impl Herald {
             ))
         }
     }
+}
+
+/// The issuer of `{{callback.url}}`s, when this node has a public URL.
+fn callback_links(
+    config: &Config,
+) -> Option<Arc<dyn projections::webhooks::callbacks::IssueCallback>> {
+    let url = config.webhooks.public_url.clone()?;
+    Some(Arc::new(crate::reactors::webhooks::callbacks::Links::new(
+        url,
+    )))
 }
 
 /// How often expired idempotency keys are deleted (they are ignored as soon

@@ -61,7 +61,7 @@ async fn catch_up(backend: Backend) {
         pool.clone(),
         store.clone(),
         infra::clock::system(),
-        runtime::registered_with(personal),
+        runtime::registered_with(personal, None),
     );
     runner.start().await.unwrap_or_else(|e| panic!("{e}"));
     assert!(runner.wait_for_all(position, Duration::from_secs(20)).await);

@@ -5,6 +5,8 @@ mod admin;
 mod api_keys;
 mod apps;
 mod audit;
+mod callbacks;
+pub use callbacks::PATH as CALLBACKS_PATH;
 mod change_queues;
 mod devices;
 mod docs;
@@ -65,6 +67,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(change_queues::router())
         .merge(webhooks::router())
+        .merge(callbacks::router())
         .merge(notifications::router())
         .merge(push_credentials::router())
         .merge(usage::router())

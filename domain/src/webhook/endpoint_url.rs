@@ -76,6 +76,13 @@ impl EndpointUrl {
             .any(|p| matches!(p, Piece::Placeholder(_)))
     }
 
+    /// Whether the URL holds the placeholder `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        pieces(&self.0)
+            .iter()
+            .any(|p| matches!(p, Piece::Placeholder(n) if *n == name))
+    }
+
     /// The URL of one message: each placeholder's value (as text, `null`
     /// as nothing) percent-encoded in place.
     pub fn render(&self, lookup: &dyn Fn(&str) -> Value) -> String {

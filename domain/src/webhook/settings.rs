@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::template::Template;
+use super::template::{CALLBACK_URL, Template};
 use crate::change_queue::EventTypes;
 use crate::error::{DomainError, FieldError};
 
@@ -244,6 +244,22 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// Whether messages carry a callback URL (`{{callback.url}}` in the
+    /// template or the URL): the field that asks for it, if any.
+    pub fn callback_field(&self) -> Option<&'static str> {
+        if self
+            .payload_template
+            .as_ref()
+            .is_some_and(|t| t.placeholders().contains(CALLBACK_URL))
+        {
+            Some("payload_template")
+        } else if self.url.uses(CALLBACK_URL) {
+            Some("url")
+        } else {
+            None
+        }
     }
 
     /// The field names whose values differ between `self` and `other`.

@@ -19,8 +19,13 @@ use crate::error::{DomainError, FieldError};
 
 pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
 
+/// A single-use URL on Herald that the receiver may call back to set the
+/// status of the user a message is about (see `docs/webhooks.md`,
+/// "Callback URLs"); a message about no user has none (`null`).
+pub const CALLBACK_URL: &str = "callback.url";
+
 /// Every placeholder a template may use.
-pub const PLACEHOLDERS: [&str; 18] = [
+pub const PLACEHOLDERS: [&str; 19] = [
     "event.id",
     "event.type",
     "event.timestamp",
@@ -39,6 +44,7 @@ pub const PLACEHOLDERS: [&str; 18] = [
     "notification.id",
     "notification.title",
     "notification.status",
+    CALLBACK_URL,
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

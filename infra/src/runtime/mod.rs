@@ -30,6 +30,7 @@ use projections::notifications::history::DeviceNotificationsProjection;
 use projections::notifications::jobs::NotificationJobsProjection;
 use projections::users::UsersProjection;
 use projections::webhooks::WebhooksProjection;
+use projections::webhooks::callbacks::IssueCallback;
 use projections::{Projection, ProjectionError, ReactorFeed, ReadModel, Unseal};
 use serde::Serialize;
 
@@ -68,10 +69,13 @@ pub fn read_models() -> Vec<Arc<dyn ReadModel>> {
 /// The reactor feeds: delivery state, never rebuilt. The change queues and
 /// webhooks read the log's table themselves (backfills, templates' context)
 /// and open its sealed values with `unseal`.
-pub fn reactor_feeds(unseal: Arc<dyn Unseal>) -> Vec<Arc<dyn ReactorFeed>> {
+pub fn reactor_feeds(
+    unseal: Arc<dyn Unseal>,
+    callbacks: Option<Arc<dyn IssueCallback>>,
+) -> Vec<Arc<dyn ReactorFeed>> {
     vec![
         Arc::new(ChangeQueuesProjection::new(unseal.clone())),
-        Arc::new(WebhooksProjection::new(unseal)),
+        Arc::new(WebhooksProjection::new(unseal, callbacks)),
         Arc::new(NotificationJobsProjection),
     ]
 }
@@ -98,19 +102,25 @@ impl Unseal for NoKeys {
 
 /// Every projection this build runs, for listing (names, kinds, status).
 pub fn registered() -> Vec<Registered> {
-    registered_with(Arc::new(NoKeys))
+    registered_with(Arc::new(NoKeys), None)
 }
 
-/// Every projection this build runs, to run them.
-pub fn registered_with(unseal: Arc<dyn Unseal>) -> Vec<Registered> {
+/// Every projection this build runs, to run them; `callbacks` issues the
+/// webhooks' callback URLs (`None` without a public URL).
+pub fn registered_with(
+    unseal: Arc<dyn Unseal>,
+    callbacks: Option<Arc<dyn IssueCallback>>,
+) -> Vec<Registered> {
     let models = read_models().into_iter().map(|m| Registered {
         kind: Kind::ReadModel,
         projection: m,
     });
-    let feeds = reactor_feeds(unseal).into_iter().map(|f| Registered {
-        kind: Kind::ReactorFeed,
-        projection: f,
-    });
+    let feeds = reactor_feeds(unseal, callbacks)
+        .into_iter()
+        .map(|f| Registered {
+            kind: Kind::ReactorFeed,
+            projection: f,
+        });
     models.chain(feeds).collect()
 }
 

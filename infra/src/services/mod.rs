@@ -2,6 +2,7 @@
 //! context, builds commands, runs them, and waits for the read models the
 //! caller will read next (read-your-writes).
 
+pub mod callbacks;
 pub mod change_queues;
 pub mod devices;
 pub mod flags;

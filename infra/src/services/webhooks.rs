@@ -64,6 +64,8 @@ pub struct Webhooks {
     vault: Vault,
     addresses: Arc<AddressPolicy>,
     deliveries: Arc<Deliveries>,
+    /// This node has a public URL, so endpoints may use `{{callback.url}}`.
+    callbacks: bool,
 }
 
 impl Webhooks {
@@ -85,7 +87,14 @@ impl Webhooks {
             vault,
             addresses,
             deliveries,
+            callbacks: false,
         }
+    }
+
+    /// Endpoints may use `{{callback.url}}` (this node has a public URL).
+    pub fn with_callbacks(mut self, enabled: bool) -> Self {
+        self.callbacks = enabled;
+        self
     }
 }
 
@@ -112,6 +121,20 @@ impl Webhooks {
             .check_url(url)
             .await
             .map_err(|m| DomainError::invalid("url", m).into())
+    }
+
+    /// `{{callback.url}}` needs a public URL to be issued under: without
+    /// one, a 400 naming the field that asks for it.
+    fn check_callbacks(&self, field: Option<&'static str>) -> Result<(), CommandError> {
+        match field {
+            Some(field) if !self.callbacks => Err(DomainError::invalid(
+                field,
+                "{{callback.url}} needs Herald's public URL: start Herald with --public-url \
+                 (HERALD_PUBLIC_URL), the address receivers reach it at",
+            )
+            .into()),
+            _ => Ok(()),
+        }
     }
 
     async fn record(&self, app_id: AppId, id: WebhookId) -> Result<EndpointRecord, CommandError> {
@@ -147,6 +170,7 @@ impl Webhooks {
         settings: Settings,
         credential: Option<Credential>,
     ) -> Result<Created, CommandError> {
+        self.check_callbacks(settings.callback_field())?;
         self.check_url(settings.url.as_str()).await?;
         let id = WebhookId::generate();
         let owner = owner(id);
@@ -195,6 +219,7 @@ impl Webhooks {
         mut patch: SettingsPatch,
         credential: Change<Credential>,
     ) -> Result<EndpointRecord, CommandError> {
+        self.check_callbacks(patch.callback_field())?;
         if let Some(url) = &patch.url {
             self.check_url(url.as_str()).await?;
         }

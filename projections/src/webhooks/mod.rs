@@ -9,6 +9,7 @@
 //! delivery state, the model is not rebuildable (rebuilding would send every
 //! message again).
 
+pub mod callbacks;
 pub mod context;
 pub mod endpoints;
 
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
+use self::callbacks::{IssueCallback, NewCallback};
 use async_trait::async_trait;
 use domain::RecordedEvent;
 use domain::change_queue::{EventTypes, is_integration};
@@ -23,7 +25,7 @@ use domain::event::DomainEvent;
 use domain::personal;
 use domain::webhook::WebhookEvent;
 use domain::webhook::settings::{EndpointUrl, Settings};
-use domain::webhook::template::Template;
+use domain::webhook::template::{CALLBACK_URL, Template};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -36,13 +38,48 @@ pub const ACTOR: &str = "system:webhooks";
 
 pub struct WebhooksProjection {
     unseal: Arc<dyn Unseal>,
+    callbacks: Option<Arc<dyn IssueCallback>>,
 }
 
 impl WebhooksProjection {
     /// `unseal` opens the sealed values of the events a template's context
-    /// is folded from.
-    pub fn new(unseal: Arc<dyn Unseal>) -> Self {
-        Self { unseal }
+    /// is folded from; `callbacks` issues `{{callback.url}}`s (`None`: this
+    /// node has no public URL, and the placeholder renders as `null`).
+    pub fn new(unseal: Arc<dyn Unseal>, callbacks: Option<Arc<dyn IssueCallback>>) -> Self {
+        Self { unseal, callbacks }
+    }
+
+    /// A callback URL for `target`'s message about `event`, if its
+    /// template or URL asks for one and the event is about a user.
+    fn callback_for(
+        &self,
+        target: &Target,
+        event: &RecordedEvent,
+        context: Option<&context::Context>,
+        issued: &mut Vec<NewCallback>,
+    ) -> Option<String> {
+        if !target.uses_callback {
+            return None;
+        }
+        let user = context?.get("user.id");
+        let user = user.as_str()?;
+        let Some(issuer) = &self.callbacks else {
+            tracing::warn!(
+                endpoint = %target.id,
+                "{{{{callback.url}}}} renders as null: this node has no public URL (HERALD_PUBLIC_URL)"
+            );
+            return None;
+        };
+        let new = issuer.issue();
+        issued.push(NewCallback {
+            token_sha256: new.token_sha256,
+            app_id: event.app_id.0,
+            endpoint_id: target.id,
+            message_id: event.event_id,
+            user_id: user.to_owned(),
+            created_at: event.recorded_at.timestamp_micros(),
+        });
+        Some(new.url)
     }
 }
 
@@ -57,6 +94,8 @@ struct Target {
     url: Option<EndpointUrl>,
     /// GET, HEAD and DELETE send no body.
     has_body: bool,
+    /// The template or the URL holds `{{callback.url}}`.
+    uses_callback: bool,
 }
 
 impl Target {
@@ -111,6 +150,7 @@ impl Projection for WebhooksProjection {
     async fn apply(&self, tx: &mut Tx, events: &[&RecordedEvent]) -> Result<(), ProjectionError> {
         let mut targets: HashMap<Uuid, Vec<Target>> = HashMap::new();
         let mut messages: Vec<NewMessage> = Vec::new();
+        let mut issued: Vec<NewCallback> = Vec::new();
         for event in events {
             let app = event.app_id.0;
             let app_targets = match targets.entry(app) {
@@ -128,6 +168,8 @@ impl Projection for WebhooksProjection {
             if event.event_type == personal::FORGOTTEN {
                 insert_messages(tx, &messages).await?;
                 messages.clear();
+                callbacks::insert(tx, &issued).await?;
+                issued.clear();
                 self.forget(tx, event, app_targets).await?;
             }
             let wanted: Vec<&Target> = app_targets
@@ -143,25 +185,31 @@ impl Projection for WebhooksProjection {
                 None
             };
             for target in wanted {
-                let (body, url) = render(target, event, context.as_ref());
+                let callback = self.callback_for(target, event, context.as_ref(), &mut issued);
+                let (body, url) = render(target, event, context.as_ref(), callback.as_deref());
                 messages.push(message_for(target.id, event, body, url));
             }
         }
-        insert_messages(tx, &messages).await
+        insert_messages(tx, &messages).await?;
+        callbacks::insert(tx, &issued).await
     }
 }
 
 /// The body `target` gets for `event` (empty for a method without one),
-/// and its own URL if the endpoint's has placeholders.
+/// and its own URL if the endpoint's has placeholders; `callback` is the
+/// message's callback URL, if it has one.
 fn render(
     target: &Target,
     event: &RecordedEvent,
     context: Option<&context::Context>,
+    callback: Option<&str>,
 ) -> (String, Option<String>) {
     let webhook_id = target.id.to_string();
     let lookup = |name: &str| {
         if name == "webhook.id" {
             json!(webhook_id)
+        } else if name == CALLBACK_URL {
+            callback.map_or(serde_json::Value::Null, |url| json!(url))
         } else {
             context.map_or(serde_json::Value::Null, |ctx| ctx.get(name))
         }
@@ -178,13 +226,18 @@ impl WebhooksProjection {
     /// The subject of `event` (a `subject.forgotten`) was forgotten: every
     /// message about it, sent or not, is rendered again from its event, so
     /// that a re-send shows the placeholder for its personal values. (The
-    /// subject's keys are destroyed before the event is written.)
+    /// subject's keys are destroyed before the event is written.) A
+    /// forgotten user's callback URLs are withdrawn: the messages are
+    /// rendered again without them.
     async fn forget(
         &self,
         tx: &mut Tx,
         event: &RecordedEvent,
         targets: &[Target],
     ) -> Result<(), ProjectionError> {
+        if let ("user", user_id) = context::subject(&event.stream) {
+            callbacks::forget_user(tx, event.app_id.0, user_id).await?;
+        }
         type Found = (Uuid, i64, Uuid, i64, String, i32, String, i64);
         let found: Vec<Found> = on_tx!(tx, |c| {
             sqlx::query_as(
@@ -228,6 +281,7 @@ impl WebhooksProjection {
                 template: None,
                 url: None,
                 has_body: true,
+                uses_callback: false,
             };
             let target = targets
                 .iter()
@@ -238,7 +292,7 @@ impl WebhooksProjection {
             } else {
                 None
             };
-            let (body, url) = render(target, &original, context.as_ref());
+            let (body, url) = render(target, &original, context.as_ref(), None);
             on_tx!(tx, |c| {
                 sqlx::query(
                     "UPDATE webhook_messages SET body = $3, url = COALESCE($4, url) \
@@ -302,6 +356,7 @@ fn target_of(id: Uuid, settings: &Settings, enabled: bool) -> Target {
             .has_placeholders()
             .then(|| settings.url.clone()),
         has_body: settings.method.has_body(),
+        uses_callback: settings.callback_field().is_some(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! crashes, several nodes, templates and the SSRF guard.
 
 mod apply;
+mod callbacks;
 mod delivery;
 mod encrypted;
 mod endpoints;

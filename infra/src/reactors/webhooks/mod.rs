@@ -8,6 +8,7 @@
 //! `projections::webhooks`. Design notes: `docs/webhooks.md`.
 
 pub mod address;
+pub mod callbacks;
 pub mod jwe;
 pub mod policy;
 pub mod queue;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::address::AddressPolicy;
+use super::callbacks::{self, PublicUrl};
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -22,6 +23,11 @@ pub struct WebhookConfig {
     pub poll_interval: Duration,
     /// Whether this process runs the delivery worker.
     pub deliver: bool,
+    /// Where receivers reach this Herald: the origin of `{{callback.url}}`s
+    /// (none: endpoints cannot use that placeholder).
+    pub public_url: Option<PublicUrl>,
+    /// How long a callback URL stays good after its message was last sent.
+    pub callback_ttl: Duration,
 }
 
 impl Default for WebhookConfig {
@@ -34,6 +40,8 @@ impl Default for WebhookConfig {
             concurrency: 64,
             poll_interval: Duration::from_secs(1),
             deliver: true,
+            public_url: None,
+            callback_ttl: callbacks::DEFAULT_TTL,
         }
     }
 }

@@ -210,6 +210,14 @@ impl Webhooks {
                         .map(|e| FieldError::new(field(i, &e.field), e.message)),
                 );
             }
+            if let Err(CommandError::Domain(DomainError::Invalid(e))) =
+                self.check_callbacks(d.settings.callback_field())
+            {
+                errors.extend(
+                    e.into_iter()
+                        .map(|e| FieldError::new(field(i, &e.field), e.message)),
+                );
+            }
             if let Err(m) = self.addresses.check_url(d.settings.url.as_str()).await {
                 errors.push(FieldError::new(field(i, "url"), m));
             }
