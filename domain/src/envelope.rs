@@ -191,7 +191,7 @@ fn write_object(out: &mut Vec<u8>, map: &Map<String, Value>) -> Result<(), NonCa
     Ok(())
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     for ch in s.chars() {
         match ch {

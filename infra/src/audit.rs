@@ -7,9 +7,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::store::chain::ChainVerifier;
+use crate::store::scan::Range;
 use crate::store::{EventStore, StoreError};
-
-const PAGE: usize = 5000;
 
 /// The outcome of walking one app's chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,14 +59,14 @@ pub async fn verify_app_with(
     mut progress: impl FnMut(u64),
 ) -> Result<Verification, StoreError> {
     let mut chain = ChainVerifier::default();
-    let mut after = 0;
-    loop {
-        let page = store.read_app(app_id, after, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        let full = page.len() == PAGE;
-        for event in &page {
-            if let Err(broken) = chain.push(event) {
+    let mut scan = store.scan(Range::App {
+        app: app_id,
+        after: 0,
+    });
+    let mut scratch = Vec::new();
+    while let Some(page) = scan.next().await {
+        for event in &page? {
+            if let Err(broken) = chain.push_stored(event, &mut scratch) {
                 return Ok(Verification::Broken {
                     ok: false,
                     app_id: app_id.0,
@@ -78,9 +77,6 @@ pub async fn verify_app_with(
             }
         }
         progress(chain.events());
-        if !full {
-            break;
-        }
     }
     Ok(Verification::Intact {
         ok: true,

@@ -101,6 +101,11 @@ impl EventStore for SealedStore {
         self.personal.open_all(events).await
     }
 
+    /// As stored: sealed values stay sealed (see `open_stored`).
+    fn scan(&self, range: crate::store::scan::Range) -> crate::store::scan::Scan {
+        self.inner.scan(range)
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         self.inner.head().await
     }

@@ -11,7 +11,7 @@
 //! end leaves a shorter valid chain; compare the reported head with one noted
 //! earlier to catch that.
 
-use domain::RecordedEvent;
+use domain::{RecordedEvent, StoredEvent};
 use sha2::{Digest, Sha256};
 
 pub type Hash = [u8; 32];
@@ -53,22 +53,60 @@ impl Default for ChainVerifier {
 
 impl ChainVerifier {
     pub fn push(&mut self, event: &RecordedEvent) -> Result<(), ChainBreak> {
-        let broken = |reason: String| ChainBreak {
+        self.follows(event.position)?;
+        let canonical = event.canonical_bytes().map_err(|e| ChainBreak {
             position: event.position,
-            reason,
-        };
-        if event.position <= self.last_position {
-            return Err(broken(format!(
-                "position {} does not follow position {}",
-                event.position, self.last_position
-            )));
-        }
-        let canonical = event
-            .canonical_bytes()
-            .map_err(|e| broken(format!("the event has no canonical form: {e}")))?;
+            reason: format!("the event has no canonical form: {e}"),
+        })?;
         let expected = link(&self.previous, &canonical);
         if hex::encode(expected) != event.hash {
-            return Err(broken(if self.events == 0 {
+            return Err(self.mismatch(event.position));
+        }
+        self.advance(expected, event.position);
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for an event as stored: the hash is computed
+    /// over the stored text as it is (everything Herald writes is in
+    /// canonical form), and only if that does not match is the text parsed
+    /// and put in canonical form, as `push` would. `scratch` is a buffer
+    /// kept between calls.
+    pub fn push_stored(
+        &mut self,
+        event: &StoredEvent,
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), ChainBreak> {
+        self.follows(event.position)?;
+        event.canonical_bytes_as_stored(scratch);
+        let expected = link(&self.previous, scratch);
+        if expected.as_slice() == event.hash.as_slice() {
+            self.advance(expected, event.position);
+            return Ok(());
+        }
+        let parsed = event.to_recorded().map_err(|e| ChainBreak {
+            position: event.position,
+            reason: e.to_string(),
+        })?;
+        self.push(&parsed)
+    }
+
+    fn follows(&self, position: i64) -> Result<(), ChainBreak> {
+        if position <= self.last_position {
+            return Err(ChainBreak {
+                position,
+                reason: format!(
+                    "position {position} does not follow position {}",
+                    self.last_position
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn mismatch(&self, position: i64) -> ChainBreak {
+        ChainBreak {
+            position,
+            reason: if self.events == 0 {
                 "the stored hash does not match: this event was altered, or it is not the \
                  app's first event (earlier events were removed)"
                     .to_owned()
@@ -79,12 +117,14 @@ impl ChainVerifier {
                      reordering or altering events",
                     self.last_position
                 )
-            }));
+            },
         }
-        self.previous = expected;
-        self.last_position = event.position;
+    }
+
+    fn advance(&mut self, hash: Hash, position: i64) {
+        self.previous = hash;
+        self.last_position = position;
         self.events += 1;
-        Ok(())
     }
 
     pub fn head_position(&self) -> i64 {

@@ -17,9 +17,11 @@ mod batch;
 pub mod chain;
 mod error;
 pub(crate) mod filter;
+mod pg_copy;
 mod postgres;
 mod recent;
 pub(crate) mod rows;
+pub mod scan;
 mod sql;
 mod sqlite;
 
@@ -156,6 +158,10 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = events;
         Ok(())
     }
+
+    /// Reads `range` of the log as stored, in pages, read ahead: for
+    /// walking much of the log (rebuilds, verification, export).
+    fn scan(&self, range: scan::Range) -> scan::Scan;
 
     /// The last committed position (0 for an empty log).
     async fn head(&self) -> Result<i64, StoreError>;

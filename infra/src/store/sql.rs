@@ -203,6 +203,10 @@ impl EventStore for SqlEventStore {
         filter::read(&self.db, app_id, filter, limit).await
     }
 
+    fn scan(&self, range: super::scan::Range) -> super::scan::Scan {
+        super::scan::scan(&self.db, range)
+    }
+
     async fn head(&self) -> Result<i64, StoreError> {
         let head = read_head(&self.db).await?;
         advance(&self.head, head);
