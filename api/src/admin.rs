@@ -272,12 +272,14 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     .await?;
     progress.finish();
     eprintln!(
-        "herald: rebuilt {} in {:.1} s ({} events, {:.0} events/s); switched in at position {}",
+        "herald: rebuilt {} in {:.1} s ({} events, {:.0} events/s); switched in at position {} \
+         (writes waited at most {} ms for the switch)",
         rebuilt.projections.join(", "),
         rebuilt.seconds,
         rebuilt.events,
         rebuilt.events as f64 / rebuilt.seconds.max(1e-9),
-        rebuilt.position
+        rebuilt.position,
+        rebuilt.longest_lock.as_millis()
     );
     db.close().await;
     Ok(())

@@ -103,6 +103,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "parsed_read_events_per_sec": rate(parsed_seconds),
                "verify_events_per_sec": rate(verify_seconds),
                "rebuild_events_per_sec": rate(rebuild_seconds),
+               "rebuild_longest_lock_ms": (rebuilt.longest_lock.as_secs_f64() * 1e4).round() / 10.0,
                "rebuild_share_of_scan": ((scan_seconds / rebuild_seconds) * 1000.0).round() / 1000.0,
                "filters": filters})
     );

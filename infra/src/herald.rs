@@ -32,7 +32,7 @@ use crate::secrets::Secret;
 use crate::services::callbacks::Callbacks;
 use crate::services::change_queues::ChangeQueues;
 use crate::services::devices::Devices;
-use crate::services::flags::FeatureFlags;
+use crate::services::flags::{FeatureFlags, KeptDevices};
 use crate::services::notifications::Notifications;
 use crate::services::push_credentials::PushCredentials;
 use crate::services::tenancy::Tenancy;
@@ -167,6 +167,7 @@ impl Herald {
             config.read_your_writes_timeout,
         );
         let keys = Arc::new(KeyCache::default());
+        let kept_devices = KeptDevices::default();
         let users = Users::new(
             commands.clone(),
             db.clone(),
@@ -182,6 +183,7 @@ impl Herald {
                 store.clone(),
                 reads.clone(),
                 addresses.clone(),
+                kept_devices.clone(),
             ),
             callbacks: Callbacks::new(
                 db.clone(),
@@ -220,7 +222,7 @@ impl Herald {
                 reads.clone(),
                 clock.clone(),
             ),
-            flags: FeatureFlags::new(commands.clone(), db.clone(), reads.clone()),
+            flags: FeatureFlags::new(commands.clone(), db.clone(), reads.clone(), kept_devices),
             log: Log::new(&sealed, personal.clone(), db.clone()),
             reads,
             idempotency: Idempotency::new(db.clone(), clock.clone(), config.idempotency_ttl),

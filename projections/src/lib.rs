@@ -12,6 +12,7 @@
 //!   dropped or rebuilt (rebuilding would deliver everything again).
 
 pub mod apps;
+pub mod bulk;
 pub mod change_queues;
 pub mod db;
 pub mod devices;
@@ -82,7 +83,14 @@ pub trait Unseal: Send + Sync + 'static {
 
 /// A projection of derived data only: dropped and rebuilt from the log, it
 /// gives the same rows.
-pub trait ReadModel: Projection {}
+pub trait ReadModel: Projection {
+    /// How to rebuild it stream by stream, if its rows are a fold of one
+    /// stream at a time (see [`bulk`]); otherwise a rebuild applies its
+    /// events in log order.
+    fn stream_fold(&self) -> Option<std::sync::Arc<dyn bulk::StreamFold>> {
+        None
+    }
+}
 
 /// A projection whose tables a reactor shares and writes delivery state to:
 /// never dropped, reset or rebuilt.

@@ -10,11 +10,12 @@ use domain::ids::AppId;
 use domain::personal;
 use domain::properties::Properties;
 use domain::user::UserEvent;
-use domain::{DomainEvent, RecordedEvent};
+use domain::{DomainEvent, RecordedEvent, StoredEvent};
 use serde::Serialize;
 use sqlx::{QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::bulk::{Cell, Folding, Rows, StreamFold, Table, decode};
 use crate::db::{Db, Tx};
 use crate::devices::At;
 use crate::time::{from_micros, micros};
@@ -136,7 +137,83 @@ pub struct UsersProjection;
 
 type UserKey = (Uuid, String);
 
-impl crate::ReadModel for UsersProjection {}
+/// The users model rebuilt stream by stream (see `crate::bulk`).
+pub struct UsersBulk;
+
+const BULK_TABLES: &[Table] = &[Table {
+    name: "users",
+    columns: &[
+        "app_id",
+        "user_id",
+        "name",
+        "email",
+        "status",
+        "properties",
+        "created_at",
+        "updated_at",
+        "version",
+    ],
+}];
+
+impl StreamFold for UsersBulk {
+    fn prefix(&self) -> &'static str {
+        "user:"
+    }
+
+    fn tables(&self) -> &'static [Table] {
+        BULK_TABLES
+    }
+
+    fn start(&self) -> Box<dyn Folding> {
+        Box::new(UsersBulk)
+    }
+}
+
+impl Folding for UsersBulk {
+    fn stream(
+        &mut self,
+        events: &[StoredEvent],
+        rows: &mut dyn Rows,
+    ) -> Result<(), ProjectionError> {
+        let mut user = None;
+        let mut app = None;
+        for event in events {
+            let decoded: UserEvent = decode(event)?;
+            let at = At {
+                position: event.position,
+                recorded_at: event.recorded_at(),
+                stream_version: event.stream_version,
+            };
+            apply(&mut user, &decoded, at);
+            app = Some(event.app_id.0);
+        }
+        let (Some(u), Some(app)) = (user, app) else {
+            return Ok(());
+        };
+        let properties = serde_json::to_string(&u.properties).unwrap_or_else(|_| "{}".into());
+        rows.row(
+            0,
+            &[
+                Cell::Uuid(app),
+                Cell::Text(&u.user_id),
+                u.name.as_deref().into(),
+                u.email.as_deref().into(),
+                Cell::Text(&u.status),
+                Cell::Text(&properties),
+                Cell::Int(micros(u.created_at)),
+                Cell::Int(micros(u.updated_at)),
+                Cell::Int(u.version),
+            ],
+        );
+        Ok(())
+    }
+}
+
+impl crate::ReadModel for UsersProjection {
+    fn stream_fold(&self) -> Option<std::sync::Arc<dyn StreamFold>> {
+        Some(std::sync::Arc::new(UsersBulk))
+    }
+}
 
 #[async_trait]
 impl Projection for UsersProjection {

@@ -372,6 +372,13 @@ async fn evaluated(
     Ok(state
         .services
         .flags
-        .evaluate(key.app_id, external_id.as_deref(), &claimed, only, &access)
+        .evaluate(
+            &key.ctx,
+            key.app_id,
+            external_id.as_deref(),
+            &claimed,
+            only,
+            &access,
+        )
         .await?)
 }

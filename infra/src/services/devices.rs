@@ -8,6 +8,7 @@ use domain::properties::PropertyPatch;
 use domain::{DomainError, DomainEvent, RecordedEvent};
 use projections::devices::{self as read, At, DeviceRecord, DeviceView};
 
+use super::flags::KeptDevices;
 use super::{Reads, RequestContext};
 use crate::reactors::push::webpush::Subscription;
 use crate::reactors::webhooks::address::AddressPolicy;
@@ -62,6 +63,8 @@ pub struct Devices {
     store: Arc<dyn EventStore>,
     reads: Reads,
     addresses: Arc<AddressPolicy>,
+    /// Devices kept for flag evaluation: forgotten when changed here.
+    kept: KeptDevices,
 }
 
 impl Devices {
@@ -72,6 +75,7 @@ impl Devices {
         store: Arc<dyn EventStore>,
         reads: Reads,
         addresses: Arc<AddressPolicy>,
+        kept: KeptDevices,
     ) -> Self {
         Self {
             commands,
@@ -79,6 +83,7 @@ impl Devices {
             store,
             reads,
             addresses,
+            kept,
         }
     }
 }
@@ -181,6 +186,7 @@ impl Devices {
             .commands
             .execute::<Device>(&device::stream(external_id), &ctx.metadata(app_id), command)
             .await?;
+        self.kept.forget(app_id, external_id.as_str());
         let position = done
             .appended
             .map(|a| a.last_position)

@@ -2,7 +2,12 @@
 //! memory. Each node keeps every app's flags (conditions parsed once) and
 //! reloads an app's from the read model when it changed them itself, or
 //! when its copy is older than [`REFRESH`] (so a change made on another
-//! node shows within that bound).
+//! node shows within that bound). The devices flags are evaluated for are
+//! kept the same way: a device's facts are read from the devices model at
+//! most once per [`REFRESH`] per node (at most [`DEVICES_KEPT`] of them),
+//! so evaluating a device's flags again and again costs no database round
+//! trip. A request with a consistency token (`Herald-Min-Position`) waits
+//! for both models to reach it and reads both afresh.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,6 +18,7 @@ use domain::flag::{self, Change, Flag, FlagCommand, FlagName, Settings};
 use domain::ids::AppId;
 use domain::properties::{Properties, PropertyValue};
 use projections::db::Db;
+use projections::devices::DeviceRecord;
 use projections::flags::{self as read, FlagRecord};
 use serde_json::{Map, Value};
 
@@ -25,6 +31,9 @@ use domain::device::By;
 
 /// How old a node's copy of an app's flags may get.
 pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// Devices whose facts a node keeps for evaluation.
+pub const DEVICES_KEPT: usize = 100_000;
 
 /// The property `X-App-Version` stands for.
 pub const VERSION_PROPERTY: &str = "app_version";
@@ -40,6 +49,51 @@ struct Compiled {
 struct Cached {
     loaded: Instant,
     flags: Arc<Vec<Compiled>>,
+}
+
+/// A device as read for evaluation (`None`: not registered).
+struct KeptDevice {
+    loaded: Instant,
+    device: Option<Arc<DeviceRecord>>,
+}
+
+/// The devices a node keeps for evaluation; the devices service forgets
+/// one when it changes it, so that its next evaluation on this node reads
+/// it afresh.
+#[derive(Clone, Default)]
+pub struct KeptDevices(Arc<Mutex<HashMap<(AppId, String), KeptDevice>>>);
+
+impl KeptDevices {
+    pub fn forget(&self, app_id: AppId, external_id: &str) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.remove(&(app_id, external_id.to_owned()));
+        }
+    }
+
+    fn get(&self, key: &(AppId, String)) -> Option<Option<Arc<DeviceRecord>>> {
+        let kept = self.0.lock().ok()?;
+        kept.get(key)
+            .filter(|d| d.loaded.elapsed() < REFRESH)
+            .map(|d| d.device.clone())
+    }
+
+    fn keep(&self, key: (AppId, String), device: Option<Arc<DeviceRecord>>) {
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() >= DEVICES_KEPT {
+                kept.retain(|_, d| d.loaded.elapsed() < REFRESH);
+                if kept.len() >= DEVICES_KEPT {
+                    kept.clear();
+                }
+            }
+            kept.insert(
+                key,
+                KeptDevice {
+                    loaded: Instant::now(),
+                    device,
+                },
+            );
+        }
+    }
 }
 
 /// One flag's answer for one device.
@@ -65,6 +119,7 @@ pub struct FeatureFlags {
     db: Db,
     reads: Reads,
     cache: Arc<Mutex<HashMap<AppId, Cached>>>,
+    devices: KeptDevices,
 }
 
 /// A stable bucket in 1..=10000 for a device id that has none drawn yet.
@@ -78,12 +133,13 @@ fn bucket_of(device_id: &str) -> i64 {
 }
 
 impl FeatureFlags {
-    pub fn new(commands: CommandBus, db: Db, reads: Reads) -> Self {
+    pub fn new(commands: CommandBus, db: Db, reads: Reads, devices: KeptDevices) -> Self {
         Self {
             commands,
             db,
             reads,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            devices,
         }
     }
 
@@ -165,11 +221,17 @@ impl FeatureFlags {
         }
     }
 
-    /// The app's flags from memory, reloaded when older than [`REFRESH`].
-    async fn compiled(&self, app_id: AppId) -> Result<Arc<Vec<Compiled>>, CommandError> {
+    /// The app's flags from memory, reloaded when older than [`REFRESH`]
+    /// (or when `fresh`).
+    async fn compiled(
+        &self,
+        app_id: AppId,
+        fresh: bool,
+    ) -> Result<Arc<Vec<Compiled>>, CommandError> {
         if let Ok(cache) = self.cache.lock()
             && let Some(c) = cache.get(&app_id)
             && c.loaded.elapsed() < REFRESH
+            && !fresh
         {
             return Ok(c.flags.clone());
         }
@@ -197,22 +259,48 @@ impl FeatureFlags {
         Ok(flags)
     }
 
+    /// A registered device's facts, from memory when read less than
+    /// [`REFRESH`] ago (and not `fresh`).
+    async fn device(
+        &self,
+        app_id: AppId,
+        external_id: &str,
+        fresh: bool,
+    ) -> Result<Option<Arc<DeviceRecord>>, CommandError> {
+        let key = (app_id, external_id.to_owned());
+        if !fresh && let Some(device) = self.devices.get(&key) {
+            return Ok(device);
+        }
+        let device = projections::devices::get_device(&self.db, app_id, external_id)
+            .await
+            .map_err(StoreError::from)?
+            .map(Arc::new);
+        self.devices.keep(key, device.clone());
+        Ok(device)
+    }
+
     /// Every flag (or only `only`) for one device: the registered device
     /// `external_id` if there is one, with what it claims on top (a newer
-    /// app version, say); else the claims alone.
+    /// app version, say); else the claims alone. With a consistency token
+    /// in `ctx`, once the flags and devices models have reached it.
     pub async fn evaluate(
         &self,
+        ctx: &RequestContext,
         app_id: AppId,
         external_id: Option<&str>,
         claimed: &Claimed,
         only: Option<&str>,
         access: &Access,
     ) -> Result<Vec<Evaluation>, CommandError> {
-        let flags = self.compiled(app_id).await?;
+        let fresh = ctx.min_position.is_some();
+        if fresh {
+            self.reads
+                .fresh(ctx, app_id, &[names::FEATURE_FLAGS, names::DEVICES])
+                .await?;
+        }
+        let flags = self.compiled(app_id, fresh).await?;
         let device = match external_id {
-            Some(id) => projections::devices::get_device(&self.db, app_id, id)
-                .await
-                .map_err(StoreError::from)?,
+            Some(id) => self.device(app_id, id, fresh).await?,
             None => None,
         };
         // A client key evaluates for a registered device only if it is its

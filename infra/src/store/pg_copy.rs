@@ -15,7 +15,7 @@ const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 #[derive(Debug, thiserror::Error)]
 #[error("malformed COPY data: {0}")]
-pub struct Malformed(&'static str);
+pub struct Malformed(pub &'static str);
 
 /// Whole tuples out of a binary COPY stream.
 #[derive(Default)]

@@ -1,16 +1,17 @@
 //! The log read whole, fast: what rebuilds, verification and export walk.
 //!
-//! A scan reads events in position order as stored ([`StoredEvent`]: the
-//! JSON as text, nothing parsed) on a task of its own, a page ahead of its
+//! A scan reads events as stored ([`StoredEvent`]: the JSON as text,
+//! nothing parsed) on a task of its own, a few pages ahead of its
 //! consumer, so that reading and whatever is done with the events run side
-//! by side. SQLite is read through rusqlite on a blocking thread: sqlx hands
-//! each row from its worker thread over a channel, which caps a scan near
-//! 170k rows/s; PostgreSQL through a binary `COPY … TO STDOUT` (see
-//! `pg_copy`), a little under twice as fast as sqlx's row stream. The query is re-issued
-//! every [`CHUNK`] events from the last position seen, so no read
+//! by side. SQLite is read through rusqlite on a blocking thread: sqlx
+//! hands each row from its worker thread over a channel, which caps a scan
+//! near 170k rows/s. PostgreSQL through a binary `COPY … TO STDOUT` (see
+//! `pg_copy`), a little under twice as fast as sqlx's row stream. The query
+//! is re-issued every [`CHUNK`] events from the last event seen, so no read
 //! transaction (and on SQLite no WAL snapshot) lasts the whole scan.
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use domain::StoredEvent;
 use domain::ids::AppId;
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::StoreError;
-use super::pg_copy::{Malformed, Tuples};
+use super::pg_copy::{Malformed, Tuple, Tuples};
 
 /// Events per page handed to the consumer.
 pub const PAGE: usize = 4096;
@@ -29,46 +30,209 @@ const CHUNK: i64 = 200_000;
 /// Pages read ahead of the consumer.
 const AHEAD: usize = 4;
 
-/// Which events a scan reads.
-#[derive(Debug, Clone, Copy)]
+const COLUMNS: &str = "position, event_id, app_id, stream, stream_version, event_type, \
+     schema_version, data, metadata, recorded_at, hash";
+
+/// Which events a scan reads, and in which order.
+#[derive(Debug, Clone)]
 pub enum Range {
-    /// Every app's events after a position.
+    /// Every app's events after a position, in position order.
     All { after: i64 },
-    /// One app's events after a position.
+    /// One app's events after a position, in position order.
     App { app: AppId, after: i64 },
+    /// One app's events up to `upto` in the streams whose names start with
+    /// `prefix`, stream after stream (in the database's text order), each
+    /// stream's events in version order; only streams after `after_stream`
+    /// when given.
+    Streams {
+        app: AppId,
+        prefix: &'static str,
+        after_stream: Option<String>,
+        upto: i64,
+    },
+    /// The events of these types with `after < position <= upto` (one
+    /// app's, or every app's), in position order.
+    Types {
+        app: Option<AppId>,
+        types: Arc<[String]>,
+        after: i64,
+        upto: i64,
+    },
+}
+
+/// Where a chunked query goes on from: the last event read.
+#[derive(Debug, Clone)]
+enum Cursor {
+    Position(i64),
+    Stream(String, i64),
 }
 
 impl Range {
-    fn after(&self) -> i64 {
+    fn start(&self) -> Cursor {
         match self {
-            Range::All { after } | Range::App { after, .. } => *after,
+            Range::All { after } | Range::App { after, .. } | Range::Types { after, .. } => {
+                Cursor::Position(*after)
+            }
+            Range::Streams {
+                prefix,
+                after_stream,
+                ..
+            } => match after_stream {
+                Some(stream) => Cursor::Stream(stream.clone(), i64::MAX),
+                None => Cursor::Stream((*prefix).to_owned(), i64::MIN),
+            },
         }
     }
 
-    fn sql(&self) -> &'static str {
+    fn cursor_after(&self, event: &StoredEvent) -> Cursor {
         match self {
-            Range::All { .. } => concat!(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, ",
-                "schema_version, data, metadata, recorded_at, hash FROM events ",
-                "WHERE position > $1 ORDER BY position LIMIT $2"
-            ),
-            Range::App { .. } => concat!(
-                "SELECT position, event_id, app_id, stream, stream_version, event_type, ",
-                "schema_version, data, metadata, recorded_at, hash FROM events ",
-                "WHERE app_id = $3 AND position > $1 ORDER BY position LIMIT $2"
-            ),
+            Range::Streams { .. } => Cursor::Stream(event.stream.clone(), event.stream_version),
+            _ => Cursor::Position(event.position),
         }
     }
 
-    fn app(&self) -> Option<AppId> {
+    /// The SQLite query for the chunk after `cursor`, and its parameters.
+    fn sqlite(&self, cursor: &Cursor) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value as V;
+        let position = |c: &Cursor| match c {
+            Cursor::Position(p) => *p,
+            Cursor::Stream(..) => 0,
+        };
         match self {
-            Range::All { .. } => None,
-            Range::App { app, .. } => Some(*app),
+            Range::All { .. } => (
+                format!(
+                    "SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT {CHUNK}"
+                ),
+                vec![V::Integer(position(cursor))],
+            ),
+            Range::App { app, .. } => (
+                format!(
+                    "SELECT {COLUMNS} FROM events WHERE app_id = ?1 AND position > ?2 \
+                     ORDER BY position LIMIT {CHUNK}"
+                ),
+                vec![
+                    V::Blob(app.0.as_bytes().to_vec()),
+                    V::Integer(position(cursor)),
+                ],
+            ),
+            Range::Streams {
+                app, prefix, upto, ..
+            } => {
+                let (stream, version) = match cursor {
+                    Cursor::Stream(s, v) => (s.clone(), *v),
+                    Cursor::Position(_) => ((*prefix).to_owned(), i64::MIN),
+                };
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM events WHERE app_id = ?1 AND stream >= ?2 AND stream < ?3 \
+                         AND position <= ?4 AND (stream, stream_version) > (?5, ?6) \
+                         ORDER BY stream, stream_version LIMIT {CHUNK}"
+                    ),
+                    vec![
+                        V::Blob(app.0.as_bytes().to_vec()),
+                        V::Text((*prefix).to_owned()),
+                        V::Text(successor(prefix)),
+                        V::Integer(*upto),
+                        V::Text(stream),
+                        V::Integer(version),
+                    ],
+                )
+            }
+            Range::Types {
+                app, types, upto, ..
+            } => {
+                let mut params = vec![V::Integer(position(cursor)), V::Integer(*upto)];
+                let mut condition = "position > ?1 AND position <= ?2".to_owned();
+                if let Some(app) = app {
+                    params.push(V::Blob(app.0.as_bytes().to_vec()));
+                    condition.push_str(&format!(" AND app_id = ?{}", params.len()));
+                }
+                let first = params.len() + 1;
+                let list = (first..first + types.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                params.extend(types.iter().map(|t| V::Text(t.clone())));
+                (
+                    format!(
+                        "SELECT {COLUMNS} FROM events WHERE {condition} AND event_type IN ({list}) \
+                         ORDER BY position LIMIT {CHUNK}"
+                    ),
+                    params,
+                )
+            }
         }
+    }
+
+    /// The PostgreSQL `COPY` for the chunk after `cursor` (COPY takes no
+    /// parameters: every value is written in as a literal by this code).
+    fn postgres(&self, cursor: &Cursor) -> String {
+        let position = |c: &Cursor| match c {
+            Cursor::Position(p) => *p,
+            Cursor::Stream(..) => 0,
+        };
+        let condition = match self {
+            Range::All { .. } => format!("position > {}", position(cursor)),
+            Range::App { app, .. } => {
+                format!("app_id = '{}' AND position > {}", app.0, position(cursor))
+            }
+            Range::Streams {
+                app, prefix, upto, ..
+            } => {
+                let after = match cursor {
+                    Cursor::Stream(s, v) if s.as_str() != *prefix || *v != i64::MIN => {
+                        format!(" AND (stream, stream_version) > ({}, {v})", literal(s))
+                    }
+                    _ => String::new(),
+                };
+                format!(
+                    "app_id = '{}' AND starts_with(stream, {}) AND position <= {upto}{after}",
+                    app.0,
+                    literal(prefix)
+                )
+            }
+            Range::Types {
+                app, types, upto, ..
+            } => format!(
+                "{}position > {} AND position <= {upto} AND event_type IN ({})",
+                app.map(|a| format!("app_id = '{}' AND ", a.0))
+                    .unwrap_or_default(),
+                position(cursor),
+                types
+                    .iter()
+                    .map(|t| literal(t))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let order = match self {
+            Range::Streams { .. } => "stream, stream_version",
+            _ => "position",
+        };
+        format!(
+            "COPY (SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY {order} LIMIT {CHUNK}) \
+             TO STDOUT WITH (FORMAT binary)"
+        )
     }
 }
 
-/// Pages of events in position order, read ahead.
+/// The first string after every string that starts with `prefix` (its
+/// last character moved one on: `device:` -> `device;`).
+fn successor(prefix: &str) -> String {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    if let Some(last) = chars.pop() {
+        chars.push(char::from_u32(last as u32 + 1).unwrap_or(char::MAX));
+    }
+    chars.into_iter().collect()
+}
+
+/// A PostgreSQL string literal, safe whatever `standard_conforming_strings`
+/// says (an escape string: backslashes and quotes doubled).
+fn literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// Pages of events, read ahead.
 pub struct Scan {
     pages: mpsc::Receiver<Result<Vec<StoredEvent>, StoreError>>,
 }
@@ -88,7 +252,7 @@ pub fn scan(db: &Db, range: Range) -> Scan {
         Db::Sqlite(s) => {
             let path = s.reader.connect_options().get_filename().to_path_buf();
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = scan_sqlite(&path, range, &tx) {
+                if let Err(e) = scan_sqlite(&path, &range, &tx) {
                     let _ = tx.blocking_send(Err(e));
                 }
             });
@@ -96,7 +260,7 @@ pub fn scan(db: &Db, range: Range) -> Scan {
         Db::Postgres(p) => {
             let pool = p.pool.clone();
             tokio::spawn(async move {
-                if let Err(e) = scan_postgres(&pool, range, &tx).await {
+                if let Err(e) = scan_postgres(&pool, &range, &tx).await {
                     let _ = tx.send(Err(e)).await;
                 }
             });
@@ -119,7 +283,7 @@ fn uuid_of(bytes: &[u8], position: i64, what: &str) -> Result<Uuid, StoreError> 
     })
 }
 
-fn scan_sqlite(path: &PathBuf, range: Range, pages: &Pages) -> Result<(), StoreError> {
+fn scan_sqlite(path: &Path, range: &Range, pages: &Pages) -> Result<(), StoreError> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -128,47 +292,19 @@ fn scan_sqlite(path: &PathBuf, range: Range, pages: &Pages) -> Result<(), StoreE
     .map_err(sqlite_error)?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(sqlite_error)?;
-    // Numbered `?n` parameters: `$n` would be numbered by first appearance.
-    let mut statement = conn
-        .prepare(&range.sql().replace('$', "?"))
-        .map_err(sqlite_error)?;
-    let app = range.app().map(|a| a.0.as_bytes().to_vec());
-    let mut after = range.after();
+    let mut cursor = range.start();
     loop {
-        let mut rows = match &app {
-            None => statement.query(rusqlite::params![after, CHUNK]),
-            Some(app) => statement.query(rusqlite::params![after, CHUNK, app]),
-        }
-        .map_err(sqlite_error)?;
+        let (sql, params) = range.sqlite(&cursor);
+        let mut statement = conn.prepare_cached(&sql).map_err(sqlite_error)?;
+        let mut rows = statement
+            .query(rusqlite::params_from_iter(params))
+            .map_err(sqlite_error)?;
         let mut page = Vec::with_capacity(PAGE);
         let mut read = 0;
         while let Some(row) = rows.next().map_err(sqlite_error)? {
-            let position: i64 = row.get(0).map_err(sqlite_error)?;
-            let text = |i: usize| -> Result<String, StoreError> {
-                row.get_ref(i)
-                    .and_then(|v| v.as_str().map_err(Into::into))
-                    .map(str::to_owned)
-                    .map_err(sqlite_error)
-            };
-            let blob = |i: usize| -> Result<&[u8], StoreError> {
-                row.get_ref(i)
-                    .and_then(|v| v.as_blob().map_err(Into::into))
-                    .map_err(sqlite_error)
-            };
-            page.push(StoredEvent {
-                position,
-                event_id: uuid_of(blob(1)?, position, "event id")?,
-                app_id: AppId(uuid_of(blob(2)?, position, "app id")?),
-                stream: text(3)?,
-                stream_version: row.get(4).map_err(sqlite_error)?,
-                event_type: text(5)?,
-                schema_version: row.get(6).map_err(sqlite_error)?,
-                data: text(7)?,
-                metadata: text(8)?,
-                recorded_at: row.get(9).map_err(sqlite_error)?,
-                hash: blob(10)?.to_vec(),
-            });
-            after = position;
+            let event = sqlite_event(row)?;
+            cursor = range.cursor_after(&event);
+            page.push(event);
             read += 1;
             if page.len() == PAGE {
                 let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE));
@@ -186,44 +322,53 @@ fn scan_sqlite(path: &PathBuf, range: Range, pages: &Pages) -> Result<(), StoreE
     }
 }
 
-async fn scan_postgres(pool: &sqlx::PgPool, range: Range, pages: &Pages) -> Result<(), StoreError> {
+fn sqlite_event(row: &rusqlite::Row<'_>) -> Result<StoredEvent, StoreError> {
+    let position: i64 = row.get(0).map_err(sqlite_error)?;
+    let text = |i: usize| -> Result<String, StoreError> {
+        row.get_ref(i)
+            .and_then(|v| v.as_str().map_err(Into::into))
+            .map(str::to_owned)
+            .map_err(sqlite_error)
+    };
+    let blob = |i: usize| -> Result<&[u8], StoreError> {
+        row.get_ref(i)
+            .and_then(|v| v.as_blob().map_err(Into::into))
+            .map_err(sqlite_error)
+    };
+    Ok(StoredEvent {
+        position,
+        event_id: uuid_of(blob(1)?, position, "event id")?,
+        app_id: AppId(uuid_of(blob(2)?, position, "app id")?),
+        stream: text(3)?,
+        stream_version: row.get(4).map_err(sqlite_error)?,
+        event_type: text(5)?,
+        schema_version: row.get(6).map_err(sqlite_error)?,
+        data: text(7)?,
+        metadata: text(8)?,
+        recorded_at: row.get(9).map_err(sqlite_error)?,
+        hash: blob(10)?.to_vec(),
+    })
+}
+
+async fn scan_postgres(
+    pool: &sqlx::PgPool,
+    range: &Range,
+    pages: &Pages,
+) -> Result<(), StoreError> {
     use sqlx::postgres::PgPoolCopyExt;
     let malformed = |e: Malformed| StoreError::Internal(format!("reading the log: {e}"));
-    let mut after = range.after();
+    let mut cursor = range.start();
     loop {
-        // COPY takes no parameters: the bounds are integers and a UUID,
-        // written into the statement by this code.
-        let condition = match range.app() {
-            None => format!("position > {after}"),
-            Some(app) => format!("app_id = '{}' AND position > {after}", app.0),
-        };
-        let statement = format!(
-            "COPY (SELECT position, event_id, app_id, stream, stream_version, event_type, \
-             schema_version, data, metadata, recorded_at, hash FROM events WHERE {condition} \
-             ORDER BY position LIMIT {CHUNK}) TO STDOUT WITH (FORMAT binary)"
-        );
-        let mut chunks = pool.copy_out_raw(&statement).await?;
+        let mut chunks = pool.copy_out_raw(&range.postgres(&cursor)).await?;
         let mut tuples = Tuples::default();
         let mut page = Vec::with_capacity(PAGE);
         let mut read = 0;
         while let Some(chunk) = chunks.try_next().await? {
             tuples.push(&chunk);
             while let Some(t) = tuples.next().map_err(malformed)? {
-                let position = t.int8(0).map_err(malformed)?;
-                page.push(StoredEvent {
-                    position,
-                    event_id: uuid_of(t.bytes(1).map_err(malformed)?, position, "event id")?,
-                    app_id: AppId(uuid_of(t.bytes(2).map_err(malformed)?, position, "app id")?),
-                    stream: t.text(3).map_err(malformed)?,
-                    stream_version: t.int8(4).map_err(malformed)?,
-                    event_type: t.text(5).map_err(malformed)?,
-                    schema_version: t.int4(6).map_err(malformed)?,
-                    data: t.text(7).map_err(malformed)?,
-                    metadata: t.text(8).map_err(malformed)?,
-                    recorded_at: t.int8(9).map_err(malformed)?,
-                    hash: t.bytes(10).map_err(malformed)?.to_vec(),
-                });
-                after = position;
+                let event = postgres_event(&t).map_err(malformed)?;
+                cursor = range.cursor_after(&event);
+                page.push(event);
                 read += 1;
                 if page.len() == PAGE {
                     let full = std::mem::replace(&mut page, Vec::with_capacity(PAGE));
@@ -244,5 +389,35 @@ async fn scan_postgres(pool: &sqlx::PgPool, range: Range, pages: &Pages) -> Resu
         if read < CHUNK {
             return Ok(());
         }
+    }
+}
+
+fn postgres_event(t: &Tuple) -> Result<StoredEvent, Malformed> {
+    let uuid = |i: usize| -> Result<Uuid, Malformed> {
+        Uuid::from_slice(t.bytes(i)?).map_err(|_| Malformed("a UUID of another size"))
+    };
+    Ok(StoredEvent {
+        position: t.int8(0)?,
+        event_id: uuid(1)?,
+        app_id: AppId(uuid(2)?),
+        stream: t.text(3)?,
+        stream_version: t.int8(4)?,
+        event_type: t.text(5)?,
+        schema_version: t.int4(6)?,
+        data: t.text(7)?,
+        metadata: t.text(8)?,
+        recorded_at: t.int8(9)?,
+        hash: t.bytes(10)?.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_and_literals() {
+        assert_eq!(successor("device:"), "device;");
+        assert_eq!(literal(r"it's a \ test"), r"E'it''s a \\ test'");
     }
 }

@@ -5,6 +5,7 @@
 //! the events in memory (the same fold as command responses), and writing
 //! the results back in bulk.
 
+pub mod bulk;
 mod fold;
 mod query;
 mod record;
@@ -27,7 +28,11 @@ use crate::{Projection, ProjectionError};
 
 pub struct DevicesProjection;
 
-impl crate::ReadModel for DevicesProjection {}
+impl crate::ReadModel for DevicesProjection {
+    fn stream_fold(&self) -> Option<std::sync::Arc<dyn crate::bulk::StreamFold>> {
+        Some(std::sync::Arc::new(bulk::DevicesBulk))
+    }
+}
 
 #[async_trait]
 impl Projection for DevicesProjection {

@@ -113,17 +113,17 @@ pub(crate) async fn upsert(tx: &mut Tx, rows: &[(Uuid, &DeviceRecord)]) -> Resul
 
 /// One searchable row per scalar property, one per list item (`l` for a
 /// string, `n` for an integer; one `e` row for an empty list).
-struct PropertyRow<'a> {
-    device_key: i64,
-    app: Uuid,
-    key: &'a str,
-    kind: &'static str,
-    s: Option<&'a str>,
-    i: Option<i64>,
-    v: Option<String>,
+pub(crate) struct PropertyRow<'a> {
+    pub device_key: i64,
+    pub app: Uuid,
+    pub key: &'a str,
+    pub kind: &'static str,
+    pub s: Option<&'a str>,
+    pub i: Option<i64>,
+    pub v: Option<String>,
 }
 
-fn property_rows<'a>(app: Uuid, d: &'a DeviceRecord, out: &mut Vec<PropertyRow<'a>>) {
+pub(crate) fn property_rows<'a>(app: Uuid, d: &'a DeviceRecord, out: &mut Vec<PropertyRow<'a>>) {
     for (key, value) in &d.properties {
         let row = |kind, s: Option<&'a str>, i| PropertyRow {
             device_key: d.device_key,
