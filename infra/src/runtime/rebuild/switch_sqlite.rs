@@ -28,7 +28,7 @@ use crate::store::{EventStore, StoreError, rows};
 /// chunk follow from the last chunk's pace (between [`MIN_ROWS`] and
 /// [`MAX_ROWS`]), since inserting into big indexed tables slows down as
 /// they grow.
-const HOLD: Duration = Duration::from_millis(100);
+const HOLD: Duration = Duration::from_millis(250);
 const MIN_ROWS: i64 = 500;
 const MAX_ROWS: i64 = 200_000;
 /// Events applied per step of the final catch-up.
