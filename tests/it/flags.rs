@@ -281,3 +281,67 @@ async fn flags_end_to_end(backend: Backend) {
         .unwrap_or_default();
     assert!(types.contains(&"feature_flag.deleted"), "{types:?}");
 }
+
+on_both!(
+    a_device_changed_on_another_node_is_evaluated_afresh_with_the_consistency_token,
+    token_across_nodes
+);
+async fn token_across_nodes(backend: Backend) {
+    let Some(a) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = a.create_app("flags").await;
+    let b = a.another_node(|_| {}).await;
+    create(
+        &a,
+        &key,
+        json!({"name": "pro-only", "enabled": true,
+               "conditions": {"key": "plan", "operator": "str_eq", "value": "pro"}}),
+    )
+    .await;
+    let put = a.put("/v1/devices/d1", &key.token, device_body("t1")).await;
+    assert!(put.status < 300, "{}", put.body);
+    let free = a
+        .patch(
+            "/v1/devices/d1/properties",
+            &key.token,
+            json!({"properties": {"plan": "free"}}),
+        )
+        .await;
+    assert!(free.status < 300, "{}", free.body);
+    let position = free
+        .header("herald-position")
+        .unwrap_or_default()
+        .to_owned();
+    let before = evaluate(
+        &b,
+        &key,
+        "?external_id=d1",
+        &[("Herald-Min-Position", &position)],
+    )
+    .await;
+    assert!(!on(&before, "pro-only"), "{before}");
+    // B now keeps d1 (plan free) in memory; A changes it.
+    let pro = a
+        .patch(
+            "/v1/devices/d1/properties",
+            &key.token,
+            json!({"properties": {"plan": "pro"}}),
+        )
+        .await;
+    assert!(pro.status < 300, "{}", pro.body);
+    let position = pro.header("herald-position").unwrap_or_default().to_owned();
+    // On A, which made the change, at once; on B with the write's token.
+    assert!(on(
+        &evaluate(&a, &key, "?external_id=d1", &[]).await,
+        "pro-only"
+    ));
+    let after = evaluate(
+        &b,
+        &key,
+        "?external_id=d1",
+        &[("Herald-Min-Position", &position)],
+    )
+    .await;
+    assert!(on(&after, "pro-only"), "{after}");
+}

@@ -32,7 +32,10 @@ async fn two_nodes(backend: Backend) {
     let ids: BTreeSet<String> = got.iter().map(|r| r.webhook_id()).collect();
     assert_eq!(ids.len(), N, "every message once");
     assert!(got.iter().all(|r| r.signed_by(&secret)));
-    // The attempts say the same: one each.
+    // The attempts say the same: one each. Each node records its own
+    // attempts after the receiver has answered, so both must have finished
+    // (the second one first: the first then applies what it recorded).
+    second.idle().await;
     let attempts = h.wait_attempts(&id, N).await;
     assert_eq!(attempts.len(), N);
     drop(second);
