@@ -108,6 +108,20 @@ pub async fn replay_or_run(
                 .into(),
             vec![],
         ),
+        Ok(Claim::Unreadable) => {
+            tracing::error!(
+                "a kept idempotent answer does not open: was HERALD_SECRET_KEY changed?"
+            );
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "idempotency-answer-unreadable",
+                "Kept answer unreadable",
+                "the answer kept for this Idempotency-Key cannot be read by this server; \
+                 the request is not run again"
+                    .into(),
+                vec![],
+            )
+        }
         Ok(Claim::Fresh) => {
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))

@@ -168,11 +168,18 @@ impl Herald {
         );
         let keys = Arc::new(KeyCache::default());
         let kept_devices = KeptDevices::default();
+        let idempotency = Idempotency::new(
+            db.clone(),
+            vault.clone(),
+            clock.clone(),
+            config.idempotency_ttl,
+        );
         let users = Users::new(
             commands.clone(),
             db.clone(),
             reads.clone(),
             Log::new(&sealed, personal.clone(), db.clone()),
+            idempotency.clone(),
         );
         let services = Arc::new(Services {
             auth: Auth::new(db.clone(), root_token.clone(), keys.clone()),
@@ -225,7 +232,7 @@ impl Herald {
             flags: FeatureFlags::new(commands.clone(), db.clone(), reads.clone(), kept_devices),
             log: Log::new(&sealed, personal.clone(), db.clone()),
             reads,
-            idempotency: Idempotency::new(db.clone(), clock.clone(), config.idempotency_ttl),
+            idempotency,
         });
         let purge = tokio::spawn(purge_idempotency_keys(
             services.idempotency.clone(),

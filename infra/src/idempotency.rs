@@ -11,6 +11,12 @@
 //! and *completed* with the answer after. A claim whose node died is taken
 //! over once its lease runs out; a crash between the command's commit and
 //! the saved answer is the one window in which a retry runs twice.
+//!
+//! A kept answer may carry a secret shown once (a new API key's token, a
+//! device secret, a webhook's signing secret) or a person's data: its body
+//! is sealed with the secret key (AES-256-GCM, bound to its scope and key),
+//! so the table holds no answer in clear. Bodies kept before sealing (in
+//! clear, as JSON) are still replayed as they are until they expire.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +26,10 @@ use projections::db::{Db, Tx};
 use projections::{on_db, on_tx};
 
 use crate::clock::Clock;
+use crate::vault::Vault;
+
+/// Opens a sealed answer body (a JSON body never starts with NUL).
+const SEALED: &[u8] = b"\0sealed-1\0";
 
 /// How long an unfinished claim holds its key before another request may
 /// take it over (its node is presumed dead).
@@ -84,6 +94,8 @@ pub enum Claim {
     InFlight,
     /// The key was used with a different request.
     Mismatch,
+    /// An answer is kept but does not open (the secret key was changed).
+    Unreadable,
 }
 
 /// Who a key belongs to: an app, or the root token.
@@ -93,6 +105,7 @@ pub struct Scope<'a>(pub &'a str);
 #[derive(Clone)]
 pub struct Idempotency {
     db: Db,
+    vault: Vault,
     clock: Arc<dyn Clock>,
     ttl: Duration,
 }
@@ -100,8 +113,31 @@ pub struct Idempotency {
 type Row = (String, Option<i64>, Option<String>, Option<Vec<u8>>);
 
 impl Idempotency {
-    pub fn new(db: Db, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
-        Self { db, clock, ttl }
+    pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+        Self {
+            db,
+            vault,
+            clock,
+            ttl,
+        }
+    }
+
+    fn aad(scope: &str, key: &str) -> Vec<u8> {
+        format!("idempotency\0{scope}\0{key}").into_bytes()
+    }
+
+    fn seal(&self, scope: &str, key: &str, body: &[u8]) -> Vec<u8> {
+        let mut sealed = SEALED.to_vec();
+        sealed.extend(self.vault.seal_bytes(&Self::aad(scope, key), body));
+        sealed
+    }
+
+    /// The body as answered: opened, or as it is when kept in clear.
+    fn open(&self, scope: &str, key: &str, stored: Vec<u8>) -> Option<Vec<u8>> {
+        match stored.strip_prefix(SEALED) {
+            Some(sealed) => self.vault.open_bytes(&Self::aad(scope, key), sealed).ok(),
+            None => Some(stored),
+        }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -183,13 +219,18 @@ impl Idempotency {
             None => Claim::InFlight,
             Some((stored, _, _, _)) if stored != fingerprint => Claim::Mismatch,
             Some((_, None, _, _)) => Claim::InFlight,
-            Some((_, Some(status), headers, body)) => Claim::Replay(Saved {
-                status: u16::try_from(status).unwrap_or(500),
-                headers: headers
-                    .and_then(|h| serde_json::from_str(&h).ok())
-                    .unwrap_or_default(),
-                body: body.unwrap_or_default(),
-            }),
+            Some((_, Some(status), headers, body)) => {
+                match self.open(scope.0, key, body.unwrap_or_default()) {
+                    Some(body) => Claim::Replay(Saved {
+                        status: u16::try_from(status).unwrap_or(500),
+                        headers: headers
+                            .and_then(|h| serde_json::from_str(&h).ok())
+                            .unwrap_or_default(),
+                        body,
+                    }),
+                    None => Claim::Unreadable,
+                }
+            }
         })
     }
 
@@ -202,6 +243,7 @@ impl Idempotency {
         saved: &Saved,
     ) -> Result<(), sqlx::Error> {
         let headers = serde_json::to_string(&saved.headers).unwrap_or_else(|_| "[]".into());
+        let body = self.seal(scope.0, key, &saved.body);
         let mut tx = self.db.begin().await?;
         on_tx!(&mut tx, |c| {
             sqlx::query(
@@ -213,7 +255,7 @@ impl Idempotency {
             .bind(fingerprint)
             .bind(i64::from(saved.status))
             .bind(headers)
-            .bind(&saved.body)
+            .bind(&body)
             .execute(c)
             .await?;
         });
@@ -241,6 +283,47 @@ impl Idempotency {
             .await?;
         });
         tx.commit().await
+    }
+
+    /// Deletes the answers kept in `scope` whose body holds any of
+    /// `needles` (a forgotten person's ids); returns how many. A retry with
+    /// such a key runs again.
+    pub async fn forget_naming(
+        &self,
+        scope: Scope<'_>,
+        needles: &[String],
+    ) -> Result<u64, sqlx::Error> {
+        let kept: Vec<(String, Vec<u8>)> = on_db!(&self.db, |p| {
+            sqlx::query_as(
+                "SELECT key, body FROM idempotency_keys WHERE scope = $1 AND body IS NOT NULL",
+            )
+            .bind(scope.0)
+            .fetch_all(p)
+            .await?
+        });
+        let naming: Vec<String> = kept
+            .into_iter()
+            .filter(|(key, body)| {
+                // One that does not open cannot be replayed either: it goes.
+                self.open(scope.0, key, body.clone()).is_none_or(|body| {
+                    let text = String::from_utf8_lossy(&body);
+                    needles.iter().any(|n| text.contains(n.as_str()))
+                })
+            })
+            .map(|(key, _)| key)
+            .collect();
+        let mut tx: Tx = self.db.begin().await?;
+        for key in &naming {
+            on_tx!(&mut tx, |c| {
+                sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                    .bind(scope.0)
+                    .bind(key)
+                    .execute(&mut *c)
+                    .await?;
+            });
+        }
+        tx.commit().await?;
+        Ok(naming.len() as u64)
     }
 
     /// Deletes expired answers and dead claims; returns how many.

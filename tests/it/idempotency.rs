@@ -301,3 +301,75 @@ async fn expiry(backend: Backend) {
         0
     );
 }
+
+on_both!(
+    a_kept_answer_holding_a_secret_is_sealed_and_replayed_whole,
+    sealed_answers
+);
+async fn sealed_answers(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    let body = json!({"name": "ci", "roles": ["admin"]});
+    let first = keyed(&app, Method::POST, "/v1/api-keys", &key.token, "k1", &body).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let token = first.body["token"].as_str().unwrap_or_default().to_owned();
+    assert!(token.len() > 20, "{}", first.body);
+
+    // The retry gets the token it missed.
+    let again = keyed(&app, Method::POST, "/v1/api-keys", &key.token, "k1", &body).await;
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body["token"], token.as_str());
+
+    // What is kept does not show it.
+    let kept: Vec<Option<Vec<u8>>> = match &app.herald.db() {
+        projections::db::Db::Sqlite(s) => sqlx::query_scalar("SELECT body FROM idempotency_keys")
+            .fetch_all(&s.reader)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        projections::db::Db::Postgres(p) => sqlx::query_scalar("SELECT body FROM idempotency_keys")
+            .fetch_all(&p.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    };
+    assert_eq!(kept.len(), 1);
+    let stored = kept[0].clone().unwrap_or_default();
+    assert!(!stored.is_empty());
+    let text = String::from_utf8_lossy(&stored);
+    assert!(!text.contains(&token), "the token is kept in clear");
+    assert!(
+        !text.contains("\"name\""),
+        "the body is kept in clear: {text}"
+    );
+}
+
+on_both!(
+    forgetting_a_user_drops_the_kept_answers_that_name_them,
+    forgotten_answers
+);
+async fn forgotten_answers(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    let ada = json!({"name": "Ada Lovelace", "email": "ada@example.com"});
+    let bob = json!({"name": "Bob"});
+    let first = keyed(&app, Method::PUT, "/v1/users/ada", &key.token, "k-ada", &ada).await;
+    assert!(first.status < 300, "{}", first.body);
+    let other = keyed(&app, Method::PUT, "/v1/users/bob", &key.token, "k-bob", &bob).await;
+    assert!(other.status < 300, "{}", other.body);
+
+    let forgot = app.post("/v1/users/ada/forget", &key.token, json!({})).await;
+    assert_eq!(forgot.status, 200, "{}", forgot.body);
+
+    // Ada's kept answer is gone: the retry runs again (and writes anew).
+    let retried = keyed(&app, Method::PUT, "/v1/users/ada", &key.token, "k-ada", &ada).await;
+    assert!(retried.status < 300, "{}", retried.body);
+    assert_eq!(retried.header("idempotent-replayed"), None);
+    // Bob's is kept.
+    let kept = keyed(&app, Method::PUT, "/v1/users/bob", &key.token, "k-bob", &bob).await;
+    assert_eq!(kept.header("idempotent-replayed"), Some("true"));
+    assert_eq!(kept.body["name"], "Bob");
+}

@@ -20,10 +20,10 @@ use domain::personal;
 use domain::user::{self, User, UserCommand};
 use domain::{DomainError, RecordedEvent};
 use projections::db::Db;
-use projections::on_db;
 
 use super::RequestContext;
 use super::users::Users;
+use crate::idempotency::{Idempotency, Scope};
 use crate::privacy::sealing;
 use crate::runtime::commands::CommandError;
 use crate::store::StoreError;
@@ -107,7 +107,7 @@ impl Users {
             position = forgot.appended.map(|a| a.last_position).or(position);
         }
         self.reads.settle(ctx, &HOLDERS, position).await;
-        clear_beside_the_log(&self.db, app_id, &user_id, &devices).await?;
+        clear_beside_the_log(&self.db, &self.idempotency, app_id, &user_id, &devices).await?;
         let plaintext_events = self.plaintext_events(app_id, &subjects).await?;
         Ok(Forgetting {
             user_id,
@@ -143,6 +143,7 @@ pub fn holds_clear_values(event: &RecordedEvent) -> bool {
 /// Clears what is kept of the subjects outside the log and its models.
 async fn clear_beside_the_log(
     db: &Db,
+    idempotency: &Idempotency,
     app_id: AppId,
     user_id: &UserId,
     devices: &[String],
@@ -160,32 +161,8 @@ async fn clear_beside_the_log(
     );
     // Replies kept for retried requests: those that name a subject go (a
     // retry with the same key runs again).
-    let replies: Vec<(String, Vec<u8>)> = on_db!(db, |p| {
-        sqlx::query_as(
-            "SELECT key, body FROM idempotency_keys WHERE scope = $1 AND body IS NOT NULL",
-        )
-        .bind(&scope)
-        .fetch_all(p)
-        .await?
-    });
-    let naming: Vec<String> = replies
-        .into_iter()
-        .filter(|(_, body)| {
-            let text = String::from_utf8_lossy(body);
-            needles.iter().any(|n| text.contains(n.as_str()))
-        })
-        .map(|(key, _)| key)
-        .collect();
+    idempotency.forget_naming(Scope(&scope), &needles).await?;
     let mut tx = db.begin().await?;
-    for key in &naming {
-        projections::on_tx!(&mut tx, |c| {
-            sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2")
-                .bind(&scope)
-                .bind(key)
-                .execute(&mut *c)
-                .await?;
-        });
-    }
     for external_id in &external_ids {
         projections::on_tx!(&mut tx, |c| {
             sqlx::query(

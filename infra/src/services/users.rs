@@ -38,15 +38,24 @@ pub struct Users {
     pub(crate) reads: Reads,
     /// The log as stored and the subjects' keys, for forgetting.
     pub(crate) personal_log: super::Log,
+    /// Kept answers, some of which may name a person to forget.
+    pub(crate) idempotency: crate::idempotency::Idempotency,
 }
 
 impl Users {
-    pub fn new(commands: CommandBus, db: Db, reads: Reads, personal_log: super::Log) -> Self {
+    pub fn new(
+        commands: CommandBus,
+        db: Db,
+        reads: Reads,
+        personal_log: super::Log,
+        idempotency: crate::idempotency::Idempotency,
+    ) -> Self {
         Self {
             commands,
             db,
             reads,
             personal_log,
+            idempotency,
         }
     }
 }
