@@ -46,6 +46,21 @@ pub struct PgDb {
     pub schema: String,
 }
 
+/// `BEGIN` on PostgreSQL, safe to cancel. sqlx 0.8 counts a transaction
+/// only once `BEGIN`'s answer is in, so a caller cancelled in between (a
+/// client gone, a timeout, an aborted task) would leave the pooled
+/// connection inside a transaction nobody ends: the next borrower's
+/// statements would run in it, uncommitted, holding their locks
+/// (transact-rs/sqlx#4393; SQLite's driver is safe). The `BEGIN` runs in a
+/// task of its own: a cancelled caller leaves it a whole transaction, which
+/// rolls back when dropped, before the connection is pooled again.
+pub async fn pg_begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("BEGIN did not finish: {e}")))?
+}
+
 /// A write transaction on either backend (on SQLite, with the in-process
 /// write lock, released when the transaction ends).
 pub enum Tx {
@@ -66,7 +81,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(db) => db.begin_on(&db.writer).await?,
-            Db::Postgres(db) => Tx::Pg(db.pool.begin().await?),
+            Db::Postgres(db) => Tx::Pg(pg_begin(&db.pool).await?),
         })
     }
 
@@ -79,7 +94,7 @@ impl Db {
         match self {
             Db::Sqlite(db) => db.begin_on(&db.relaxed).await,
             Db::Postgres(db) => {
-                let mut tx = db.pool.begin().await?;
+                let mut tx = pg_begin(&db.pool).await?;
                 sqlx::query("SET LOCAL synchronous_commit = off")
                     .execute(&mut *tx)
                     .await?;

@@ -356,20 +356,54 @@ async fn forgotten_answers(backend: Backend) {
     let key = app.create_app("a").await;
     let ada = json!({"name": "Ada Lovelace", "email": "ada@example.com"});
     let bob = json!({"name": "Bob"});
-    let first = keyed(&app, Method::PUT, "/v1/users/ada", &key.token, "k-ada", &ada).await;
+    let first = keyed(
+        &app,
+        Method::PUT,
+        "/v1/users/ada",
+        &key.token,
+        "k-ada",
+        &ada,
+    )
+    .await;
     assert!(first.status < 300, "{}", first.body);
-    let other = keyed(&app, Method::PUT, "/v1/users/bob", &key.token, "k-bob", &bob).await;
+    let other = keyed(
+        &app,
+        Method::PUT,
+        "/v1/users/bob",
+        &key.token,
+        "k-bob",
+        &bob,
+    )
+    .await;
     assert!(other.status < 300, "{}", other.body);
 
-    let forgot = app.post("/v1/users/ada/forget", &key.token, json!({})).await;
+    let forgot = app
+        .post("/v1/users/ada/forget", &key.token, json!({}))
+        .await;
     assert_eq!(forgot.status, 200, "{}", forgot.body);
 
     // Ada's kept answer is gone: the retry runs again (and writes anew).
-    let retried = keyed(&app, Method::PUT, "/v1/users/ada", &key.token, "k-ada", &ada).await;
+    let retried = keyed(
+        &app,
+        Method::PUT,
+        "/v1/users/ada",
+        &key.token,
+        "k-ada",
+        &ada,
+    )
+    .await;
     assert!(retried.status < 300, "{}", retried.body);
     assert_eq!(retried.header("idempotent-replayed"), None);
     // Bob's is kept.
-    let kept = keyed(&app, Method::PUT, "/v1/users/bob", &key.token, "k-bob", &bob).await;
+    let kept = keyed(
+        &app,
+        Method::PUT,
+        "/v1/users/bob",
+        &key.token,
+        "k-bob",
+        &bob,
+    )
+    .await;
     assert_eq!(kept.header("idempotent-replayed"), Some("true"));
     assert_eq!(kept.body["name"], "Bob");
 }

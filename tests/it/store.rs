@@ -568,3 +568,55 @@ async fn a_32_kb_statement_does_not_stall() {
         "32 KB statements took {median:?} (median): Nagle's algorithm is on"
     );
 }
+
+/// A transaction whose caller is cancelled while `BEGIN` is on the wire (a
+/// client gone, a timeout) must not leave its pooled connection inside a
+/// transaction: the next borrower's statements would run in it,
+/// uncommitted, holding their locks (sqlx 0.8 counts the transaction only
+/// once `BEGIN` is answered). The proxy holds the answer back so that the
+/// cancel falls exactly there.
+#[tokio::test]
+async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_open() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let proxy = herald_tests::proxy::Proxy::start(herald_tests::backend::pg_addr().await).await;
+    let url = herald_tests::backend::pg_url_via(proxy.addr);
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap_or_else(|e| panic!("{e}"));
+    // One connection, handed out without a check, so that BEGIN is the
+    // first thing sent.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let via_proxy = projections::db::Db::Postgres(projections::db::PgDb {
+        pool: pool.clone(),
+        schema: db.schema.clone(),
+    });
+    proxy.hold_replies();
+    let cancelled =
+        tokio::time::timeout(std::time::Duration::from_millis(300), via_proxy.begin()).await;
+    assert!(
+        cancelled.is_err(),
+        "BEGIN was answered through a held proxy"
+    );
+    proxy.release_replies();
+
+    // The same (only) connection, borrowed again, is not in a transaction.
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let projections::db::Db::Postgres(direct) = &db.db else {
+        panic!("not PostgreSQL");
+    };
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(&direct.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(state.as_deref(), Some("idle"));
+}

@@ -53,7 +53,7 @@ impl StreamWriter for PgWriter {
     }
 
     async fn commit(&mut self, mark: Mark) -> Result<(), RuntimeError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = projections::db::pg_begin(&self.pool).await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;

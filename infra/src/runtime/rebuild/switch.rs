@@ -29,7 +29,7 @@ pub(super) async fn switch_postgres(
 ) -> Result<i64, RunnerError> {
     let live_schema = quote(&live.schema);
     let shadow_schema = quote(shadow);
-    let mut tx = live.pool.begin().await?;
+    let mut tx = projections::db::pg_begin(&live.pool).await?;
     positions.sort_by_key(|(p, _)| p.name());
     // The live runner locks every checkpoint row in name order for each
     // batch; holding these stops it (for these projections) until commit.
