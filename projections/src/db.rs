@@ -32,7 +32,7 @@ impl SqliteDb {
     /// A write transaction on `pool` (the writer or the relaxed one).
     pub async fn begin_on(&self, pool: &SqlitePool) -> Result<Tx, sqlx::Error> {
         let guard = self.write_lock.clone().lock_owned().await;
-        let tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = sqlite_begin_immediate(pool).await?;
         Ok(Tx::Sqlite(tx, guard))
     }
 }
@@ -44,6 +44,23 @@ pub struct PgDb {
     /// notification channel so that several Herald databases can share one
     /// PostgreSQL server.
     pub schema: String,
+}
+
+/// `BEGIN IMMEDIATE` on SQLite, safe to cancel. sqlx 0.8 checks a custom
+/// `BEGIN` with one more round trip to the connection's worker after the
+/// worker has begun; a caller cancelled in that round trip (a client gone,
+/// an aborted task) has no transaction to drop, so the connection went back
+/// to its pool inside a transaction holding the file's write lock: every
+/// other writer waited out its busy timeout, and the pool's next `BEGIN`
+/// failed. Run in a task of its own, a cancelled caller leaves a whole
+/// transaction, which rolls back when dropped.
+pub async fn sqlite_begin_immediate(
+    pool: &SqlitePool,
+) -> Result<Transaction<'static, Sqlite>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin_with("BEGIN IMMEDIATE").await })
+        .await
+        .map_err(|e| sqlx::Error::Protocol(format!("BEGIN did not finish: {e}")))?
 }
 
 /// `BEGIN` on PostgreSQL, safe to cancel. sqlx 0.8 counts a transaction

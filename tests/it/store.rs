@@ -620,3 +620,54 @@ async fn a_begin_cancelled_on_the_wire_leaves_no_transaction_open() {
             .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(state.as_deref(), Some("idle"));
 }
+
+/// SQLite: a write transaction's caller cancelled at any point of `BEGIN
+/// IMMEDIATE` (here: after one to six polls, the connection's worker
+/// thread given a varying head start between them) leaves no connection inside a
+/// transaction; one that did would hold the file's write lock for good and
+/// fail its pool's next `BEGIN`. The window is a few microseconds: without
+/// the fix (`projections::db::sqlite_begin_immediate`) one run in four or
+/// five catches it.
+#[tokio::test]
+async fn a_begin_cancelled_at_any_point_leaves_sqlite_unlocked() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    for attempt in 0..10_000u32 {
+        let mut begin = Box::pin(db.db.begin());
+        for _ in 0..=(attempt % 6) {
+            if futures::poll!(&mut begin).is_ready() {
+                break;
+            }
+            for _ in 0..(attempt % 13) * 300 {
+                std::hint::spin_loop();
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(begin);
+    }
+    // Every later transaction begins and commits on the one writer.
+    for _ in 0..20 {
+        let tx = tokio::time::timeout(Duration::from_secs(10), db.db.begin())
+            .await
+            .unwrap_or_else(|_| panic!("BEGIN hung"))
+            .unwrap_or_else(|e| panic!("BEGIN failed: {e}"));
+        tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    // And no pooled connection holds the file's write lock.
+    let mut other = sqlx::ConnectOptions::connect(
+        &sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(db.dir.join("herald.db"))
+            .busy_timeout(Duration::ZERO),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("the write lock is held: {e}"));
+    sqlx::query("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}

@@ -36,7 +36,7 @@ impl BatchWriter for SqliteWriter {
         careful: bool,
     ) -> Result<Committed, StoreError> {
         let _write = self.write_lock.lock().await;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = projections::db::sqlite_begin_immediate(&self.pool).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
         let plan = plan(batch, &mut snapshot, self.clock.now().timestamp_micros());
         insert(&mut tx, &plan.rows).await?;
