@@ -356,25 +356,9 @@ async fn forgotten_answers(backend: Backend) {
     let key = app.create_app("a").await;
     let ada = json!({"name": "Ada Lovelace", "email": "ada@example.com"});
     let bob = json!({"name": "Bob"});
-    let first = keyed(
-        &app,
-        Method::PUT,
-        "/v1/users/ada",
-        &key.token,
-        "k-ada",
-        &ada,
-    )
-    .await;
+    let first = put_user(&app, &key.token, "ada", "k-ada", &ada).await;
     assert!(first.status < 300, "{}", first.body);
-    let other = keyed(
-        &app,
-        Method::PUT,
-        "/v1/users/bob",
-        &key.token,
-        "k-bob",
-        &bob,
-    )
-    .await;
+    let other = put_user(&app, &key.token, "bob", "k-bob", &bob).await;
     assert!(other.status < 300, "{}", other.body);
 
     let forgot = app
@@ -383,27 +367,24 @@ async fn forgotten_answers(backend: Backend) {
     assert_eq!(forgot.status, 200, "{}", forgot.body);
 
     // Ada's kept answer is gone: the retry runs again (and writes anew).
-    let retried = keyed(
-        &app,
-        Method::PUT,
-        "/v1/users/ada",
-        &key.token,
-        "k-ada",
-        &ada,
-    )
-    .await;
+    let retried = put_user(&app, &key.token, "ada", "k-ada", &ada).await;
     assert!(retried.status < 300, "{}", retried.body);
     assert_eq!(retried.header("idempotent-replayed"), None);
     // Bob's is kept.
-    let kept = keyed(
-        &app,
-        Method::PUT,
-        "/v1/users/bob",
-        &key.token,
-        "k-bob",
-        &bob,
-    )
-    .await;
+    let kept = put_user(&app, &key.token, "bob", "k-bob", &bob).await;
     assert_eq!(kept.header("idempotent-replayed"), Some("true"));
     assert_eq!(kept.body["name"], "Bob");
+}
+
+/// `PUT /v1/users/{id}` with `Idempotency-Key: key`.
+async fn put_user(app: &TestApp, token: &str, id: &str, key: &str, body: &Value) -> Resp {
+    keyed(
+        app,
+        Method::PUT,
+        &format!("/v1/users/{id}"),
+        token,
+        key,
+        body,
+    )
+    .await
 }
