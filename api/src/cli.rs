@@ -432,6 +432,10 @@ pub struct WebhookArgs {
     /// Seconds a callback URL stays good after its message was last sent.
     #[arg(long, env = "HERALD_CALLBACK_TTL_SECONDS", default_value_t = 86_400)]
     pub callback_ttl_seconds: u64,
+    /// Days a finished webhook message and its attempts are kept after
+    /// their last change (0: for ever).
+    #[arg(long, env = "HERALD_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    pub webhook_retention_days: u64,
 }
 
 impl WebhookArgs {
@@ -456,6 +460,8 @@ impl WebhookArgs {
             anyhow::bail!("HERALD_CALLBACK_TTL_SECONDS must be at least 1");
         }
         config.callback_ttl = Duration::from_secs(self.callback_ttl_seconds);
+        config.retention = (self.webhook_retention_days > 0)
+            .then(|| Duration::from_secs(self.webhook_retention_days.saturating_mul(24 * 3600)));
         Ok(())
     }
 }

@@ -234,8 +234,10 @@ impl Herald {
             reads,
             idempotency,
         });
-        let purge = tokio::spawn(purge_idempotency_keys(
+        let purge = tokio::spawn(purge_expired(
             services.idempotency.clone(),
+            db.clone(),
+            config.webhooks.retention,
             clock.clone(),
         ));
         let health = DbHealth::start(&db);
@@ -451,16 +453,34 @@ fn callback_links(
     )))
 }
 
-/// How often expired idempotency keys are deleted (they are ignored as soon
-/// as they expire; this only bounds the table).
+/// How often expired idempotency keys and webhook deliveries past their
+/// retention are deleted (expired keys are ignored at once; this only
+/// bounds the tables).
 const PURGE_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
-async fn purge_idempotency_keys(keys: Idempotency, clock: Arc<dyn crate::clock::Clock>) {
+async fn purge_expired(
+    keys: Idempotency,
+    db: Db,
+    retention: Option<Duration>,
+    clock: Arc<dyn crate::clock::Clock>,
+) {
     loop {
         match keys.purge().await {
             Ok(0) => {}
             Ok(gone) => tracing::debug!(gone, "expired idempotency keys deleted"),
             Err(e) => tracing::debug!(error = %e, "cannot delete expired idempotency keys"),
+        }
+        if let Some(retention) = retention {
+            match crate::reactors::webhooks::retention::purge(&db, clock.now(), retention).await {
+                Ok(p) if p.messages + p.attempts + p.callbacks > 0 => tracing::debug!(
+                    messages = p.messages,
+                    attempts = p.attempts,
+                    callbacks = p.callbacks,
+                    "webhook deliveries past their retention deleted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "cannot delete old webhook deliveries"),
+            }
         }
         clock.sleep_until(clock.now() + PURGE_EVERY).await;
     }

@@ -10,6 +10,7 @@ mod endpoints;
 mod failures;
 mod methods;
 mod nodes;
+mod retention;
 mod schedule;
 
 use std::future::Future;

@@ -12,6 +12,7 @@ pub mod callbacks;
 pub mod jwe;
 pub mod policy;
 pub mod queue;
+pub mod retention;
 pub mod send;
 pub mod signature;
 pub mod worker;

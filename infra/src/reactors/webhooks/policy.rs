@@ -28,6 +28,9 @@ pub struct WebhookConfig {
     pub public_url: Option<PublicUrl>,
     /// How long a callback URL stays good after its message was last sent.
     pub callback_ttl: Duration,
+    /// How long a finished message (and its attempts) is kept after its
+    /// last change; `None`: for ever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for WebhookConfig {
@@ -42,6 +45,7 @@ impl Default for WebhookConfig {
             deliver: true,
             public_url: None,
             callback_ttl: callbacks::DEFAULT_TTL,
+            retention: Some(super::retention::DEFAULT_RETENTION),
         }
     }
 }
