@@ -10,6 +10,7 @@ mod change_queues;
 mod client_keys;
 mod connections;
 mod consistency;
+mod db_connections;
 mod device_properties;
 mod devices;
 mod docs_page;

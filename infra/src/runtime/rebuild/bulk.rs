@@ -125,13 +125,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
                                 stream: current.clone(),
                             })
                             .await?;
-                        let read = run.read;
-                        run.report(
-                            i64::try_from(read)
-                                .unwrap_or(i64::MAX)
-                                .min(progress.snapshot),
-                        )
-                        .await;
+                        run.report_read(progress.snapshot).await;
                         since_commit = 0;
                     } else if ready.len() >= STREAMS_PER_HANDOFF {
                         hand_over(load.store, writer.as_mut(), &mut ready).await?;
@@ -155,13 +149,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
             at: crate::clock::SystemClock.now().timestamp_micros(),
         })
         .await?;
-    let read = run.read;
-    run.report(
-        i64::try_from(read)
-            .unwrap_or(i64::MAX)
-            .min(progress.snapshot),
-    )
-    .await;
+    run.report_read(progress.snapshot).await;
     Ok(())
 }
 

@@ -97,14 +97,7 @@ pub async fn rebuild_in_batches(
 ) -> Result<Rebuilt, RunnerError> {
     let started = Instant::now();
     let names: Vec<&str> = models.iter().map(|p| p.name()).collect();
-    let mut guard = rebuild_guard::take(live, &names).await?;
-    let shadow = match Shadow::open(live).await {
-        Ok(shadow) => shadow,
-        Err(e) => {
-            guard.release().await;
-            return Err(e.into());
-        }
-    };
+    let (mut guard, shadow) = guarded_shadow(live, &names).await?;
     let batch = batch.max(1);
     let result = async {
         let mut run = Run {
@@ -192,14 +185,7 @@ pub async fn dry_run(
 ) -> Result<Rebuilt, RunnerError> {
     let started = Instant::now();
     let names: Vec<&str> = projections.iter().map(|p| p.name()).collect();
-    let mut guard = rebuild_guard::take(live, &names).await?;
-    let shadow = match Shadow::open(live).await {
-        Ok(shadow) => shadow,
-        Err(e) => {
-            guard.release().await;
-            return Err(e.into());
-        }
-    };
+    let (mut guard, shadow) = guarded_shadow(live, &names).await?;
     let mut ignore = |_: Progress| {};
     let result = async {
         let mut run = Run {
@@ -243,6 +229,22 @@ pub(super) struct Run<'a, F: FnMut(Progress)> {
     progress: &'a mut F,
 }
 
+/// Takes the rebuild guard of `names` (a second rebuild is refused) and
+/// opens the shadow beside `live`; the guard is given back if that fails.
+async fn guarded_shadow(
+    live: &Db,
+    names: &[&str],
+) -> Result<(rebuild_guard::Guard, Shadow), RunnerError> {
+    let guard = rebuild_guard::take(live, names).await?;
+    match Shadow::open(live).await {
+        Ok(shadow) => Ok((guard, shadow)),
+        Err(e) => {
+            guard.release().await;
+            Err(e.into())
+        }
+    }
+}
+
 impl<F: FnMut(Progress)> Run<'_, F> {
     /// Tells the operator (and the rebuilds table) how far it is: the
     /// lowest checkpoint, or while loading in bulk the events read so far.
@@ -255,6 +257,12 @@ impl<F: FnMut(Progress)> Run<'_, F> {
         };
         self.guard.report(now).await;
         (self.progress)(now);
+    }
+
+    /// While loading in bulk: the events read so far, at most `snapshot`.
+    async fn report_read(&mut self, snapshot: i64) {
+        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
+        self.report(read.min(snapshot)).await;
     }
 }
 
