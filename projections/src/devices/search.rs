@@ -21,6 +21,14 @@ pub enum Bind {
     Bool(bool),
 }
 
+/// The property rows without an integer (strings, list items, empty lists),
+/// indexed by `device_properties_str`: every test of those rows names it,
+/// so that the partial index serves the test.
+const STRINGS: &str = "i IS NULL";
+/// The rows with one (integers, booleans, integer-list items), indexed by
+/// `device_properties_int`; an integer comparison implies it.
+const INTEGERS: &str = "i IS NOT NULL";
+
 /// A `WHERE` fragment over `devices d` and its bound values. `$1` is always
 /// the app id.
 #[derive(Debug, Default)]
@@ -171,9 +179,16 @@ impl Compiled {
             );
         }
         let (k, test) = self.property_test(key, op);
-        format!(
-            "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
-        )
+        let semi = |test: &str| {
+            format!(
+                "d.device_key IN (SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} AND {test})"
+            )
+        };
+        if matches!(op, Op::Exists) {
+            // Any row of the key: one half through each partial index.
+            return format!("({} OR {})", semi(STRINGS), semi(INTEGERS));
+        }
+        semi(&test)
     }
 
     /// The key's placeholder and the row test of a property leaf (any
@@ -186,18 +201,27 @@ impl Compiled {
             Op::IntGte(v) => format!("kind = 'i' AND i >= {}", self.bind(Bind::Int(*v))),
             Op::IntLt(v) => format!("kind = 'i' AND i < {}", self.bind(Bind::Int(*v))),
             Op::IntLte(v) => format!("kind = 'i' AND i <= {}", self.bind(Bind::Int(*v))),
-            Op::StrEq(v) => format!("kind = 's' AND s = {}", self.bind(Bind::Str(v.clone()))),
-            Op::StrNe(v) => format!("kind = 's' AND s <> {}", self.bind(Bind::Str(v.clone()))),
+            Op::StrEq(v) => format!(
+                "kind = 's' AND s = {} AND {STRINGS}",
+                self.bind(Bind::Str(v.clone()))
+            ),
+            Op::StrNe(v) => format!(
+                "kind = 's' AND s <> {} AND {STRINGS}",
+                self.bind(Bind::Str(v.clone()))
+            ),
             Op::StrIn(values) => {
                 let list = values
                     .iter()
                     .map(|v| self.bind(Bind::Str(v.clone())))
                     .collect::<Vec<_>>()
                     .join(", ");
-                format!("kind = 's' AND s IN ({list})")
+                format!("kind = 's' AND s IN ({list}) AND {STRINGS}")
             }
             Op::StrPrefix(p) => self.prefix(p),
-            Op::StrExists(v) => format!("kind = 'l' AND s = {}", self.bind(Bind::Str(v.clone()))),
+            Op::StrExists(v) => format!(
+                "kind = 'l' AND s = {} AND {STRINGS}",
+                self.bind(Bind::Str(v.clone()))
+            ),
             Op::IntExists(v) => format!("kind = 'n' AND i = {}", self.bind(Bind::Int(*v))),
             Op::BoolEq(b) => format!("kind = 'b' AND i = {}", self.bind(Bind::Int(i64::from(*b)))),
             Op::Exists => "TRUE".into(),
@@ -243,15 +267,17 @@ impl Compiled {
     /// `s` starts with `p`: an index range [p, next(p)) where possible.
     fn prefix(&mut self, p: &str) -> String {
         if p.is_empty() {
-            return "kind = 's'".into();
+            return format!("kind = 's' AND {STRINGS}");
         }
         let low = self.bind(Bind::Str(p.to_owned()));
         match successor(p) {
             Some(high) => format!(
-                "kind = 's' AND s >= {low} AND s < {}",
+                "kind = 's' AND s >= {low} AND s < {} AND {STRINGS}",
                 self.bind(Bind::Str(high))
             ),
-            None => format!("kind = 's' AND s >= {low} AND substr(s, 1, length({low})) = {low}"),
+            None => format!(
+                "kind = 's' AND s >= {low} AND substr(s, 1, length({low})) = {low} AND {STRINGS}"
+            ),
         }
     }
 }
@@ -317,10 +343,22 @@ impl Compiled {
             let branch = match &leaf.key {
                 Key::Property(key) => {
                     let (k, test) = self.property_test(key, &leaf.op);
-                    format!(
-                        "SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} \
-                         AND device_key > {after} AND {test} ORDER BY device_key LIMIT {fetch}"
-                    )
+                    let page = |test: &str| {
+                        format!(
+                            "SELECT device_key FROM device_properties WHERE app_id = $1 AND key = {k} \
+                             AND device_key > {after} AND {test} ORDER BY device_key LIMIT {fetch}"
+                        )
+                    };
+                    if matches!(leaf.op, Op::Exists) {
+                        // Any row of the key: a page from each partial index.
+                        format!(
+                            "SELECT device_key FROM ({}) s{i} UNION ALL SELECT device_key FROM ({}) n{i}",
+                            page(STRINGS),
+                            page(INTEGERS)
+                        )
+                    } else {
+                        page(&test)
+                    }
                 }
                 _ => {
                     let mark = self.sql.len();
@@ -356,15 +394,14 @@ pub struct Page {
     pub next_after: Option<i64>,
 }
 
-/// Devices of the app matching `condition`, in `device_key` order, after
-/// `after_key`, at most `limit`.
-pub async fn search(
-    db: &Db,
+/// The query of one page of a search (see [`search`]) and its bound
+/// values; `$1` is the app id.
+pub fn statement(
     app_id: AppId,
     condition: Option<&Condition>,
     after_key: i64,
     limit: i64,
-) -> Result<Page, sqlx::Error> {
+) -> (String, Compiled) {
     let (compiled, sql) = match condition {
         Some(Condition::Any(children)) if children.iter().all(is_simple_leaf) => {
             let mut compiled = Compiled::new(app_id);
@@ -389,6 +426,19 @@ pub async fn search(
             (compiled, sql)
         }
     };
+    (sql, compiled)
+}
+
+/// Devices of the app matching `condition`, in `device_key` order, after
+/// `after_key`, at most `limit`.
+pub async fn search(
+    db: &Db,
+    app_id: AppId,
+    condition: Option<&Condition>,
+    after_key: i64,
+    limit: i64,
+) -> Result<Page, sqlx::Error> {
+    let (sql, compiled) = statement(app_id, condition, after_key, limit);
     let mut devices = on_db!(db, |pool| {
         let mut query = sqlx::query(sql.as_str());
         for bind in &compiled.binds {
