@@ -97,6 +97,7 @@ async fn log(db: &Db, writers: usize, appends: usize) -> anyhow::Result<()> {
                     expected: ExpectedVersion::from_loaded(versions[s]),
                     events: events(i),
                     metadata: Metadata::system(app, "bench"),
+                    new_key: None,
                 };
                 versions[s] = store.append(request).await?.stream_version;
             }

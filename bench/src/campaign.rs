@@ -122,6 +122,7 @@ async fn load(
                             data,
                         }],
                         metadata: Metadata::system(app_id, "bench"),
+                        new_key: None,
                     })
                     .await?;
             }

@@ -146,6 +146,7 @@ async fn append_rare(
                     data,
                 }],
                 metadata,
+                new_key: None,
             })
             .await?;
     }

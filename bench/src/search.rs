@@ -135,6 +135,7 @@ pub(crate) async fn load_devices_from(
                     expected: ExpectedVersion::NoStream,
                     events: device_events(i as u64)?,
                     metadata: Metadata::system(app_id, "bench"),
+                    new_key: None,
                 };
                 store.append(request).await?;
             }
@@ -160,6 +161,7 @@ pub(crate) async fn append_registration(
         expected: ExpectedVersion::NoStream,
         events,
         metadata: Metadata::system(app_id, "bench"),
+        new_key: None,
     };
     store.append(request).await?;
     Ok(())

@@ -74,6 +74,7 @@ async fn bulk(app: &TestApp, app_id: &str, n: usize) {
             })
             .collect(),
         metadata: Metadata::system(app_id, "test"),
+        new_key: None,
     };
     let done = app
         .herald

@@ -32,6 +32,7 @@ mod rebuild;
 mod reliability;
 mod search;
 mod store;
+mod subject_keys;
 mod traces;
 mod unstorable;
 mod users;

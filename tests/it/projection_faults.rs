@@ -32,6 +32,7 @@ async fn poison(app: &TestApp, key: &AppKey, device: &str) -> i64 {
             data: json!({"not": "a registration"}),
         }],
         metadata: Metadata::system(app_id, "test"),
+        new_key: None,
     };
     app.herald
         .store()

@@ -34,6 +34,7 @@ fn request(
         expected,
         events,
         metadata: Metadata::system(app, "test"),
+        new_key: None,
     }
 }
 

@@ -12,10 +12,9 @@ use projections::{on_db, on_tx};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use uuid::Uuid;
 
-use super::creations::Creation;
 use crate::clock::Clock;
 use crate::secrets::random_bytes;
-use crate::store::StoreError;
+use crate::store::{NewSubjectKey, StoreError};
 use crate::vault::{Vault, VaultError};
 
 /// Subjects kept in memory before the cache starts over.
@@ -53,9 +52,16 @@ impl SubjectKeys {
 
 type Subject = (Uuid, String);
 
+/// The key to seal a subject's new values with.
+pub struct WritingKey {
+    pub generation: i64,
+    pub key: Arc<LessSafeKey>,
+    /// Set when the key is new: to be stored with the append.
+    pub new: Option<NewSubjectKey>,
+}
+
 pub struct KeyRing {
     db: Db,
-    creations: tokio::sync::mpsc::UnboundedSender<Creation>,
     vault: Vault,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<Subject, Arc<SubjectKeys>>>,
@@ -74,7 +80,6 @@ fn cipher(bytes: &[u8]) -> Result<LessSafeKey, VaultError> {
 impl KeyRing {
     pub fn new(db: Db, vault: Vault, clock: Arc<dyn Clock>) -> Self {
         Self {
-            creations: super::creations::spawn(db.clone()),
             db,
             vault,
             clock,
@@ -204,30 +209,43 @@ impl KeyRing {
 
     /// The key new personal values of the subject are sealed with: its
     /// newest live generation, or a new one (after a forget, or the first
-    /// time). Nodes racing to create a generation agree on the stored one.
+    /// time). A new key comes with its row, to be stored by the append that
+    /// uses it ([`NewSubjectKey`]); once that append is written,
+    /// [`KeyRing::created`] remembers it. Nodes racing to create a
+    /// generation agree on the stored one: the loser's append is refused
+    /// (`StoreError::KeyTaken`), and it reads the keys again
+    /// ([`KeyRing::subject`] with `refresh`) and seals anew.
     ///
     /// `new_stream`: the subject's stream has no events yet, so it most
-    /// likely has no key either: its first generation is created without
-    /// reading first (a conflict falls back to reading).
+    /// likely has no key either: its first generation is made without
+    /// reading first.
     pub async fn writing_key(
         &self,
         app_id: AppId,
         subject: &str,
         new_stream: bool,
-    ) -> Result<(i64, Arc<LessSafeKey>), VaultError> {
+    ) -> Result<WritingKey, VaultError> {
         let key = (app_id.0, subject.to_owned());
         let remembered = self.cached(&key);
-        if let Some(live) = remembered.as_ref().and_then(|k| k.writable()) {
-            return Ok(live);
+        if let Some((generation, key)) = remembered.as_ref().and_then(|k| k.writable()) {
+            return Ok(WritingKey {
+                generation,
+                key,
+                new: None,
+            });
         }
         let current = if new_stream && remembered.is_none() {
             Arc::new(SubjectKeys::default())
         } else {
             // Read it now (remembered state may be stale), before creating.
             let current = Arc::new(self.load(app_id.0, subject).await?);
-            self.remember(key.clone(), current.clone());
-            if let Some(live) = current.writable() {
-                return Ok(live);
+            self.remember(key, current.clone());
+            if let Some((generation, key)) = current.writable() {
+                return Ok(WritingKey {
+                    generation,
+                    key,
+                    new: None,
+                });
             }
             current
         };
@@ -236,40 +254,34 @@ impl KeyRing {
         let sealed = self
             .vault
             .seal_bytes(&aad(app_id.0, subject, generation), &bytes);
-        let (reply, stored) = tokio::sync::oneshot::channel();
-        self.creations
-            .send(Creation {
-                app_id: app_id.0,
+        Ok(WritingKey {
+            generation,
+            key: Arc::new(cipher(&bytes)?),
+            new: Some(NewSubjectKey {
                 subject: subject.to_owned(),
                 generation,
                 sealed,
                 created_at: self.clock.now().timestamp_micros(),
-                reply,
-            })
-            .map_err(|_| StoreError::Unavailable("the key writer stopped".into()))?;
-        let stored = stored
-            .await
-            .map_err(|_| StoreError::Unavailable("the key writer stopped".into()))??;
-        if stored {
-            let cipher = Arc::new(cipher(&bytes)?);
-            let mut keys: HashMap<i64, Option<Arc<LessSafeKey>>> = current.keys.clone();
-            keys.insert(generation, Some(cipher.clone()));
-            self.remember(
-                key,
-                Arc::new(SubjectKeys {
-                    keys,
-                    forgotten: current.forgotten,
-                }),
-            );
-            return Ok((generation, cipher));
-        }
-        // This generation exists (another writer's, or one forgotten): use
-        // the newest live one, or create the next.
-        let stored = self.subject(app_id, subject, true).await?;
-        match stored.writable() {
-            Some(live) => Ok(live),
-            None => Box::pin(self.writing_key(app_id, subject, false)).await,
-        }
+            }),
+        })
+    }
+
+    /// Remembers a key [`KeyRing::writing_key`] made, now that it is stored.
+    pub fn created(&self, app_id: AppId, made: &WritingKey) {
+        let Some(new) = &made.new else {
+            return;
+        };
+        let subject = (app_id.0, new.subject.clone());
+        let known = self.cached(&subject);
+        let mut keys = known.as_ref().map(|k| k.keys.clone()).unwrap_or_default();
+        keys.insert(made.generation, Some(made.key.clone()));
+        self.remember(
+            subject,
+            Arc::new(SubjectKeys {
+                keys,
+                forgotten: known.is_some_and(|k| k.forgotten),
+            }),
+        );
     }
 
     /// Destroys every live key of the subjects and leaves a tombstone for

@@ -8,7 +8,6 @@
 //! longer be opened by anyone and read as `domain::personal::PLACEHOLDER`,
 //! while every event, and so every hash, stays as it was written.
 
-mod creations;
 pub mod keyring;
 pub mod sealing;
 mod store;
@@ -20,7 +19,7 @@ use domain::ids::AppId;
 use domain::personal::{self, FORGOTTEN, PLACEHOLDER};
 use serde_json::Value;
 
-pub use keyring::KeyRing;
+pub use keyring::{KeyRing, WritingKey};
 pub use store::SealedStore;
 
 use crate::store::{AppendRequest, StoreError};
@@ -36,6 +35,15 @@ impl From<VaultError> for StoreError {
             ),
         }
     }
+}
+
+/// An append sealed under a key made for it.
+pub struct Sealed {
+    made: WritingKey,
+    subject: String,
+    /// The request as it was before sealing, to seal again under another
+    /// key if this one's generation was taken meanwhile.
+    unsealed: AppendRequest,
 }
 
 /// Seals and opens the personal values of events.
@@ -58,9 +66,12 @@ impl Personal {
     }
 
     /// Seals the personal values of an append, under its subject's key.
-    pub async fn seal(&self, request: &mut AppendRequest) -> Result<(), StoreError> {
+    /// When that key is new, the request carries it (`new_key`) and the
+    /// answer holds what to do once the append is answered (see
+    /// [`Sealed`]).
+    pub async fn seal(&self, request: &mut AppendRequest) -> Result<Option<Sealed>, StoreError> {
         let Some(subject) = personal::subject_of(&request.stream) else {
-            return Ok(());
+            return Ok(None);
         };
         let app_id = request.app_id();
         if !request
@@ -68,18 +79,24 @@ impl Personal {
             .iter()
             .any(|e| personal::any(&e.event_type, &e.data, |_| true))
         {
-            return Ok(());
+            return Ok(None);
         }
         let new_stream = request.expected == crate::store::ExpectedVersion::NoStream;
-        let (generation, key) = self.keys.writing_key(app_id, subject, new_stream).await?;
+        let made = self.keys.writing_key(app_id, subject, new_stream).await?;
+        let unsealed = made.new.is_some().then(|| request.clone());
         for event in &mut request.events {
             personal::visit(&event.event_type, &mut event.data, |value| {
                 if !sealing::is_sealed(value) {
-                    *value = sealing::seal(&key, generation, app_id, subject, value);
+                    *value = sealing::seal(&made.key, made.generation, app_id, subject, value);
                 }
             });
         }
-        Ok(())
+        request.new_key = made.new.clone();
+        Ok(unsealed.map(|unsealed| Sealed {
+            made,
+            subject: subject.to_owned(),
+            unsealed,
+        }))
     }
 
     /// Whether reading `event` needs [`Personal::open`].

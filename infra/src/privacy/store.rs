@@ -11,6 +11,9 @@ use tokio::sync::watch;
 use super::Personal;
 use crate::store::{AppendRequest, Appended, EventFilter, EventStore, StoreError};
 
+/// Appends sealed anew after a refused key, at most.
+const KEY_ATTEMPTS: usize = 4;
+
 pub struct SealedStore {
     inner: Arc<dyn EventStore>,
     personal: Arc<Personal>,
@@ -37,9 +40,34 @@ impl SealedStore {
 
 #[async_trait]
 impl EventStore for SealedStore {
+    /// Seals, then appends. An append that brings its subject's new key
+    /// and finds the generation taken (another writer made the subject's
+    /// first key at the same moment) reads the stored keys and is sealed
+    /// again under the stored one.
     async fn append(&self, mut request: AppendRequest) -> Result<Appended, StoreError> {
-        self.personal.seal(&mut request).await?;
-        self.inner.append(request).await
+        for _ in 0..KEY_ATTEMPTS {
+            let Some(sealed) = self.personal.seal(&mut request).await? else {
+                return self.inner.append(request).await;
+            };
+            let app_id = request.app_id();
+            match self.inner.append(request).await {
+                Ok(appended) => {
+                    self.personal.keys().created(app_id, &sealed.made);
+                    return Ok(appended);
+                }
+                Err(StoreError::KeyTaken { .. }) => {
+                    self.personal
+                        .keys()
+                        .subject(app_id, &sealed.subject, true)
+                        .await?;
+                    request = sealed.unsealed;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable(
+            "other writers kept creating this subject's data key; try again".into(),
+        ))
     }
 
     async fn read_stream(

@@ -170,6 +170,7 @@ impl CommandBus {
                     })
                     .collect(),
                 metadata: metadata.clone(),
+                new_key: None,
             };
             match self.store.append(request).await {
                 Ok(appended) => {
@@ -239,6 +240,7 @@ impl CommandBus {
                     })
                     .collect(),
                 metadata: metadata.clone(),
+                new_key: None,
             };
             let event_ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
             match self.store.append(request).await {

@@ -112,13 +112,25 @@ pub(crate) struct Committed {
     pub events: Vec<RecordedEvent>,
 }
 
-pub(crate) fn plan(batch: &[&AppendRequest], snapshot: &mut Snapshot, now_micros: i64) -> Plan {
+/// `refused`: requests refused before planning (their new key was taken),
+/// by index in `batch`.
+pub(crate) fn plan(
+    batch: &[&AppendRequest],
+    snapshot: &mut Snapshot,
+    now_micros: i64,
+    mut refused: Vec<Option<StoreError>>,
+) -> Plan {
     let recorded_at = now_micros.max(snapshot.last_recorded_at);
     let mut rows = Vec::new();
     let mut events = Vec::new();
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut ids_in_batch = HashSet::new();
-    for request in batch {
+    refused.resize(batch.len(), None);
+    for (request, refused) in batch.iter().zip(refused) {
+        if let Some(e) = refused {
+            outcomes.push(Planned::Refused(e));
+            continue;
+        }
         let outcome = plan_one(
             request,
             snapshot,

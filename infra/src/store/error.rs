@@ -12,6 +12,11 @@ pub enum StoreError {
     },
     #[error("some of the event ids are stored already, as other events")]
     DuplicateEventIds,
+    /// The append carried a new data key for a subject that already has a
+    /// different key of that generation (another writer created it first):
+    /// nothing was written; seal again under the stored key.
+    #[error("the subject {subject} already has a data key of generation {generation}")]
+    KeyTaken { subject: String, generation: i64 },
     #[error("invalid append: {0}")]
     Invalid(String),
     /// The append holds a value some backend cannot store (NUL in a string,

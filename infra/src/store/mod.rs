@@ -17,6 +17,7 @@ mod batch;
 pub mod chain;
 mod error;
 pub(crate) mod filter;
+mod keys;
 mod pg_copy;
 mod postgres;
 mod recent;
@@ -84,6 +85,22 @@ pub struct AppendRequest {
     /// Stored with every event of the append; `metadata.app_id` names the
     /// app (and so the hash chain) the events belong to.
     pub metadata: Metadata,
+    /// A data key created for this append's sealed values (`privacy`):
+    /// stored in the append's own transaction, so the key and the first
+    /// values sealed under it commit together. If the subject already has
+    /// another key of that generation the append is refused with
+    /// [`StoreError::KeyTaken`] and nothing is written.
+    pub new_key: Option<NewSubjectKey>,
+}
+
+/// A subject's data key, sealed with Herald's secret key, to be stored with
+/// an append (see [`AppendRequest::new_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSubjectKey {
+    pub subject: String,
+    pub generation: i64,
+    pub sealed: Vec<u8>,
+    pub created_at: i64,
 }
 
 impl AppendRequest {

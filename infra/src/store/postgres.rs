@@ -59,7 +59,13 @@ impl PgWriter {
         let begin = format!("BEGIN; SELECT pg_advisory_xact_lock({})", self.lock_key);
         let mut tx = conn.begin_with(begin).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let plan = plan(batch, &mut snapshot, self.clock.now().timestamp_micros());
+        let refused = super::keys::store_postgres(&mut tx, batch).await?;
+        let plan = plan(
+            batch,
+            &mut snapshot,
+            self.clock.now().timestamp_micros(),
+            refused,
+        );
         if !plan.rows.is_empty() {
             insert(&mut tx, &plan.rows, &self.channel, snapshot.head).await?;
         }

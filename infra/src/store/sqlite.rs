@@ -38,7 +38,13 @@ impl BatchWriter for SqliteWriter {
         let _write = self.write_lock.lock().await;
         let mut tx = projections::db::sqlite_begin_immediate(&self.pool).await?;
         let mut snapshot = snapshot(&mut tx, batch, careful).await?;
-        let plan = plan(batch, &mut snapshot, self.clock.now().timestamp_micros());
+        let refused = super::keys::store_sqlite(&mut tx, batch).await?;
+        let plan = plan(
+            batch,
+            &mut snapshot,
+            self.clock.now().timestamp_micros(),
+            refused,
+        );
         insert(&mut tx, &plan.rows).await?;
         tx.commit().await?;
         Ok(Committed {
