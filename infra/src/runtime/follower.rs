@@ -241,6 +241,13 @@ async fn step(
     if due {
         checkpoints::analyze(&log.db, f.projection.as_ref()).await;
     }
+    // Less than a full read: it was at the head. Under a steady stream of
+    // appends there is always some new event by now; waiting for the head
+    // (and, for a reactor feed, lingering) keeps a feed from taking the
+    // write path once per append batch.
+    if events.len() < BATCH {
+        return Ok(Progress::CaughtUp);
+    }
     Ok(Progress::More)
 }
 
