@@ -20,9 +20,13 @@ use super::*;
 /// node (which, unlike the receiver's own times, includes the requests of
 /// a node that died before the answer), waits [`RECEIVER_LATENCY`], then
 /// hands the request on unchanged and answers with the receiver's status.
+/// While held ([`SlowHop::hold`]) no answer goes back: the messages in
+/// flight stay with the nodes that sent them.
 pub(super) struct SlowHop {
     pub(super) addr: std::net::SocketAddr,
     pub(super) arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
+    gate: watch::Sender<bool>,
+    passing: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
@@ -30,6 +34,19 @@ pub(super) struct Hop {
     client: reqwest::Client,
     target: String,
     arrivals: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// Open (true) lets answers go back.
+    gate: watch::Receiver<bool>,
+    /// Requests past the gate, not yet answered.
+    passing: Arc<AtomicUsize>,
+}
+
+/// Counts a request past the gate until it is answered.
+struct Passing(Arc<AtomicUsize>);
+
+impl Drop for Passing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 pub(super) async fn hop(
@@ -48,6 +65,16 @@ pub(super) async fn hop(
         arrivals.push((Instant::now(), header("webhook-id")));
     }
     tokio::time::sleep(RECEIVER_LATENCY).await;
+    let mut gate = hop.gate.clone();
+    let _passing = loop {
+        let _ = gate.wait_for(|open| *open).await;
+        hop.passing.fetch_add(1, Ordering::SeqCst);
+        let passing = Passing(hop.passing.clone());
+        // Held between the wait and the count: wait again.
+        if *gate.borrow() {
+            break passing;
+        }
+    };
     let mut request = hop.client.post(&hop.target).body(body);
     for name in [
         "webhook-id",
@@ -68,15 +95,37 @@ impl SlowHop {
             .unwrap_or_else(|e| panic!("bind: {e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let arrivals = Arc::new(Mutex::new(Vec::new()));
+        let (gate, open) = watch::channel(true);
+        let passing = Arc::new(AtomicUsize::new(0));
         let app = axum::Router::new().fallback(hop).with_state(Hop {
             client: client(),
             target,
             arrivals: arrivals.clone(),
+            gate: open,
+            passing: passing.clone(),
         });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self { addr, arrivals }
+        Self {
+            addr,
+            arrivals,
+            gate,
+            passing,
+        }
+    }
+
+    /// Stops answering; returns once every request already past the gate
+    /// has been answered, so that what is in flight from now on stays so.
+    pub(super) async fn hold(&self) {
+        self.gate.send_replace(false);
+        while self.passing.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    pub(super) fn release(&self) {
+        self.gate.send_replace(true);
     }
 
     pub(super) fn url(&self) -> String {

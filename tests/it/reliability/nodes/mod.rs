@@ -239,19 +239,27 @@ async fn three_nodes_one_killed_mid_campaign_lose_nothing() {
         .unwrap_or_else(|| panic!("the holder is none of ours: {listed}"));
     let victim_id = ids[victim].clone();
     let victim_uuid = Uuid::parse_str(&victim_id).unwrap_or_else(|e| panic!("{victim_id}: {e}"));
-    // ... once it also holds webhook messages (each is held for the
-    // receiver's 0.2 s at least, far longer than it takes to kill).
+    // ... once it also holds webhook messages. The hop in front of the
+    // receiver stops answering until the victim is dead and what it held
+    // has been read, so none of them can finish in between.
     let victims_messages = "SELECT COUNT(*) FROM webhook_messages \
                             WHERE lease_node = $1 AND status = 'pending'";
-    let deadline = Instant::now() + SETUP_WITHIN;
-    loop {
+    let holding = || async {
         let holding: i64 = sqlx::query_scalar(victims_messages)
             .bind(victim_uuid)
             .fetch_one(pg(&db.db))
             .await
             .unwrap_or_else(|e| panic!("reading the queue: {e}"));
-        if holding > 0 {
-            break;
+        holding
+    };
+    let deadline = Instant::now() + SETUP_WITHIN;
+    loop {
+        if holding().await > 0 {
+            slow.hold().await;
+            if holding().await > 0 {
+                break;
+            }
+            slow.release();
         }
         assert!(
             Instant::now() < deadline,
@@ -283,6 +291,7 @@ async fn three_nodes_one_killed_mid_campaign_lose_nothing() {
     .await
     .unwrap_or_else(|e| panic!("reading the queue: {e}"));
     let held: HashSet<String> = held.into_iter().map(|(id,)| id.to_string()).collect();
+    slow.release();
     assert!(
         !held.is_empty(),
         "the victim held no webhook message when it died"
