@@ -504,8 +504,9 @@ on_both!(
 /// just as right.
 async fn property_plans(backend: Backend) {
     use domain::conditions::Condition;
+    use projections::bind_search;
     use projections::db::Db;
-    use projections::devices::search::{Bind, statement};
+    use projections::devices::search::statement;
     use sqlx::Row;
 
     let Some(app) = TestApp::spawn(backend).await else {
@@ -551,15 +552,7 @@ async fn property_plans(backend: Backend) {
         let plan: Vec<String> = match app.herald.db() {
             Db::Sqlite(db) => {
                 let explain = format!("EXPLAIN QUERY PLAN {sql}");
-                let mut query = sqlx::query(&explain);
-                for bind in &compiled.binds {
-                    query = match bind {
-                        Bind::Uuid(u) => query.bind(*u),
-                        Bind::Str(s) => query.bind(s.as_str()),
-                        Bind::Int(i) => query.bind(*i),
-                        Bind::Bool(b) => query.bind(*b),
-                    };
-                }
+                let query = bind_search!(sqlx::query(&explain), &compiled.binds);
                 let rows = query.fetch_all(&db.reader).await.expect("a plan");
                 rows.iter().map(|r| r.get::<String, _>("detail")).collect()
             }
@@ -573,15 +566,7 @@ async fn property_plans(backend: Backend) {
                     .await
                     .expect("set");
                 let explain = format!("EXPLAIN {sql}");
-                let mut query = sqlx::query(&explain);
-                for bind in &compiled.binds {
-                    query = match bind {
-                        Bind::Uuid(u) => query.bind(*u),
-                        Bind::Str(s) => query.bind(s.as_str()),
-                        Bind::Int(i) => query.bind(*i),
-                        Bind::Bool(b) => query.bind(*b),
-                    };
-                }
+                let query = bind_search!(sqlx::query(&explain), &compiled.binds);
                 let rows = query.fetch_all(&mut *conn).await.expect("a plan");
                 sqlx::query("RESET enable_seqscan")
                     .execute(&mut *conn)

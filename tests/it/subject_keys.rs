@@ -29,7 +29,10 @@ async fn racing_first_keys(backend: Backend) {
             let (node, token) = (nodes[w % 2], key.token.clone());
             async move {
                 let body = device_body(&format!("tok-{d}-{w}"));
-                (d, node.put(&format!("/v1/devices/k{d}"), &token, body).await)
+                (
+                    d,
+                    node.put(&format!("/v1/devices/k{d}"), &token, body).await,
+                )
             }
         })
     });
@@ -55,12 +58,18 @@ async fn racing_first_keys(backend: Backend) {
         // Every event of the stream, not just the last, opens.
         let events = app
             .get(
-                &format!("/v1/events?stream={}&limit=100", segment(&format!("device:k{d}"))),
+                &format!(
+                    "/v1/events?stream={}&limit=100",
+                    segment(&format!("device:k{d}"))
+                ),
                 &key.token,
             )
             .await;
         assert_eq!(events.status, 200, "{}", events.body);
-        let events = events.body["events"].as_array().cloned().unwrap_or_default();
+        let events = events.body["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(!events.is_empty());
         for event in &events {
             if let Some(token) = event["data"].get("push_token").and_then(Value::as_str) {
@@ -138,7 +147,10 @@ async fn taken_keys(backend: Backend) {
         for node in nodes {
             let events = node
                 .get(
-                    &format!("/v1/events?stream={}&limit=100", segment(&format!("user:racer{u}"))),
+                    &format!(
+                        "/v1/events?stream={}&limit=100",
+                        segment(&format!("user:racer{u}"))
+                    ),
                     &key.token,
                 )
                 .await;

@@ -29,6 +29,25 @@ const STRINGS: &str = "i IS NULL";
 /// `device_properties_int`; an integer comparison implies it.
 const INTEGERS: &str = "i IS NOT NULL";
 
+/// Binds a compiled search's values ([`Compiled::binds`]) to an sqlx query
+/// of either backend.
+#[macro_export]
+macro_rules! bind_search {
+    ($query:expr, $binds:expr) => {{
+        use $crate::devices::search::Bind;
+        let mut query = $query;
+        for bind in $binds {
+            query = match bind {
+                Bind::Uuid(u) => query.bind(*u),
+                Bind::Str(s) => query.bind(s.as_str()),
+                Bind::Int(i) => query.bind(*i),
+                Bind::Bool(b) => query.bind(*b),
+            };
+        }
+        query
+    }};
+}
+
 /// A `WHERE` fragment over `devices d` and its bound values. `$1` is always
 /// the app id.
 #[derive(Debug, Default)]
@@ -440,15 +459,7 @@ pub async fn search(
 ) -> Result<Page, sqlx::Error> {
     let (sql, compiled) = statement(app_id, condition, after_key, limit);
     let mut devices = on_db!(db, |pool| {
-        let mut query = sqlx::query(sql.as_str());
-        for bind in &compiled.binds {
-            query = match bind {
-                Bind::Uuid(u) => query.bind(*u),
-                Bind::Str(s) => query.bind(s.as_str()),
-                Bind::Int(i) => query.bind(*i),
-                Bind::Bool(b) => query.bind(*b),
-            };
-        }
+        let query = crate::bind_search!(sqlx::query(sql.as_str()), &compiled.binds);
         let rows = query.fetch_all(pool).await?;
         rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?
     });
