@@ -12,12 +12,13 @@ use projections::{on_db, on_tx};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use uuid::Uuid;
 
+use super::kept::Kept;
 use crate::clock::Clock;
 use crate::secrets::random_bytes;
 use crate::store::{NewSubjectKey, StoreError};
 use crate::vault::{Vault, VaultError};
 
-/// Subjects kept in memory before the cache starts over.
+/// Subjects kept in memory at most (those used least lately go first).
 const CACHE_SUBJECTS: usize = 100_000;
 
 /// What this node knows of one subject's keys.
@@ -64,7 +65,7 @@ pub struct KeyRing {
     db: Db,
     vault: Vault,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<Subject, Arc<SubjectKeys>>>,
+    cache: Mutex<Kept<Subject, Arc<SubjectKeys>>>,
 }
 
 fn aad(app_id: Uuid, subject: &str, generation: i64) -> Vec<u8> {
@@ -83,20 +84,17 @@ impl KeyRing {
             db,
             vault,
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Kept::new(CACHE_SUBJECTS)),
         }
     }
 
     fn cached(&self, key: &Subject) -> Option<Arc<SubjectKeys>> {
-        self.cache.lock().ok()?.get(key).cloned()
+        self.cache.lock().ok()?.get(key)
     }
 
     fn remember(&self, key: Subject, keys: Arc<SubjectKeys>) {
         if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_SUBJECTS {
-                cache.clear();
-            }
-            cache.insert(key, keys);
+            cache.put(key, keys);
         }
     }
 
