@@ -95,18 +95,7 @@ fn verify_export(text: &str) -> (bool, String) {
 }
 
 async fn stream_events(h: &Hooked, stream: &str) -> Vec<Value> {
-    let resp = h
-        .app
-        .get(
-            &format!(
-                "/v1/events?stream={}&limit=100",
-                herald_tests::app::segment(stream)
-            ),
-            &h.key.token,
-        )
-        .await;
-    assert_eq!(resp.status, 200, "{}", resp.body);
-    resp.body["events"].as_array().cloned().unwrap_or_default()
+    h.app.stream_events(&h.key.token, stream).await
 }
 
 /// A user with a name, an e-mail, a property and a status reason, and a

@@ -5,7 +5,7 @@
 //! stored key, and every value stays readable everywhere.
 
 use futures::future::join_all;
-use herald_tests::app::{device_body, segment};
+use herald_tests::app::device_body;
 use herald_tests::{Backend, TestApp, on_both};
 use projections::db::Db;
 use serde_json::Value;
@@ -56,20 +56,7 @@ async fn racing_first_keys(backend: Backend) {
             assert!(token.starts_with(&sent), "k{d} reads {token:?}");
         }
         // Every event of the stream, not just the last, opens.
-        let events = app
-            .get(
-                &format!(
-                    "/v1/events?stream={}&limit=100",
-                    segment(&format!("device:k{d}"))
-                ),
-                &key.token,
-            )
-            .await;
-        assert_eq!(events.status, 200, "{}", events.body);
-        let events = events.body["events"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let events = app.stream_events(&key.token, &format!("device:k{d}")).await;
         assert!(!events.is_empty());
         for event in &events {
             if let Some(token) = event["data"].get("push_token").and_then(Value::as_str) {
@@ -146,19 +133,10 @@ async fn taken_keys(backend: Backend) {
     for u in 0..users {
         for node in nodes {
             let events = node
-                .get(
-                    &format!(
-                        "/v1/events?stream={}&limit=100",
-                        segment(&format!("user:racer{u}"))
-                    ),
-                    &key.token,
-                )
+                .stream_events(&key.token, &format!("user:racer{u}"))
                 .await;
-            assert_eq!(events.status, 200, "{}", events.body);
-            let names: Vec<&str> = events.body["events"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            let names: Vec<&str> = events
+                .iter()
                 .filter_map(|e| e["data"]["name"].as_str())
                 .collect();
             assert_eq!(names.len(), 4, "racer{u}: {names:?}");

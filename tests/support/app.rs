@@ -314,6 +314,19 @@ impl TestApp {
         resp.body["token"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// The events of one stream (its first 100), as `GET /v1/events`
+    /// answers them.
+    pub async fn stream_events(&self, token: &str, stream: &str) -> Vec<Value> {
+        let resp = self
+            .get(
+                &format!("/v1/events?stream={}&limit=100", segment(stream)),
+                token,
+            )
+            .await;
+        assert_eq!(resp.status, 200, "{:?}", resp.body);
+        resp.body["events"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Every event of the key's app, in order.
     pub async fn events(&self, token: &str) -> Vec<Value> {
         let mut all = Vec::new();

@@ -8,7 +8,7 @@ use domain::notification::PerPlatform;
 use domain::notification::message::Targets;
 use projections::db::{Db, Tx};
 use projections::devices::search::{Bind, Compiled, compile};
-use projections::{on_db, on_tx};
+use projections::{bind_search, on_db, on_tx};
 use uuid::Uuid;
 
 #[derive(Debug, Clone)]
@@ -60,27 +60,12 @@ fn matching(app_id: AppId, targets: &Targets) -> Compiled {
     compiled
 }
 
-macro_rules! bind_all {
-    ($query:expr, $binds:expr) => {{
-        let mut q = $query;
-        for bind in $binds {
-            q = match bind {
-                Bind::Uuid(u) => q.bind(*u),
-                Bind::Str(s) => q.bind(s.as_str()),
-                Bind::Int(i) => q.bind(*i),
-                Bind::Bool(b) => q.bind(*b),
-            };
-        }
-        q
-    }};
-}
-
 /// How many devices the targets match now (for the quota).
 pub async fn count(db: &Db, app_id: AppId, targets: &Targets) -> Result<i64, sqlx::Error> {
     let compiled = matching(app_id, targets);
     let sql = format!("SELECT COUNT(*) FROM devices d WHERE {}", compiled.sql);
     Ok(on_db!(db, |p| {
-        bind_all!(sqlx::query_scalar(sql.as_str()), &compiled.binds)
+        bind_search!(sqlx::query_scalar(sql.as_str()), &compiled.binds)
             .fetch_one(p)
             .await?
     }))
@@ -117,7 +102,7 @@ pub async fn resolve(
             .bind(notification_id)
             .execute(&mut *c)
             .await?;
-        bind_all!(sqlx::query(sql.as_str()), &compiled.binds)
+        bind_search!(sqlx::query(sql.as_str()), &compiled.binds)
             .execute(&mut *c)
             .await?;
         sqlx::query("UPDATE notification_jobs SET batch_size = $2 WHERE notification_id = $1")
