@@ -19,6 +19,7 @@ pub mod config;
 pub mod database;
 pub mod herald;
 pub mod idempotency;
+mod kept;
 pub mod metrics;
 pub mod privacy;
 pub mod reactors;

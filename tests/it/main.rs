@@ -19,6 +19,7 @@ mod flags;
 mod forget;
 mod http_basics;
 mod idempotency;
+mod kept_histories;
 mod metrics;
 mod nodes;
 mod notifications;

@@ -12,8 +12,8 @@ use projections::{on_db, on_tx};
 use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use uuid::Uuid;
 
-use super::kept::Kept;
 use crate::clock::Clock;
+use crate::kept::Kept;
 use crate::secrets::random_bytes;
 use crate::store::{NewSubjectKey, StoreError};
 use crate::vault::{Vault, VaultError};

@@ -8,7 +8,6 @@
 //! longer be opened by anyone and read as `domain::personal::PLACEHOLDER`,
 //! while every event, and so every hash, stays as it was written.
 
-mod kept;
 pub mod keyring;
 pub mod sealing;
 mod store;

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use domain::ids::AppId;
+use domain::personal::FORGOTTEN;
 use domain::{Aggregate, DomainError, DomainEvent, Metadata, RecordedEvent};
 use uuid::Uuid;
 
+use super::histories::{Histories, History, LONGEST};
 use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 /// Attempts per command before a conflict is reported. Every round lets at
@@ -76,7 +78,7 @@ impl From<StoreError> for CommandError {
 #[derive(Debug)]
 pub struct Executed<A: Aggregate> {
     /// The stream's history before the command.
-    pub history: Vec<RecordedEvent>,
+    pub history: History,
     /// The state after the command.
     pub state: A,
     /// The events written (empty when the command changed nothing).
@@ -90,7 +92,7 @@ pub struct Executed<A: Aggregate> {
 impl<A: Aggregate> Executed<A> {
     /// The version of the stream after the command.
     pub fn version(&self) -> i64 {
-        self.appended.map_or_else(
+        self.appended.as_ref().map_or_else(
             || self.history.last().map_or(0, |e| e.stream_version),
             |a| a.stream_version,
         )
@@ -100,35 +102,49 @@ impl<A: Aggregate> Executed<A> {
 #[derive(Clone)]
 pub struct CommandBus {
     store: Arc<dyn EventStore>,
+    histories: Arc<Histories>,
 }
 
 impl CommandBus {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            histories: Arc::new(Histories::new()),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
     }
 
-    /// Loads and folds a stream.
+    /// Loads and folds a stream, as the log holds it now.
     pub async fn load<A: Aggregate>(
         &self,
         app_id: AppId,
         stream: &str,
     ) -> Result<(Vec<RecordedEvent>, A), CommandError> {
         let history = self.store.load_stream(app_id, stream).await?;
-        let mut state = A::default();
-        for recorded in &history {
-            let event = A::Event::decode(
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.data,
-            )
-            .map_err(|e| CommandError::Internal(e.to_string()))?;
-            state.evolve(&event);
-        }
+        let state = fold::<A>(&history)?;
         Ok((history, state))
+    }
+
+    /// The stream's history: the one kept from this node's last command
+    /// on it when `kept` allows and there is one (it may be stale; see
+    /// `histories`), otherwise read from the log (and kept). Says which.
+    async fn history<A: Aggregate>(
+        &self,
+        app_id: AppId,
+        stream: &str,
+        kept: bool,
+    ) -> Result<(History, A, bool), CommandError> {
+        if kept && let Some(history) = self.histories.get(app_id, stream) {
+            let state = fold::<A>(&history)?;
+            return Ok((history, state, true));
+        }
+        let (history, state) = self.load::<A>(app_id, stream).await?;
+        let history = Arc::new(history);
+        self.histories.put(app_id, stream, history.clone());
+        Ok((history, state, false))
     }
 
     /// Runs `command` against a stream whose state the caller keeps
@@ -154,24 +170,7 @@ impl CommandBus {
             if events.is_empty() {
                 return Ok(events);
             }
-            let request = AppendRequest {
-                stream: stream.to_owned(),
-                expected: ExpectedVersion::from_loaded(*version),
-                events: events
-                    .iter()
-                    .map(|e| {
-                        let (event_type, data) = e.encode();
-                        NewEvent {
-                            event_id: Uuid::now_v7(),
-                            event_type,
-                            schema_version: A::Event::SCHEMA_VERSION,
-                            data,
-                        }
-                    })
-                    .collect(),
-                metadata: metadata.clone(),
-                new_key: None,
-            };
+            let request = append_request::<A>(stream, *version, &events, metadata);
             match self.store.append(request).await {
                 Ok(appended) => {
                     for event in &events {
@@ -204,15 +203,26 @@ impl CommandBus {
         A::Command: Clone,
     {
         let app_id = metadata.app_id;
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut kept = true;
+        let mut attempt = 0;
+        while attempt < MAX_ATTEMPTS {
             if attempt > 0 {
                 // A little jitter keeps racing writers from colliding in lockstep.
                 let jitter =
                     u64::from(crate::secrets::random_in_1_to(1000)) * attempt.min(4) as u64;
                 tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
             }
-            let (history, mut state) = self.load::<A>(app_id, stream).await?;
-            let events = state.decide(command.clone())?;
+            attempt += 1;
+            let (history, mut state, was_kept) = self.history::<A>(app_id, stream, kept).await?;
+            kept = false;
+            let decided = state.decide(command.clone());
+            if was_kept && !matches!(&decided, Ok(events) if !events.is_empty()) {
+                // A refusal, or nothing to append: no append checks the
+                // kept history, so decide again on the log's.
+                attempt -= 1;
+                continue;
+            }
+            let events = decided?;
             if events.is_empty() {
                 return Ok(Executed {
                     history,
@@ -222,29 +232,13 @@ impl CommandBus {
                     event_ids: Vec::new(),
                 });
             }
-            let request = AppendRequest {
-                stream: stream.to_owned(),
-                expected: ExpectedVersion::from_loaded(
-                    history.last().map_or(0, |e| e.stream_version),
-                ),
-                events: events
-                    .iter()
-                    .map(|e| {
-                        let (event_type, data) = e.encode();
-                        NewEvent {
-                            event_id: Uuid::now_v7(),
-                            event_type,
-                            schema_version: A::Event::SCHEMA_VERSION,
-                            data,
-                        }
-                    })
-                    .collect(),
-                metadata: metadata.clone(),
-                new_key: None,
-            };
+            let version = history.last().map_or(0, |e| e.stream_version);
+            let request = append_request::<A>(stream, version, &events, metadata);
             let event_ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
+            let written = (history.len() + events.len() <= LONGEST).then(|| request.events.clone());
             match self.store.append(request).await {
                 Ok(appended) => {
+                    self.keep(stream, &history, written, &appended, metadata);
                     for event in &events {
                         state.evolve(event);
                     }
@@ -256,10 +250,100 @@ impl CommandBus {
                         event_ids,
                     });
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(StoreError::Conflict { .. }) => {
+                    self.histories.forget(app_id, stream);
+                }
+                Err(e) => {
+                    self.histories.forget(app_id, stream);
+                    return Err(e.into());
+                }
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// Keeps the stream's history after an append of `written` (the
+    /// events as decided, personal values in clear, as a read of the log
+    /// returns them), or drops it when it cannot be told exactly or must
+    /// not be kept (a subject forgotten: its earlier values no longer open).
+    fn keep(
+        &self,
+        stream: &str,
+        before: &History,
+        written: Option<Vec<NewEvent>>,
+        appended: &Appended,
+        metadata: &Metadata,
+    ) {
+        let app_id = metadata.app_id;
+        let kept = written
+            .filter(|w| {
+                w.len() == appended.hashes.len() && w.iter().all(|e| e.event_type != FORGOTTEN)
+            })
+            .zip(serde_json::to_value(metadata).ok());
+        let Some((written, metadata)) = kept else {
+            self.histories.forget(app_id, stream);
+            return;
+        };
+        let first_version = appended.stream_version - written.len() as i64 + 1;
+        let mut history = Vec::with_capacity(before.len() + written.len());
+        history.extend(before.iter().cloned());
+        for (i, (event, hash)) in written.into_iter().zip(&appended.hashes).enumerate() {
+            history.push(RecordedEvent {
+                position: appended.first_position + i as i64,
+                event_id: event.event_id,
+                app_id,
+                stream: stream.to_owned(),
+                stream_version: first_version + i as i64,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                data: event.data,
+                metadata: metadata.clone(),
+                recorded_at: appended.recorded_at,
+                hash: hash.clone(),
+            });
+        }
+        self.histories.put(app_id, stream, Arc::new(history));
+    }
+}
+
+/// The state after `history`.
+fn fold<A: Aggregate>(history: &[RecordedEvent]) -> Result<A, CommandError> {
+    let mut state = A::default();
+    for recorded in history {
+        let event = A::Event::decode(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.data,
+        )
+        .map_err(|e| CommandError::Internal(e.to_string()))?;
+        state.evolve(&event);
+    }
+    Ok(state)
+}
+
+/// The append of `events`, decided on a history that ends at `version`.
+fn append_request<A: Aggregate>(
+    stream: &str,
+    version: i64,
+    events: &[A::Event],
+    metadata: &Metadata,
+) -> AppendRequest {
+    AppendRequest {
+        stream: stream.to_owned(),
+        expected: ExpectedVersion::from_loaded(version),
+        events: events
+            .iter()
+            .map(|e| {
+                let (event_type, data) = e.encode();
+                NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type,
+                    schema_version: A::Event::SCHEMA_VERSION,
+                    data,
+                }
+            })
+            .collect(),
+        metadata: metadata.clone(),
+        new_key: None,
     }
 }

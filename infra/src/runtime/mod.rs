@@ -12,6 +12,7 @@ mod fault_replay;
 pub mod faults;
 mod follower;
 mod followers;
+mod histories;
 pub mod nodes;
 pub mod ownership;
 pub mod reactor;

@@ -73,7 +73,11 @@ impl ChangeQueues {
             )
             .await?;
         self.reads
-            .settle(ctx, &[PROJECTION], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &[PROJECTION],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         if let Some(listed) = self.find(app_id, name.as_str()).await? {
             return Ok(listed);
@@ -117,7 +121,11 @@ impl ChangeQueues {
             )
             .await?;
         self.reads
-            .settle(ctx, &[PROJECTION], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &[PROJECTION],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         Ok(())
     }

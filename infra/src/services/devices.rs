@@ -189,10 +189,15 @@ impl Devices {
         self.kept.forget(app_id, external_id.as_str());
         let position = done
             .appended
+            .as_ref()
             .map(|a| a.last_position)
             .or(done.history.last().map(|e| e.position));
         self.reads
-            .settle(ctx, &["devices"], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &["devices"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         let created = done
             .events
@@ -261,7 +266,7 @@ impl Devices {
 /// The device as the history plus the new events make it.
 fn view_after(done: &Executed<Device>) -> Result<Option<DeviceRecord>, CommandError> {
     let mut view = fold(&done.history)?;
-    if let Some(appended) = done.appended {
+    if let Some(appended) = &done.appended {
         let count = done.events.len() as i64;
         for (i, event) in done.events.iter().enumerate() {
             let i = i as i64;

@@ -158,7 +158,7 @@ impl FeatureFlags {
             .settle(
                 ctx,
                 &[names::FEATURE_FLAGS],
-                done.appended.map(|a| a.last_position),
+                done.appended.as_ref().map(|a| a.last_position),
             )
             .await;
         self.forget(app_id);

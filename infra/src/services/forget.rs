@@ -89,7 +89,7 @@ impl Users {
             )
             .await?;
         let mut recorded = done.event_ids.len();
-        let mut position = done.appended.map(|a| a.last_position);
+        let mut position = done.appended.as_ref().map(|a| a.last_position);
         let mut caused = metadata.clone();
         caused.causation_id = done.event_ids.first().copied();
         for stream in &devices {

@@ -118,7 +118,11 @@ impl Notifications {
             .execute::<Notification>(&notification::stream(id), &ctx.metadata(app_id), command)
             .await?;
         self.reads
-            .settle(ctx, &PROJECTIONS, done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &PROJECTIONS,
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         self.push.wake();
         Ok(())

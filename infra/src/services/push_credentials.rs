@@ -88,7 +88,11 @@ impl PushCredentials {
             ..ctx.clone()
         };
         self.reads
-            .settle(&waiting, &["apps"], done.appended.map(|a| a.last_position))
+            .settle(
+                &waiting,
+                &["apps"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         self.find(app_id, provider).await?.ok_or_else(|| {
             CommandError::Unavailable("the credentials are not in the read model yet".into())
@@ -113,7 +117,11 @@ impl PushCredentials {
             .remove_owner(app_id, &credentials::owner(provider), Some(PURPOSE))
             .await?;
         self.reads
-            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &["apps"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         Ok(())
     }

@@ -145,7 +145,11 @@ impl Tenancy {
             .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
             .await?;
         self.reads
-            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &["apps"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         self.keys.clear();
         Ok(())
@@ -193,7 +197,11 @@ impl Tenancy {
             .execute::<App>(&app::stream(app_id), &ctx.metadata(app_id), command)
             .await?;
         self.reads
-            .settle(ctx, &["apps"], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &["apps"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         if !done.state.exists() {
             return Err(DomainError::NotFound("app").into());

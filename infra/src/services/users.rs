@@ -114,10 +114,15 @@ impl Users {
             .await?;
         let position = done
             .appended
+            .as_ref()
             .map(|a| a.last_position)
             .or(done.history.last().map(|e| e.position));
         self.reads
-            .settle(ctx, &["users"], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &["users"],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         let created = done
             .events
@@ -265,7 +270,7 @@ impl Users {
 
 fn view_after(done: &Executed<User>) -> Result<Option<UserRecord>, CommandError> {
     let mut user = fold(&done.history)?;
-    if let Some(appended) = done.appended {
+    if let Some(appended) = &done.appended {
         let count = done.events.len() as i64;
         for (i, event) in done.events.iter().enumerate() {
             let i = i as i64;

@@ -156,7 +156,11 @@ impl Webhooks {
             .execute::<Endpoint>(&webhook::stream(id), &ctx.metadata(app_id), command)
             .await?;
         self.reads
-            .settle(ctx, &[model::NAME], done.appended.map(|a| a.last_position))
+            .settle(
+                ctx,
+                &[model::NAME],
+                done.appended.as_ref().map(|a| a.last_position),
+            )
             .await;
         self.deliveries.forget(id.0);
         self.deliveries.wake();

@@ -23,6 +23,7 @@ pub(crate) struct StoredId {
     pub stream_version: i64,
     pub position: i64,
     pub recorded_at: i64,
+    pub hash: Vec<u8>,
 }
 
 /// The database's state as far as a batch needs it.
@@ -205,6 +206,7 @@ fn plan_one(
     let mut previous = snapshot.chain_heads.get(&app).copied().unwrap_or(GENESIS);
     let first_position = snapshot.head + 1;
     let start = rows.len();
+    let mut hashes = Vec::with_capacity(request.events.len());
     for (i, event) in request.events.iter().enumerate() {
         let position = first_position + i as i64;
         let stream_version = current + 1 + i as i64;
@@ -229,6 +231,7 @@ fn plan_one(
             }
         };
         previous = link(&previous, &canonical);
+        hashes.push(hex::encode(previous));
         events.push(RecordedEvent {
             position,
             event_id: event.event_id,
@@ -240,7 +243,7 @@ fn plan_one(
             data: event.data.clone(),
             metadata: metadata.clone(),
             recorded_at: at,
-            hash: hex::encode(previous),
+            hash: hashes[i].clone(),
         });
         rows.push(EventRow {
             position,
@@ -266,6 +269,7 @@ fn plan_one(
         last_position: first_position + count - 1,
         stream_version: current + count,
         recorded_at: at,
+        hashes,
     })
 }
 
@@ -284,6 +288,7 @@ fn replay(request: &AppendRequest, found: &[&StoredId]) -> Planned {
             last_position: last.position,
             stream_version: last.stream_version,
             recorded_at: DateTime::from_timestamp_micros(first.recorded_at).unwrap_or_default(),
+            hashes: found.iter().map(|s| hex::encode(&s.hash)).collect(),
         }),
         _ => Planned::Refused(StoreError::DuplicateEventIds),
     }

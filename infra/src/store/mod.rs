@@ -110,13 +110,15 @@ impl AppendRequest {
 }
 
 /// Where an append landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub first_position: i64,
     pub last_position: i64,
     /// The stream's version after the append.
     pub stream_version: i64,
     pub recorded_at: DateTime<Utc>,
+    /// Each event's hash (lower-case hex), in order.
+    pub hashes: Vec<String>,
 }
 
 #[async_trait]

@@ -148,7 +148,7 @@ const SNAPSHOT: &str = "\
 /// scanning the log.
 const CAREFUL_SNAPSHOT_TAIL: &str = " \
     UNION ALL \
-    SELECT 'e', e.event_id, e.app_id, e.stream, e.stream_version, e.position, e.recorded_at, NULL \
+    SELECT 'e', e.event_id, e.app_id, e.stream, e.stream_version, e.position, e.recorded_at, e.hash \
       FROM UNNEST($4::uuid[]) AS i(id) JOIN events e ON e.event_id = i.id";
 
 async fn snapshot(
@@ -221,6 +221,7 @@ async fn snapshot(
                         stream_version: row.try_get(4)?,
                         position: row.try_get(5)?,
                         recorded_at: row.try_get(6)?,
+                        hash: row.try_get(7)?,
                     },
                 );
             }

@@ -125,7 +125,7 @@ async fn snapshot(
             .collect();
         for chunk in ids.chunks(STREAMS_PER_QUERY) {
             let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT event_id, app_id, stream, stream_version, position, recorded_at \
+                "SELECT event_id, app_id, stream, stream_version, position, recorded_at, hash \
                  FROM events WHERE event_id IN (",
             );
             let mut list = query.separated(", ");
@@ -142,6 +142,7 @@ async fn snapshot(
                         stream_version: row.try_get(3)?,
                         position: row.try_get(4)?,
                         recorded_at: row.try_get(5)?,
+                        hash: row.try_get(6)?,
                     },
                 );
             }

@@ -10,18 +10,30 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 pub struct Kept<K, V> {
-    /// Entries per generation.
+    /// Weight per generation.
     half: usize,
+    /// What an entry weighs (1 unless told otherwise).
+    weigh: fn(&V) -> usize,
     current: HashMap<K, V>,
+    /// The weight of `current`.
+    weight: usize,
     old: HashMap<K, V>,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Kept<K, V> {
     /// Keeps at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
+        Self::weighed(capacity, |_| 1)
+    }
+
+    /// Keeps entries weighing at most about `capacity` together, each
+    /// weighing `weigh` of it (at least 1).
+    pub fn weighed(capacity: usize, weigh: fn(&V) -> usize) -> Self {
         Self {
             half: (capacity / 2).max(1),
+            weigh,
             current: HashMap::new(),
+            weight: 0,
             old: HashMap::new(),
         }
     }
@@ -37,14 +49,21 @@ impl<K: Hash + Eq + Clone, V: Clone> Kept<K, V> {
 
     pub fn put(&mut self, key: K, value: V) {
         self.old.remove(&key);
-        if self.current.len() >= self.half && !self.current.contains_key(&key) {
+        let weight = (self.weigh)(&value).max(1);
+        if let Some(replaced) = self.current.remove(&key) {
+            self.weight -= (self.weigh)(&replaced).max(1);
+        } else if self.weight + weight > self.half && !self.current.is_empty() {
             self.old = std::mem::take(&mut self.current);
+            self.weight = 0;
         }
+        self.weight += weight;
         self.current.insert(key, value);
     }
 
     pub fn remove(&mut self, key: &K) {
-        self.current.remove(key);
+        if let Some(removed) = self.current.remove(key) {
+            self.weight -= (self.weigh)(&removed).max(1);
+        }
         self.old.remove(key);
     }
 
@@ -85,5 +104,31 @@ mod tests {
         assert_eq!(kept.get(&2), Some("b"));
         kept.put(3, "C");
         assert_eq!(kept.get(&3), Some("C"));
+    }
+
+    #[test]
+    fn weighed_entries_are_kept_by_their_weight() {
+        let mut kept: Kept<u32, Vec<u8>> = Kept::weighed(100, Vec::len);
+        for i in 0..100 {
+            kept.put(i, vec![0; 10]);
+            let weight: usize = kept
+                .current
+                .values()
+                .chain(kept.old.values())
+                .map(Vec::len)
+                .sum();
+            assert!(weight <= 100, "{weight} kept after {i}");
+        }
+        // Two generations of at most 50 each: five entries apiece.
+        assert_eq!(kept.len(), 10);
+        assert!(kept.get(&99).is_some());
+        assert!(kept.get(&89).is_none());
+        // Replacing an entry counts its new weight only.
+        kept.put(99, vec![0; 1]);
+        kept.put(99, vec![0; 2]);
+        assert_eq!(
+            kept.weight,
+            kept.current.values().map(Vec::len).sum::<usize>()
+        );
     }
 }
