@@ -530,3 +530,61 @@ async fn pg_goes_away_and_comes_back() {
         .await;
     assert_eq!(back.map(|a| a.stream_version), Ok(2));
 }
+
+on_both!(
+    loads_asked_together_each_get_their_own_stream,
+    grouped_loads
+);
+async fn grouped_loads(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = open(&db).await;
+    // The same stream names in two apps, of different lengths; one empty.
+    let apps = [AppId::generate(), AppId::generate()];
+    for (a, app) in apps.iter().enumerate() {
+        for s in 0..12i64 {
+            let events: Vec<NewEvent> =
+                (0..(s + a as i64) % 5).map(|n| event(s * 10 + n)).collect();
+            if events.is_empty() {
+                continue; // the stream stays empty
+            }
+            store
+                .append(request(
+                    *app,
+                    &format!("s{s}"),
+                    ExpectedVersion::Any,
+                    events,
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    // Every stream, some twice, loaded at once (so in groups), each
+    // compared with the stream read on its own.
+    let loads = apps.iter().flat_map(|app| {
+        let store = store.clone();
+        (0..12).chain(0..3).map(move |s| {
+            let store = store.clone();
+            async move {
+                let stream = format!("s{s}");
+                let loaded = store.load_stream(*app, &stream).await;
+                (*app, stream, loaded)
+            }
+        })
+    });
+    for (app, stream, loaded) in futures::future::join_all(loads).await {
+        let loaded = loaded.unwrap_or_else(|e| panic!("{e}"));
+        let alone = store
+            .read_stream(app, &stream, 1, 1000)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ids = |events: &[domain::RecordedEvent]| {
+            events
+                .iter()
+                .map(|e| (e.app_id, e.stream.clone(), e.stream_version, e.event_id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&loaded), ids(&alone), "{stream} of {app:?}");
+    }
+}

@@ -84,6 +84,15 @@ impl EventStore for SealedStore {
         self.opened(page).await
     }
 
+    async fn load_stream(
+        &self,
+        app_id: AppId,
+        stream: &str,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let events = self.inner.load_stream(app_id, stream).await?;
+        self.opened(events).await
+    }
+
     async fn read_all(&self, after: i64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let page = self.inner.read_all(after, limit).await?;
         self.opened(page).await

@@ -18,6 +18,7 @@ pub mod chain;
 mod error;
 pub(crate) mod filter;
 mod keys;
+mod loader;
 mod pg_copy;
 mod postgres;
 mod recent;

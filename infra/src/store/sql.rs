@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::appender::{Appender, BatchWriter, advance};
+use super::loader::Loader;
 use super::postgres::{PgWriter, listen, names};
 use super::recent::Recent;
 use super::sqlite::SqliteWriter;
@@ -28,6 +29,7 @@ const HEAD_POLL: Duration = Duration::from_millis(500);
 pub struct SqlEventStore {
     db: Db,
     appender: Appender,
+    loader: Loader,
     recent: Arc<Recent>,
     head: watch::Sender<i64>,
     tasks: Vec<JoinHandle<()>>,
@@ -79,9 +81,12 @@ impl SqlEventStore {
         let recent = Arc::new(Recent::default());
         let metrics = Arc::new(AppendMetrics::default());
         let appender = Appender::spawn(writer, head.clone(), recent.clone(), metrics.clone());
+        let (loader, grouping) = Loader::start(db.clone());
+        tasks.push(grouping);
         Ok(Self {
             db,
             appender,
+            loader,
             recent,
             head,
             tasks,
@@ -122,6 +127,15 @@ impl EventStore for SqlEventStore {
     #[tracing::instrument(skip_all, fields(stream = %request.stream, events = request.events.len()))]
     async fn append(&self, request: AppendRequest) -> Result<Appended, StoreError> {
         self.appender.append(request).await
+    }
+
+    /// In a group with the loads asked for at the same moment (`loader`).
+    async fn load_stream(
+        &self,
+        app_id: AppId,
+        stream: &str,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.loader.load(app_id, stream).await
     }
 
     async fn read_stream(
