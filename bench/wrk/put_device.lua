@@ -1,5 +1,7 @@
 -- PUT /v1/devices/{id} with a fresh id per request (every request registers
--- a new device: one event, one projection row).
+-- a new device: one event, one projection row). With HERALD_BENCH_DEVICES=N
+-- each thread cycles over N devices instead, each request changing the
+-- device's push token (after the first round, every request updates one).
 local counter = 0
 local thread_id = 0
 local threads = {}
@@ -15,12 +17,17 @@ function init(args)
   prefix = os.getenv("HERALD_BENCH_PREFIX") or "dev"
   body = '{"push_token":"tok-0123456789abcdef0123456789abcdef","send_platform":"fcm","device_platform":"android"}'
   headers = { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. token }
+  devices = tonumber(os.getenv("HERALD_BENCH_DEVICES") or "")
   local prefer = os.getenv("HERALD_BENCH_PREFER")
   if prefer and prefer ~= "" then headers["Prefer"] = prefer end
 end
 
 function request()
   counter = counter + 1
+  if devices then
+    local changed = '{"push_token":"tok-' .. tid .. '-' .. counter .. '-0123456789abcdef","send_platform":"fcm","device_platform":"android"}'
+    return wrk.format("PUT", "/v1/devices/" .. prefix .. "-" .. tid .. "-" .. (counter % devices), headers, changed)
+  end
   return wrk.format("PUT", "/v1/devices/" .. prefix .. "-" .. tid .. "-" .. counter, headers, body)
 end
 
