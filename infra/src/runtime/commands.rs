@@ -203,24 +203,20 @@ impl CommandBus {
         A::Command: Clone,
     {
         let app_id = metadata.app_id;
-        let mut kept = true;
-        let mut attempt = 0;
-        while attempt < MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
             if attempt > 0 {
                 // A little jitter keeps racing writers from colliding in lockstep.
                 let jitter =
                     u64::from(crate::secrets::random_in_1_to(1000)) * attempt.min(4) as u64;
                 tokio::time::sleep(std::time::Duration::from_micros(jitter)).await;
             }
-            attempt += 1;
-            let (history, mut state, was_kept) = self.history::<A>(app_id, stream, kept).await?;
-            kept = false;
-            let decided = state.decide(command.clone());
-            if was_kept && !matches!(&decided, Ok(events) if !events.is_empty()) {
+            let (mut history, mut state, kept) = self.history::<A>(app_id, stream, true).await?;
+            let mut decided = state.decide(command.clone());
+            if kept && !matches!(&decided, Ok(events) if !events.is_empty()) {
                 // A refusal, or nothing to append: no append checks the
                 // kept history, so decide again on the log's.
-                attempt -= 1;
-                continue;
+                (history, state, _) = self.history::<A>(app_id, stream, false).await?;
+                decided = state.decide(command.clone());
             }
             let events = decided?;
             if events.is_empty() {

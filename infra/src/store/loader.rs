@@ -96,18 +96,18 @@ async fn answer(db: &Db, loads: Vec<Load>) {
     }
     let wanted: Vec<(Uuid, &str)> = waiting.keys().map(|(a, s)| (*a, s.as_str())).collect();
     let mut read = read(db, &wanted).await;
-    for (key, replies) in waiting {
-        let mut events = match &mut read {
+    for (key, mut replies) in waiting {
+        let events = match &mut read {
             Ok(found) => Ok(found.remove(&key).unwrap_or_default()),
             Err(e) => Err(e.clone()),
         };
-        let mut replies = replies.into_iter().peekable();
-        while let Some(reply) = replies.next() {
-            if replies.peek().is_some() {
-                let _ = reply.send(events.clone());
-            } else {
-                let _ = reply.send(std::mem::replace(&mut events, Ok(Vec::new())));
-            }
+        // A stream asked for more than once: a copy for each but the last.
+        let last = replies.pop();
+        for reply in replies {
+            let _ = reply.send(events.clone());
+        }
+        if let Some(reply) = last {
+            let _ = reply.send(events);
         }
     }
 }
