@@ -6,6 +6,8 @@
 #      change queues subscribed to device.* (fan-out that must not sit in
 #      the write's wait);
 #   4. the plain PUT with `Prefer: return=minimal` (no read-model wait);
+#   5. updates: the plain PUT cycling over 500 devices per wrk thread, a
+#      new push token each time (every request changes a device);
 #   and the ratios the write path is judged by: HTTP / herald-command,
 #   fan-out HTTP / herald-command, herald-command / herald-log.
 #   bench/write_path.sh [sqlite|postgres|both] [seconds]
@@ -41,6 +43,7 @@ for backend in "${backends[@]}"; do
   # The same without the read-your-writes wait (Prefer: return=minimal):
   # what the HTTP path and the command cost without the read model.
   read -r m_rps _ m_p99 _ <<<"$(HERALD_BENCH_PREFER=return=minimal wrk_put minimal "$connections" "$seconds")"
+  read -r u_rps _ u_p99 u_errors <<<"$(HERALD_BENCH_DEVICES=500 wrk_put update "$connections" "$seconds")"
   add_fanout 18091
   read -r f_rps f_p50 f_p99 f_errors <<<"$(wrk_put fanout "$connections" "$seconds")"
   stop_herald
@@ -48,17 +51,19 @@ for backend in "${backends[@]}"; do
   wait $sink_pid 2>/dev/null || true
   trap - EXIT
 
-  python3 - "$backend" "$log_eps" "$cmd_eps" "$rps" "$p50" "$p99" "$errors" "$f_rps" "$f_p50" "$f_p99" "$f_errors" "$m_rps" "$m_p99" <<'PY'
+  python3 - "$backend" "$log_eps" "$cmd_eps" "$rps" "$p50" "$p99" "$errors" "$f_rps" "$f_p50" "$f_p99" "$f_errors" "$m_rps" "$m_p99" "$u_rps" "$u_p99" "$u_errors" <<'PY'
 import json, sys
-b, log, cmd, rps, p50, p99, err, frps, fp50, fp99, ferr, mrps, mp99 = sys.argv[1:]
-log, cmd, rps, frps, mrps = float(log), float(cmd), float(rps), float(frps), float(mrps)
+b, log, cmd, rps, p50, p99, err, frps, fp50, fp99, ferr, mrps, mp99, urps, up99, uerr = sys.argv[1:]
+log, cmd, rps, frps, mrps, urps = float(log), float(cmd), float(rps), float(frps), float(mrps), float(urps)
 print(json.dumps({
     "backend": b, "connections": 64,
     "herald_log_events_per_sec": round(log), "herald_command_events_per_sec": round(cmd),
     "put_rps": round(rps), "put_p50_ms": int(p50) / 1000, "put_p99_ms": int(p99) / 1000, "put_non_2xx": int(err),
     "fanout_put_rps": round(frps), "fanout_p50_ms": int(fp50) / 1000, "fanout_p99_ms": int(fp99) / 1000, "fanout_non_2xx": int(ferr),
     "minimal_put_rps": round(mrps), "minimal_p99_ms": int(mp99) / 1000,
-    "put_over_command": round(rps / cmd, 3), "minimal_over_command": round(mrps / cmd, 3), "fanout_over_command": round(frps / cmd, 3),
+    "update_put_rps": round(urps), "update_p99_ms": int(up99) / 1000, "update_non_2xx": int(uerr),
+    "put_over_command": round(rps / cmd, 3), "minimal_over_command": round(mrps / cmd, 3),
+    "update_over_command": round(urps / cmd, 3), "fanout_over_command": round(frps / cmd, 3),
     "command_over_log": round(cmd / log, 3),
 }))
 PY

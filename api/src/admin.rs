@@ -281,6 +281,14 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
         rebuilt.position,
         rebuilt.longest_lock.as_millis()
     );
+    let steps: Vec<String> = rebuilt
+        .steps
+        .iter()
+        .map(|(step, took)| format!("{step} {:.1} s", took.as_secs_f64()))
+        .collect();
+    if !steps.is_empty() {
+        eprintln!("herald: steps: {}", steps.join(", "));
+    }
     db.close().await;
     Ok(())
 }

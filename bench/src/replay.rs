@@ -105,6 +105,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                "rebuild_events_per_sec": rate(rebuild_seconds),
                "rebuild_longest_lock_ms": (rebuilt.longest_lock.as_secs_f64() * 1e4).round() / 10.0,
                "rebuild_share_of_scan": ((scan_seconds / rebuild_seconds) * 1000.0).round() / 1000.0,
+               "rebuild_steps_s": rebuilt.steps.iter()
+                   .map(|(step, took)| (step.to_string(), json!((took.as_secs_f64() * 10.0).round() / 10.0)))
+                   .collect::<serde_json::Map<_, _>>(),
                "filters": filters})
     );
     drop(store);

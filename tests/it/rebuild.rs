@@ -336,6 +336,23 @@ async fn cli(backend: Backend) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("rebuilt devices"), "{stderr}");
+    // Where the time went, step by step (SQLite copies into its live file).
+    let order: &[&str] = match backend {
+        Backend::Sqlite => &["bulk", "indexes", "copy", "catch-up", "switch"],
+        Backend::Postgres => &["bulk", "indexes", "catch-up", "switch"],
+    };
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("herald: steps: "))
+        .unwrap_or_else(|| panic!("no steps line: {stderr}"));
+    let named: Vec<&str> = line
+        .split("steps: ")
+        .nth(1)
+        .unwrap_or_default()
+        .split(", ")
+        .filter_map(|s| s.split(' ').next())
+        .collect();
+    assert_eq!(named, order, "{line}");
     assert_eq!(dump(app.herald.db()).await, incremental);
     // The server carries on from the switched-in model.
     assert_eq!(

@@ -164,6 +164,19 @@ impl Range {
         }
     }
 
+    /// What the PostgreSQL chunk's transaction sets first. Streams are
+    /// read in the order of the log's unique index on `(app_id, stream,
+    /// stream_version)`: each chunk then walks the index from its cursor.
+    /// The planner, guessing how many events a prefix matches, may prefer
+    /// to sort the app's remaining events for every chunk (a whole-log
+    /// sort per chunk: quadratic over a big log).
+    fn postgres_settings(&self) -> &'static [&'static str] {
+        match self {
+            Range::Streams { .. } => &["SET LOCAL enable_sort = off"],
+            _ => &[],
+        }
+    }
+
     /// The PostgreSQL `COPY` for the chunk after `cursor` (COPY takes no
     /// parameters: every value is written in as a literal by this code).
     fn postgres(&self, cursor: &Cursor) -> String {
@@ -355,11 +368,14 @@ async fn scan_postgres(
     range: &Range,
     pages: &Pages,
 ) -> Result<(), StoreError> {
-    use sqlx::postgres::PgPoolCopyExt;
     let malformed = |e: Malformed| StoreError::Internal(format!("reading the log: {e}"));
     let mut cursor = range.start();
     loop {
-        let mut chunks = pool.copy_out_raw(&range.postgres(&cursor)).await?;
+        let mut tx = pool.begin().await?;
+        for setting in range.postgres_settings() {
+            sqlx::query(setting).execute(&mut *tx).await?;
+        }
+        let mut chunks = tx.copy_out_raw(&range.postgres(&cursor)).await?;
         let mut tuples = Tuples::default();
         let mut page = Vec::with_capacity(PAGE);
         let mut read = 0;
@@ -383,6 +399,8 @@ async fn scan_postgres(
                 "reading the log: the COPY stream ended early".into(),
             ));
         }
+        drop(chunks);
+        tx.commit().await?;
         if !page.is_empty() && pages.send(Ok(page)).await.is_err() {
             return Ok(());
         }

@@ -74,6 +74,9 @@ pub struct Rebuilt {
     /// PostgreSQL, the live checkpoints): what appends (or the live
     /// runner) waited at most.
     pub longest_lock: std::time::Duration,
+    /// How long each step took, in order (`bulk`, `indexes`, `copy` on
+    /// SQLite, `catch-up`, `switch`): where a rebuild's time goes.
+    pub steps: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Rebuilds `projections` from the log and switches them in.
@@ -114,7 +117,9 @@ pub async fn rebuild_in_batches(
                     .await?;
             positions.push((m.as_ref(), position));
         }
+        let mut steps = Steps::starting();
         build_in_bulk(live, &shadow, store, &mut positions, batch, &mut run).await?;
+        steps.done("bulk");
         let mut positions: Vec<(&dyn Projection, i64)> = positions
             .into_iter()
             .map(|(m, p)| (m as &dyn Projection, p))
@@ -122,9 +127,12 @@ pub async fn rebuild_in_batches(
         let position = match (live, &shadow.location) {
             (Db::Postgres(p), Location::Schema(name)) => {
                 shadow.restore_indexes().await?;
+                steps.done("indexes");
                 catch_up(&shadow, store, &mut positions, batch, &mut run).await?;
+                steps.done("catch-up");
                 let held = Instant::now();
                 let position = switch::switch_postgres(p, store, name, &mut positions).await?;
+                steps.done("switch");
                 (position, held.elapsed())
             }
             (Db::Sqlite(_), Location::File(path)) => {
@@ -134,23 +142,33 @@ pub async fn rebuild_in_batches(
                     .iter()
                     .flat_map(|m| m.tables().iter().copied())
                     .collect();
+                let side_by_side = Instant::now();
                 let (indexed, staging) = tokio::join!(
-                    shadow.restore_indexes(),
+                    async {
+                        let indexed = shadow.restore_indexes().await;
+                        (indexed, side_by_side.elapsed())
+                    },
                     switch_sqlite::Staging::prepare(live, &shadow.db, path, &tables)
                 );
+                let (indexed, indexes_took) = indexed;
                 indexed?;
                 let staging = staging?;
+                steps.took("indexes", indexes_took);
+                steps.done("copy");
                 catch_up(&shadow, store, &mut positions, batch, &mut run).await?;
-                staging
+                steps.done("catch-up");
+                let switched = staging
                     .finish(live, store, &shadow.db, &mut positions)
-                    .await?
+                    .await?;
+                steps.done("switch");
+                switched
             }
             _ => return Err(StoreError::Internal("shadow of another backend".into()).into()),
         };
-        Ok::<_, RunnerError>((position, run.read))
+        Ok::<_, RunnerError>((position, run.read, steps.0))
     }
     .await;
-    let ((position, longest_lock), events) = match result {
+    let ((position, longest_lock), events, steps) = match result {
         Ok(done) => done,
         Err(e) => {
             // Keep the shadow: the next run resumes from its checkpoints.
@@ -171,6 +189,7 @@ pub async fn rebuild_in_batches(
         events,
         seconds: started.elapsed().as_secs_f64(),
         longest_lock,
+        steps,
     })
 }
 
@@ -217,7 +236,30 @@ pub async fn dry_run(
         events,
         seconds: started.elapsed().as_secs_f64(),
         longest_lock: std::time::Duration::ZERO,
+        steps: Vec::new(),
     })
+}
+
+/// The steps of a rebuild and how long each took.
+struct Steps(Vec<(&'static str, std::time::Duration)>, Instant);
+
+impl Steps {
+    /// The first step begins now.
+    fn starting() -> Self {
+        Self(Vec::new(), Instant::now())
+    }
+
+    /// `step` ended now (it began when the step before it ended).
+    fn done(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.0.push((step, now - self.1));
+        self.1 = now;
+    }
+
+    /// `step` ran beside the next one and took `took`.
+    fn took(&mut self, step: &'static str, took: std::time::Duration) {
+        self.0.push((step, took));
+    }
 }
 
 /// A rebuild under way: what it has read, and who hears of it.

@@ -1,11 +1,14 @@
 //! A bulk load into a PostgreSQL shadow: rows are written as `COPY` text
 //! into a buffer per table, and each commit sends the buffers (`COPY …
-//! FROM STDIN`) with the load's progress, in one transaction.
+//! FROM STDIN`) with the load's progress, in one transaction. A commit is
+//! sent while the next streams are read and folded (the server parses and
+//! stores rows while Herald folds the next ones); commits go one at a time
+//! and in order, and the last one is waited for.
 
 use std::sync::Arc;
 
 use domain::StoredEvent;
-use projections::bulk::{Cell, Folding, Rows, StreamFold};
+use projections::bulk::{Cell, Folding, Rows, StreamFold, Table};
 use projections::db::Tx;
 use sqlx::PgPool;
 
@@ -20,6 +23,8 @@ pub(super) struct PgWriter {
     buffers: Vec<Vec<u8>>,
     model: &'static str,
     version: i32,
+    /// The commit being sent.
+    sending: Option<tokio::task::JoinHandle<Result<(), RuntimeError>>>,
 }
 
 impl PgWriter {
@@ -36,6 +41,17 @@ impl PgWriter {
             fold,
             model,
             version,
+            sending: None,
+        }
+    }
+
+    /// Waits for the commit being sent; its error is the load's.
+    async fn sent(&mut self) -> Result<(), RuntimeError> {
+        match self.sending.take() {
+            Some(task) => task.await.map_err(|e| {
+                crate::store::StoreError::Internal(format!("a bulk commit stopped: {e}"))
+            })?,
+            None => Ok(()),
         }
     }
 }
@@ -53,11 +69,56 @@ impl StreamWriter for PgWriter {
     }
 
     async fn commit(&mut self, mark: Mark) -> Result<(), RuntimeError> {
-        let mut tx = projections::db::pg_begin(&self.pool).await?;
+        self.sent().await?;
+        let buffers = self
+            .buffers
+            .iter_mut()
+            .map(|b| std::mem::replace(b, Vec::with_capacity(b.capacity())))
+            .collect();
+        let done = matches!(mark, Mark::Done { .. });
+        let commit = Commit {
+            tables: self.fold.tables(),
+            buffers,
+            model: self.model,
+            version: self.version,
+            mark,
+        };
+        self.sending = Some(tokio::spawn(commit.send(self.pool.clone())));
+        if done {
+            self.sent().await?;
+        }
+        Ok(())
+    }
+}
+
+/// A load given up (an error, a cancelled rebuild) stops its commit in
+/// flight: rolled back, or committed already with its mark (a commit is
+/// always its rows and its progress together, so the next run resumes
+/// right either way).
+impl Drop for PgWriter {
+    fn drop(&mut self) {
+        if let Some(task) = self.sending.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Rows folded since the last commit, and how far they go.
+struct Commit {
+    tables: &'static [Table],
+    buffers: Vec<Vec<u8>>,
+    model: &'static str,
+    version: i32,
+    mark: Mark,
+}
+
+impl Commit {
+    async fn send(self, pool: PgPool) -> Result<(), RuntimeError> {
+        let mut tx = projections::db::pg_begin(&pool).await?;
         sqlx::query("SET LOCAL synchronous_commit = off")
             .execute(&mut *tx)
             .await?;
-        for (table, buffer) in self.fold.tables().iter().zip(self.buffers.iter_mut()) {
+        for (table, buffer) in self.tables.iter().zip(self.buffers) {
             if buffer.is_empty() {
                 continue;
             }
@@ -68,11 +129,11 @@ impl StreamWriter for PgWriter {
                     table.columns.join(", ")
                 ))
                 .await?;
-            copy.send(std::mem::take(buffer)).await?;
+            copy.send(buffer).await?;
             copy.finish().await?;
         }
         let mut tx = Tx::Pg(tx);
-        match &mark {
+        match &self.mark {
             Mark::Stream { app, stream } => {
                 projections::on_tx!(&mut tx, |c| {
                     sqlx::query(
