@@ -449,7 +449,8 @@ impl WebhookArgs {
         config.timeout = Duration::from_secs(self.webhook_timeout_seconds);
         config.retry.delays = parse_schedule(&self.webhook_retry_schedule)
             .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
-        config.disable_after = Duration::from_secs(self.webhook_disable_after_hours * 3600);
+        config.disable_after =
+            Duration::from_secs(self.webhook_disable_after_hours.saturating_mul(3600));
         config.public_url = match self.public_url.as_deref().filter(|u| !u.is_empty()) {
             Some(raw) => {
                 Some(PublicUrl::parse(raw).map_err(|e| anyhow::anyhow!("HERALD_PUBLIC_URL: {e}"))?)

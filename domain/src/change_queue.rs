@@ -119,6 +119,9 @@ pub fn is_integration(event_type: &str) -> bool {
         .any(|p| event_type.starts_with(p))
 }
 
+/// The longest `max_age_seconds` a queue may be created with: ten years.
+pub const MAX_AGE_SECONDS: i64 = 10 * 365 * 24 * 3600;
+
 #[derive(Debug, Clone)]
 pub enum ChangeQueueCommand {
     Create {
@@ -180,10 +183,13 @@ impl Aggregate for ChangeQueue {
                         "must not be negative",
                     ));
                 }
-                if max_age_seconds.is_some_and(|s| s < 1) {
+                if max_age_seconds.is_some_and(|s| !(1..=MAX_AGE_SECONDS).contains(&s)) {
                     return Err(DomainError::invalid(
                         "max_age_seconds",
-                        "must be at least 1",
+                        format!(
+                            "must be between 1 and {MAX_AGE_SECONDS} (ten years); leave it out \
+                             to keep changes until they are drained"
+                        ),
                     ));
                 }
                 Ok(vec![ChangeQueueEvent::Created {
@@ -279,5 +285,31 @@ mod tests {
             state.decide(create("crm")).is_ok(),
             "a deleted name can be reused"
         );
+    }
+
+    #[test]
+    fn a_maximum_age_is_between_a_second_and_ten_years() {
+        let create = |age: i64| ChangeQueueCommand::Create {
+            name: name("crm"),
+            event_types: EventTypes::default(),
+            from_position: None,
+            max_age_seconds: Some(age),
+        };
+        let fresh = ChangeQueue::default();
+        for good in [1, MAX_AGE_SECONDS] {
+            assert!(fresh.decide(create(good)).is_ok(), "{good}");
+        }
+        for bad in [
+            0,
+            -1,
+            MAX_AGE_SECONDS + 1,
+            i64::MAX / 1_000_000 + 1,
+            i64::MAX,
+        ] {
+            let Err(DomainError::Invalid(errors)) = fresh.decide(create(bad)) else {
+                panic!("accepted {bad}")
+            };
+            assert_eq!(errors[0].field, "max_age_seconds");
+        }
     }
 }

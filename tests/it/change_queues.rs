@@ -377,6 +377,40 @@ async fn custom_queues(backend: Backend) {
     assert_eq!(short["expired"], 2);
     assert_eq!(short["depth"], 0);
 
+    // A queue created before ages were bounded may hold any age: its
+    // drain expires nothing (the cut-off saturates; it once overflowed).
+    let mut tx = app
+        .herald
+        .db()
+        .begin()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    projections::on_tx!(&mut tx, |c| {
+        sqlx::query("UPDATE change_queues SET max_age_seconds = $1 WHERE name = 'default'")
+            .bind(i64::MAX)
+            .execute(c)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    });
+    tx.commit().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        app.put("/v1/users/u3", &a.token, json!({})).await.status,
+        201
+    );
+    let kept = drain_all(&app, &a.token, "default", 100).await;
+    assert_eq!(
+        kept.iter()
+            .map(|c| c["subject"]["id"].clone())
+            .collect::<Vec<_>>(),
+        ["u3"]
+    );
+    let list = app.get("/v1/change-queues", &a.token).await;
+    let default = list.body["change_queues"]
+        .as_array()
+        .and_then(|q| q.iter().find(|q| q["name"] == "default").cloned())
+        .unwrap_or_default();
+    assert_eq!(default["expired"], 0, "{default}");
+
     // Deleting a queue; refusals.
     assert_eq!(
         app.delete("/v1/change-queues/users", &a.token).await.status,
@@ -401,6 +435,23 @@ async fn custom_queues(backend: Backend) {
     app.post("/v1/change-queues", &a.token, json!({"name": "default"}))
         .await
         .problem(409);
+    // An age past ten years is refused (a large one once overflowed the
+    // expiry cut-off) and creates nothing.
+    for age in [315_360_001i64, 9_223_372_036_855, i64::MAX] {
+        let long = json!({"name": "long", "max_age_seconds": age});
+        assert_eq!(
+            app.post("/v1/change-queues", &a.token, long)
+                .await
+                .invalid_fields(),
+            ["max_age_seconds"]
+        );
+    }
+    assert_eq!(
+        app.get("/v1/change-queues/long/changes", &a.token)
+            .await
+            .status,
+        404
+    );
     let bad = json!({"name": "No Spaces", "event_types": ["app.created", "device.*"]});
     assert_eq!(
         app.post("/v1/change-queues", &a.token, bad)

@@ -39,8 +39,9 @@ pub struct CreateQueue {
     /// Start after this log position (backfill) instead of the head.
     #[schema(minimum = 0)]
     from_position: Option<i64>,
-    /// Changes older than this are dropped (and counted).
-    #[schema(minimum = 1)]
+    /// Changes older than this are dropped (and counted); at most ten
+    /// years. Left out, changes stay until drained.
+    #[schema(minimum = 1, maximum = 315_360_000)]
     max_age_seconds: Option<i64>,
 }
 

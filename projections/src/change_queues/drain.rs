@@ -122,13 +122,12 @@ pub async fn drain<T>(
         return Err(DrainError::NotFound);
     };
     if let Some(seconds) = max_age {
-        expire(
-            &mut tx,
-            app,
-            queue,
-            now.timestamp_micros() - seconds * 1_000_000,
-        )
-        .await?;
+        // Saturating: a queue created before ages were bounded may hold
+        // any age, and an overflow must never expire everything.
+        let cutoff = now
+            .timestamp_micros()
+            .saturating_sub(seconds.saturating_mul(1_000_000));
+        expire(&mut tx, app, queue, cutoff).await?;
     }
     let sql = match &tx {
         // Concurrent drains skip each other's rows instead of waiting. The

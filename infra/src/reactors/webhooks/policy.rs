@@ -126,9 +126,9 @@ pub fn parse_schedule(raw: &str) -> Result<Vec<Duration>, String> {
                 .map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 2h"))?;
             let seconds = match unit {
                 "s" | "" => n,
-                "m" => n * 60,
-                "h" => n * 3600,
-                "d" => n * 86_400,
+                "m" => n.saturating_mul(60),
+                "h" => n.saturating_mul(3600),
+                "d" => n.saturating_mul(86_400),
                 _ => return Err(format!("{s:?} is not a duration like 30s, 5m, 2h")),
             };
             Ok(Duration::from_secs(seconds))
