@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{Duration, NaiveDate};
+use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -73,7 +73,10 @@ async fn usage(
         .await?;
     let today = state.services.notifications.today();
     let to = day("to", query.to.as_deref(), today)?;
-    let from = day("from", query.from.as_deref(), to - Duration::days(30))?;
+    // Checked: the calendar ends somewhere (a date at its edge is a
+    // valid question, not a reason to fail).
+    let month_before = to.checked_sub_days(Days::new(30)).unwrap_or(NaiveDate::MIN);
+    let from = day("from", query.from.as_deref(), month_before)?;
     if from > to {
         return Err(ApiError::invalid("from", "must not be after to"));
     }
@@ -90,8 +93,8 @@ async fn usage(
         .usage(key.app_id, &f, &t)
         .await?;
     let mut days = Vec::new();
-    let mut d = from;
-    while d <= to {
+    let mut next = Some(from);
+    while let Some(d) = next.filter(|d| *d <= to) {
         let date = d.to_string();
         let push_messages = counted
             .iter()
@@ -101,7 +104,7 @@ async fn usage(
             date,
             push_messages,
         });
-        d += Duration::days(1);
+        next = d.succ_opt();
     }
     let total = days.iter().map(|d| d.push_messages).sum();
     let daily_quota = state.services.notifications.daily_quota(key.app_id).await?;

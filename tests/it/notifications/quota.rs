@@ -83,6 +83,33 @@ async fn quota(backend: Backend) {
     );
     let bad = p.app.get("/v1/usage?from=yesterday", &p.key.token).await;
     assert_eq!(bad.invalid_fields(), ["from"]);
+    // The calendar's first and last days are answered, not a failure
+    // (computing the day before or after them once overflowed).
+    let (first, last) = (chrono::NaiveDate::MIN, chrono::NaiveDate::MAX);
+    let edges = [
+        format!("to={}", first.format("%Y-%m-%d")),
+        format!(
+            "from={}&to={}",
+            last.pred_opt().unwrap_or(last).format("%Y-%m-%d"),
+            last.format("%Y-%m-%d")
+        ),
+    ];
+    for (query, days) in edges.iter().zip([1, 2]) {
+        let edge = p
+            .app
+            .get(
+                &format!("/v1/usage?{}", query.replace('+', "%2B")),
+                &p.key.token,
+            )
+            .await;
+        assert_eq!(edge.status, 200, "{query}: {}", edge.body);
+        assert_eq!(
+            edge.body["days"].as_array().map(Vec::len),
+            Some(days),
+            "{query}: {}",
+            edge.body
+        );
+    }
 
     // Lifted: the launch goes through.
     let lifted = p
