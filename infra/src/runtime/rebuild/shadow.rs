@@ -7,8 +7,6 @@
 
 use std::path::PathBuf;
 
-use futures::{StreamExt, TryStreamExt};
-
 use domain::ids::AppId;
 use projections::db::{Db, PgDb};
 use projections::on_db;
@@ -189,47 +187,35 @@ impl Shadow {
     }
 
     /// Builds every index set aside, each in one statement (sorting the
-    /// whole table once), and forgets it. On PostgreSQL as many at once
-    /// as the shadow has connections (an index build sorts on one core);
-    /// SQLite writes one at a time.
+    /// whole table once), and forgets it.
     pub async fn restore_indexes(&self) -> Result<(), StoreError> {
         let saved: Vec<(String, String)> = on_db!(&self.db, |pool| {
             sqlx::query_as("SELECT name, ddl FROM rebuild_indexes ORDER BY name")
                 .fetch_all(pool)
                 .await?
         });
-        let at_once = match &self.db {
-            Db::Postgres(p) => p.pool.options().get_max_connections().max(1) as usize,
-            Db::Sqlite(_) => 1,
-        };
-        futures::stream::iter(saved)
-            .map(|(name, ddl)| self.restore_index(name, ddl))
-            .buffer_unordered(at_once)
-            .try_collect::<()>()
-            .await
-    }
-
-    async fn restore_index(&self, name: String, ddl: String) -> Result<(), StoreError> {
-        let mut tx = self.db.begin().await?;
-        projections::on_tx!(&mut tx, |c| {
-            let settings: &[&str] = match self.db {
-                Db::Postgres(_) => &["SET LOCAL maintenance_work_mem = '512MB'"],
-                Db::Sqlite(_) => &[
-                    "PRAGMA threads = 4",
-                    "PRAGMA cache_size = -262144",
-                    "PRAGMA temp_store = MEMORY",
-                ],
-            };
-            for setting in settings {
-                sqlx::query(setting).execute(&mut *c).await?;
-            }
-            sqlx::query(&ddl).execute(&mut *c).await?;
-            sqlx::query("DELETE FROM rebuild_indexes WHERE name = $1")
-                .bind(&name)
-                .execute(&mut *c)
-                .await?;
-        });
-        tx.commit().await?;
+        for (name, ddl) in saved {
+            let mut tx = self.db.begin().await?;
+            projections::on_tx!(&mut tx, |c| {
+                let settings: &[&str] = match self.db {
+                    Db::Postgres(_) => &["SET LOCAL maintenance_work_mem = '512MB'"],
+                    Db::Sqlite(_) => &[
+                        "PRAGMA threads = 4",
+                        "PRAGMA cache_size = -262144",
+                        "PRAGMA temp_store = MEMORY",
+                    ],
+                };
+                for setting in settings {
+                    sqlx::query(setting).execute(&mut *c).await?;
+                }
+                sqlx::query(&ddl).execute(&mut *c).await?;
+                sqlx::query("DELETE FROM rebuild_indexes WHERE name = $1")
+                    .bind(&name)
+                    .execute(&mut *c)
+                    .await?;
+            });
+            tx.commit().await?;
+        }
         Ok(())
     }
 }
