@@ -452,6 +452,14 @@ async fn custom_queues(backend: Backend) {
             .status,
         404
     );
+    // The API document states the same bound as the domain.
+    let doc = app.get("/openapi.json", &a.token).await;
+    assert_eq!(
+        doc.body["components"]["schemas"]["CreateQueue"]["properties"]["max_age_seconds"]
+            ["maximum"]
+            .as_i64(),
+        Some(domain::change_queue::MAX_AGE_SECONDS)
+    );
     let bad = json!({"name": "No Spaces", "event_types": ["app.created", "device.*"]});
     assert_eq!(
         app.post("/v1/change-queues", &a.token, bad)
