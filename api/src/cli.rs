@@ -13,6 +13,16 @@ use infra::reactors::webhooks::callbacks::PublicUrl;
 use infra::reactors::webhooks::policy::{WebhookConfig, parse_schedule};
 use infra::secrets::Secret;
 
+/// The longest any duration setting may be: ten years. Beyond it a
+/// deadline computed from it could overflow the clock's arithmetic.
+pub const MAX_SECONDS: u64 = 315_360_000;
+
+/// A setting in seconds, from `min` to [`MAX_SECONDS`]: out of range, the
+/// command refuses to start and names the setting and its range.
+fn seconds(min: u64) -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(min..=MAX_SECONDS)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "herald",
@@ -100,7 +110,7 @@ pub struct HealthcheckArgs {
     #[arg(long, env = "HERALD_LISTEN", default_value = Config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Seconds to wait for the answer.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = seconds(1))]
     pub timeout_seconds: u64,
 }
 
@@ -158,7 +168,7 @@ pub struct PumpArgs {
     pub on_error: crate::pump::OnError,
     /// The longest one drain waits, in all, while the server answers 429 or
     /// 503 (as its Retry-After asks); then the run stops.
-    #[arg(long, env = "HERALD_PUMP_MAX_WAIT_SECONDS", default_value_t = 600)]
+    #[arg(long, env = "HERALD_PUMP_MAX_WAIT_SECONDS", default_value_t = 600, value_parser = seconds(0))]
     pub max_wait_seconds: u64,
 }
 
@@ -288,11 +298,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_LOG_JSON")]
     pub log_json: bool,
     /// Seconds in-flight requests may take to finish after SIGTERM.
-    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE_SECONDS", default_value_t = 30, value_parser = seconds(0))]
     pub shutdown_grace_seconds: u64,
     /// Seconds the answer to a request with an `Idempotency-Key` is kept
     /// (and a repeat of it answered from it).
-    #[arg(long, env = "HERALD_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400)]
+    #[arg(long, env = "HERALD_IDEMPOTENCY_TTL_SECONDS", default_value_t = 86_400, value_parser = seconds(1))]
     pub idempotency_ttl_seconds: u64,
     /// API requests per second per key, with a burst of the same size;
     /// 0 turns the limit off. An app's own limit (PATCH /v1/apps/{id})
@@ -312,17 +322,17 @@ pub struct ServeArgs {
 pub struct HttpArgs {
     /// Seconds a request head may take to arrive, from its first byte (or
     /// from the connection opening).
-    #[arg(long, env = "HERALD_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = seconds(1))]
     pub header_timeout_seconds: u64,
     /// Seconds a kept-alive connection may wait for its next request (keep
     /// it above a load balancer's idle timeout).
-    #[arg(long, env = "HERALD_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 75)]
+    #[arg(long, env = "HERALD_KEEP_ALIVE_TIMEOUT_SECONDS", default_value_t = 75, value_parser = seconds(1))]
     pub keep_alive_timeout_seconds: u64,
     /// Seconds a request body may take to arrive whole (then 408).
-    #[arg(long, env = "HERALD_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "HERALD_BODY_TIMEOUT_SECONDS", default_value_t = 30, value_parser = seconds(1))]
     pub body_timeout_seconds: u64,
     /// Seconds without a byte either way after which any connection closes.
-    #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECONDS", default_value_t = 120)]
+    #[arg(long, env = "HERALD_IDLE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = seconds(1))]
     pub idle_timeout_seconds: u64,
     /// Client connections served at once; more wait in the listen backlog.
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000)]
@@ -331,18 +341,6 @@ pub struct HttpArgs {
 
 impl HttpArgs {
     fn apply(&self, limits: &mut infra::config::HttpLimits) -> anyhow::Result<()> {
-        let seconds = [
-            ("HERALD_HEADER_TIMEOUT_SECONDS", self.header_timeout_seconds),
-            (
-                "HERALD_KEEP_ALIVE_TIMEOUT_SECONDS",
-                self.keep_alive_timeout_seconds,
-            ),
-            ("HERALD_BODY_TIMEOUT_SECONDS", self.body_timeout_seconds),
-            ("HERALD_IDLE_TIMEOUT_SECONDS", self.idle_timeout_seconds),
-        ];
-        if let Some((name, _)) = seconds.iter().find(|(_, s)| *s == 0) {
-            anyhow::bail!("{name} must be at least 1");
-        }
         if self.max_connections == 0 {
             anyhow::bail!("HERALD_MAX_CONNECTIONS must be at least 1");
         }
@@ -378,7 +376,7 @@ pub struct PushArgs {
     #[arg(long, env = "HERALD_PUSH_BATCH_SIZE", default_value_t = 1000)]
     pub push_batch_size: usize,
     /// Retries of a retryable provider error.
-    #[arg(long, env = "HERALD_PUSH_MAX_RETRIES", default_value_t = 3)]
+    #[arg(long, env = "HERALD_PUSH_MAX_RETRIES", default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub push_max_retries: u32,
     /// Deliver through the `log` provider for apps without any credentials.
     #[arg(long, env = "HERALD_PUSH_LOG_WITHOUT_CREDENTIALS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -408,7 +406,7 @@ pub struct WebhookArgs {
     #[arg(long, env = "HERALD_WEBHOOK_ALLOW_NETS", default_value = "")]
     pub webhook_allow_nets: String,
     /// A delivery succeeds with a 2xx within this many seconds.
-    #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15)]
+    #[arg(long, env = "HERALD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 15, value_parser = seconds(1))]
     pub webhook_timeout_seconds: u64,
     /// Waits between attempts (one attempt more than waits), each +/-20 %.
     #[arg(
@@ -421,7 +419,8 @@ pub struct WebhookArgs {
     #[arg(
         long,
         env = "HERALD_WEBHOOK_DISABLE_AFTER_HOURS",
-        default_value_t = 120
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_SECONDS / 3600)
     )]
     pub webhook_disable_after_hours: u64,
     /// The address webhook receivers reach this Herald at (e.g.
@@ -430,11 +429,11 @@ pub struct WebhookArgs {
     #[arg(long, env = "HERALD_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Seconds a callback URL stays good after its message was last sent.
-    #[arg(long, env = "HERALD_CALLBACK_TTL_SECONDS", default_value_t = 86_400)]
+    #[arg(long, env = "HERALD_CALLBACK_TTL_SECONDS", default_value_t = 86_400, value_parser = seconds(1))]
     pub callback_ttl_seconds: u64,
     /// Days a finished webhook message and its attempts are kept after
     /// their last change (0: for ever).
-    #[arg(long, env = "HERALD_WEBHOOK_RETENTION_DAYS", default_value_t = 30)]
+    #[arg(long, env = "HERALD_WEBHOOK_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=MAX_SECONDS / 86_400))]
     pub webhook_retention_days: u64,
 }
 
@@ -443,9 +442,6 @@ impl WebhookArgs {
         let nets = AddressPolicy::parse_nets(&self.webhook_allow_nets)
             .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_ALLOW_NETS: {e}"))?;
         config.addresses = AddressPolicy::allowing(nets);
-        if self.webhook_timeout_seconds == 0 {
-            anyhow::bail!("HERALD_WEBHOOK_TIMEOUT_SECONDS must be at least 1");
-        }
         config.timeout = Duration::from_secs(self.webhook_timeout_seconds);
         config.retry.delays = parse_schedule(&self.webhook_retry_schedule)
             .map_err(|e| anyhow::anyhow!("HERALD_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
@@ -457,9 +453,6 @@ impl WebhookArgs {
             }
             None => None,
         };
-        if self.callback_ttl_seconds == 0 {
-            anyhow::bail!("HERALD_CALLBACK_TTL_SECONDS must be at least 1");
-        }
         config.callback_ttl = Duration::from_secs(self.callback_ttl_seconds);
         config.retention = (self.webhook_retention_days > 0)
             .then(|| Duration::from_secs(self.webhook_retention_days.saturating_mul(24 * 3600)));
@@ -502,9 +495,6 @@ impl ServeArgs {
             .filter(|p| !p.as_os_str().is_empty());
         config.log_json = self.log_json;
         config.shutdown_grace = Duration::from_secs(self.shutdown_grace_seconds);
-        if self.idempotency_ttl_seconds == 0 {
-            anyhow::bail!("HERALD_IDEMPOTENCY_TTL_SECONDS must be at least 1");
-        }
         config.idempotency_ttl = Duration::from_secs(self.idempotency_ttl_seconds);
         config.api_rate_limit = self.api_rate_limit;
         self.http.apply(&mut config.http)?;

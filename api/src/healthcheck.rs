@@ -12,7 +12,7 @@ use crate::cli::HealthcheckArgs;
 
 pub async fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let address = reachable(args.listen);
-    let timeout = Duration::from_secs(args.timeout_seconds.max(1));
+    let timeout = Duration::from_secs(args.timeout_seconds);
     let status = tokio::time::timeout(timeout, ready(address))
         .await
         .with_context(|| format!("{address} did not answer within {}s", timeout.as_secs()))??;

@@ -266,6 +266,39 @@ fn migrate_prepares_a_fresh_database() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Durations past ten years would overflow the clock's arithmetic (a
+/// connection's deadline is `now + timeout`): `serve` refuses them before
+/// it starts, naming the setting and its range, and never serves.
+#[test]
+fn serve_refuses_durations_out_of_range() {
+    let dir = temp_dir("ranges");
+    for (flag, value) in [
+        ("--header-timeout-seconds", "18446744073709551615"),
+        ("--idle-timeout-seconds", "315360001"),
+        ("--body-timeout-seconds", "0"),
+        ("--callback-ttl-seconds", "0"),
+        ("--webhook-disable-after-hours", "87601"),
+        ("--webhook-retention-days", "3651"),
+        ("--push-max-retries", "4294967295"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .args([flag, value])
+            .env_remove("HERALD_DATABASE_URL")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("is not in"),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!dir.join("herald.db").exists(), "{flag}: it started");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[tokio::test]
 async fn a_campaign_on_a_fresh_serve_completes_with_correct_counters() {
     let dir = temp_dir("campaign");
