@@ -448,3 +448,58 @@ async fn one_at_a_time(backend: Backend) {
         "a finished rebuild leaves no row"
     );
 }
+
+on_both!(
+    a_rebuild_from_the_cli_runs_beside_a_server_that_keeps_writing,
+    beside_writes
+);
+async fn beside_writes(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let token = history(&app).await;
+    caught_up(&app).await;
+    let args = match app.db.url() {
+        Some(url) => vec![
+            "--database-url".to_owned(),
+            url,
+            "--data-dir".to_owned(),
+            app.db.dir.display().to_string(),
+        ],
+        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
+    };
+    // Another process than the server's: on SQLite only the file's locks
+    // keep the two apart, and the server writes all along.
+    let mut rebuilding = Command::new(BIN)
+        .args(["projections", "rebuild"])
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut written = 0;
+    let status = loop {
+        let put = app
+            .put(
+                &format!("/v1/devices/beside-{written}"),
+                &token,
+                device("t", Some("u1")),
+            )
+            .await;
+        assert_eq!(put.status, 201, "{}", put.body);
+        written += 1;
+        if let Some(status) = rebuilding.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            break status;
+        }
+    };
+    let mut stderr = String::new();
+    if let Some(mut err) = rebuilding.stderr.take() {
+        use std::io::Read;
+        let _ = err.read_to_string(&mut stderr);
+    }
+    assert!(status.success(), "after {written} writes: {stderr}");
+    assert!(stderr.contains("rebuilt "), "{stderr}");
+    for i in 0..written {
+        let read = app.get(&format!("/v1/devices/beside-{i}"), &token).await;
+        assert_eq!(read.status, 200, "beside-{i} of {written}: {}", read.body);
+    }
+}

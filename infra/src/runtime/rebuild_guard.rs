@@ -24,10 +24,6 @@ use super::RuntimeError;
 use super::rebuild::Progress;
 use crate::clock::{Clock, SystemClock};
 
-/// How many times (every 100 ms) PostgreSQL's lock is tried before a
-/// rebuild is refused.
-const LOCK_TRIES: usize = 20;
-
 /// How often progress is written.
 const REPORT_EVERY: Duration = Duration::from_secs(1);
 
@@ -63,19 +59,13 @@ pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError
     let held = match live {
         Db::Postgres(p) => {
             let mut conn = sqlx::PgConnection::connect_with(&p.pool.connect_options()).await?;
-            // A rebuild just stopped (Ctrl-C) may hold the lock a moment
-            // longer, until its server process notices: wait that out.
-            let mut got = false;
-            for _ in 0..LOCK_TRIES {
-                got = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                    .bind(lock_key(&p.schema))
-                    .fetch_one(&mut conn)
-                    .await?;
-                if got {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            // Tried once: a second rebuild is refused at once, never left
+            // waiting to run after the first. (A rebuild that stopped
+            // leaves no lock behind: its session ends with its connection.)
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(lock_key(&p.schema))
+                .fetch_one(&mut conn)
+                .await?;
             if !got {
                 let _ = conn.close().await;
                 return Err(busy(live).await);

@@ -137,6 +137,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
                     events.push(event);
                 }
             }
+            run.tick(progress.snapshot).await;
         }
         if !events.is_empty() {
             ready.push(events);

@@ -110,6 +110,8 @@ pub async fn rebuild_in_batches(
             guard: &mut guard,
             progress: &mut progress,
         };
+        // Seen from its first moment, before anything is read.
+        run.tick(0).await;
         let mut positions = Vec::with_capacity(models.len());
         for m in models {
             let position =
@@ -178,11 +180,12 @@ pub async fn rebuild_in_batches(
         }
     };
     let removed = shadow.remove(live).await;
-    guard.finish().await?;
-    removed?;
+    // Under the guard still: a second rebuild is refused until all is done.
     for m in models {
         analyze(live, m.as_ref()).await;
     }
+    guard.finish().await?;
+    removed?;
     Ok(Rebuilt {
         projections: names,
         position,
@@ -291,20 +294,33 @@ impl<F: FnMut(Progress)> Run<'_, F> {
     /// Tells the operator (and the rebuilds table) how far it is: the
     /// lowest checkpoint, or while loading in bulk the events read so far.
     async fn report(&mut self, position: i64) {
-        let now = Progress {
+        let now = self.at(position);
+        self.guard.report(now).await;
+        (self.progress)(now);
+    }
+
+    fn at(&self, position: i64) -> Progress {
+        Progress {
             position,
             head: self.head,
             applied: self.read,
             events_per_second: self.read as f64 / self.started.elapsed().as_secs_f64().max(1e-9),
-        };
-        self.guard.report(now).await;
-        (self.progress)(now);
+        }
     }
 
     /// While loading in bulk: the events read so far, at most `snapshot`.
     async fn report_read(&mut self, snapshot: i64) {
         let read = i64::try_from(self.read).unwrap_or(i64::MAX);
         self.report(read.min(snapshot)).await;
+    }
+
+    /// Between the bulk load's commits: the rebuilds table only (at most
+    /// every second), so that `GET /v1/admin/projections` and a refused
+    /// second rebuild see it move.
+    async fn tick(&mut self, snapshot: i64) {
+        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
+        let now = self.at(read.min(snapshot));
+        self.guard.report(now).await;
     }
 }
 

@@ -170,6 +170,13 @@ async fn stage(conn: &mut SqliteConnection, table: &'static str) -> Result<Stage
             .await?;
     let broken = |what: &str| StoreError::Internal(format!("cannot stage {table}: {what}"));
     let mut tx = conn.begin().await?;
+    // A write first, so the transaction takes the live file's write lock
+    // (waiting for it) before it reads the schema: begun by a read, its
+    // first write would fail at once (SQLITE_BUSY_SNAPSHOT) whenever a
+    // running server wrote in between.
+    sqlx::query("UPDATE main.projection_checkpoints SET updated_at = updated_at")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(&format!("DROP TABLE IF EXISTS main.{staging}"))
         .execute(&mut *tx)
         .await?;
