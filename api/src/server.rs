@@ -15,7 +15,7 @@ use crate::extract::BodyTimeout;
 use crate::rate_limit::{self, RateLimits};
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
-use crate::{connections, edge, fail_fast, fallback, idempotency, metrics, minimal};
+use crate::{connections, edge, fail_fast, fallback, idempotency, metrics, minimal, position};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -50,6 +50,7 @@ fn router(state: AppState) -> Router {
     router
         .fallback(fallback::not_found)
         .layer(axum::middleware::from_fn(edge::refuse_unstorable))
+        .layer(axum::middleware::from_fn(position::answer_position))
         .layer(axum::middleware::from_fn(minimal::return_minimal))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -116,3 +116,155 @@ async fn token_round_trip(backend: Backend) {
     let resp = app.get("/v1/devices/d?min_position=x", &key.token).await;
     assert_eq!(resp.invalid_fields(), ["min_position"]);
 }
+
+on_both!(
+    every_command_answers_its_position_and_minimal_creates_their_address,
+    command_answers
+);
+async fn command_answers(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn_on(db, crate::webhooks::allow_loopback).await;
+    let key = app.create_app("a").await;
+    let position_of = |resp: &Resp| {
+        resp.header("herald-position")
+            .and_then(|p| p.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no Herald-Position: {} {}", resp.status, resp.body))
+    };
+    let put = app.put("/v1/devices/d", &key.token, device_body("t")).await;
+    assert_eq!(put.status, 201, "{}", put.body);
+
+    // Creations with `return=minimal`: no body, the new resource's address
+    // and position; read back with that position, it is there.
+    let creations = [
+        (
+            "/v1/notifications",
+            json!({"title": "t", "body": "b", "external_ids": ["d"]}),
+            201,
+            "/v1/notifications/",
+        ),
+        (
+            "/v1/feature-flags",
+            json!({"name": "beta"}),
+            201,
+            "/v1/feature-flags/beta",
+        ),
+        (
+            "/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook"}),
+            201,
+            "/v1/webhooks/",
+        ),
+        (
+            "/v1/notifications/send",
+            json!({"title": "now", "body": "b", "external_ids": ["d"]}),
+            202,
+            "/v1/notifications/",
+        ),
+    ];
+    let mut before = position_of(&put);
+    for (path, body, status, address) in creations {
+        let created = minimal(&app, reqwest::Method::POST, path, &key.token, body).await;
+        assert_eq!(created.status, status, "{path}: {}", created.body);
+        assert_eq!(created.body, serde_json::Value::Null, "{path}");
+        let location = created.header("location").unwrap_or_default().to_owned();
+        assert!(location.starts_with(address), "{path}: {location:?}");
+        let position = position_of(&created);
+        assert!(position > before, "{path}: {position} after {before}");
+        before = position;
+        let seen = app
+            .get_at(&location, &key.token, &position.to_string())
+            .await;
+        assert_eq!(seen.status, 200, "{location}: {}", seen.body);
+    }
+
+    // Without the preference, the same answer carries the resource and its
+    // address too.
+    let flag = app
+        .post("/v1/feature-flags", &key.token, json!({"name": "gamma"}))
+        .await;
+    assert_eq!(flag.status, 201, "{}", flag.body);
+    assert_eq!(flag.body["name"], "gamma");
+    assert_eq!(flag.header("location"), Some("/v1/feature-flags/gamma"));
+
+    // Every kind of command answers its position, a no-op its stream's.
+    let patched = app
+        .patch(
+            "/v1/feature-flags/gamma",
+            &key.token,
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let changed = position_of(&patched);
+    assert!(changed > position_of(&flag));
+    let again = app
+        .patch(
+            "/v1/feature-flags/gamma",
+            &key.token,
+            json!({"enabled": true}),
+        )
+        .await;
+    assert_eq!(
+        position_of(&again),
+        changed,
+        "a no-op answers its stream's last event"
+    );
+    let queue = app
+        .post("/v1/change-queues", &key.token, json!({"name": "audit"}))
+        .await;
+    assert_eq!(queue.status, 201, "{}", queue.body);
+    assert!(position_of(&queue) > changed);
+    let deleted = app.delete("/v1/feature-flags/gamma", &key.token).await;
+    assert_eq!(deleted.status, 204);
+    assert!(position_of(&deleted) > position_of(&queue));
+    // A refused command answers no position.
+    let refused = app.delete("/v1/feature-flags/nope", &key.token).await;
+    assert_eq!(refused.status, 404);
+    assert_eq!(refused.header("herald-position"), None);
+    // Reads answer none.
+    let read = app.get("/v1/devices/d", &key.token).await;
+    assert_eq!(read.header("herald-position"), None);
+}
+
+on_both!(
+    a_consistency_token_given_twice_is_refused,
+    token_given_twice
+);
+async fn token_given_twice(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    app.put("/v1/devices/d", &key.token, device_body("t")).await;
+    // Header and query disagreeing, or the query repeated: whichever won,
+    // a wait the client asked for could be dropped silently.
+    let both = app
+        .get_at("/v1/devices/d?min_position=1", &key.token, "999999999")
+        .await;
+    assert_eq!(both.invalid_fields(), ["min_position"], "{}", both.body);
+    let twice = app
+        .get(
+            "/v1/devices/d?min_position=1&min_position=999999999",
+            &key.token,
+        )
+        .await;
+    assert_eq!(twice.invalid_fields(), ["min_position"], "{}", twice.body);
+    let twice_in_headers = app
+        .client
+        .get(app.url("/v1/devices/d"))
+        .bearer_auth(&key.token)
+        .header("herald-min-position", "1")
+        .header("herald-min-position", "999999999")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let twice_in_headers = read(twice_in_headers).await;
+    assert_eq!(
+        twice_in_headers.invalid_fields(),
+        ["Herald-Min-Position"],
+        "{}",
+        twice_in_headers.body
+    );
+}

@@ -15,19 +15,28 @@ pub const MIN_POSITION: &str = "herald-min-position";
 /// for read models (`Prefer: return=minimal`: don't).
 pub fn from_parts(parts: &Parts, actor: String) -> Result<RequestContext, ApiError> {
     let mut ctx = request_context(&parts.headers, actor);
-    let from_query = parts.uri.query().and_then(|q| {
+    let from_query = parts.uri.query().into_iter().flat_map(|q| {
         form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "min_position")
-            .map(|(_, v)| v.into_owned())
+            .filter(|(k, _)| k == "min_position")
+            .map(|(_, v)| ("min_position", v.into_owned()))
     });
-    let from_header = parts
-        .headers
-        .get(MIN_POSITION)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_owned());
-    if let Some((field, raw)) = from_header
-        .map(|v| ("Herald-Min-Position", v))
-        .or(from_query.map(|v| ("min_position", v)))
-    {
+    let from_header = parts.headers.get_all(MIN_POSITION).iter().map(|v| {
+        (
+            "Herald-Min-Position",
+            v.to_str().unwrap_or("?").trim().to_owned(),
+        )
+    });
+    let mut tokens: Vec<(&str, String)> = from_header.chain(from_query).collect();
+    if tokens.len() > 1 {
+        // Which one should win is anyone's guess: refuse rather than
+        // silently drop a wait the client asked for.
+        return Err(ApiError::invalid(
+            tokens[1].0,
+            "the consistency token is given more than once (Herald-Min-Position and \
+             min_position together, or repeated); give it once",
+        ));
+    }
+    if let Some((field, raw)) = tokens.pop() {
         let position =
             raw.parse::<i64>().ok().filter(|p| *p >= 0).ok_or_else(|| {
                 ApiError::invalid(field, "must be a log position (an integer >= 0)")

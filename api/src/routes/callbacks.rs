@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::position_header;
 use super::schema::{self, ClientId};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, request_context};
@@ -67,7 +66,7 @@ async fn call_back(
     headers: HeaderMap,
     Path(token): Path<String>,
     AppJson(body): AppJson<CallbackRequest>,
-) -> ApiResult<(HeaderMap, Json<CallbackAnswer>)> {
+) -> ApiResult<Json<CallbackAnswer>> {
     let status = UserStatus::parse(&body.status)?;
     let ctx = request_context(&headers, String::new());
     let done = state
@@ -80,11 +79,8 @@ async fn call_back(
             CallbackError::Gone(m) => ApiError::Gone(m.into()),
             CallbackError::Command(c) => c.into(),
         })?;
-    Ok((
-        position_header(done.position),
-        Json(CallbackAnswer {
-            user_id: done.user_id,
-            status: done.status.as_str().to_owned(),
-        }),
-    ))
+    Ok(Json(CallbackAnswer {
+        user_id: done.user_id,
+        status: done.status.as_str().to_owned(),
+    }))
 }

@@ -21,7 +21,9 @@ use super::devices::{access, present};
 use super::schema;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key, KeyOrClient, Read};
+use crate::minimal;
 use crate::state::AppState;
+use axum::response::Response;
 use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -159,7 +161,7 @@ async fn create_flag(
     State(state): State<AppState>,
     key: Key<Admin>,
     AppJson(body): AppJson<CreateFlag>,
-) -> ApiResult<(StatusCode, Json<FlagBody>)> {
+) -> ApiResult<Response> {
     let flag_name = name(&body.name)?;
     let settings = Settings {
         description: body.description,
@@ -170,9 +172,17 @@ async fn create_flag(
     let created = state
         .services
         .flags
-        .create(&key.ctx, key.app_id, flag_name, settings)
+        .create(&key.ctx, key.app_id, flag_name.clone(), settings)
         .await?;
-    Ok((StatusCode::CREATED, Json(found(created)?)))
+    let body = match key.ctx.wait_for_read_models {
+        true => Some(found(created)?),
+        false => None,
+    };
+    Ok(minimal::created(
+        StatusCode::CREATED,
+        format!("/v1/feature-flags/{}", flag_name.as_str()),
+        body,
+    ))
 }
 
 /// The app's flags, by name.

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use domain::ids::UserId;
 use infra::services::forget::Forgetting;
 use serde::Serialize;
@@ -10,7 +9,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::position_header;
 use crate::error::{ApiResult, Problem};
 use crate::extract::{Admin, Key};
 use crate::state::AppState;
@@ -68,12 +66,12 @@ async fn forget_user(
     State(state): State<AppState>,
     key: Key<Admin>,
     Path(raw): Path<String>,
-) -> ApiResult<(HeaderMap, Json<ForgetBody>)> {
+) -> ApiResult<Json<ForgetBody>> {
     let user_id = UserId::parse(raw)?;
     let done = state
         .services
         .users
         .forget(&key.ctx, key.app_id, user_id)
         .await?;
-    Ok((position_header(done.position), Json(done.into())))
+    Ok(Json(done.into()))
 }

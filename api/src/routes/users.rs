@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use domain::FieldError;
 use domain::ids::UserId;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::{DeviceBody, collect, external_id, position_header, present};
+use super::devices::{DeviceBody, collect, external_id, present};
 use super::events::AsOfQuery;
 use super::schema::{self, ClientId};
 use crate::cursor;
@@ -154,7 +154,7 @@ fn profile(body: PutUser) -> Result<Profile, ApiError> {
 fn user_response(
     outcome: UserOutcome,
     created_status: bool,
-) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+) -> ApiResult<(StatusCode, Json<UserBody>)> {
     let status = if created_status && outcome.created {
         StatusCode::CREATED
     } else {
@@ -163,7 +163,7 @@ fn user_response(
     let user = outcome
         .user
         .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
-    Ok((status, position_header(outcome.position), Json(user.into())))
+    Ok((status, Json(user.into())))
 }
 
 /// Creates a user (201) or changes what differs (200).
@@ -179,7 +179,7 @@ async fn put_user(
     key: Key<Write>,
     Path(raw): Path<String>,
     AppJson(body): AppJson<PutUser>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+) -> ApiResult<(StatusCode, Json<UserBody>)> {
     let user_id = user_id(raw)?;
     let profile = profile(body)?;
     let outcome = state
@@ -260,7 +260,7 @@ async fn put_status(
     key: Key<Write>,
     Path(raw): Path<String>,
     AppJson(body): AppJson<PutStatus>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<UserBody>)> {
+) -> ApiResult<(StatusCode, Json<UserBody>)> {
     let user_id = user_id(raw)?;
     let status = UserStatus::parse(&body.status)?;
     let outcome = state
@@ -319,13 +319,13 @@ async fn delete_user_device(
     State(state): State<AppState>,
     key: Key<Write>,
     Path((raw_user, raw_device)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, HeaderMap)> {
+) -> ApiResult<StatusCode> {
     let user_id = user_id(raw_user)?;
     let external_id = external_id(raw_device)?;
-    let outcome = state
+    state
         .services
         .devices
         .delete_owned(&key.ctx, key.app_id, user_id, external_id)
         .await?;
-    Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
+    Ok(StatusCode::NO_CONTENT)
 }

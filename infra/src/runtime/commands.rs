@@ -10,6 +10,7 @@ use domain::{Aggregate, DomainError, DomainEvent, Metadata, RecordedEvent};
 use uuid::Uuid;
 
 use super::histories::{Histories, History, LONGEST};
+use super::reached;
 use crate::store::{AppendRequest, Appended, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 /// Attempts per command before a conflict is reported. Every round lets at
@@ -220,6 +221,9 @@ impl CommandBus {
             }
             let events = decided?;
             if events.is_empty() {
+                if let Some(last) = history.last() {
+                    reached::note(last.position);
+                }
                 return Ok(Executed {
                     history,
                     state,
@@ -234,6 +238,7 @@ impl CommandBus {
             let written = (history.len() + events.len() <= LONGEST).then(|| request.events.clone());
             match self.store.append(request).await {
                 Ok(appended) => {
+                    reached::note(appended.last_position);
                     self.keep(stream, &history, written, &appended, metadata);
                     for event in &events {
                         state.evolve(event);

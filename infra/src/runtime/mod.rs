@@ -15,6 +15,7 @@ mod followers;
 mod histories;
 pub mod nodes;
 pub mod ownership;
+pub mod reached;
 pub mod reactor;
 pub mod rebuild;
 pub mod rebuild_guard;

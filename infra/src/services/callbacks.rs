@@ -22,7 +22,7 @@ use projections::db::Db;
 use projections::webhooks::callbacks::{self, Callback};
 
 use super::RequestContext;
-use super::users::{UserOutcome, Users};
+use super::users::Users;
 use crate::clock::Clock;
 use crate::reactors::webhooks::callbacks::well_formed;
 use crate::runtime::commands::CommandError;
@@ -33,8 +33,6 @@ use crate::secrets::sha256_hex;
 pub struct CalledBack {
     pub user_id: String,
     pub status: UserStatus,
-    /// The log position of the user's last event.
-    pub position: Option<i64>,
 }
 
 /// Why a callback URL cannot be used (any other failure is the command's).
@@ -111,14 +109,14 @@ impl Callbacks {
             .users
             .set_status(&caller, AppId(found.app_id), user_id, status, reason)
             .await;
-        let outcome: UserOutcome = match set {
-            Ok(outcome) => outcome,
+        match set {
+            Ok(_) => {}
             Err(e @ (CommandError::Domain(_) | CommandError::Conflict)) => {
                 callbacks::release(&self.db, &hash).await?;
                 return Err(e.into());
             }
             Err(e) => return Err(e.into()),
-        };
+        }
         if let Err(e) = callbacks::spend(&self.db, &hash, self.clock.now()).await {
             // The status is set; a retry with the same status finishes this.
             tracing::warn!(error = %e, "a callback's use was recorded but the token not spent");
@@ -126,7 +124,6 @@ impl Callbacks {
         Ok(CalledBack {
             user_id: found.user_id,
             status,
-            position: outcome.position,
         })
     }
 

@@ -27,8 +27,6 @@ pub struct DeviceOutcome {
     pub created: bool,
     /// A device secret was issued (a client key registered the device).
     pub issued: bool,
-    /// The position of the device stream's last event.
-    pub position: Option<i64>,
     /// The device's secret, when a client key just registered it (shown
     /// once, in the answer to that registration).
     pub secret: Option<Secret<String>>,
@@ -187,11 +185,6 @@ impl Devices {
             .execute::<Device>(&device::stream(external_id), &ctx.metadata(app_id), command)
             .await?;
         self.kept.forget(app_id, external_id.as_str());
-        let position = done
-            .appended
-            .as_ref()
-            .map(|a| a.last_position)
-            .or(done.history.last().map(|e| e.position));
         self.reads
             .settle(
                 ctx,
@@ -210,7 +203,6 @@ impl Devices {
         Ok(DeviceOutcome {
             device: view_after(&done)?,
             created,
-            position,
             issued,
             secret: None,
         })

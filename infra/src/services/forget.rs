@@ -41,8 +41,6 @@ pub struct Forgetting {
     pub keys_destroyed: u64,
     /// `subject.forgotten` events recorded now (0 when repeated).
     pub events_recorded: usize,
-    /// The log position of the last event recorded now.
-    pub position: Option<i64>,
     /// Events of these subjects written before personal values were sealed:
     /// they still hold the values in clear in the log's table (every read
     /// masks them; see docs/privacy.md).
@@ -114,7 +112,6 @@ impl Users {
             subjects,
             keys_destroyed,
             events_recorded: recorded,
-            position,
             plaintext_events,
         })
     }

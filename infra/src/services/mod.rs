@@ -44,6 +44,15 @@ pub struct RequestContext {
     pub wait_for_read_models: bool,
 }
 
+/// A resource a command created: its id, and the resource as its read
+/// model shows it, unless the client did not wait for the read models
+/// (`Prefer: return=minimal`): they may not hold it yet, so it is not read.
+#[derive(Debug)]
+pub struct Created<I, T> {
+    pub id: I,
+    pub record: Option<T>,
+}
+
 impl Default for RequestContext {
     fn default() -> Self {
         Self {

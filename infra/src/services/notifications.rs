@@ -12,7 +12,7 @@ use projections::notifications::query::{self, After, KeyValue, NotificationRecor
 use projections::notifications::timeline::{self, History, HistoryFilter};
 use uuid::Uuid;
 
-use super::{Reads, RequestContext};
+use super::{Created, Reads, RequestContext};
 use crate::clock::Clock;
 use crate::reactors::push::sender::Sender;
 use crate::reactors::push::sender::audience;
@@ -134,7 +134,7 @@ impl Notifications {
         app_id: AppId,
         message: Message,
         launch: bool,
-    ) -> Result<NotificationRecord, CommandError> {
+    ) -> Result<Created<Uuid, NotificationRecord>, CommandError> {
         message.validate()?;
         let now = self.clock.now();
         if launch && launches_now(&message, now) {
@@ -148,7 +148,12 @@ impl Notifications {
             now,
         };
         self.run(ctx, app_id, id, command).await?;
-        self.record(app_id, id).await
+        let record = if ctx.wait_for_read_models {
+            Some(self.record(app_id, id).await?)
+        } else {
+            None
+        };
+        Ok(Created { id, record })
     }
 
     /// The current message, for a partial change.

@@ -10,9 +10,10 @@ use domain::notification::message::Message;
 use projections::notifications::query::NotificationRecord;
 use projections::notifications::timeline;
 use tokio::time::Instant;
+use uuid::Uuid;
 
-use super::RequestContext;
 use super::notifications::Notifications;
+use super::{Created, RequestContext};
 use crate::runtime::commands::CommandError;
 use crate::runtime::names;
 use crate::store::StoreError;
@@ -41,10 +42,14 @@ impl Notifications {
         app_id: AppId,
         message: Message,
         timeout: Duration,
-    ) -> Result<Sent, CommandError> {
+    ) -> Result<Created<Uuid, Sent>, CommandError> {
         let deadline = Instant::now() + timeout;
-        let created = self.create(ctx, app_id, message, true).await?;
-        let id = created.notification_id;
+        let id = self.create(ctx, app_id, message, true).await?.id;
+        if !ctx.wait_for_read_models {
+            // The client waits neither for the read models nor, so, for
+            // the outcomes they record: delivery goes on.
+            return Ok(Created { id, record: None });
+        }
         let mut moved = self.reads().watch(names::NOTIFICATIONS);
         let mut complete = false;
         let notification = loop {
@@ -83,10 +88,13 @@ impl Notifications {
                 reason,
             })
             .collect();
-        Ok(Sent {
-            notification,
-            outcomes,
-            complete,
+        Ok(Created {
+            id,
+            record: Some(Sent {
+                notification,
+                outcomes,
+                complete,
+            }),
         })
     }
 }

@@ -27,7 +27,6 @@ pub struct UserView {
 pub struct UserOutcome {
     pub user: Option<UserView>,
     pub created: bool,
-    pub position: Option<i64>,
 }
 
 /// Users, their status and their devices.
@@ -112,11 +111,6 @@ impl Users {
             .commands
             .execute::<User>(&user::stream(user_id), &ctx.metadata(app_id), command)
             .await?;
-        let position = done
-            .appended
-            .as_ref()
-            .map(|a| a.last_position)
-            .or(done.history.last().map(|e| e.position));
         self.reads
             .settle(
                 ctx,
@@ -136,11 +130,7 @@ impl Users {
             }
             None => None,
         };
-        Ok(UserOutcome {
-            user,
-            created,
-            position,
-        })
+        Ok(UserOutcome { user, created })
     }
 
     pub async fn get(

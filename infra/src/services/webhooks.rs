@@ -209,8 +209,14 @@ impl Webhooks {
             }
             return Err(e);
         }
+        let endpoint = if ctx.wait_for_read_models {
+            Some(self.record(app_id, id).await?)
+        } else {
+            None
+        };
         Ok(Created {
-            endpoint: self.record(app_id, id).await?,
+            id,
+            endpoint,
             secret: Secret::new(secret),
         })
     }
@@ -313,7 +319,7 @@ impl Webhooks {
         ctx: &RequestContext,
         app_id: AppId,
         id: WebhookId,
-    ) -> Result<Created, CommandError> {
+    ) -> Result<Rotated, CommandError> {
         self.record(app_id, id).await?;
         let owner = owner(id);
         let now = self.clock.now();
@@ -338,7 +344,7 @@ impl Webhooks {
             )
             .await?;
         self.deliveries.forget(id.0);
-        Ok(Created {
+        Ok(Rotated {
             endpoint: self.record(app_id, id).await?,
             secret: Secret::new(secret),
         })
@@ -488,8 +494,17 @@ impl Webhooks {
     }
 }
 
+/// An endpoint and its new signing secret (shown this once).
+pub struct Rotated {
+    pub endpoint: EndpointRecord,
+    pub secret: Secret<String>,
+}
+
 /// A new endpoint and its signing secret (shown this once).
 pub struct Created {
-    pub endpoint: EndpointRecord,
+    pub id: WebhookId,
+    /// As the read model shows it; `None` on a creation whose client did
+    /// not wait for the read models (`Prefer: return=minimal`).
+    pub endpoint: Option<EndpointRecord>,
     pub secret: Secret<String>,
 }

@@ -1,7 +1,7 @@
 //! A device as the API shows it.
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use infra::services::devices::DeviceOutcome;
 use projections::devices::DeviceRecord;
@@ -10,9 +10,6 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::routes::schema::{ClientId, DevicePlatform, SendPlatform};
-
-/// The header carrying the log position of a resource's last event.
-pub(crate) const POSITION_HEADER: &str = "herald-position";
 
 #[derive(Serialize, ToSchema)]
 pub struct DeviceBody {
@@ -66,20 +63,9 @@ impl From<DeviceRecord> for DeviceBody {
     }
 }
 
-/// A `Herald-Position` header, if there is a position.
-pub fn position_header(position: Option<i64>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(position) = position {
-        headers.insert(POSITION_HEADER, HeaderValue::from(position));
-    }
-    headers
-}
-
 /// The response of a device command: 201 when it registered the device,
-/// else 200; the device; its position.
-pub fn device_response(
-    outcome: DeviceOutcome,
-) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+/// else 200; the device.
+pub fn device_response(outcome: DeviceOutcome) -> ApiResult<(StatusCode, Json<DeviceBody>)> {
     let status = if outcome.created {
         StatusCode::CREATED
     } else {
@@ -90,5 +76,5 @@ pub fn device_response(
         .ok_or_else(|| ApiError::NotFound("device not found".into()))?;
     let mut body = DeviceBody::from(device);
     body.device_secret = outcome.secret.map(|s| s.expose().clone());
-    Ok((status, position_header(outcome.position), Json(body)))
+    Ok((status, Json(body)))
 }

@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use self::body::{DeviceBody, device_response, position_header};
+pub use self::body::{DeviceBody, device_response};
 use super::events::{AsOfQuery, EventBody, EventPage, limit as event_limit};
 use super::schema::{self, ClientId};
 use crate::error::{ApiError, ApiResult, Problem};
@@ -204,7 +204,7 @@ async fn put_device(
     headers: HeaderMap,
     Path(raw_id): Path<String>,
     AppJson(body): AppJson<PutDevice>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+) -> ApiResult<(StatusCode, Json<DeviceBody>)> {
     let access = access(&key, &headers)?;
     let external_id = external_id(raw_id)?;
     let registration = registration(body)?;
@@ -260,15 +260,15 @@ async fn delete_device(
     key: KeyOrClient<Write>,
     headers: HeaderMap,
     Path(raw_id): Path<String>,
-) -> ApiResult<(StatusCode, HeaderMap)> {
+) -> ApiResult<StatusCode> {
     let access = access(&key, &headers)?;
     let external_id = external_id(raw_id)?;
-    let outcome = state
+    state
         .services
         .devices
         .delete(&key.ctx, key.app_id, external_id, &access)
         .await?;
-    Ok((StatusCode::NO_CONTENT, position_header(outcome.position)))
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Sets and removes typed properties; one event when something changes, none otherwise.
@@ -284,7 +284,7 @@ async fn patch_properties(
     key: Key<Write>,
     Path(raw_id): Path<String>,
     AppJson(body): AppJson<PatchProperties>,
-) -> ApiResult<(StatusCode, HeaderMap, Json<DeviceBody>)> {
+) -> ApiResult<(StatusCode, Json<DeviceBody>)> {
     let external_id = external_id(raw_id)?;
     let patch = PropertyPatch::parse("properties", &body.properties)?;
     let outcome = state
@@ -292,8 +292,8 @@ async fn patch_properties(
         .devices
         .set_properties(&key.ctx, key.app_id, external_id, patch)
         .await?;
-    let (_, headers, body) = device_response(outcome)?;
-    Ok((StatusCode::OK, headers, body))
+    let (_, body) = device_response(outcome)?;
+    Ok((StatusCode::OK, body))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -23,7 +23,9 @@ use super::schema;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Read, Write};
+use crate::minimal;
 use crate::state::AppState;
+use axum::response::Response;
 use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -55,14 +57,18 @@ async fn create_notification(
     State(state): State<AppState>,
     key: Key<Write>,
     AppJson(body): AppJson<CreateNotification>,
-) -> ApiResult<(StatusCode, Json<NotificationBody>)> {
+) -> ApiResult<Response> {
     let (message, launch) = body.parse()?;
     let created = state
         .services
         .notifications
         .create(&key.ctx, key.app_id, message, launch)
         .await?;
-    Ok((StatusCode::CREATED, Json(created.into())))
+    Ok(minimal::created(
+        StatusCode::CREATED,
+        format!("/v1/notifications/{}", created.id),
+        created.record.map(NotificationBody::from),
+    ))
 }
 
 #[derive(Deserialize, IntoParams)]

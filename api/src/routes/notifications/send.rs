@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use domain::FieldError;
@@ -14,8 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::body::{CreateNotification, NotificationBody};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{AppJson, AppQuery, Key, Write};
+use crate::minimal;
 use crate::routes::schema::DeliveryOutcome;
 use crate::state::AppState;
+use axum::response::Response;
 
 /// Devices and users one synchronous send may name, together.
 pub const MAX_TARGETS: usize = 100;
@@ -67,7 +68,7 @@ pub(super) async fn send_now(
     key: Key<Write>,
     AppQuery(query): AppQuery<SendQuery>,
     AppJson(body): AppJson<CreateNotification>,
-) -> ApiResult<(StatusCode, Json<SendResult>)> {
+) -> ApiResult<Response> {
     let timeout = query.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
     if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
         return Err(ApiError::invalid(
@@ -104,33 +105,41 @@ pub(super) async fn send_now(
         return Err(ApiError::Validation(refused));
     }
     let (message, _) = body.parse()?;
-    let Sent {
-        notification,
-        outcomes,
-        complete,
-    } = state
+    let sent = state
         .services
         .notifications
         .send_now(&key.ctx, key.app_id, message, Duration::from_secs(timeout))
         .await?;
+    let location = format!("/v1/notifications/{}", sent.id);
+    let Some(Sent {
+        notification,
+        outcomes,
+        complete,
+    }) = sent.record
+    else {
+        // `return=minimal`: answered once the send is in the log.
+        return Ok(minimal::created::<SendResult>(
+            StatusCode::ACCEPTED,
+            location,
+            None,
+        ));
+    };
     let status = if complete {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((
-        status,
-        Json(SendResult {
-            notification: notification.into(),
-            complete,
-            outcomes: outcomes
-                .into_iter()
-                .map(|o| OutcomeBody {
-                    external_id: o.external_id,
-                    outcome: o.outcome,
-                    reason: o.reason,
-                })
-                .collect(),
-        }),
-    ))
+    let body = SendResult {
+        notification: notification.into(),
+        complete,
+        outcomes: outcomes
+            .into_iter()
+            .map(|o| OutcomeBody {
+                external_id: o.external_id,
+                outcome: o.outcome,
+                reason: o.reason,
+            })
+            .collect(),
+    };
+    Ok(minimal::created(status, location, Some(body)))
 }

@@ -21,7 +21,9 @@ use super::events::AsOfQuery;
 use crate::cursor;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, AppJson, AppQuery, Key};
+use crate::minimal;
 use crate::state::AppState;
+use axum::response::Response;
 use infra::runtime::names;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -53,18 +55,20 @@ async fn create_webhook(
     State(state): State<AppState>,
     key: Key<Admin>,
     AppJson(body): AppJson<CreateWebhook>,
-) -> ApiResult<(StatusCode, Json<WebhookWithSecret>)> {
+) -> ApiResult<Response> {
     let (settings, credential) = body.parse()?;
     let created = state
         .services
         .webhooks
         .create(&key.ctx, key.app_id, settings, credential)
         .await?;
-    Ok((
+    let secret = created.secret.expose().clone();
+    Ok(minimal::created(
         StatusCode::CREATED,
-        Json(WebhookWithSecret {
-            webhook: created.endpoint.into(),
-            secret: created.secret.expose().clone(),
+        format!("/v1/webhooks/{}", created.id.0),
+        created.endpoint.map(|endpoint| WebhookWithSecret {
+            webhook: endpoint.into(),
+            secret,
         }),
     ))
 }

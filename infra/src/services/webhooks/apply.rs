@@ -95,7 +95,7 @@ impl Webhooks {
             match (step.action, entry) {
                 (Action::Create, Some(d)) => {
                     let created = self.create(ctx, app_id, d.settings, d.credential).await?;
-                    let id = created.endpoint.webhook_id;
+                    let id = created.id;
                     if d.enabled == Some(false) {
                         self.set_enabled(ctx, app_id, id, false).await?;
                     }
