@@ -108,7 +108,7 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         if !report.is_ok() {
             broken += 1;
         }
-        println!("{}", serde_json::to_string(&report)?);
+        output_line(&serde_json::to_string(&report)?);
     }
     progress.finish();
     db.close().await;
@@ -237,7 +237,7 @@ pub async fn projections_status(args: DatabaseArgs) -> anyhow::Result<()> {
     )
     .await?
     {
-        println!("{}", serde_json::to_string(&status)?);
+        output_line(&serde_json::to_string(&status)?);
     }
     db.close().await;
     Ok(())
@@ -357,7 +357,7 @@ pub async fn changes(command: ChangesCommand) -> anyhow::Result<()> {
                 let line = serde_json::json!({"file": name, "id": id_of(&letter.change),
                     "position": letter.change["position"], "error": letter.error,
                     "attempts": letter.attempts, "failed_at": letter.failed_at});
-                println!("{line}");
+                output_line(&line.to_string());
             }
             Ok(())
         }
@@ -368,5 +368,20 @@ pub async fn changes(command: ChangesCommand) -> anyhow::Result<()> {
             anyhow::ensure!(failing == 0, "{failing} dead letter(s) still failing");
             Ok(())
         }
+    }
+}
+
+/// Writes a line of a command's output. A reader that went away (`| head`)
+/// ends the command quietly, as it ends any Unix tool, rather than with a
+/// panic.
+pub(crate) fn output_line(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("herald: cannot write the output: {e}");
+        std::process::exit(1);
     }
 }

@@ -17,14 +17,7 @@ pub fn decode(kind: &str, cursor: Option<&str>) -> Result<i64, ApiError> {
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(0);
     };
-    let invalid = || {
-        ApiError::invalid(
-            "cursor",
-            "is not a cursor of this list; pass next_cursor back unchanged",
-        )
-    };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let text = text_of(cursor)?;
     let (found_kind, key) = text.split_once(':').ok_or_else(invalid)?;
     if found_kind != kind {
         return Err(invalid());
@@ -45,18 +38,28 @@ pub fn decode_id(kind: &str, cursor: Option<&str>) -> Result<Option<uuid::Uuid>,
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::invalid(
-            "cursor",
-            "is not a cursor of this list; pass next_cursor back unchanged",
-        )
-    };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let text = text_of(cursor)?;
     match text.split_once(':') {
         Some((k, id)) if k == kind => uuid::Uuid::parse_str(id).map(Some).map_err(|_| invalid()),
         _ => Err(invalid()),
     }
+}
+
+fn invalid() -> ApiError {
+    ApiError::invalid(
+        "cursor",
+        "is not a cursor of this list; pass next_cursor back unchanged",
+    )
+}
+
+/// A cursor's text: base64 of UTF-8 without NUL (no key Herald stores
+/// holds one; a database would refuse it as a 5xx).
+fn text_of(cursor: &str) -> Result<String, ApiError> {
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    String::from_utf8(raw)
+        .ok()
+        .filter(|t| !t.contains('\0'))
+        .ok_or_else(invalid)
 }
 
 /// Encodes a position in a list ordered by a key, then a text (any
@@ -70,14 +73,7 @@ pub fn decode_keyed(kind: &str, cursor: Option<&str>) -> Result<Option<(i64, Str
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::invalid(
-            "cursor",
-            "is not a cursor of this list; pass next_cursor back unchanged",
-        )
-    };
-    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
-    let text = String::from_utf8(raw).map_err(|_| invalid())?;
+    let text = text_of(cursor)?;
     let rest = text
         .strip_prefix(kind)
         .and_then(|r| r.strip_prefix(':'))
@@ -115,6 +111,13 @@ mod tests {
         let c = encode_id("webhooks", id);
         assert_eq!(decode_id("webhooks", Some(&c)).ok(), Some(Some(id)));
         assert!(decode_id("attempts", Some(&c)).is_err());
+        let c = encode_keyed("history", 1, "a\0");
+        assert!(decode_keyed("history", Some(&c)).is_err(), "NUL");
+        let c = encode_keyed("history", 1, "a");
+        assert_eq!(
+            decode_keyed("history", Some(&c)).ok(),
+            Some(Some((1, "a".to_owned())))
+        );
     }
 }
 

@@ -2,8 +2,6 @@
 //! node (`POST /v1/users/{id}/forget`; the node destroys the keys, records
 //! the events and scrubs its models).
 
-#![allow(clippy::print_stdout)] // a command line: its output is the point
-
 use std::time::Duration;
 
 use anyhow::Context;
@@ -26,6 +24,6 @@ pub async fn run(args: &ForgetArgs) -> anyhow::Result<()> {
         "the node refused to forget {:?}: {status} {body}",
         args.user
     );
-    println!("{body}");
+    crate::admin::output_line(&body.to_string());
     Ok(())
 }

@@ -446,12 +446,25 @@ async fn custom_queues(backend: Backend) {
             ["max_age_seconds"]
         );
     }
-    assert_eq!(
-        app.get("/v1/change-queues/long/changes", &a.token)
-            .await
-            .status,
-        404
-    );
+    // A backfill from a position the log has not reached would sit empty
+    // while changes go by: refused, nothing created.
+    for from in [1_000_000_000i64, i64::MAX] {
+        let ahead = json!({"name": "ahead", "from_position": from});
+        assert_eq!(
+            app.post("/v1/change-queues", &a.token, ahead)
+                .await
+                .invalid_fields(),
+            ["from_position"]
+        );
+    }
+    for name in ["long", "ahead"] {
+        assert_eq!(
+            app.get(&format!("/v1/change-queues/{name}/changes"), &a.token)
+                .await
+                .status,
+            404
+        );
+    }
     // The API document states the same bound as the domain.
     let doc = app.get("/openapi.json", &a.token).await;
     assert_eq!(

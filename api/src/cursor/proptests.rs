@@ -1,6 +1,7 @@
 //! Property tests of list cursors: every cursor decodes to what was
-//! encoded; a cursor of another list, a negative position, or any other
-//! string is a 400, never a panic; page sizes outside their range are 400s.
+//! encoded (a text holding NUL, which no stored key can, is refused); a
+//! cursor of another list, a negative position, or any other string is a
+//! 400, never a panic; page sizes outside their range are 400s.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,7 +36,12 @@ proptest! {
         prop_assert_eq!(decode(&kind, Some(&encode(&kind, key))).ok(), Some(key));
         prop_assert_eq!(decode_id(&kind, Some(&encode_id(&kind, id))).ok(), Some(Some(id)));
         let keyed = encode_keyed(&kind, pair_key, &tail);
-        prop_assert_eq!(decode_keyed(&kind, Some(&keyed)).ok(), Some(Some((pair_key, tail))));
+        if tail.contains('\0') {
+            // No stored key holds a NUL (PostgreSQL's text cannot).
+            refused(decode_keyed(&kind, Some(&keyed)))?;
+        } else {
+            prop_assert_eq!(decode_keyed(&kind, Some(&keyed)).ok(), Some(Some((pair_key, tail))));
+        }
     }
 
     #[test]

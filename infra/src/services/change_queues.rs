@@ -1,5 +1,6 @@
 //! Change queues: create and delete (commands), list and drain (reads).
 
+use domain::DomainError;
 use domain::change_queue::{self, ChangeQueue, ChangeQueueCommand, EventTypes, QueueName};
 use domain::ids::AppId;
 use projections::change_queues::drain::{self, Change, DrainError, QueueInfo};
@@ -53,6 +54,21 @@ impl ChangeQueues {
         app_id: AppId,
         queue: NewQueue,
     ) -> Result<QueueInfo, CommandError> {
+        if let Some(from) = queue.from_position {
+            // A backfill from past the head would wait for positions that
+            // are not there yet and stay empty meanwhile: surely a mistake.
+            let head = self.commands.store().head().await?;
+            if from > head {
+                return Err(DomainError::invalid(
+                    "from_position",
+                    format!(
+                        "must be a position the log has reached (now {head}); leave it out to \
+                         start with the changes to come"
+                    ),
+                )
+                .into());
+            }
+        }
         let name = queue.name.clone();
         let asked = (
             queue.event_types.clone(),

@@ -109,7 +109,7 @@ impl Field {
         }
     }
 
-    fn is_text(self) -> bool {
+    pub fn is_text(self) -> bool {
         matches!(self, Field::Status)
     }
 }

@@ -335,3 +335,56 @@ async fn listing(backend: Backend) {
         .problem(403);
     assert_eq!(ids.len(), 3);
 }
+
+on_both!(
+    a_tampered_list_cursor_is_a_400_not_a_database_error,
+    tampered_cursors
+);
+async fn tampered_cursors(backend: Backend) {
+    use base64::Engine;
+    let Some(p) = Pushy::spawn(backend, |_| {}).await else {
+        return;
+    };
+    let n = p
+        .notify(json!({"title": "t", "body": "b", "external_ids": ["d"]}))
+        .await;
+    let id = n["id"].as_str().unwrap_or_default().to_owned();
+    let encode = |raw: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    let cases = [
+        // A text key where the order wants a time, and the other way round.
+        (
+            "",
+            json!({"id": id, "k": ["x"], "o": "n-order:-created_at"}).to_string(),
+        ),
+        (
+            "order_by=status",
+            json!({"id": id, "k": [5], "o": "n-order:status"}).to_string(),
+        ),
+        (
+            "order_by=status",
+            json!({"id": id, "k": ["a\u{0}"], "o": "n-order:status"}).to_string(),
+        ),
+    ];
+    for (query, raw) in cases {
+        let resp = p
+            .app
+            .get(
+                &format!("/v1/notifications?{query}&cursor={}", encode(&raw)),
+                &p.key.token,
+            )
+            .await;
+        assert_eq!(resp.invalid_fields(), ["cursor"], "{raw}: {}", resp.body);
+    }
+    // A NUL in a keyed cursor's text.
+    let resp = p
+        .app
+        .get(
+            &format!(
+                "/v1/devices/d/notifications?cursor={}",
+                encode("notification-history:1:a\u{0}")
+            ),
+            &p.key.token,
+        )
+        .await;
+    assert_eq!(resp.invalid_fields(), ["cursor"], "{}", resp.body);
+}

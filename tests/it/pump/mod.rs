@@ -237,6 +237,19 @@ echo "$HERALD_CHANGE_ID" >> "$1""#,
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["id"].as_str(), Some(expected[1].as_str()));
     assert_eq!(listed[0]["attempts"], 2);
+    // Piped into a reader that is gone (`| head -c 0`): a quiet end, no panic.
+    let mut piped = Command::new(BIN)
+        .args(["changes", "dead-letters", "--buffer-dir"])
+        .arg(&buffer)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(piped.stdout.take());
+    let piped = piped.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&piped.stderr);
+    assert!(piped.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     let retry = |fixed: bool| {
         let mut command = Command::new(BIN);

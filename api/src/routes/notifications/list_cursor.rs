@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use projections::notifications::query::{After, KeyValue};
+use projections::notifications::query::{After, KeyValue, SortKey};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -14,8 +14,12 @@ pub fn encode(kind: &str, keys: &[KeyValue], id: Uuid) -> String {
 }
 
 /// `None` for no cursor (the first page); a cursor of another `order_by`
-/// (or none of Herald's) is a 400.
-pub fn decode(kind: &str, cursor: Option<&str>, keys: usize) -> Result<Option<After>, ApiError> {
+/// (or none of Herald's: keys of the wrong kind, text holding NUL) is a 400.
+pub fn decode(
+    kind: &str,
+    cursor: Option<&str>,
+    order: &[SortKey],
+) -> Result<Option<After>, ApiError> {
     let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
@@ -33,7 +37,11 @@ pub fn decode(kind: &str, cursor: Option<&str>, keys: usize) -> Result<Option<Af
         id: Uuid,
     }
     let parts: Parts = serde_json::from_slice(&raw).map_err(|_| invalid())?;
-    if parts.o != kind || parts.k.len() != keys {
+    let fits = |(key, (field, _)): (&KeyValue, &SortKey)| match key {
+        KeyValue::Text(t) => field.is_text() && !t.contains('\0'),
+        KeyValue::Int(_) => !field.is_text(),
+    };
+    if parts.o != kind || parts.k.len() != order.len() || !parts.k.iter().zip(order).all(fits) {
         return Err(invalid());
     }
     Ok(Some(After {

@@ -148,7 +148,7 @@ async fn list_notifications(
         query.order_by.as_deref().unwrap_or("-created_at")
     );
     let limit = cursor::limit(query.limit, 50, 100)?;
-    let after = list_cursor::decode(&kind, query.cursor.as_deref(), order.len())?;
+    let after = list_cursor::decode(&kind, query.cursor.as_deref(), &order)?;
     let found = state
         .services
         .notifications
