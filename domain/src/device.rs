@@ -303,6 +303,30 @@ impl Device {
             return Ok(events);
         }
         let mut events = Vec::new();
+        // The link first: a new token sent with it is the new owner's (a
+        // forget of the previous owner leaves it; see `personal`).
+        match (r.user, &self.user_id) {
+            (UserLink::Link(new), Some(old)) if &new == old => {}
+            (UserLink::Link(new), old) => {
+                if let Some(old) = old {
+                    events.push(DeviceEvent::UserUnlinked {
+                        external_id: external_id.clone(),
+                        user_id: old.clone(),
+                        reason: "request".into(),
+                    });
+                }
+                events.push(DeviceEvent::UserLinked {
+                    external_id: external_id.clone(),
+                    user_id: new,
+                });
+            }
+            (UserLink::Unlink, Some(old)) => events.push(DeviceEvent::UserUnlinked {
+                external_id: external_id.clone(),
+                user_id: old.clone(),
+                reason: "request".into(),
+            }),
+            (UserLink::Unlink | UserLink::Keep, _) => {}
+        }
         // A re-registration of a token found dead revives it.
         let push_token = if self.token_valid {
             changed(&self.push_token, r.push_token)
@@ -318,34 +342,12 @@ impl Device {
             || has_permission.is_some()
         {
             events.push(DeviceEvent::Updated {
-                external_id: external_id.clone(),
+                external_id,
                 push_token,
                 send_platform,
                 device_platform,
                 has_permission,
             });
-        }
-        match (r.user, &self.user_id) {
-            (UserLink::Link(new), Some(old)) if &new == old => {}
-            (UserLink::Link(new), old) => {
-                if let Some(old) = old {
-                    events.push(DeviceEvent::UserUnlinked {
-                        external_id: external_id.clone(),
-                        user_id: old.clone(),
-                        reason: "request".into(),
-                    });
-                }
-                events.push(DeviceEvent::UserLinked {
-                    external_id,
-                    user_id: new,
-                });
-            }
-            (UserLink::Unlink, Some(old)) => events.push(DeviceEvent::UserUnlinked {
-                external_id,
-                user_id: old.clone(),
-                reason: "request".into(),
-            }),
-            (UserLink::Unlink | UserLink::Keep, _) => {}
         }
         Ok(events)
     }

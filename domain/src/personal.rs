@@ -51,6 +51,17 @@ pub fn holds_personal(event_type: &str) -> bool {
     )
 }
 
+/// Whether an event of this type passes its device to an owner (registered
+/// afresh, linked to a user) or from one (unlinked): the device's values
+/// written from then on are no longer its previous owner's, and are sealed
+/// under a new key generation.
+pub fn passes_on(event_type: &str) -> bool {
+    matches!(
+        event_type,
+        "device.registered" | "device.user_linked" | "device.user_unlinked"
+    )
+}
+
 /// Where an event type keeps personal values: plain fields, and objects
 /// whose every value is personal.
 fn places(event_type: &str) -> (&'static [&'static str], &'static [&'static str]) {

@@ -27,19 +27,25 @@ fn holds_any(text: &str) -> Option<&'static str> {
     personal().into_iter().find(|p| text.contains(p))
 }
 
-/// Every byte the database keeps: the SQLite file and its write-ahead log,
-/// or a `pg_dump` of the schema.
+/// Every byte the database keeps: the SQLite file, its write-ahead log and
+/// a rebuild's copy beside them, or a `pg_dump` of the schema and of a
+/// rebuild's beside it.
 async fn database_bytes(h: &Hooked) -> String {
+    fn read_all(dir: &std::path::Path, all: &mut Vec<u8>) {
+        for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{e}")) {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if path.is_dir() && name.starts_with("herald.db") {
+                read_all(&path, all);
+            } else if name.starts_with("herald.db") {
+                all.extend(std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
     match &h.app.db.db {
         Db::Sqlite(_) => {
             let mut all = Vec::new();
-            for entry in std::fs::read_dir(&h.app.db.dir).unwrap_or_else(|e| panic!("{e}")) {
-                let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if name.starts_with("herald.db") {
-                    all.extend(std::fs::read(&path).unwrap_or_default());
-                }
-            }
+            read_all(&h.app.db.dir, &mut all);
             assert!(!all.is_empty(), "no SQLite file in {:?}", h.app.db.dir);
             String::from_utf8_lossy(&all).into_owned()
         }
@@ -47,7 +53,12 @@ async fn database_bytes(h: &Hooked) -> String {
             let url = std::env::var("HERALD_TEST_PG_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
             let out = std::process::Command::new("pg_dump")
-                .args(["--data-only", "--schema", &h.app.db.schema, &url])
+                .args([
+                    "--data-only",
+                    "--schema",
+                    &format!("{}*", h.app.db.schema),
+                    &url,
+                ])
                 .output()
                 .unwrap_or_else(|e| panic!("pg_dump is needed: {e}"));
             assert!(
@@ -354,4 +365,289 @@ async fn forget_from_the_cli(backend: Backend) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Registers (or re-registers) `device` with `token`, linked to `user`.
+async fn device_of(h: &Hooked, device: &str, token: &str, user: &str) {
+    let mut body = herald_tests::app::device_body(token);
+    body["user_id"] = json!(user);
+    let resp = h
+        .app
+        .put(&format!("/v1/devices/{device}"), &h.key.token, body)
+        .await;
+    assert!(resp.status == 200 || resp.status == 201, "{}", resp.body);
+}
+
+async fn set_device_property(h: &Hooked, device: &str, name: &str, value: &str) {
+    let resp = h
+        .app
+        .patch(
+            &format!("/v1/devices/{device}/properties"),
+            &h.key.token,
+            json!({"properties": {name: value}}),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+}
+
+async fn forget_user(h: &Hooked, user: &str) -> Value {
+    let resp = h
+        .app
+        .post(&format!("/v1/users/{user}/forget"), &h.key.token, json!({}))
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    resp.body
+}
+
+/// The values of `field` in a stream's events of `event_type`, in order.
+async fn values_of(h: &Hooked, stream: &str, event_type: &str, field: &str) -> Vec<Value> {
+    stream_events(h, stream)
+        .await
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .map(|e| e["data"].pointer(field).cloned().unwrap_or(Value::Null))
+        .collect()
+}
+
+on_both!(
+    a_device_registered_afresh_by_someone_else_is_not_forgotten_with_its_first_owner,
+    forget_spares_a_device_registered_afresh
+);
+async fn forget_spares_a_device_registered_afresh(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    h.user("frank", json!({"name": "Frank"})).await;
+    h.user("gina", json!({"name": "Gina"})).await;
+    device_of(&h, "fdev", "FRANKTOKEN", "frank").await;
+    let deleted = h.app.delete("/v1/devices/fdev", &h.key.token).await;
+    assert!(deleted.status < 300, "{}", deleted.body);
+    let forgot = forget_user(&h, "frank").await;
+    assert_eq!(forgot["keys_destroyed"], 2, "{forgot}");
+
+    // Someone else registers the same external id afresh.
+    device_of(&h, "fdev", "GINATOKEN", "gina").await;
+    set_device_property(&h, "fdev", "g", "gina-value").await;
+    let again = forget_user(&h, "frank").await;
+    assert_eq!(again["keys_destroyed"], 0, "{again}");
+    assert_eq!(again["events_recorded"], 0, "{again}");
+    h.app.idle().await;
+
+    let device = h.app.get("/v1/devices/fdev", &h.key.token).await;
+    assert_eq!(device.body["push_token"], "GINATOKEN", "{}", device.body);
+    assert_eq!(device.body["push_token_valid"], true, "{}", device.body);
+    assert_eq!(
+        device.body["properties"]["g"], "gina-value",
+        "{}",
+        device.body
+    );
+    assert_eq!(device.body["user_id"], "gina", "{}", device.body);
+    assert_eq!(
+        values_of(&h, "device:fdev", "device.registered", "/push_token").await,
+        [json!(PLACEHOLDER), json!("GINATOKEN")]
+    );
+
+    // Forgetting gina forgets her part.
+    forget_user(&h, "gina").await;
+    let device = h.app.get("/v1/devices/fdev", &h.key.token).await;
+    assert_eq!(device.body["push_token"], PLACEHOLDER, "{}", device.body);
+}
+
+on_both!(
+    a_device_linked_to_someone_else_keeps_what_they_wrote_when_its_first_owner_is_forgotten,
+    forget_spares_a_relinked_device
+);
+async fn forget_spares_a_relinked_device(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    h.user("ada", json!({"name": NAME})).await;
+    h.user("bob", json!({"name": "Bob"})).await;
+    device_of(&h, "ada-d3", TOKEN, "ada").await;
+    set_device_property(&h, "ada-d3", "a", CITY).await;
+    // Bob takes the phone over: a new token, his link, his property.
+    device_of(&h, "ada-d3", "BOBTOKEN", "bob").await;
+    set_device_property(&h, "ada-d3", "b", "bob-value").await;
+
+    let forgot = forget_user(&h, "ada").await;
+    assert_eq!(forgot["keys_destroyed"], 2, "{forgot}");
+    assert_eq!(forgot["events_recorded"], 1, "{forgot}");
+    h.app.idle().await;
+    let device = h.app.get("/v1/devices/ada-d3", &h.key.token).await;
+    assert_eq!(device.body["push_token"], "BOBTOKEN", "{}", device.body);
+    assert_eq!(device.body["push_token_valid"], true, "{}", device.body);
+    assert_eq!(
+        device.body["properties"]["b"], "bob-value",
+        "{}",
+        device.body
+    );
+    assert_eq!(device.body["user_id"], "bob", "{}", device.body);
+    // In the log: what was written while the device was ada's reads as
+    // the placeholder, what bob wrote does not.
+    assert_eq!(
+        values_of(&h, "device:ada-d3", "device.registered", "/push_token").await,
+        [json!(PLACEHOLDER)]
+    );
+    assert_eq!(
+        values_of(&h, "device:ada-d3", "device.updated", "/push_token").await,
+        [json!("BOBTOKEN")]
+    );
+    assert_eq!(
+        values_of(&h, "device:ada-d3", "device.properties_changed", "/set").await,
+        [json!({"a": PLACEHOLDER}), json!({"b": "bob-value"})]
+    );
+    let again = forget_user(&h, "ada").await;
+    assert_eq!(again["keys_destroyed"], 0, "{again}");
+    assert_eq!(again["events_recorded"], 0, "{again}");
+    let device = h.app.get("/v1/devices/ada-d3", &h.key.token).await;
+    assert_eq!(device.body["push_token"], "BOBTOKEN", "{}", device.body);
+
+    // Forgetting bob forgets his part.
+    let bob = forget_user(&h, "bob").await;
+    assert_eq!(bob["keys_destroyed"], 2, "{bob}");
+    assert_eq!(
+        values_of(&h, "device:ada-d3", "device.properties_changed", "/set").await,
+        [json!({"a": PLACEHOLDER}), json!({"b": PLACEHOLDER})]
+    );
+}
+
+on_both!(
+    nothing_written_before_a_forget_racing_writers_stays_readable,
+    forget_racing_writers
+);
+async fn forget_racing_writers(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    const DEVICES: usize = 4;
+    const SECRET: &str = "racer-secret-";
+    h.user("racer", json!({"name": format!("{SECRET}start")}))
+        .await;
+    for d in 0..DEVICES {
+        device_of(
+            &h,
+            &format!("racer-d{d}"),
+            &format!("{SECRET}d{d}"),
+            "racer",
+        )
+        .await;
+    }
+    // Eight writers (user and devices in turn) while the user is forgotten:
+    // the forget starts once each has written once.
+    let started = tokio::sync::Barrier::new(9);
+    let writer = |w: usize| {
+        let (h, started) = (&h, &started);
+        async move {
+            for n in 0..10 {
+                if n == 1 {
+                    started.wait().await;
+                }
+                let value = format!("{SECRET}{w}-{n}");
+                if w % 2 == 0 {
+                    h.app
+                        .put("/v1/users/racer", &h.key.token, json!({"name": value}))
+                        .await;
+                } else {
+                    let mut body = herald_tests::app::device_body(&value);
+                    body["user_id"] = json!("racer");
+                    h.app
+                        .put(
+                            &format!("/v1/devices/racer-d{}", w % DEVICES),
+                            &h.key.token,
+                            body,
+                        )
+                        .await;
+                }
+            }
+        }
+    };
+    let forget = async {
+        started.wait().await;
+        for _ in 0..20 {
+            let resp = h
+                .app
+                .post("/v1/users/racer/forget", &h.key.token, json!({}))
+                .await;
+            if resp.status == 200 {
+                return resp.body;
+            }
+            assert_eq!(resp.status, 409, "{}", resp.body);
+        }
+        panic!("the forget kept conflicting with the writers");
+    };
+    let (_, forgot) = tokio::join!(futures::future::join_all((0..8).map(writer)), forget);
+    assert_eq!(forgot["forgotten"], true, "{forgot}");
+    h.app.idle().await;
+
+    let mut streams = vec!["user:racer".to_owned()];
+    streams.extend((0..DEVICES).map(|d| format!("device:racer-d{d}")));
+    for stream in streams {
+        let events = stream_events(&h, &stream).await;
+        let marker = events
+            .iter()
+            .rposition(|e| e["event_type"] == "subject.forgotten")
+            .unwrap_or_else(|| panic!("{stream} was not forgotten: {events:?}"));
+        for event in &events[..marker] {
+            assert!(
+                !event["data"].to_string().contains(SECRET),
+                "{stream}: version {} is readable before the forget at version {}: {}",
+                event["stream_version"],
+                events[marker]["stream_version"],
+                event["data"]
+            );
+        }
+    }
+}
+
+on_both!(
+    a_forget_leaves_nothing_in_pages_a_rebuild_freed_or_in_a_stopped_rebuild,
+    forget_after_rebuilds
+);
+async fn forget_after_rebuilds(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    person(&h).await;
+    h.app.idle().await;
+    // A rebuild switched in: the tables it replaced (holding the person's
+    // values) were dropped, their pages freed whole.
+    rebuild_all(&h.app).await.unwrap_or_else(|e| panic!("{e}"));
+    // Another stopped midway: its working copy stays beside the models.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let herald = h.app.herald.clone();
+    let stopped = tokio::spawn(async move {
+        let models = infra::runtime::read_models();
+        infra::runtime::rebuild::rebuild_in_batches(
+            herald.db(),
+            herald.store().as_ref(),
+            &models,
+            1,
+            |p| {
+                let _ = tx.send(p.position);
+            },
+        )
+        .await
+    });
+    rx.recv().await.unwrap_or_else(|| panic!("no progress"));
+    stopped.abort();
+    let _ = stopped.await;
+    assert!(
+        holds_any(&database_bytes(&h).await).is_some(),
+        "the values are there first"
+    );
+
+    let forgot = forget_user(&h, "ada").await;
+    assert_eq!(forgot["forgotten"], true, "{forgot}");
+    h.app.idle().await;
+    let bytes = database_bytes(&h).await;
+    assert_eq!(
+        holds_any(&bytes),
+        None,
+        "plaintext left in the database files"
+    );
+    assert!(bytes.contains("Grace Hopper"), "the dump misses live data");
+    // The next rebuild starts afresh and yields the same models.
+    let models = dump(h.app.herald.db()).await;
+    rebuild_all(&h.app).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump(h.app.herald.db()).await, models);
 }

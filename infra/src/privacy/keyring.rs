@@ -1,9 +1,11 @@
 //! Subjects' data keys: created on a subject's first personal value, sealed
 //! with Herald's secret key in `subject_keys`, destroyed when the subject is
 //! forgotten. Kept in memory once read; a node drops a subject's keys when
-//! it forgets the subject or reads its `subject.forgotten` event.
+//! it forgets the subject or reads its `subject.forgotten` event, and keys
+//! read before such a drop are not remembered after it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use domain::ids::AppId;
@@ -59,6 +61,8 @@ pub struct WritingKey {
     pub key: Arc<LessSafeKey>,
     /// Set when the key is new: to be stored with the append.
     pub new: Option<NewSubjectKey>,
+    /// [`KeyRing::epoch`] before the key was looked up.
+    epoch: u64,
 }
 
 pub struct KeyRing {
@@ -66,6 +70,9 @@ pub struct KeyRing {
     vault: Vault,
     clock: Arc<dyn Clock>,
     cache: Mutex<Kept<Subject, Arc<SubjectKeys>>>,
+    /// Subjects dropped from `cache` so far: keys read before a drop may
+    /// have been destroyed since, and are not remembered after it.
+    evictions: AtomicU64,
 }
 
 fn aad(app_id: Uuid, subject: &str, generation: i64) -> Vec<u8> {
@@ -85,6 +92,7 @@ impl KeyRing {
             vault,
             clock,
             cache: Mutex::new(Kept::new(CACHE_SUBJECTS)),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -92,9 +100,22 @@ impl KeyRing {
         self.cache.lock().ok()?.get(key)
     }
 
-    fn remember(&self, key: Subject, keys: Arc<SubjectKeys>) {
+    /// To be read before reading keys that [`KeyRing::remember`] keeps.
+    fn epoch(&self) -> u64 {
+        self.evictions.load(Ordering::SeqCst)
+    }
+
+    /// Keeps `keys`, read after [`KeyRing::epoch`] was `since`, unless a
+    /// subject was dropped meanwhile: they may have been read before its
+    /// keys were destroyed (a forget), and would bring a destroyed key back;
+    /// then the subject is read again when next needed.
+    fn remember(&self, key: Subject, keys: Arc<SubjectKeys>, since: u64) {
         if let Ok(mut cache) = self.cache.lock() {
-            cache.put(key, keys);
+            if self.epoch() == since {
+                cache.put(key, keys);
+            } else {
+                cache.remove(&key);
+            }
         }
     }
 
@@ -102,6 +123,7 @@ impl KeyRing {
     pub fn evict(&self, app_id: AppId, subject: &str) {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(&(app_id.0, subject.to_owned()));
+            self.evictions.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -117,14 +139,16 @@ impl KeyRing {
         if !refresh && let Some(keys) = self.cached(&key) {
             return Ok(keys);
         }
+        let since = self.epoch();
         let loaded = Arc::new(self.load(app_id.0, subject).await?);
-        self.remember(key, loaded.clone());
+        self.remember(key, loaded.clone(), since);
         Ok(loaded)
     }
 
     /// Reads every subject of `wanted` that is not remembered, in one query
     /// per app.
     pub async fn prefetch(&self, wanted: &[(AppId, &str)]) -> Result<(), VaultError> {
+        let since = self.epoch();
         let mut missing: HashMap<Uuid, Vec<&str>> = HashMap::new();
         for (app, subject) in wanted {
             if self.cached(&(app.0, (*subject).to_owned())).is_none() {
@@ -146,7 +170,7 @@ impl KeyRing {
                     }
                 }
                 for (subject, keys) in found {
-                    self.remember((app, subject), Arc::new(keys));
+                    self.remember((app, subject), Arc::new(keys), since);
                 }
             }
         }
@@ -216,36 +240,44 @@ impl KeyRing {
     ///
     /// `new_stream`: the subject's stream has no events yet, so it most
     /// likely has no key either: its first generation is made without
-    /// reading first.
+    /// reading first. `fresh`: a new generation is made even if the newest
+    /// one is live (a device passing to another owner; a stale guess of
+    /// the next generation is refused like a race, and made again).
     pub async fn writing_key(
         &self,
         app_id: AppId,
         subject: &str,
         new_stream: bool,
+        fresh: bool,
     ) -> Result<WritingKey, VaultError> {
+        let epoch = self.epoch();
         let key = (app_id.0, subject.to_owned());
         let remembered = self.cached(&key);
-        if let Some((generation, key)) = remembered.as_ref().and_then(|k| k.writable()) {
+        if !fresh && let Some((generation, key)) = remembered.as_ref().and_then(|k| k.writable()) {
             return Ok(WritingKey {
                 generation,
                 key,
                 new: None,
+                epoch,
             });
         }
-        let current = if new_stream && remembered.is_none() {
-            Arc::new(SubjectKeys::default())
-        } else {
-            // Read it now (remembered state may be stale), before creating.
-            let current = Arc::new(self.load(app_id.0, subject).await?);
-            self.remember(key, current.clone());
-            if let Some((generation, key)) = current.writable() {
-                return Ok(WritingKey {
-                    generation,
-                    key,
-                    new: None,
-                });
+        let current = match remembered {
+            None if new_stream => Arc::new(SubjectKeys::default()),
+            Some(known) if fresh => known,
+            _ => {
+                // Read it now (remembered state may be stale), before creating.
+                let current = Arc::new(self.load(app_id.0, subject).await?);
+                self.remember(key, current.clone(), epoch);
+                if !fresh && let Some((generation, key)) = current.writable() {
+                    return Ok(WritingKey {
+                        generation,
+                        key,
+                        new: None,
+                        epoch,
+                    });
+                }
+                current
             }
-            current
         };
         let generation = current.next_generation();
         let bytes = random_bytes::<32>();
@@ -261,6 +293,7 @@ impl KeyRing {
                 sealed,
                 created_at: self.clock.now().timestamp_micros(),
             }),
+            epoch,
         })
     }
 
@@ -279,44 +312,60 @@ impl KeyRing {
                 keys,
                 forgotten: known.is_some_and(|k| k.forgotten),
             }),
+            made.epoch,
         );
     }
 
-    /// Destroys every live key of the subjects and leaves a tombstone for
-    /// each; answers how many keys were destroyed.
-    pub async fn forget(&self, app_id: AppId, subjects: &[String]) -> Result<u64, VaultError> {
+    /// Destroys the subject's live keys (only those of `generations`, when
+    /// given) and leaves a tombstone; answers how many keys were destroyed.
+    /// What this node remembers of the subject stays until
+    /// [`KeyRing::evict`]: meanwhile its writers seal under the destroyed
+    /// key they remember rather than make a new generation (see
+    /// `services::forget`).
+    pub async fn destroy(
+        &self,
+        app_id: AppId,
+        subject: &str,
+        generations: Option<&[i64]>,
+    ) -> Result<u64, VaultError> {
         let now = self.clock.now().timestamp_micros();
+        let chosen: Vec<Option<i64>> = match generations {
+            Some(list) => list.iter().copied().map(Some).collect(),
+            None => vec![None],
+        };
         let mut destroyed = 0;
         let mut tx = self.db.begin().await.map_err(StoreError::from)?;
-        for subject in subjects {
-            on_tx!(&mut tx, |c| {
-                destroyed += sqlx::query(
+        on_tx!(&mut tx, |c| {
+            for generation in &chosen {
+                let sql = if generation.is_some() {
                     "UPDATE subject_keys SET sealed = NULL, forgotten_at = $3 \
-                     WHERE app_id = $1 AND subject = $2 AND sealed IS NOT NULL",
-                )
-                .bind(app_id.0)
-                .bind(subject.as_str())
-                .bind(now)
-                .execute(&mut *c)
-                .await
-                .map_err(StoreError::from)?
-                .rows_affected();
-                sqlx::query(
-                    "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
-                     VALUES ($1, $2, 0, NULL, $3, $3) ON CONFLICT DO NOTHING",
-                )
-                .bind(app_id.0)
-                .bind(subject.as_str())
-                .bind(now)
-                .execute(&mut *c)
-                .await
-                .map_err(StoreError::from)?;
-            });
-        }
+                     WHERE app_id = $1 AND subject = $2 AND sealed IS NOT NULL AND generation = $4"
+                } else {
+                    "UPDATE subject_keys SET sealed = NULL, forgotten_at = $3 \
+                     WHERE app_id = $1 AND subject = $2 AND sealed IS NOT NULL"
+                };
+                let mut query = sqlx::query(sql).bind(app_id.0).bind(subject).bind(now);
+                if let Some(generation) = generation {
+                    query = query.bind(*generation);
+                }
+                destroyed += query
+                    .execute(&mut *c)
+                    .await
+                    .map_err(StoreError::from)?
+                    .rows_affected();
+            }
+            sqlx::query(
+                "INSERT INTO subject_keys (app_id, subject, generation, sealed, created_at, forgotten_at) \
+                 VALUES ($1, $2, 0, NULL, $3, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(app_id.0)
+            .bind(subject)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map_err(StoreError::from)?;
+        });
         tx.commit().await.map_err(StoreError::from)?;
-        for subject in subjects {
-            self.evict(app_id, subject);
-        }
         Ok(destroyed)
     }
 }

@@ -9,6 +9,7 @@
 //! while every event, and so every hash, stays as it was written.
 
 pub mod keyring;
+pub mod scrub;
 pub mod sealing;
 mod store;
 
@@ -74,15 +75,28 @@ impl Personal {
             return Ok(None);
         };
         let app_id = request.app_id();
-        if !request
-            .events
-            .iter()
-            .any(|e| personal::any(&e.event_type, &e.data, |_| true))
+        let new_stream = request.expected == crate::store::ExpectedVersion::NoStream;
+        // A device passing to another owner starts a new generation, even
+        // with no value to seal yet: forgetting its previous owner destroys
+        // only the generations written while it was theirs (see
+        // `services::forget`). A new stream has no previous owner.
+        let fresh = !new_stream
+            && request
+                .events
+                .iter()
+                .any(|e| personal::passes_on(&e.event_type));
+        if !fresh
+            && !request
+                .events
+                .iter()
+                .any(|e| personal::any(&e.event_type, &e.data, |_| true))
         {
             return Ok(None);
         }
-        let new_stream = request.expected == crate::store::ExpectedVersion::NoStream;
-        let made = self.keys.writing_key(app_id, subject, new_stream).await?;
+        let made = self
+            .keys
+            .writing_key(app_id, subject, new_stream, fresh)
+            .await?;
         let unsealed = made.new.is_some().then(|| request.clone());
         for event in &mut request.events {
             personal::visit(&event.event_type, &mut event.data, |value| {

@@ -263,6 +263,53 @@ impl CommandBus {
         Err(CommandError::Conflict)
     }
 
+    /// Runs `command` once, if the stream is still at `version` (read by
+    /// the caller before it did something that needs the stream unchanged
+    /// since, see `services::forget`): the log is read, not a kept
+    /// history, and the append expects that version. A stream that moved
+    /// is a conflict, answered and not retried.
+    pub async fn execute_at<A: Aggregate>(
+        &self,
+        stream: &str,
+        metadata: &Metadata,
+        command: A::Command,
+        version: i64,
+    ) -> Result<Executed<A>, CommandError> {
+        let app_id = metadata.app_id;
+        let (history, mut state) = self.load::<A>(app_id, stream).await?;
+        if history.last().map_or(0, |e| e.stream_version) != version {
+            return Err(CommandError::Conflict);
+        }
+        let history: History = Arc::new(history);
+        let events = state.decide(command)?;
+        if events.is_empty() {
+            return Ok(Executed {
+                history,
+                state,
+                events,
+                appended: None,
+                event_ids: Vec::new(),
+            });
+        }
+        let request = append_request::<A>(stream, version, &events, metadata);
+        let event_ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
+        let appended = self.store.append(request).await;
+        // Not kept: a kept history must be exactly the log's (see `keep`).
+        self.histories.forget(app_id, stream);
+        let appended = appended?;
+        reached::note(appended.last_position);
+        for event in &events {
+            state.evolve(event);
+        }
+        Ok(Executed {
+            history,
+            state,
+            events,
+            appended: Some(appended),
+            event_ids,
+        })
+    }
+
     /// Keeps the stream's history after an append of `written` (the
     /// events as decided, personal values in clear, as a read of the log
     /// returns them), or drops it when it cannot be told exactly or must

@@ -3,33 +3,44 @@
 //! the log keeps every event and every hash.
 //!
 //! In order, each step safe to repeat (a retried forget finishes the job):
-//! 1. destroy the subjects' data keys (`privacy::KeyRing::forget`): from
-//!    here on nobody can open their sealed values;
+//! 1. destroy the subjects' data keys (`privacy::KeyRing::destroy`): from
+//!    here on nobody can open their sealed values; of a device, only the
+//!    key generations written while it was the user's (a device passing to
+//!    another owner starts a new one, see `privacy::Personal::seal`);
 //! 2. record `subject.forgotten` in each subject's stream (unless nothing
-//!    was written there since the last forget): the read models, the
-//!    change queues and the webhook messages replace what they hold of the
-//!    subject with the placeholder as they apply it;
+//!    was written there since the last forget, or the device has passed to
+//!    someone else since it was the user's), with nothing written between
+//!    the destruction and it: the read models, the change queues and the
+//!    webhook messages replace what they hold of the subject with the
+//!    placeholder as they apply it;
 //! 3. wait for those models, then clear what is kept beside the log:
 //!    idempotent replies that name the subjects, the push sender's copies
 //!    of their tokens; on SQLite, fold the write-ahead log into the file so
 //!    that no old page keeps the values.
 
+use std::collections::BTreeSet;
+
 use domain::device::{Device, DeviceCommand};
 use domain::ids::{AppId, ExternalId, UserId};
 use domain::personal;
 use domain::user::{self, User, UserCommand};
-use domain::{DomainError, RecordedEvent};
+use domain::{Aggregate, DomainError, Metadata, RecordedEvent};
 use projections::db::Db;
+use serde_json::Value;
 
 use super::RequestContext;
 use super::users::Users;
 use crate::idempotency::{Idempotency, Scope};
 use crate::privacy::sealing;
-use crate::runtime::commands::CommandError;
+use crate::runtime::commands::{CommandError, Executed};
 use crate::store::StoreError;
 
 /// The read models and feeds that hold a subject's personal values.
 const HOLDERS: [&str; 4] = ["users", "devices", "change_queues", "webhooks"];
+
+/// Rounds of destroying a subject's keys and recording its forget, at most,
+/// while other writers keep appending to its stream in between.
+const ATTEMPTS: usize = 16;
 
 /// What a forget did.
 #[derive(Debug, Clone)]
@@ -68,28 +79,27 @@ impl Users {
         .await?;
         let mut subjects = vec![user_stream.clone()];
         subjects.extend(devices.iter().cloned());
-        let keys_destroyed = self
-            .personal_log
-            .personal()
-            .keys()
-            .forget(app_id, &subjects)
-            .await?;
 
         let metadata = ctx.metadata(app_id);
-        let done = self
-            .commands
-            .execute::<User>(
+        let (mut keys_destroyed, done) = self
+            .forget_subject::<User>(
+                app_id,
                 &user_stream,
                 &metadata,
                 UserCommand::Forget {
                     user_id: user_id.clone(),
                 },
+                None,
             )
             .await?;
+        let done = done.ok_or(DomainError::NotFound("user"))?;
         let mut recorded = done.event_ids.len();
         let mut position = done.appended.as_ref().map(|a| a.last_position);
         let mut caused = metadata.clone();
         caused.causation_id = done.event_ids.first().copied();
+        // The devices still theirs: what is kept beside the log of the
+        // others is someone else's now.
+        let mut theirs = Vec::new();
         for stream in &devices {
             let Some(external_id) = stream
                 .strip_prefix("device:")
@@ -97,15 +107,24 @@ impl Users {
             else {
                 continue;
             };
-            let forgot = self
-                .commands
-                .execute::<Device>(stream, &caused, DeviceCommand::Forget { external_id })
+            let (destroyed, forgot) = self
+                .forget_subject::<Device>(
+                    app_id,
+                    stream,
+                    &caused,
+                    DeviceCommand::Forget { external_id },
+                    Some(&user_id),
+                )
                 .await?;
-            recorded += forgot.event_ids.len();
-            position = forgot.appended.map(|a| a.last_position).or(position);
+            keys_destroyed += destroyed;
+            if let Some(forgot) = forgot {
+                recorded += forgot.event_ids.len();
+                position = forgot.appended.map(|a| a.last_position).or(position);
+                theirs.push(stream.clone());
+            }
         }
         self.reads.settle(ctx, &HOLDERS, position).await;
-        clear_beside_the_log(&self.db, &self.idempotency, app_id, &user_id, &devices).await?;
+        clear_beside_the_log(&self.db, &self.idempotency, app_id, &user_id, &theirs).await?;
         let plaintext_events = self.plaintext_events(app_id, &subjects).await?;
         Ok(Forgetting {
             user_id,
@@ -114,6 +133,71 @@ impl Users {
             events_recorded: recorded,
             plaintext_events,
         })
+    }
+
+    /// Destroys the keys of a subject, then records `subject.forgotten` in
+    /// its stream with nothing written in between: the append expects the
+    /// version read before the keys were destroyed, and if another writer
+    /// got in (maybe under a generation made after the destruction) both
+    /// run again. So every value before the marker is sealed under a
+    /// destroyed key. Meanwhile this node's writers seal under the key they
+    /// remember, destroyed, rather than make new ones; it is dropped once
+    /// the marker is written.
+    ///
+    /// `device_of`: the stream is a device of this user: only the
+    /// generations written while it was theirs are destroyed, and nothing
+    /// is recorded (`None`) if it has passed to someone else since.
+    /// Answers the keys destroyed.
+    async fn forget_subject<A>(
+        &self,
+        app_id: AppId,
+        stream: &str,
+        metadata: &Metadata,
+        command: A::Command,
+        device_of: Option<&UserId>,
+    ) -> Result<(u64, Option<Executed<A>>), CommandError>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let keys = self.personal_log.personal().keys();
+        let mut destroyed = 0;
+        let outcome = async {
+            for _ in 0..ATTEMPTS {
+                let events = self
+                    .personal_log
+                    .stored()
+                    .load_stream(app_id, stream)
+                    .await?;
+                let version = events.last().map_or(0, |e| e.stream_version);
+                let (generations, theirs) = match device_of {
+                    Some(user_id) => {
+                        let (generations, theirs) = device_era(&events, user_id.as_str());
+                        (Some(generations), theirs)
+                    }
+                    None => (None, true),
+                };
+                if generations.as_ref().is_none_or(|g| !g.is_empty()) {
+                    destroyed += keys.destroy(app_id, stream, generations.as_deref()).await?;
+                }
+                if !theirs {
+                    return Ok(None);
+                }
+                match self
+                    .commands
+                    .execute_at::<A>(stream, metadata, command.clone(), version)
+                    .await
+                {
+                    Err(CommandError::Conflict) => continue,
+                    done => return done.map(Some),
+                }
+            }
+            Err(CommandError::Conflict)
+        }
+        .await;
+        // This node reads the subject's keys again from here on.
+        keys.evict(app_id, stream);
+        Ok((destroyed, outcome?))
     }
 
     /// Events of `subjects` whose personal values are stored in clear.
@@ -130,6 +214,37 @@ impl Users {
         }
         Ok(count)
     }
+}
+
+/// Of a device's stream as stored: the key generations of the values
+/// written while it belonged to `user_id`, and whether it is still theirs
+/// (not registered afresh, or linked to someone else, since). A device
+/// passing on starts a new generation, so none of these holds another
+/// owner's values.
+fn device_era(events: &[RecordedEvent], user_id: &str) -> (Vec<i64>, bool) {
+    let mut owner: Option<&str> = None;
+    let mut theirs = false;
+    let mut generations = BTreeSet::new();
+    for event in events {
+        if personal::passes_on(&event.event_type) {
+            owner = match event.event_type.as_str() {
+                "device.user_unlinked" => None,
+                _ => event.data.get("user_id").and_then(Value::as_str),
+            };
+            // Unlinked, the device is no one else's: what it holds is
+            // still theirs.
+            if owner.is_some() || event.event_type != "device.user_unlinked" {
+                theirs = owner == Some(user_id);
+            }
+        }
+        if owner == Some(user_id) {
+            personal::any(&event.event_type, &event.data, |value| {
+                generations.extend(sealing::generation(value));
+                false
+            });
+        }
+    }
+    (generations.into_iter().collect(), theirs)
 }
 
 /// Whether a stored event holds a personal value that is not sealed.
@@ -174,12 +289,6 @@ async fn clear_beside_the_log(
         });
     }
     tx.commit().await?;
-    if let Db::Sqlite(sqlite) = db {
-        // Old page images in the write-ahead log still hold the values.
-        let _guard = sqlite.write_lock.lock().await;
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&sqlite.writer)
-            .await?;
-    }
-    Ok(())
+    // Old page images (write-ahead log, free pages) still hold the values.
+    crate::privacy::scrub::scrub(db).await
 }

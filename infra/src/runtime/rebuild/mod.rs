@@ -26,6 +26,7 @@
 mod bulk;
 mod pg_writer;
 mod shadow;
+pub use self::shadow::discard_stopped;
 mod sqlite_writer;
 mod switch;
 mod switch_sqlite;

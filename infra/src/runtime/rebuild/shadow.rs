@@ -244,3 +244,36 @@ async fn shadow_dir(live: &Db) -> Result<PathBuf, StoreError> {
             .await?;
     Ok(PathBuf::from(format!("{file}.rebuild")))
 }
+
+/// Discards the working copy a stopped rebuild left beside the live models
+/// (SQLite's file, PostgreSQL's schema) and its report: the next rebuild
+/// starts afresh. A forget must not leave a subject's values there. A
+/// running rebuild keeps its own (it applies the forget before it switches
+/// in, then removes the copy).
+pub async fn discard_stopped(live: &Db) -> Result<(), StoreError> {
+    let guard = match crate::runtime::rebuild_guard::take(live, &[]).await {
+        Ok(guard) => guard,
+        Err(crate::runtime::RuntimeError::Busy(_)) => return Ok(()),
+        Err(crate::runtime::RuntimeError::Store(e)) => return Err(e),
+        Err(e) => return Err(StoreError::Internal(e.to_string())),
+    };
+    let removed = match live {
+        Db::Postgres(p) => sqlx::query(&format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote(&format!("{}_rebuild", p.schema))
+        ))
+        .execute(&p.pool)
+        .await
+        .map(|_| ())
+        .map_err(StoreError::from),
+        Db::Sqlite(_) => match shadow_dir(live).await {
+            Ok(dir) if dir.exists() => std::fs::remove_dir_all(&dir)
+                .map_err(|e| StoreError::Internal(format!("cannot remove {}: {e}", dir.display()))),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        },
+    };
+    let finished = guard.finish().await;
+    removed?;
+    finished.map_err(|e| StoreError::Internal(e.to_string()))
+}
