@@ -180,12 +180,41 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let (db, store, personal) = open(&args.database, Keys::Needed).await?;
     let store = store.stored();
     let app = AppId(args.app);
+    // What the export will write, for the progress line.
+    let micros =
+        |t: Option<chrono::DateTime<chrono::Utc>>, none| t.map_or(none, |t| t.timestamp_micros());
     let total: i64 = projections::on_db!(&db, |pool| {
-        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE app_id = $1")
-            .bind(app.0)
-            .fetch_one(pool)
-            .await?
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE app_id = $1 AND recorded_at >= $2 \
+             AND recorded_at < $3",
+        )
+        .bind(app.0)
+        .bind(micros(args.since, i64::MIN))
+        .bind(micros(args.until, i64::MAX))
+        .fetch_one(pool)
+        .await?
     });
+    let written = write_export(&args, app, &store, &personal, total).await;
+    if written.is_err()
+        && let Some(path) = &args.output
+    {
+        // No partial file is left to be taken for an export.
+        let _ = std::fs::remove_file(path);
+    }
+    let written = written?;
+    eprintln!("herald: exported {written} events");
+    db.close().await;
+    Ok(())
+}
+
+/// Writes the export; answers how many events it wrote.
+async fn write_export(
+    args: &ExportArgs,
+    app: AppId,
+    store: &Arc<dyn infra::store::EventStore>,
+    personal: &Personal,
+    total: i64,
+) -> anyhow::Result<u64> {
     let mut out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -221,9 +250,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     progress.finish();
-    eprintln!("herald: exported {written} events");
-    db.close().await;
-    Ok(())
+    Ok(written)
 }
 
 /// Prints each read model's status as a JSON line.

@@ -424,6 +424,18 @@ async fn export_verifies(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read_to_string(&cli_file).unwrap_or_default(), body);
+    // With a secret key that opens nothing, the export fails and leaves no
+    // file to be taken for one.
+    let refused_file = dir.join("refused.ndjson");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald-under-test"))
+        .args(["export", "--app", a.app_id.as_str(), "--output"])
+        .arg(&refused_file)
+        .args(&database)
+        .args(["--secret-key", "not-the-key-this-database-was-sealed-with"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    assert!(!refused_file.exists(), "a partial export was left");
 
     // One changed character anywhere is caught, at that event.
     let mut event: Value = serde_json::from_str(lines[7]).unwrap_or_default();

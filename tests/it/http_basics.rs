@@ -32,6 +32,20 @@ async fn problems_everywhere(backend: Backend) {
     );
     let bad_path = app.get("/v1/devices/%FF%FE", &key.token).await;
     bad_path.problem(400);
+    // A parameter given twice is named, as every invalid field is.
+    let twice = app.get("/v1/events?stream=a&stream=b", &key.token).await;
+    assert_eq!(twice.invalid_fields(), ["stream"], "{}", twice.body);
+    // Valid JSON a field cannot take (two kinds of authentication at once)
+    // names that field; it is not "invalid JSON".
+    let both = app
+        .post(
+            "/v1/webhooks",
+            &key.token,
+            json!({"url": "https://example.com/hook",
+                   "auth": {"bearer": "x", "basic": {"username": "a", "password": "b"}}}),
+        )
+        .await;
+    assert_eq!(both.invalid_fields(), ["auth"], "{}", both.body);
 }
 
 on_both!(bodies_over_one_mebibyte_are_refused, body_limit);

@@ -67,7 +67,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
+        // A field's own parser may report a syntax error on valid JSON (an
+        // object that holds two alternatives, say): then name the field.
+        let valid = || serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+        if (inner.is_syntax() || inner.is_eof()) && !valid() {
             return ApiError::BadRequest(format!("the body is not valid JSON: {inner}"));
         }
         let message = strip_position(&inner.to_string());

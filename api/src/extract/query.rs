@@ -35,12 +35,18 @@ where
             .map_err(|e| {
                 let path = e.path().to_string();
                 let message = e.into_inner().to_string();
-                match message
-                    .strip_prefix("missing field `")
-                    .and_then(|m| m.split('`').next())
-                {
-                    Some(name) => ApiError::invalid(name, "is required"),
-                    None => ApiError::invalid(path, message),
+                let named = |prefix: &str| {
+                    message
+                        .strip_prefix(prefix)
+                        .and_then(|m| m.split('`').next())
+                        .map(str::to_owned)
+                };
+                if let Some(name) = named("missing field `") {
+                    ApiError::invalid(name, "is required")
+                } else if let Some(name) = named("duplicate field `") {
+                    ApiError::invalid(name, "is given more than once; give it once")
+                } else {
+                    ApiError::invalid(path, message)
                 }
             })
     }
