@@ -147,6 +147,11 @@ async fn same_as_scan(backend: Backend) {
             "stream=device%3Ad4".into(),
             Box::new(|e: &Value| e["stream"] == "device:d4"),
         ),
+        // Empty values filter nothing, as an empty `type` does.
+        (
+            "type=&stream=&actor=&correlation_id=".into(),
+            Box::new(|_: &Value| true),
+        ),
         (
             format!("since={}&until={}", segment(since), segment(until)),
             Box::new(move |e: &Value| {

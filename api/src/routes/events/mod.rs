@@ -75,14 +75,17 @@ impl EventsQuery {
                     .collect::<Vec<_>>()
             })
             .collect();
+        // An empty value filters nothing, as an empty `type` does (no
+        // stream, actor or correlation id is empty).
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
         Ok(EventFilter {
             after,
-            stream: self.stream.clone(),
+            stream: given(&self.stream),
             types,
             since: instant("since", self.since.as_deref())?,
             until: instant("until", self.until.as_deref())?,
-            actor: self.actor.clone(),
-            correlation_id: self.correlation_id.clone(),
+            actor: given(&self.actor),
+            correlation_id: given(&self.correlation_id),
         })
     }
 }
