@@ -194,7 +194,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
         .fetch_one(pool)
         .await?
     });
-    let written = write_export(&args, app, &store, &personal, total).await;
+    let written = write_export(&args, app, store, &personal, total).await;
     if written.is_err()
         && let Some(path) = &args.output
     {

@@ -543,7 +543,7 @@ async fn forget_racing_writers(backend: Backend) {
                     started.wait().await;
                 }
                 let value = format!("{SECRET}{w}-{n}");
-                if w % 2 == 0 {
+                if w.is_multiple_of(2) {
                     h.app
                         .put("/v1/users/racer", &h.key.token, json!({"name": value}))
                         .await;
