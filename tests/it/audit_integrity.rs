@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use herald_tests::app::device_body;
-use herald_tests::{Backend, TestApp, TestDb, on_both};
+use herald_tests::{Backend, TestApp, on_both};
 use projections::db::Db;
 use serde_json::{Value, json};
 
@@ -45,18 +45,6 @@ fn positions(events: &[Value]) -> Vec<i64> {
         .iter()
         .filter_map(|e| e["position"].as_i64())
         .collect()
-}
-
-fn database_args(db: &TestDb) -> Vec<String> {
-    match db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".into(), db.dir.display().to_string()],
-    }
 }
 
 on_both!(verify_names_the_exact_position_of_tampering, tampering);
@@ -124,7 +112,7 @@ async fn tampering(backend: Backend) {
 
     // The CLI reports the same and fails.
     let mut command = Command::new(BIN);
-    command.arg("verify").args(database_args(&app.db));
+    command.arg("verify").args(app.db.cli_args());
     let out = command.output().unwrap_or_else(|e| panic!("{e}"));
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -144,7 +132,7 @@ async fn tampering(backend: Backend) {
     assert_eq!(broken, wanted);
     let one = Command::new(BIN)
         .arg("verify")
-        .args(database_args(&app.db))
+        .args(app.db.cli_args())
         .args(["--app", keys[3].app_id.as_str()])
         .output()
         .unwrap_or_else(|e| panic!("{e}"));

@@ -403,15 +403,7 @@ async fn export_verifies(backend: Backend) {
 
     // The CLI writes the same export.
     let cli_file = dir.join("cli.ndjson");
-    let database = match app.db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            app.db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
-    };
+    let database = app.db.cli_args();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald-under-test"))
         .args(["export", "--app", a.app_id.as_str(), "--output"])
         .arg(&cli_file)

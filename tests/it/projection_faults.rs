@@ -215,15 +215,7 @@ async fn skip_from_the_cli(backend: Backend) {
             .status,
         201
     );
-    let args = match app.db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            app.db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
-    };
+    let args = app.db.cli_args();
     let run = |extra: &[String]| {
         Command::new(BIN)
             .args(["projections", "skip", "devices", "--app", &a.app_id])

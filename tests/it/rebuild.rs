@@ -274,15 +274,7 @@ async fn cli(backend: Backend) {
     let token = history(&app).await;
     caught_up(&app).await;
     let incremental = dump(app.herald.db()).await;
-    let args = match app.db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            app.db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
-    };
+    let args = app.db.cli_args();
 
     let status = app
         .get("/v1/admin/projections", herald_tests::app::ROOT_TOKEN)
@@ -415,15 +407,7 @@ async fn one_at_a_time(backend: Backend) {
         message.contains("devices") && message.contains("position 3 of 10"),
         "{message}"
     );
-    let args = match app.db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            app.db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
-    };
+    let args = app.db.cli_args();
     let out = Command::new(BIN)
         .args(["projections", "rebuild"])
         .args(&args)
@@ -459,15 +443,7 @@ async fn beside_writes(backend: Backend) {
     };
     let token = history(&app).await;
     caught_up(&app).await;
-    let args = match app.db.url() {
-        Some(url) => vec![
-            "--database-url".to_owned(),
-            url,
-            "--data-dir".to_owned(),
-            app.db.dir.display().to_string(),
-        ],
-        None => vec!["--data-dir".to_owned(), app.db.dir.display().to_string()],
-    };
+    let args = app.db.cli_args();
     // Another process than the server's: on SQLite only the file's locks
     // keep the two apart, and the server writes all along.
     let mut rebuilding = Command::new(BIN)

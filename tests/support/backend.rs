@@ -151,6 +151,15 @@ impl TestDb {
         (self.backend == Backend::Postgres)
             .then(|| format!("{}?options=-csearch_path%3D{}", pg_url(), self.schema))
     }
+
+    /// The `herald` command line's flags that name this database.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = vec!["--data-dir".to_owned(), self.dir.display().to_string()];
+        if let Some(url) = self.url() {
+            args.extend(["--database-url".to_owned(), url]);
+        }
+        args
+    }
 }
 
 async fn create_schema(schema: &str) -> Result<(), sqlx::Error> {
