@@ -35,6 +35,14 @@ async fn open(
 ) -> anyhow::Result<(Db, Arc<SealedStore>, Arc<Personal>)> {
     let config = args.config();
     let url = config.database_url.as_ref().map(|u| u.expose().as_str());
+    // An operator's command reads a database; it never makes an empty one.
+    let file = config.data_dir.join(database::SQLITE_FILE);
+    anyhow::ensure!(
+        url.is_some() || file.exists(),
+        "no Herald database at {} (is --data-dir right? `herald serve` or `herald migrate` \
+         creates one)",
+        file.display()
+    );
     let db = database::open(url, &config.data_dir, &config.db).await?;
     anyhow::ensure!(
         database::is_migrated(&db).await.unwrap_or(false),

@@ -245,6 +245,22 @@ async fn otlp_endpoint_turns_on_trace_export() {
 #[test]
 fn migrate_prepares_a_fresh_database() {
     let dir = temp_dir("migrate");
+    // An operator's command on a directory without a database says so, and
+    // makes none.
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new(BIN)
+        .args(["verify", "--data-dir"])
+        .arg(&dir)
+        .env_remove("HERALD_DATABASE_URL")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no Herald database"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!dir.exists(), "verify made a data directory");
     let out = Command::new(BIN)
         .args(["migrate", "--data-dir"])
         .arg(&dir)

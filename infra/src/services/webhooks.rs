@@ -472,9 +472,13 @@ impl Webhooks {
         self.record(app_id, id).await?;
         let now = self.clock.now();
         // Messages are dated by their events, which the log dates in real time.
-        let until = until.unwrap_or_else(|| self.clock.now() + Duration::seconds(1));
+        let (field, message) = match until {
+            Some(_) => ("until", "must be after since"),
+            None => ("since", "must be in the past (until defaults to now)"),
+        };
+        let until = until.unwrap_or_else(|| now + Duration::seconds(1));
         if until <= since {
-            return Err(DomainError::invalid("until", "must be after since").into());
+            return Err(DomainError::invalid(field, message).into());
         }
         let n = queue::recover(&self.db, id.0, since, until, now).await?;
         self.deliveries.wake();

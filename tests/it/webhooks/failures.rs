@@ -236,4 +236,23 @@ async fn resend_and_recover(backend: Backend) {
         )
         .await;
     assert_eq!(bad.invalid_fields(), ["since"]);
+    // A `since` in the future, without `until`: it is `since` that is wrong.
+    let ahead = h
+        .app
+        .post(
+            &format!("/v1/webhooks/{id}/recover"),
+            &h.key.token,
+            json!({"since": "2999-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(ahead.invalid_fields(), ["since"], "{}", ahead.body);
+    let reversed = h
+        .app
+        .post(
+            &format!("/v1/webhooks/{id}/recover"),
+            &h.key.token,
+            json!({"since": "2999-01-01T00:00:00Z", "until": "2998-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(reversed.invalid_fields(), ["until"], "{}", reversed.body);
 }
