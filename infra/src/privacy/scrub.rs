@@ -35,7 +35,14 @@ pub async fn scrub(db: &Db) -> Result<(), StoreError> {
         .await?;
     let blob = page_size * PAGES_PER_ROW;
     let mut scratch = false;
-    loop {
+    // The pages free now, and no more: a page a writer frees meanwhile had
+    // its cells zeroed as they were deleted (only a dropped table's pages
+    // are freed whole, and a rebuild applies the forget before it drops
+    // anything). So a server freeing pages all along cannot keep it going.
+    let mut left: i64 = sqlx::query_scalar("PRAGMA freelist_count")
+        .fetch_one(&sqlite.reader)
+        .await?;
+    while left > 0 {
         let mut tx = sqlite.begin_on(&sqlite.writer).await?;
         projections::on_tx!(&mut tx, |c| {
             let free: i64 = sqlx::query_scalar("PRAGMA freelist_count")
@@ -48,7 +55,9 @@ pub async fn scrub(db: &Db) -> Result<(), StoreError> {
                 .execute(&mut *c)
                 .await?;
             scratch = true;
-            let rows = free.min(PAGES_PER_STEP).div_euclid(PAGES_PER_ROW) + 1;
+            let pages = free.min(PAGES_PER_STEP);
+            left -= pages;
+            let rows = pages.div_euclid(PAGES_PER_ROW) + 1;
             sqlx::query(
                 "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
                  INSERT INTO scrub_free_pages SELECT zeroblob($2) FROM n",
