@@ -101,6 +101,13 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         None => apps_in_log(&db).await?,
     };
     let total = infra::audit::count_events(&db, args.app.map(AppId)).await?;
+    if let Some(id) = args.app
+        && total == 0
+    {
+        // Every app's log starts with its creation: this one is not here.
+        db.close().await;
+        anyhow::bail!("the log holds no app {id} (check --app and the database)");
+    }
     let mut progress = ProgressLine::new();
     let started = Instant::now();
     let mut done = 0u64;

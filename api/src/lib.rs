@@ -4,6 +4,7 @@ pub mod admin;
 mod caller;
 pub mod cli;
 mod connections;
+mod correlation;
 mod cursor;
 mod edge;
 pub mod error;

@@ -15,7 +15,9 @@ use crate::extract::BodyTimeout;
 use crate::rate_limit::{self, RateLimits};
 use crate::routes::{self, openapi::Document};
 use crate::state::AppState;
-use crate::{connections, edge, fail_fast, fallback, idempotency, metrics, minimal, position};
+use crate::{
+    connections, correlation, edge, fail_fast, fallback, idempotency, metrics, minimal, position,
+};
 
 /// Request bodies over this get 413.
 pub const BODY_LIMIT: usize = 1 << 20;
@@ -85,6 +87,7 @@ fn router(state: AppState) -> Router {
             infra::telemetry::context::adopt_parent(&span, traceparent);
             span
         }))
+        .layer(axum::middleware::from_fn(correlation::echo))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

@@ -149,6 +149,19 @@ async fn tampering(backend: Backend) {
         stderr.contains(&format!("{app_events}/{app_events} events (100.0 %)")),
         "{stderr}"
     );
+    // An app the log does not hold is not a chain that verifies.
+    let unknown = Command::new(BIN)
+        .arg("verify")
+        .args(app.db.cli_args())
+        .args(["--app", "0190a8a2-0000-7000-8000-000000000000"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("the log holds no app"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
 }
 
 /// The recorded time of the app's last event, percent-encoded.

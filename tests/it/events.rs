@@ -135,4 +135,33 @@ async fn ids_reach_the_log(backend: Backend) {
         last["metadata"]["request_id"].as_str(),
         request_id.as_deref()
     );
+    let echoed = |resp: &reqwest::Response| {
+        resp.headers()
+            .get("x-correlation-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    assert_eq!(echoed(&resp).as_deref(), Some("order-42"));
+
+    // One that cannot be used (a space) is replaced, and the answer says by
+    // what: the events are found under it.
+    let replaced = app
+        .client
+        .put(app.url("/v1/devices/e"))
+        .bearer_auth(&a.token)
+        .header("x-correlation-id", "order 43")
+        .json(&json!({"push_token": "t", "send_platform": "fcm", "device_platform": "android"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let used = echoed(&replaced).unwrap_or_default();
+    assert!(!used.is_empty() && used != "order 43", "{used:?}");
+    let found = app
+        .get(&format!("/v1/events?correlation_id={used}"), &a.token)
+        .await;
+    let streams: Vec<&str> = found.body["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["stream"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(streams, ["device:e"], "{}", found.body);
 }

@@ -62,28 +62,38 @@ pub fn prefers_minimal(headers: &HeaderMap) -> bool {
 /// `X-Correlation-Id`, else the trace id of `traceparent`, else new), and the
 /// trace id.
 pub fn request_context(headers: &HeaderMap, actor: String) -> RequestContext {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
-            .map(str::to_owned)
-    };
-    let traceparent_id = header("traceparent").and_then(|tp| trace_id_of(&tp));
-    let trace_id = infra::telemetry::current_trace_id().or_else(|| traceparent_id.clone());
+    let traceparent_id = usable(headers, "traceparent").and_then(|tp| trace_id_of(&tp));
+    let trace_id = infra::telemetry::current_trace_id().or(traceparent_id);
     RequestContext {
         actor,
-        request_id: header("x-request-id"),
-        correlation_id: Some(
-            header("x-correlation-id")
-                .or(traceparent_id)
-                .unwrap_or_else(|| Uuid::now_v7().to_string()),
-        ),
+        request_id: usable(headers, "x-request-id"),
+        correlation_id: Some(correlation_id(headers)),
         causation_id: None,
         trace_id,
         ..RequestContext::default()
     }
+}
+
+/// The client's correlation-id header.
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// The request's correlation id: the client's `X-Correlation-Id` when it is
+/// usable, else the trace id of its `traceparent`, else a new one.
+pub fn correlation_id(headers: &HeaderMap) -> String {
+    usable(headers, CORRELATION_ID)
+        .or_else(|| usable(headers, "traceparent").and_then(|tp| trace_id_of(&tp)))
+        .unwrap_or_else(|| Uuid::now_v7().to_string())
+}
+
+/// A header's value when it is 1 to 128 printable ASCII characters (no
+/// spaces), trimmed.
+fn usable(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_owned)
 }
 
 /// The trace id of a valid W3C `traceparent`.

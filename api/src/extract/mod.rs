@@ -2,7 +2,7 @@
 //! and the caller's identity and request context.
 
 mod auth;
-mod context;
+pub(crate) mod context;
 pub(crate) mod json;
 mod query;
 
