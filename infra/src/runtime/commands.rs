@@ -91,6 +91,21 @@ pub struct Executed<A: Aggregate> {
 }
 
 impl<A: Aggregate> Executed<A> {
+    /// A command that changed nothing; the request reached its stream's
+    /// last event.
+    fn unchanged(history: History, state: A) -> Self {
+        if let Some(last) = history.last() {
+            reached::note(last.position);
+        }
+        Self {
+            history,
+            state,
+            events: Vec::new(),
+            appended: None,
+            event_ids: Vec::new(),
+        }
+    }
+
     /// The version of the stream after the command.
     pub fn version(&self) -> i64 {
         self.appended.as_ref().map_or_else(
@@ -221,16 +236,7 @@ impl CommandBus {
             }
             let events = decided?;
             if events.is_empty() {
-                if let Some(last) = history.last() {
-                    reached::note(last.position);
-                }
-                return Ok(Executed {
-                    history,
-                    state,
-                    events,
-                    appended: None,
-                    event_ids: Vec::new(),
-                });
+                return Ok(Executed::unchanged(history, state));
             }
             let version = history.last().map_or(0, |e| e.stream_version);
             let request = append_request::<A>(stream, version, &events, metadata);
@@ -283,13 +289,7 @@ impl CommandBus {
         let history: History = Arc::new(history);
         let events = state.decide(command)?;
         if events.is_empty() {
-            return Ok(Executed {
-                history,
-                state,
-                events,
-                appended: None,
-                event_ids: Vec::new(),
-            });
+            return Ok(Executed::unchanged(history, state));
         }
         let request = append_request::<A>(stream, version, &events, metadata);
         let event_ids: Vec<Uuid> = request.events.iter().map(|e| e.event_id).collect();
