@@ -172,16 +172,12 @@ async fn create_flag(
     let created = state
         .services
         .flags
-        .create(&key.ctx, key.app_id, flag_name.clone(), settings)
+        .create(&key.ctx, key.app_id, flag_name, settings)
         .await?;
-    let body = match key.ctx.wait_for_read_models {
-        true => Some(found(created)?),
-        false => None,
-    };
     Ok(minimal::created(
         StatusCode::CREATED,
-        format!("/v1/feature-flags/{}", flag_name.as_str()),
-        body,
+        format!("/v1/feature-flags/{}", created.id.as_str()),
+        created.record.map(found).transpose()?,
     ))
 }
 

@@ -23,7 +23,7 @@ use projections::flags::{self as read, FlagRecord};
 use serde_json::{Map, Value};
 
 use super::devices::Access;
-use super::{Reads, RequestContext};
+use super::{Created, Reads, RequestContext};
 use crate::runtime::commands::{CommandBus, CommandError};
 use crate::runtime::names;
 use crate::store::StoreError;
@@ -143,6 +143,7 @@ impl FeatureFlags {
         }
     }
 
+    /// Runs the command, then reads the flag back.
     async fn run(
         &self,
         ctx: &RequestContext,
@@ -150,6 +151,17 @@ impl FeatureFlags {
         name: &FlagName,
         command: FlagCommand,
     ) -> Result<Option<FlagRecord>, CommandError> {
+        self.execute(ctx, app_id, name, command).await?;
+        self.get(app_id, name.as_str()).await
+    }
+
+    async fn execute(
+        &self,
+        ctx: &RequestContext,
+        app_id: AppId,
+        name: &FlagName,
+        command: FlagCommand,
+    ) -> Result<(), CommandError> {
         let done = self
             .commands
             .execute::<Flag>(&flag::stream(name), &ctx.metadata(app_id), command)
@@ -162,7 +174,7 @@ impl FeatureFlags {
             )
             .await;
         self.forget(app_id);
-        self.get(app_id, name.as_str()).await
+        Ok(())
     }
 
     pub async fn create(
@@ -171,12 +183,19 @@ impl FeatureFlags {
         app_id: AppId,
         name: FlagName,
         settings: Settings,
-    ) -> Result<Option<FlagRecord>, CommandError> {
+    ) -> Result<Created<FlagName, Option<FlagRecord>>, CommandError> {
         let command = FlagCommand::Create {
             name: name.clone(),
             settings,
         };
-        self.run(ctx, app_id, &name, command).await
+        // Not read back for a client that did not wait for the read model.
+        let record = if ctx.wait_for_read_models {
+            Some(self.run(ctx, app_id, &name, command).await?)
+        } else {
+            self.execute(ctx, app_id, &name, command).await?;
+            None
+        };
+        Ok(Created { id: name, record })
     }
 
     pub async fn change(
@@ -200,7 +219,7 @@ impl FeatureFlags {
         name: FlagName,
     ) -> Result<(), CommandError> {
         let command = FlagCommand::Delete { name: name.clone() };
-        self.run(ctx, app_id, &name, command).await.map(|_| ())
+        self.execute(ctx, app_id, &name, command).await
     }
 
     pub async fn list(&self, app_id: AppId) -> Result<Vec<FlagRecord>, CommandError> {
