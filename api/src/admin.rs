@@ -136,6 +136,8 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 struct ProgressLine {
     terminal: bool,
     last: Option<Instant>,
+    /// The latest state not yet shown (done, total, rate).
+    unshown: Option<(u64, u64, f64)>,
 }
 
 impl ProgressLine {
@@ -143,6 +145,7 @@ impl ProgressLine {
         Self {
             terminal: std::io::stderr().is_terminal(),
             last: None,
+            unshown: None,
         }
     }
 
@@ -153,9 +156,15 @@ impl ProgressLine {
             Duration::from_secs(5)
         };
         if self.last.is_some_and(|l| l.elapsed() < every) {
+            self.unshown = Some((done, total, rate));
             return;
         }
         self.last = Some(Instant::now());
+        self.unshown = None;
+        self.draw(done, total, rate);
+    }
+
+    fn draw(&self, done: u64, total: u64, rate: f64) {
         let percent = if total == 0 {
             100.0
         } else {
@@ -176,7 +185,11 @@ impl ProgressLine {
         };
     }
 
+    /// Shows where it ended (if that was held back) and ends the line.
     fn finish(&self) {
+        if let Some((done, total, rate)) = self.unshown {
+            self.draw(done, total, rate);
+        }
         if self.terminal {
             eprintln!();
         }
@@ -309,7 +322,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     };
     let mut progress = ProgressLine::new();
     let rebuilt = infra::runtime::rebuild::rebuild(&db, store.as_ref(), &chosen, |p| {
-        progress.show(p.position as u64, p.head as u64, p.events_per_second);
+        progress.show(p.applied, p.total, p.events_per_second);
     })
     .await?;
     progress.finish();

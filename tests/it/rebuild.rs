@@ -355,6 +355,33 @@ async fn cli(backend: Backend) {
     );
     assert_eq!(app.get("/v1/devices/after", &token).await.status, 200);
 
+    // One model's progress is counted in that model's events: it ends at
+    // all of them, and its total was right from the start.
+    let user_events: i64 = projections::on_db!(app.herald.db(), |pool| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE stream LIKE 'user:%'")
+            .fetch_one(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    assert!(user_events > 0);
+    let before = dump(app.herald.db()).await;
+    let out = Command::new(BIN)
+        .args(["projections", "rebuild", "users"])
+        .args(&args)
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.contains(" events (")).collect();
+    let whole = format!("{user_events}/{user_events} events (100.0 %)");
+    assert!(
+        lines.last().is_some_and(|l| l.starts_with(&whole)),
+        "{whole} expected last: {stderr}"
+    );
+    let total = format!("/{user_events} events");
+    assert!(lines.iter().all(|l| l.contains(&total)), "{stderr}");
+    assert_eq!(dump(app.herald.db()).await, before);
+
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "nope"])
         .args(&args)
@@ -387,6 +414,7 @@ async fn one_at_a_time(backend: Backend) {
         position: 3,
         head: 10,
         applied: 3,
+        total: 10,
         events_per_second: 2.0,
     };
     running.report(at).await;
@@ -398,13 +426,18 @@ async fn one_at_a_time(backend: Backend) {
         (json!(3), json!(10))
     );
     assert_eq!(r["running"], true);
+    assert_eq!(
+        (r["events_read"].clone(), r["events_total"].clone()),
+        (json!(3), json!(10))
+    );
+    assert_eq!(r["percent"], 30.0);
     assert_eq!(r["eta_seconds"], 3.5);
 
     let refused = rebuild_all(&app).await;
     let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(message.contains("another rebuild is running"), "{message}");
     assert!(
-        message.contains("devices") && message.contains("position 3 of 10"),
+        message.contains("devices") && message.contains("3 of 10 events read"),
         "{message}"
     );
     let args = app.db.cli_args();

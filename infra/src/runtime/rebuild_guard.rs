@@ -109,9 +109,11 @@ fn internal(message: String) -> RuntimeError {
 async fn busy(live: &Db) -> RuntimeError {
     let detail = match current(live).await {
         Ok(Some(r)) => format!(
-            " ({}, started {}, at position {} of {})",
+            " ({}, started {}, {} of {} events read, at position {} of {})",
             r.projections.join(", "),
             r.started_at.to_rfc3339(),
+            r.events_read,
+            r.events_total,
             r.position,
             r.head
         ),
@@ -141,11 +143,13 @@ impl Guard {
         on_tx!(&mut tx, |c| {
             sqlx::query(
                 "INSERT INTO rebuilds (id, projections, started_at, position, head, \
-                 events_per_second, updated_at) VALUES (1, $1, $2, $3, $4, $5, $6) \
+                 events_per_second, updated_at, events_read, events_total) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (id) DO UPDATE SET projections = excluded.projections, \
                  started_at = excluded.started_at, position = excluded.position, \
                  head = excluded.head, events_per_second = excluded.events_per_second, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, events_read = excluded.events_read, \
+                 events_total = excluded.events_total",
             )
             .bind(&self.projections)
             .bind(self.started_at.timestamp_micros())
@@ -153,6 +157,8 @@ impl Guard {
             .bind(p.head)
             .bind(p.events_per_second)
             .bind(SystemClock.now().timestamp_micros())
+            .bind(i64::try_from(p.applied).unwrap_or(i64::MAX))
+            .bind(i64::try_from(p.total).unwrap_or(i64::MAX))
             .execute(c)
             .await?;
         });
@@ -195,7 +201,14 @@ pub struct RebuildReport {
     /// The log's head when it started (it then catches up with what came
     /// after, in the switch).
     pub head: i64,
+    /// Events it has read so far, and reads in all (counted when it
+    /// started, grown by what it finds to catch up with).
+    pub events_read: i64,
+    pub events_total: i64,
+    /// `events_read` of `events_total`, 0 to 100.
+    pub percent: f64,
     pub events_per_second: f64,
+    /// What is left to read at the rate so far.
     pub eta_seconds: Option<f64>,
     /// False once it has not reported for 15 s: it stopped (run it again to
     /// resume from its checkpoints).
@@ -204,18 +217,18 @@ pub struct RebuildReport {
 
 /// The rebuild running, or the last one interrupted, if any.
 pub async fn current(db: &Db) -> Result<Option<RebuildReport>, sqlx::Error> {
-    type Row = (String, i64, i64, i64, i64, f64);
+    type Row = (String, i64, i64, i64, i64, f64, i64, i64);
     let row: Option<Row> = on_db!(db, |pool| {
         sqlx::query_as(
-            "SELECT projections, started_at, updated_at, position, head, events_per_second \
-             FROM rebuilds WHERE id = 1",
+            "SELECT projections, started_at, updated_at, position, head, events_per_second, \
+             events_read, events_total FROM rebuilds WHERE id = 1",
         )
         .fetch_optional(pool)
         .await?
     });
     let at = |m: i64| DateTime::from_timestamp_micros(m).unwrap_or_default();
-    Ok(
-        row.map(|(projections, started, updated, position, head, rate)| {
+    Ok(row.map(
+        |(projections, started, updated, position, head, rate, read, total)| {
             let updated_at = at(updated);
             RebuildReport {
                 projections: projections.split(',').map(str::to_owned).collect(),
@@ -223,10 +236,17 @@ pub async fn current(db: &Db) -> Result<Option<RebuildReport>, sqlx::Error> {
                 updated_at,
                 position,
                 head,
+                events_read: read,
+                events_total: total,
+                percent: if total > 0 {
+                    (read as f64 * 100.0 / total as f64).min(100.0)
+                } else {
+                    0.0
+                },
                 events_per_second: rate,
-                eta_seconds: (rate > 0.0).then(|| (head - position).max(0) as f64 / rate),
+                eta_seconds: (rate > 0.0).then(|| (total - read).max(0) as f64 / rate),
                 running: SystemClock.now() - updated_at < RUNNING_WITHIN,
             }
-        }),
-    )
+        },
+    ))
 }

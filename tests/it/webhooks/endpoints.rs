@@ -193,6 +193,12 @@ async fn changes_and_credentials(backend: Backend) {
 
     let shown = h.app.get(&format!("{path}/secret"), &h.key.token).await;
     assert_eq!(shown.body["secret"], json!(secret));
+    // The secret is read like the endpoint: after the consistency token.
+    let ahead = h
+        .app
+        .get_at(&format!("{path}/secret"), &h.key.token, "999999999")
+        .await;
+    ahead.problem(503);
 
     assert_eq!(h.app.delete(&path, &h.key.token).await.status, 204);
     h.app.get(&path, &h.key.token).await.problem(404);

@@ -163,9 +163,12 @@ fn add(doc: &mut OpenApi) {
             Err(e) => tracing::error!(name, error = %e, "an OpenAPI parameter does not parse"),
         }
     }
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        // Operators' reports say where the read models are; they wait for
+        // none of them.
+        let waits = !(path.starts_with("/v1/admin/") || path == "/metrics");
         if let Some(op) = &mut item.get {
-            add_to(op, false);
+            add_to(op, false, waits);
         }
         for op in [
             &mut item.put,
@@ -176,16 +179,19 @@ fn add(doc: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
-            add_to(op, true);
+            add_to(op, true, waits);
         }
     }
 }
 
-fn add_to(op: &mut Operation, command: bool) {
+fn add_to(op: &mut Operation, command: bool, waits: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if secured {
         let parameters = op.parameters.get_or_insert_with(Vec::new);
-        let mut names: Vec<&str> = token_parameters().iter().map(|(n, _)| *n).collect();
+        let mut names: Vec<&str> = Vec::new();
+        if waits {
+            names.extend(token_parameters().iter().map(|(n, _)| *n));
+        }
         if command {
             names.extend(["Prefer", "IdempotencyKey"]);
         }

@@ -231,6 +231,9 @@ async fn get_secret(
     Path(raw): Path<String>,
 ) -> ApiResult<Json<SecretBody>> {
     let id = webhook_id(&raw)?;
+    state
+        .fresh(&key.ctx, key.app_id, &[names::WEBHOOKS])
+        .await?;
     let secret = state.services.webhooks.secret(key.app_id, id).await?;
     Ok(Json(SecretBody {
         secret: secret.expose().clone(),

@@ -93,12 +93,9 @@ pub(super) async fn load<F: FnMut(Progress)>(
         }
     };
     let mut since_commit = 0usize;
-    let resume = progress.last.clone();
     for app in load.apps {
-        let after_stream = match &resume {
-            Some((last_app, _)) if app < last_app => continue,
-            Some((last_app, stream)) if app == last_app => Some(stream.clone()),
-            _ => None,
+        let Some(after_stream) = resumes_after(app, &progress.last) else {
+            continue;
         };
         let mut scan = load.store.scan(Range::Streams {
             app: *app,
@@ -152,6 +149,41 @@ pub(super) async fn load<F: FnMut(Progress)>(
         .await?;
     run.report_read(progress.snapshot).await;
     Ok(())
+}
+
+/// How many events [`load`] reads for a model that folds the streams
+/// under `prefix`, from where `progress` left off.
+pub(super) async fn count(
+    live: &Db,
+    apps: &[AppId],
+    prefix: &'static str,
+    progress: &BulkProgress,
+) -> Result<u64, RuntimeError> {
+    let mut total = 0;
+    for app in apps {
+        let Some(after_stream) = resumes_after(app, &progress.last) else {
+            continue;
+        };
+        let range = Range::Streams {
+            app: *app,
+            prefix,
+            after_stream,
+            upto: progress.snapshot,
+        };
+        total += range.count(live).await?;
+    }
+    Ok(total)
+}
+
+/// Where a load resumed from `last` (the last stream committed) goes on
+/// in `app`: `None` for an app it has done, `Some(None)` for one it has
+/// not begun.
+fn resumes_after(app: &AppId, last: &Option<(AppId, String)>) -> Option<Option<String>> {
+    match last {
+        Some((last_app, _)) if app < last_app => None,
+        Some((last_app, stream)) if app == last_app => Some(Some(stream.clone())),
+        _ => Some(None),
+    }
 }
 
 /// Opens the sealed values of `ready` (as every read of the store does)

@@ -24,6 +24,11 @@
 //! database (`rebuild_guard`); a second is refused.
 
 mod bulk;
+mod in_order;
+use self::in_order::{apply_in_order, handled_types};
+mod progress;
+pub use self::progress::Progress;
+use self::progress::{Run, Steps};
 mod pg_writer;
 mod shadow;
 pub use self::shadow::discard_stopped;
@@ -49,18 +54,6 @@ use crate::store::{EventStore, StoreError};
 
 /// Events read and applied per shadow transaction.
 const BATCH: usize = 5000;
-
-/// Where a rebuild is, for progress reports.
-#[derive(Debug, Clone, Copy)]
-pub struct Progress {
-    /// The lowest shadow checkpoint.
-    pub position: i64,
-    /// The log's head when the rebuild started.
-    pub head: i64,
-    /// Events applied by this run so far.
-    pub applied: u64,
-    pub events_per_second: f64,
-}
 
 /// What a finished rebuild did.
 #[derive(Debug, Clone)]
@@ -108,6 +101,7 @@ pub async fn rebuild_in_batches(
             started,
             head: store.head().await?,
             read: 0,
+            total: 0,
             guard: &mut guard,
             progress: &mut progress,
         };
@@ -168,6 +162,10 @@ pub async fn rebuild_in_batches(
             }
             _ => return Err(StoreError::Internal("shadow of another backend".into()).into()),
         };
+        // All read: the last word says so, whatever the count foresaw.
+        run.total = run.read;
+        let finished = run.at(position.0);
+        (run.progress)(finished);
         Ok::<_, RunnerError>((position, run.read, steps.0))
     }
     .await;
@@ -215,6 +213,7 @@ pub async fn dry_run(
             started,
             head: store.head().await?,
             read: 0,
+            total: 0,
             guard: &mut guard,
             progress: &mut ignore,
         };
@@ -244,37 +243,6 @@ pub async fn dry_run(
     })
 }
 
-/// The steps of a rebuild and how long each took.
-struct Steps(Vec<(&'static str, std::time::Duration)>, Instant);
-
-impl Steps {
-    /// The first step begins now.
-    fn starting() -> Self {
-        Self(Vec::new(), Instant::now())
-    }
-
-    /// `step` ended now (it began when the step before it ended).
-    fn done(&mut self, step: &'static str) {
-        let now = Instant::now();
-        self.0.push((step, now - self.1));
-        self.1 = now;
-    }
-
-    /// `step` ran beside the next one and took `took`.
-    fn took(&mut self, step: &'static str, took: std::time::Duration) {
-        self.0.push((step, took));
-    }
-}
-
-/// A rebuild under way: what it has read, and who hears of it.
-pub(super) struct Run<'a, F: FnMut(Progress)> {
-    started: Instant,
-    head: i64,
-    read: u64,
-    guard: &'a mut rebuild_guard::Guard,
-    progress: &'a mut F,
-}
-
 /// Takes the rebuild guard of `names` (a second rebuild is refused) and
 /// opens the shadow beside `live`; the guard is given back if that fails.
 async fn guarded_shadow(
@@ -288,40 +256,6 @@ async fn guarded_shadow(
             guard.release().await;
             Err(e.into())
         }
-    }
-}
-
-impl<F: FnMut(Progress)> Run<'_, F> {
-    /// Tells the operator (and the rebuilds table) how far it is: the
-    /// lowest checkpoint, or while loading in bulk the events read so far.
-    async fn report(&mut self, position: i64) {
-        let now = self.at(position);
-        self.guard.report(now).await;
-        (self.progress)(now);
-    }
-
-    fn at(&self, position: i64) -> Progress {
-        Progress {
-            position,
-            head: self.head,
-            applied: self.read,
-            events_per_second: self.read as f64 / self.started.elapsed().as_secs_f64().max(1e-9),
-        }
-    }
-
-    /// While loading in bulk: the events read so far, at most `snapshot`.
-    async fn report_read(&mut self, snapshot: i64) {
-        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
-        self.report(read.min(snapshot)).await;
-    }
-
-    /// Between the bulk load's commits: the rebuilds table only (at most
-    /// every second), so that `GET /v1/admin/projections` and a refused
-    /// second rebuild see it move.
-    async fn tick(&mut self, snapshot: i64) {
-        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
-        let now = self.at(read.min(snapshot));
-        self.guard.report(now).await;
     }
 }
 
@@ -343,129 +277,63 @@ async fn build_in_bulk<F: FnMut(Progress)>(
         apps: &apps,
         per_commit: batch.saturating_mul(20),
     };
-    for (model, position) in positions.iter_mut() {
+    // What each model loads in bulk (none for a model past it), counted
+    // before any is loaded: the run's progress has a total from the start.
+    let mut bulk_loads = Vec::new();
+    for (i, (model, position)) in positions.iter().enumerate() {
         let Some(fold) = model.stream_fold() else {
             continue;
         };
-        let progress = match shadow.bulk_progress(model.name()).await? {
+        // A model whose load has not begun starts one (fresh); one that
+        // began goes on from its last commit.
+        let (progress, fresh) = match shadow.bulk_progress(model.name()).await? {
             Some(p) if p.done => continue,
-            Some(p) => p,
+            Some(p) => (p, false),
             None if *position > 0 => continue,
             None => {
-                shadow.set_indexes_aside(model.tables()).await?;
-                shadow.begin_bulk(model.name(), snapshot).await?;
-                shadow::BulkProgress {
+                let p = shadow::BulkProgress {
                     snapshot,
                     last: None,
                     done: false,
-                }
+                };
+                (p, true)
             }
         };
-        bulk::load(&load, *model, fold, &progress, run).await?;
-        *position = progress.snapshot;
+        run.total += bulk::count(live, &apps, fold.prefix(), &progress).await?;
+        bulk_loads.push((i, fold, progress, fresh));
     }
+    // The models that take just the events of their types, in log order.
     let mut in_order: Vec<(&dyn Projection, i64)> = positions
         .iter()
         .filter(|(m, p)| m.stream_fold().is_none() && *p < snapshot)
         .map(|(m, p)| (*m as &dyn Projection, *p))
         .collect();
-    apply_in_order(live, shadow, store, &mut in_order, snapshot, batch, run).await?;
+    let types = handled_types(live, &in_order).await?;
+    if let Some(lowest) = in_order.iter().map(|(_, p)| *p).min() {
+        let range = Range::Types {
+            app: None,
+            types: types.clone().into(),
+            after: lowest,
+            upto: snapshot,
+        };
+        run.total += range.count(live).await?;
+    }
+    for (i, fold, progress, fresh) in bulk_loads {
+        let (model, position) = &mut positions[i];
+        if fresh {
+            shadow.set_indexes_aside(model.tables()).await?;
+            shadow.begin_bulk(model.name(), snapshot).await?;
+        }
+        bulk::load(&load, *model, fold, &progress, run).await?;
+        *position = progress.snapshot;
+    }
+    apply_in_order(shadow, store, &mut in_order, &types, snapshot, batch, run).await?;
     for (model, position) in positions.iter_mut() {
         if let Some((_, p)) = in_order.iter().find(|(m, _)| m.name() == model.name()) {
             *position = *p;
         }
     }
     Ok(())
-}
-
-/// The models that do not fold stream by stream take just the events of
-/// their types (few, in any log), in log order, up to `snapshot`.
-async fn apply_in_order<F: FnMut(Progress)>(
-    live: &Db,
-    shadow: &Shadow,
-    store: &dyn EventStore,
-    models: &mut [(&dyn Projection, i64)],
-    snapshot: i64,
-    batch: usize,
-    run: &mut Run<'_, F>,
-) -> Result<(), RunnerError> {
-    let Some(lowest) = models.iter().map(|(_, p)| *p).min() else {
-        return Ok(());
-    };
-    let types: Vec<String> = event_types(live)
-        .await?
-        .into_iter()
-        .filter(|t| models.iter().any(|(m, _)| m.handles(t)))
-        .collect();
-    if !types.is_empty() {
-        let mut scan = store.scan(Range::Types {
-            app: None,
-            types: types.into(),
-            after: lowest,
-            upto: snapshot,
-        });
-        let mut pending: Vec<RecordedEvent> = Vec::new();
-        while let Some(page) = scan.next().await {
-            for event in page? {
-                pending.push(
-                    event
-                        .to_recorded()
-                        .map_err(|e| StoreError::Internal(e.to_string()))?,
-                );
-                if pending.len() >= batch {
-                    apply_stretch(shadow, store, models, &mut pending, run).await?;
-                }
-            }
-        }
-        apply_stretch(shadow, store, models, &mut pending, run).await?;
-    }
-    // Every event up to the snapshot is in, whatever the last one was.
-    let mut tx = shadow.db.begin_relaxed().await?;
-    for (model, position) in models.iter_mut() {
-        if *position < snapshot {
-            write_checkpoint(
-                &mut tx,
-                model.name(),
-                model.version(),
-                snapshot,
-                SystemClock.now(),
-            )
-            .await?;
-            *position = snapshot;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn apply_stretch<F: FnMut(Progress)>(
-    shadow: &Shadow,
-    store: &dyn EventStore,
-    models: &mut [(&dyn Projection, i64)],
-    events: &mut Vec<RecordedEvent>,
-    run: &mut Run<'_, F>,
-) -> Result<(), RunnerError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    store.open(events).await?;
-    let mut tx = shadow.db.begin_relaxed().await?;
-    apply_batch(&mut tx, models, events).await?;
-    tx.commit().await?;
-    run.read += events.len() as u64;
-    events.clear();
-    let position = models.iter().map(|(_, p)| *p).min().unwrap_or(0);
-    run.report(position).await;
-    Ok(())
-}
-
-/// Every event type in the log.
-async fn event_types(live: &Db) -> Result<Vec<String>, StoreError> {
-    Ok(projections::on_db!(live, |pool| {
-        sqlx::query_scalar("SELECT DISTINCT event_type FROM events")
-            .fetch_all(pool)
-            .await?
-    }))
 }
 
 /// Step 3: batches of events from the lowest checkpoint to the head.
