@@ -1,6 +1,8 @@
 //! The device aggregate: a push token on a platform, typed properties, and an
 //! optional link to a user.
 
+mod eras;
+
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregate;
@@ -9,6 +11,8 @@ use crate::event::DomainEvent;
 use crate::ids::{ExternalId, UserId};
 use crate::platform::{DevicePlatform, SendPlatform};
 use crate::properties::{Properties, PropertyPatch};
+
+pub use self::eras::{Carried, Eras};
 
 pub fn stream(external_id: &ExternalId) -> String {
     format!("device:{external_id}")
@@ -127,10 +131,13 @@ pub enum DeviceCommand {
         push_token: String,
         reason: String,
     },
-    /// Forget the device's personal data (its key was destroyed): records
-    /// `subject.forgotten`, unless nothing was written since the last time.
+    /// Forget what the device holds of `user_id` (the keys of their time
+    /// were destroyed): records `subject.forgotten`, of all of it while the
+    /// device is theirs, else of what it carries from their time (see
+    /// `Eras`), unless nothing of theirs was written since the last time.
     Forget {
         external_id: ExternalId,
+        user_id: UserId,
     },
 }
 
@@ -197,9 +204,17 @@ pub enum DeviceEvent {
     },
     /// The device's personal data was forgotten (see `personal`): its push
     /// token and property values read as the placeholder, and nothing is
-    /// sent to it until a new token is registered.
+    /// sent to it until a new token is registered. With `former_owner`, the
+    /// device had passed to someone else since it was theirs: only what it
+    /// still `carried` from their time reads as the placeholder.
     #[serde(rename = "subject.forgotten")]
-    Forgotten { external_id: ExternalId },
+    Forgotten {
+        external_id: ExternalId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        former_owner: Option<UserId>,
+        #[serde(default, skip_serializing_if = "Carried::is_empty")]
+        carried: Carried,
+    },
 }
 
 impl DomainEvent for DeviceEvent {}
@@ -221,6 +236,8 @@ pub struct Device {
     pub properties: Properties,
     /// Set when a client key registered the device.
     pub secret_sha256: Option<String>,
+    /// Whose time its values were written in.
+    pub eras: Eras,
 }
 
 /// Whether a client key that sent the secret with SHA-256 `presented` may
@@ -425,21 +442,31 @@ impl Aggregate for Device {
                     reason,
                 }])
             }
-            DeviceCommand::Forget { external_id } => {
+            DeviceCommand::Forget {
+                external_id,
+                user_id,
+            } => {
                 if !self.recorded {
                     return Err(DomainError::NotFound("device"));
                 }
-                if self.forgotten {
-                    return Ok(vec![]);
-                }
-                Ok(vec![DeviceEvent::Forgotten { external_id }])
+                Ok(self.forgetting(external_id, user_id).into_iter().collect())
             }
         }
     }
 
     fn evolve(&mut self, event: &DeviceEvent) {
+        // Kept through a deletion and a registration afresh (see `Eras`).
+        let mut eras = std::mem::take(&mut self.eras);
         self.recorded = true;
-        self.forgotten = matches!(event, DeviceEvent::Forgotten { .. });
+        self.forgotten = match event {
+            // A former owner's part changes nothing of the current one's.
+            DeviceEvent::Forgotten {
+                former_owner: Some(_),
+                ..
+            } => self.forgotten,
+            DeviceEvent::Forgotten { .. } => true,
+            _ => false,
+        };
         match event {
             DeviceEvent::Registered {
                 push_token,
@@ -463,6 +490,7 @@ impl Aggregate for Device {
                     random_bucket: *random_bucket,
                     properties: Properties::new(),
                     secret_sha256: None,
+                    eras: Eras::default(),
                 };
             }
             DeviceEvent::SecretIssued { secret_sha256, .. } => {
@@ -506,14 +534,19 @@ impl Aggregate for Device {
                     ..Device::default()
                 }
             }
-            DeviceEvent::Forgotten { .. } => {
+            DeviceEvent::Forgotten {
+                former_owner: None, ..
+            } => {
                 if self.push_token.is_some() {
                     self.push_token = Some(PushToken::forgotten());
                 }
                 self.token_valid = false;
                 crate::personal::forget_properties(&mut self.properties);
             }
+            DeviceEvent::Forgotten { carried, .. } => self.forget_carried(carried),
         }
+        eras.evolve(event, self.user_id.as_ref());
+        self.eras = eras;
     }
 }
 

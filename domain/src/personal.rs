@@ -62,6 +62,61 @@ pub fn passes_on(event_type: &str) -> bool {
     )
 }
 
+/// The field of a device's `subject.forgotten` that names the former owner
+/// whose part alone was forgotten: the device had passed to someone else
+/// since it was theirs, and only what it still carried from their time
+/// reads as the placeholder (see `device::Carried`). Absent, the whole
+/// subject was forgotten.
+pub const FORMER_OWNER: &str = "former_owner";
+
+/// Of a `subject.forgotten` event's body: the former owner whose part of a
+/// device alone was forgotten, if that is what it records.
+pub fn former_owner(data: &Value) -> Option<&str> {
+    data.get(FORMER_OWNER).and_then(Value::as_str)
+}
+
+/// Follows who a device belongs to through its stream as the log holds it
+/// (a `user_id` is never sealed), event by event. Each owner's values are
+/// sealed under key generations of their own (see [`passes_on`]), so this
+/// tells which events forgetting a user reaches. The device aggregate folds
+/// the same owners from its events (`device::Eras`).
+#[derive(Debug, Default, Clone)]
+pub struct Owners {
+    owner: Option<String>,
+    holder: Option<String>,
+}
+
+impl Owners {
+    /// Moves past one event (its type and body) and answers whose time it
+    /// was written in: the device's owner then, `None` while it has none
+    /// (unlinked, or registered without a user). An event that passes the
+    /// device on is its new owner's, as is the key generation it starts.
+    pub fn follow(&mut self, event_type: &str, data: &Value) -> Option<&str> {
+        if passes_on(event_type) {
+            let unlinked = event_type == "device.user_unlinked";
+            self.owner = if unlinked {
+                None
+            } else {
+                data.get("user_id")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            // Unlinked, the device is no one else's: what it holds is
+            // still its last owner's.
+            if !unlinked {
+                self.holder = self.owner.clone();
+            }
+        }
+        self.owner.as_deref()
+    }
+
+    /// The user the device is theirs: its owner, or while it is unlinked
+    /// its last one.
+    pub fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
+    }
+}
+
 /// Where an event type keeps personal values: plain fields, and objects
 /// whose every value is personal.
 fn places(event_type: &str) -> (&'static [&'static str], &'static [&'static str]) {
@@ -166,6 +221,38 @@ mod tests {
         let mut other = json!({"title": "Hi"});
         forget_in("notification.created", &mut other);
         assert_eq!(other, json!({"title": "Hi"}));
+    }
+
+    #[test]
+    fn owners_follow_a_device_from_one_user_to_the_next() {
+        let mut owners = Owners::default();
+        let mut step = |event_type: &str, user: Value| {
+            let owner = owners
+                .follow(event_type, &json!({ "user_id": user }))
+                .map(str::to_owned);
+            (owner, owners.holder().map(str::to_owned))
+        };
+        let (a, b) = (Some("a".to_owned()), Some("b".to_owned()));
+        assert_eq!(
+            step("device.registered", json!("a")),
+            (a.clone(), a.clone())
+        );
+        assert_eq!(
+            step("device.properties_changed", Value::Null),
+            (a.clone(), a.clone())
+        );
+        // Unlinked, it is no one's, but what it holds is still a's.
+        assert_eq!(step("device.user_unlinked", json!("a")), (None, a.clone()));
+        assert_eq!(step("device.updated", Value::Null), (None, a));
+        assert_eq!(
+            step("device.user_linked", json!("b")),
+            (b.clone(), b.clone())
+        );
+        assert_eq!(step("subject.forgotten", Value::Null), (b.clone(), b));
+        // Registered afresh without a user: no one's at all.
+        assert_eq!(step("device.registered", Value::Null), (None, None));
+        assert_eq!(former_owner(&json!({"former_owner": "a"})), Some("a"));
+        assert_eq!(former_owner(&json!({"external_id": "d1"})), None);
     }
 
     #[test]

@@ -113,8 +113,13 @@ pub enum UserCommand {
     },
     /// Forget the user's personal data (their key was destroyed): records
     /// `subject.forgotten`, unless nothing was written since the last time.
+    /// `linked_devices`: some device was registered with their `user_id` or
+    /// linked to them. The app knows them through it even if it never
+    /// created them, so they can be forgotten with no stream of their own
+    /// yet; the forget is recorded in a new one.
     Forget {
         user_id: UserId,
+        linked_devices: bool,
     },
 }
 
@@ -300,8 +305,11 @@ impl Aggregate for User {
                 }
                 Ok(vec![UserEvent::Deleted { user_id }])
             }
-            UserCommand::Forget { user_id } => {
-                if !self.recorded {
+            UserCommand::Forget {
+                user_id,
+                linked_devices,
+            } => {
+                if !self.recorded && !linked_devices {
                     return Err(DomainError::NotFound("user"));
                 }
                 if self.forgotten {

@@ -17,6 +17,7 @@ pub mod change_queues;
 pub mod db;
 pub mod devices;
 pub mod flags;
+mod forgotten;
 pub mod notifications;
 mod time;
 pub mod users;

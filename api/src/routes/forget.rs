@@ -19,7 +19,9 @@ pub struct ForgetBody {
     /// Always `true`: the user's personal data cannot be read any more.
     forgotten: bool,
     /// `user:<id>` and `device:<external id>` of every device ever linked
-    /// to the user: each one's personal values now read as `"[forgotten]"`.
+    /// to the user: each one's personal values now read as `"[forgotten]"`
+    /// (of a device that has passed to someone else since, those of the
+    /// user's time).
     subjects: Vec<String>,
     /// Data keys destroyed by this request (0 when the user was forgotten
     /// already and nothing was written since).
@@ -54,7 +56,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// (push tokens, properties) was sealed with, and records
 /// `subject.forgotten` in each one's stream. Every read, export, webhook
 /// re-send and change queue then shows `"[forgotten]"` in their place; the
-/// hash chain still verifies. Repeating it changes nothing. Admin only.
+/// hash chain still verifies. Repeating it changes nothing. A user the app
+/// knows only from a device's link (never created) is forgotten too; a user
+/// id that nothing ever named is a 404. Admin only.
 #[utoipa::path(post, path = "/v1/users/{user_id}/forget", tag = "users", security(("bearer" = [])),
     params(("user_id" = String, Path, min_length = 1, max_length = 255, description = "1 to 255 bytes of UTF-8 (any characters), percent-encoded")),
     responses(

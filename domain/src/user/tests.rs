@@ -100,6 +100,31 @@ fn a_deleted_user_is_gone_and_can_return() {
 }
 
 #[test]
+fn a_user_known_only_from_their_devices_can_be_forgotten() {
+    let forget = |linked_devices| UserCommand::Forget {
+        user_id: uid(),
+        linked_devices,
+    };
+    let forgotten = UserEvent::Forgotten { user_id: uid() };
+    given::<User>([])
+        .when(forget(false))
+        .then_error(DomainError::NotFound("user"));
+    given::<User>([])
+        .when(forget(true))
+        .then([forgotten.clone()]);
+    given::<User>([forgotten.clone()])
+        .when(forget(true))
+        .then([]);
+    // Created afterwards, they are a user like any other.
+    given::<User>([forgotten])
+        .when(UserCommand::Upsert {
+            user_id: uid(),
+            profile: profile(Change::Set("Ada"), json!({})),
+        })
+        .then([created()]);
+}
+
+#[test]
 fn cleared_fields_survive_the_log_form() {
     let event = UserEvent::Updated {
         user_id: uid(),

@@ -1,6 +1,9 @@
 //! Forgetting a user (an erasure request): their personal data, and that of
 //! every device ever linked to them, becomes unreadable for good, while
-//! the log keeps every event and every hash.
+//! the log keeps every event and every hash. A user the app knows only
+//! from its devices (registered with their `user_id` or linked to them,
+//! never created through the users API) is forgotten all the same: what
+//! those devices held while they were theirs is theirs.
 //!
 //! In order, each step safe to repeat (a retried forget finishes the job):
 //! 1. destroy the subjects' data keys (`privacy::KeyRing::destroy`): from
@@ -8,11 +11,15 @@
 //!    key generations written while it was the user's (a device passing to
 //!    another owner starts a new one, see `privacy::Personal::seal`);
 //! 2. record `subject.forgotten` in each subject's stream (unless nothing
-//!    was written there since the last forget, or the device has passed to
-//!    someone else since it was the user's), with nothing written between
-//!    the destruction and it: the read models, the change queues and the
-//!    webhook messages replace what they hold of the subject with the
-//!    placeholder as they apply it;
+//!    of theirs was written there since the last forget), with nothing
+//!    written between the destruction and it: the read models, the change
+//!    queues and the webhook messages replace what they hold of the
+//!    subject with the placeholder as they apply it. A device that has
+//!    passed to someone else since it was the user's gets one that names
+//!    them as its former owner and what it still carries from their time
+//!    (`domain::device::Carried`): only that is replaced, so the models
+//!    applying it equal a rebuild, which opens those values no more, and
+//!    the new owner's values stay;
 //! 3. wait for those models, then clear what is kept beside the log:
 //!    idempotent replies that name the subjects, the push sender's copies
 //!    of their tokens; on SQLite, fold the write-ahead log into the file so
@@ -26,7 +33,6 @@ use domain::personal;
 use domain::user::{self, User, UserCommand};
 use domain::{Aggregate, DomainError, Metadata, RecordedEvent};
 use projections::db::Db;
-use serde_json::Value;
 
 use super::RequestContext;
 use super::users::Users;
@@ -67,9 +73,6 @@ impl Users {
     ) -> Result<Forgetting, CommandError> {
         let user_stream = user::stream(&user_id);
         let (history, _) = self.commands.load::<User>(app_id, &user_stream).await?;
-        if history.is_empty() {
-            return Err(DomainError::NotFound("user").into());
-        }
         let devices = crate::store::filter::device_streams_of_user(
             &self.db,
             app_id,
@@ -77,22 +80,27 @@ impl Users {
             chrono::DateTime::<chrono::Utc>::MAX_UTC,
         )
         .await?;
+        // Known from a device's link alone, they have data here all the
+        // same; a user id the app never saw has none.
+        if history.is_empty() && devices.is_empty() {
+            return Err(DomainError::NotFound("user").into());
+        }
         let mut subjects = vec![user_stream.clone()];
         subjects.extend(devices.iter().cloned());
 
         let metadata = ctx.metadata(app_id);
-        let (mut keys_destroyed, done) = self
+        let (mut keys_destroyed, done, _) = self
             .forget_subject::<User>(
                 app_id,
                 &user_stream,
                 &metadata,
                 UserCommand::Forget {
                     user_id: user_id.clone(),
+                    linked_devices: !devices.is_empty(),
                 },
                 None,
             )
             .await?;
-        let done = done.ok_or(DomainError::NotFound("user"))?;
         let mut recorded = done.event_ids.len();
         let mut position = done.appended.as_ref().map(|a| a.last_position);
         let mut caused = metadata.clone();
@@ -107,19 +115,22 @@ impl Users {
             else {
                 continue;
             };
-            let (destroyed, forgot) = self
+            let (destroyed, forgot, still_theirs) = self
                 .forget_subject::<Device>(
                     app_id,
                     stream,
                     &caused,
-                    DeviceCommand::Forget { external_id },
+                    DeviceCommand::Forget {
+                        external_id,
+                        user_id: user_id.clone(),
+                    },
                     Some(&user_id),
                 )
                 .await?;
             keys_destroyed += destroyed;
-            if let Some(forgot) = forgot {
-                recorded += forgot.event_ids.len();
-                position = forgot.appended.map(|a| a.last_position).or(position);
+            recorded += forgot.event_ids.len();
+            position = forgot.appended.map(|a| a.last_position).or(position);
+            if still_theirs {
                 theirs.push(stream.clone());
             }
         }
@@ -145,9 +156,14 @@ impl Users {
     /// the marker is written.
     ///
     /// `device_of`: the stream is a device of this user: only the
-    /// generations written while it was theirs are destroyed, and nothing
-    /// is recorded (`None`) if it has passed to someone else since.
-    /// Answers the keys destroyed.
+    /// generations written while it was theirs are destroyed, and the
+    /// device decides what it records (all of it while it is theirs, else
+    /// what it still carries from their time). A device that has passed to
+    /// someone else is recorded too: the marker is what makes the models
+    /// replace what it carried, every node drop its copies of the destroyed
+    /// keys, and the command bus its kept history of the stream, opened.
+    /// Answers the keys destroyed, the command's outcome, and whether the
+    /// subject is still the user's (always, but for a device).
     async fn forget_subject<A>(
         &self,
         app_id: AppId,
@@ -155,13 +171,14 @@ impl Users {
         metadata: &Metadata,
         command: A::Command,
         device_of: Option<&UserId>,
-    ) -> Result<(u64, Option<Executed<A>>), CommandError>
+    ) -> Result<(u64, Executed<A>, bool), CommandError>
     where
         A: Aggregate,
         A::Command: Clone,
     {
         let keys = self.personal_log.personal().keys();
         let mut destroyed = 0;
+        let mut theirs = true;
         let outcome = async {
             for _ in 0..ATTEMPTS {
                 let events = self
@@ -170,18 +187,13 @@ impl Users {
                     .load_stream(app_id, stream)
                     .await?;
                 let version = events.last().map_or(0, |e| e.stream_version);
-                let (generations, theirs) = match device_of {
-                    Some(user_id) => {
-                        let (generations, theirs) = device_era(&events, user_id.as_str());
-                        (Some(generations), theirs)
-                    }
-                    None => (None, true),
-                };
+                let generations = device_of.map(|user_id| {
+                    let (generations, still) = device_era(&events, user_id.as_str());
+                    theirs = still;
+                    generations
+                });
                 if generations.as_ref().is_none_or(|g| !g.is_empty()) {
                     destroyed += keys.destroy(app_id, stream, generations.as_deref()).await?;
-                }
-                if !theirs {
-                    return Ok(None);
                 }
                 match self
                     .commands
@@ -189,7 +201,7 @@ impl Users {
                     .await
                 {
                     Err(CommandError::Conflict) => continue,
-                    done => return done.map(Some),
+                    done => return done,
                 }
             }
             Err(CommandError::Conflict)
@@ -197,7 +209,7 @@ impl Users {
         .await;
         // This node reads the subject's keys again from here on.
         keys.evict(app_id, stream);
-        Ok((destroyed, outcome?))
+        Ok((destroyed, outcome?, theirs))
     }
 
     /// Events of `subjects` whose personal values are stored in clear.
@@ -218,33 +230,24 @@ impl Users {
 
 /// Of a device's stream as stored: the key generations of the values
 /// written while it belonged to `user_id`, and whether it is still theirs
-/// (not registered afresh, or linked to someone else, since). A device
-/// passing on starts a new generation, so none of these holds another
-/// owner's values.
+/// (not registered afresh, or linked to someone else, since; unlinked, it
+/// is). A device passing on starts a new generation, so none of these
+/// holds another owner's values.
 fn device_era(events: &[RecordedEvent], user_id: &str) -> (Vec<i64>, bool) {
-    let mut owner: Option<&str> = None;
-    let mut theirs = false;
+    let mut owners = personal::Owners::default();
     let mut generations = BTreeSet::new();
     for event in events {
-        if personal::passes_on(&event.event_type) {
-            owner = match event.event_type.as_str() {
-                "device.user_unlinked" => None,
-                _ => event.data.get("user_id").and_then(Value::as_str),
-            };
-            // Unlinked, the device is no one else's: what it holds is
-            // still theirs.
-            if owner.is_some() || event.event_type != "device.user_unlinked" {
-                theirs = owner == Some(user_id);
-            }
-        }
-        if owner == Some(user_id) {
+        if owners.follow(&event.event_type, &event.data) == Some(user_id) {
             personal::any(&event.event_type, &event.data, |value| {
                 generations.extend(sealing::generation(value));
                 false
             });
         }
     }
-    (generations.into_iter().collect(), theirs)
+    (
+        generations.into_iter().collect(),
+        owners.holder() == Some(user_id),
+    )
 }
 
 /// Whether a stored event holds a personal value that is not sealed.

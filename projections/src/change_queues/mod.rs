@@ -5,6 +5,7 @@
 //! out again (see [`Projection::rebuildable`]).
 
 pub mod drain;
+mod forget;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -150,7 +151,7 @@ impl Projection for ChangeQueuesProjection {
             } else {
                 if event.event_type == personal::FORGOTTEN {
                     write_pending(tx, &mut rows).await?;
-                    forget(tx, event).await?;
+                    forget::forget(tx, event).await?;
                 }
                 for queue in app_queues.iter() {
                     if event.position > queue.starts_after && queue.types.admits(&event.event_type)
@@ -296,46 +297,6 @@ async fn fill(
             .collect();
         write_pending(tx, &mut rows).await?;
     }
-}
-
-/// The subject of `event` (a `subject.forgotten`) was forgotten: every
-/// change about it still queued shows the placeholder for its personal
-/// values.
-async fn forget(tx: &mut Tx, event: &RecordedEvent) -> Result<(), ProjectionError> {
-    let (kind, id) = subject(&event.stream);
-    let queued: Vec<(String, i64, String, String)> = on_tx!(tx, |c| {
-        sqlx::query_as(
-            "SELECT queue, position, event_type, data FROM changes \
-             WHERE app_id = $1 AND subject_kind = $2 AND subject_id = $3",
-        )
-        .bind(event.app_id.0)
-        .bind(kind)
-        .bind(id)
-        .fetch_all(&mut *c)
-        .await?
-    });
-    for (queue, position, event_type, data) in queued {
-        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&data) else {
-            continue;
-        };
-        personal::forget_in(&event_type, &mut value);
-        let forgotten = value.to_string();
-        if forgotten == data {
-            continue;
-        }
-        on_tx!(tx, |c| {
-            sqlx::query(
-                "UPDATE changes SET data = $4 WHERE app_id = $1 AND queue = $2 AND position = $3",
-            )
-            .bind(event.app_id.0)
-            .bind(&queue)
-            .bind(position)
-            .bind(forgotten)
-            .execute(&mut *c)
-            .await?;
-        });
-    }
-    Ok(())
 }
 
 /// Inserts the collected rows (in statements small enough for PostgreSQL)

@@ -89,10 +89,21 @@ pub fn apply(device: &mut Option<DeviceRecord>, event: &DeviceEvent, at: At) {
         DeviceEvent::SecretIssued { secret_sha256, .. } => {
             d.secret_sha256 = Some(secret_sha256.clone());
         }
-        DeviceEvent::Forgotten { .. } => {
+        DeviceEvent::Forgotten {
+            former_owner: None, ..
+        } => {
             d.push_token = domain::personal::PLACEHOLDER.to_owned();
             d.token_valid = false;
             domain::personal::forget_properties(&mut d.properties);
+        }
+        // A former owner forgotten: what the device still carried from
+        // their time, as a rebuild (their keys gone) opens it.
+        DeviceEvent::Forgotten { carried, .. } => {
+            if carried.push_token {
+                d.push_token = domain::personal::PLACEHOLDER.to_owned();
+                d.token_valid = false;
+            }
+            carried.forget(&mut d.properties);
         }
         DeviceEvent::Registered { .. } | DeviceEvent::Deleted { .. } => {}
     }

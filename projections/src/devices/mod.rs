@@ -40,8 +40,11 @@ impl Projection for DevicesProjection {
         "devices"
     }
 
+    /// 3: a former owner's forget (`subject.forgotten` with
+    /// `former_owner`) replaces what a device carried of theirs; a device
+    /// whose former owner was forgotten before is rebuilt to the same.
     fn version(&self) -> i32 {
-        2
+        3
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -127,6 +130,6 @@ fn external_id(event: &DeviceEvent) -> &str {
         | DeviceEvent::PushTokenInvalidated { external_id, .. }
         | DeviceEvent::SecretIssued { external_id, .. }
         | DeviceEvent::Deleted { external_id }
-        | DeviceEvent::Forgotten { external_id } => external_id.as_str(),
+        | DeviceEvent::Forgotten { external_id, .. } => external_id.as_str(),
     }
 }

@@ -3,8 +3,8 @@
 //! re-send and queued change shows the placeholder, the chain and the
 //! exported NDJSON still verify, a rebuild stays forgotten, and no plaintext
 //! is left in the database's files. Devices that pass to someone else
-//! (`owners`) and what a forget must not leave behind (`leftovers`) have
-//! their own files.
+//! (`owners`), users known only from their devices (`linked`) and what a
+//! forget must not leave behind (`leftovers`) have their own files.
 
 use herald_tests::receiver::Receiver;
 use herald_tests::{Backend, on_both};
@@ -390,4 +390,5 @@ async fn forget_user(h: &Hooked, user: &str) -> Value {
 }
 
 mod leftovers;
+mod linked;
 mod owners;

@@ -1,12 +1,15 @@
 //! A device that passes to someone else (registered afresh after a delete,
 //! or linked to another user): forgetting its first owner forgets only
-//! what was written while it was theirs.
+//! what was written while it was theirs, including what the device still
+//! carries from their time, in its model as in a rebuild.
 
+use herald_tests::receiver::Receiver;
 use herald_tests::{Backend, on_both};
 use serde_json::{Value, json};
 
 use super::{CITY, NAME, PLACEHOLDER, TOKEN, device_of, forget_user, stream_events};
-use crate::webhooks::Hooked;
+use crate::rebuild::{dump, rebuild_all};
+use crate::webhooks::{Hooked, WITHIN};
 
 async fn set_device_property(h: &Hooked, device: &str, name: &str, value: &str) {
     let resp = h
@@ -98,7 +101,8 @@ async fn forget_spares_a_relinked_device(backend: Backend) {
 
     let forgot = forget_user(&h, "ada").await;
     assert_eq!(forgot["keys_destroyed"], 2, "{forgot}");
-    assert_eq!(forgot["events_recorded"], 1, "{forgot}");
+    // The user's, and the device's naming her as its former owner.
+    assert_eq!(forgot["events_recorded"], 2, "{forgot}");
     h.app.idle().await;
     still_theirs(&h, "ada-d3", "bob", "BOBTOKEN", ("b", "bob-value")).await;
     // In the log: what was written while the device was ada's reads as
@@ -128,4 +132,113 @@ async fn forget_spares_a_relinked_device(backend: Backend) {
         values_of(&h, "device:ada-d3", "device.properties_changed", "/set").await,
         [json!({"a": PLACEHOLDER}), json!({"b": PLACEHOLDER})]
     );
+}
+
+on_both!(
+    a_device_linked_to_someone_else_forgets_what_it_carried_from_its_first_owner_as_a_rebuild_does,
+    forget_what_a_relinked_device_carried
+);
+async fn forget_what_a_relinked_device_carried(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start().await;
+    let (endpoint, _) = h.endpoint(json!({"url": receiver.url("/plain")})).await;
+    h.user("ada", json!({"name": NAME})).await;
+    h.user("bob", json!({"name": "Bob"})).await;
+    device_of(&h, "ada-d4", TOKEN, "ada").await;
+    set_device_property(&h, "ada-d4", "a", CITY).await;
+    // Bob takes the phone over and sends the same token: the token and
+    // ada's property are carried over from her time; his property is his.
+    device_of(&h, "ada-d4", TOKEN, "bob").await;
+    set_device_property(&h, "ada-d4", "b", "bob-value").await;
+    h.app.idle().await;
+
+    let forgot = forget_user(&h, "ada").await;
+    assert_eq!(forgot["keys_destroyed"], 2, "{forgot}");
+    assert_eq!(forgot["events_recorded"], 2, "{forgot}");
+    h.app.idle().await;
+    let events = stream_events(&h, "device:ada-d4").await;
+    let marker = events.last().cloned().unwrap_or_default();
+    assert_eq!(marker["event_type"], "subject.forgotten", "{marker}");
+    assert_eq!(
+        marker["data"],
+        json!({
+            "external_id": "ada-d4", "former_owner": "ada",
+            "carried": {"push_token": true, "properties": ["a"]},
+        })
+    );
+    let device = h.app.get("/v1/devices/ada-d4", &h.key.token).await;
+    let body = &device.body;
+    assert_eq!(body["push_token"], PLACEHOLDER, "{body}");
+    assert_eq!(body["push_token_valid"], false, "{body}");
+    assert_eq!(body["properties"]["a"], PLACEHOLDER, "{body}");
+    assert_eq!(body["properties"]["b"], "bob-value", "{body}");
+    assert_eq!(body["user_id"], "bob", "{body}");
+    // The model as applied is the model rebuilt.
+    let incremental = dump(h.app.herald.db()).await;
+    rebuild_all(&h.app).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump(h.app.herald.db()).await, incremental);
+    let again = forget_user(&h, "ada").await;
+    assert_eq!(again["keys_destroyed"], 0, "{again}");
+    assert_eq!(again["events_recorded"], 0, "{again}");
+
+    // The queued changes and the webhook messages forget her part only.
+    let changes = h
+        .app
+        .get("/v1/change-queues/default/changes?limit=100", &h.key.token)
+        .await;
+    assert_eq!(changes.status, 200, "{}", changes.body);
+    let sets: Vec<Value> = changes.body["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["type"] == "device.properties_changed")
+        .map(|c| c["data"]["set"].clone())
+        .collect();
+    assert_eq!(sets, [json!({"a": PLACEHOLDER}), json!({"b": "bob-value"})]);
+    let changed: Vec<String> = events
+        .iter()
+        .filter(|e| e["event_type"] == "device.properties_changed")
+        .map(|e| e["event_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(changed.len(), 2, "{events:?}");
+    let before = receiver.received().len();
+    for id in &changed {
+        let resend = h
+            .app
+            .post(
+                &format!("/v1/webhooks/{endpoint}/messages/{id}/resend"),
+                &h.key.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(resend.status, 202, "{}", resend.body);
+    }
+    h.app.idle().await;
+    let got = receiver.wait_for(before + 2, WITHIN).await;
+    let resent = |id: &str| {
+        got[before..]
+            .iter()
+            .find(|r| r.webhook_id() == id)
+            .map(|r| r.json()["data"]["set"].clone())
+            .unwrap_or_else(|| panic!("no re-send of {id}"))
+    };
+    assert_eq!(resent(&changed[0]), json!({"a": PLACEHOLDER}));
+    assert_eq!(resent(&changed[1]), json!({"b": "bob-value"}));
+
+    // This node's next command on the device answers from the log, not
+    // from what it kept of the device before the forget.
+    let patched = h
+        .app
+        .patch(
+            "/v1/devices/ada-d4/properties",
+            &h.key.token,
+            json!({"properties": {"c": "bob-too"}}),
+        )
+        .await;
+    let answer = &patched.body;
+    assert_eq!(patched.status, 200, "{answer}");
+    assert_eq!(answer["properties"]["a"], PLACEHOLDER, "{answer}");
+    assert_eq!(answer["push_token"], PLACEHOLDER, "{answer}");
 }
