@@ -138,6 +138,11 @@ struct ProgressLine {
     last: Option<Instant>,
     /// The latest state not yet shown (done, total, rate).
     unshown: Option<(u64, u64, f64)>,
+    /// What the last line drawn said (done, total).
+    drawn: Option<(u64, u64)>,
+    /// The step under way, shown after the figures (a new one is drawn at
+    /// once).
+    step: &'static str,
 }
 
 impl ProgressLine {
@@ -146,6 +151,18 @@ impl ProgressLine {
             terminal: std::io::stderr().is_terminal(),
             last: None,
             unshown: None,
+            drawn: None,
+            step: "",
+        }
+    }
+
+    /// `step` is under way: drawn with the next figures, at once if it is
+    /// a new one.
+    fn step(&mut self, step: &'static str) {
+        if step != self.step {
+            self.step = step;
+            self.last = None;
+            self.drawn = None;
         }
     }
 
@@ -155,16 +172,17 @@ impl ProgressLine {
         } else {
             Duration::from_secs(5)
         };
-        if self.last.is_some_and(|l| l.elapsed() < every) {
+        if self.last.is_some_and(|l| l.elapsed() < every) || self.drawn == Some((done, total)) {
             self.unshown = Some((done, total, rate));
             return;
         }
         self.last = Some(Instant::now());
-        self.unshown = None;
         self.draw(done, total, rate);
     }
 
-    fn draw(&self, done: u64, total: u64, rate: f64) {
+    fn draw(&mut self, done: u64, total: u64, rate: f64) {
+        self.unshown = None;
+        self.drawn = Some((done, total));
         let percent = if total == 0 {
             100.0
         } else {
@@ -175,8 +193,11 @@ impl ProgressLine {
         } else {
             0.0
         };
-        let line =
+        let mut line =
             format!("{done}/{total} events ({percent:.1} %), {rate:.0} events/s, ETA {eta:.0} s");
+        if !self.step.is_empty() {
+            line.push_str(&format!(" [{}]", self.step));
+        }
         let mut err = std::io::stderr();
         let _ = if self.terminal {
             write!(err, "\r\x1b[2K{} {line}", bar(percent))
@@ -186,8 +207,10 @@ impl ProgressLine {
     }
 
     /// Shows where it ended (if that was held back) and ends the line.
-    fn finish(&self) {
-        if let Some((done, total, rate)) = self.unshown {
+    fn finish(&mut self) {
+        if let Some((done, total, rate)) = self.unshown
+            && self.drawn != Some((done, total))
+        {
             self.draw(done, total, rate);
         }
         if self.terminal {
@@ -322,6 +345,7 @@ pub async fn projections_rebuild(args: RebuildArgs) -> anyhow::Result<()> {
     };
     let mut progress = ProgressLine::new();
     let rebuilt = infra::runtime::rebuild::rebuild(&db, store.as_ref(), &chosen, |p| {
+        progress.step(p.step);
         progress.show(p.applied, p.total, p.events_per_second);
     })
     .await?;

@@ -9,7 +9,7 @@ use infra::herald::Herald;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::extract::BodyTimeout;
 use crate::rate_limit::{self, RateLimits};
@@ -74,7 +74,10 @@ fn router(state: AppState) -> Router {
             metrics::http::observe,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+        // A 5xx is a warning here: the ones that are the server's fault
+        // (500) log their error themselves; a 503 (database down, a read
+        // model behind a consistency token) is the client's to retry.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)).make_span_with(|request: &Request<_>| {
             let request_id = request
                 .headers()
                 .get("x-request-id")

@@ -268,3 +268,52 @@ async fn token_given_twice(backend: Backend) {
         twice_in_headers.body
     );
 }
+
+on_both!(
+    commands_and_operators_reports_take_no_consistency_token,
+    token_where_it_applies
+);
+async fn token_where_it_applies(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let key = app.create_app("a").await;
+    let sent = |method: reqwest::Method, path: &str, token: &str, position: &str| {
+        app.client
+            .request(method, app.url(path))
+            .bearer_auth(token)
+            .header("Herald-Min-Position", position)
+    };
+    // A command writes to the log, which is always current: a token, even
+    // a malformed one or one far ahead, means nothing there.
+    for position in ["abc", "999999999"] {
+        let put = sent(reqwest::Method::PUT, "/v1/devices/d", &key.token, position)
+            .json(&device_body("t"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let put = read(put).await;
+        assert!(put.status < 300, "{position}: {}", put.body);
+    }
+    // Nor does it on the operators' reports, which wait for no read model.
+    let root = herald_tests::app::ROOT_TOKEN;
+    for path in ["/v1/admin/projections", "/v1/admin/nodes"] {
+        let got = sent(reqwest::Method::GET, path, root, "abc")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(got).await.status, 200, "{path}");
+    }
+    // A read by POST takes it like any read.
+    let search = sent(
+        reqwest::Method::POST,
+        "/v1/devices/search",
+        &key.token,
+        "abc",
+    )
+    .json(&json!({}))
+    .send()
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(search).await.invalid_fields(), ["Herald-Min-Position"]);
+}

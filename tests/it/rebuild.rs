@@ -243,7 +243,12 @@ async fn resumes(backend: Backend) {
         })
         .await
     });
-    let first = rx.recv().await.unwrap_or_else(|| panic!("no progress"));
+    // Stopped once a checkpoint has moved (progress is told before that
+    // too, as events are read).
+    let mut first = 0;
+    while first == 0 {
+        first = rx.recv().await.unwrap_or_else(|| panic!("no progress"));
+    }
     task.abort();
     let _ = task.await;
     assert!(first < head);
@@ -365,6 +370,31 @@ async fn cli(backend: Backend) {
     });
     assert!(user_events > 0);
     let before = dump(app.herald.db()).await;
+    // A rebuild that fails (here: it cannot open the users' sealed values
+    // with another secret key) says why in its row, which no longer runs;
+    // the next run resumes and finishes.
+    let out = Command::new(BIN)
+        .args(["projections", "rebuild", "users"])
+        .args(&args)
+        .args(["--secret-key", "another-secret-key-another-secret-key-0"])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let failed = app
+        .get("/v1/admin/projections", herald_tests::app::ROOT_TOKEN)
+        .await;
+    let r = &failed.body["rebuild"];
+    assert_eq!(r["projections"], json!(["users"]), "{}", failed.body);
+    assert_eq!(r["running"], false, "{}", failed.body);
+    assert_eq!(r["eta_seconds"], json!(null), "{}", failed.body);
+    assert!(
+        r["error"].as_str().is_some_and(|e| e.contains("key")),
+        "{}",
+        failed.body
+    );
+    assert!(!r["error"].to_string().contains("another-secret"));
+    assert_eq!(dump(app.herald.db()).await, before);
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "users"])
         .args(&args)
@@ -381,6 +411,10 @@ async fn cli(backend: Backend) {
     let total = format!("/{user_events} events");
     assert!(lines.iter().all(|l| l.contains(&total)), "{stderr}");
     assert_eq!(dump(app.herald.db()).await, before);
+    let done = app
+        .get("/v1/admin/projections", herald_tests::app::ROOT_TOKEN)
+        .await;
+    assert_eq!(done.body["rebuild"], json!(null), "{}", done.body);
 
     let out = Command::new(BIN)
         .args(["projections", "rebuild", "nope"])
@@ -416,6 +450,7 @@ async fn one_at_a_time(backend: Backend) {
         applied: 3,
         total: 10,
         events_per_second: 2.0,
+        step: "bulk load",
     };
     running.report(at).await;
     let shown = app.get("/v1/admin/projections", root).await;
@@ -431,6 +466,7 @@ async fn one_at_a_time(backend: Backend) {
         (json!(3), json!(10))
     );
     assert_eq!(r["percent"], 30.0);
+    assert_eq!(r["step"], "bulk load");
     assert_eq!(r["eta_seconds"], 3.5);
 
     let refused = rebuild_all(&app).await;

@@ -1,7 +1,7 @@
 //! The ids that tie a request to the events it writes.
 
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use infra::services::RequestContext;
 use uuid::Uuid;
 
@@ -10,11 +10,33 @@ use crate::error::ApiError;
 /// The consistency token's header; `min_position` in the query does the same.
 pub const MIN_POSITION: &str = "herald-min-position";
 
+/// Reads that go by POST (their query is a body).
+const POSTED_READS: &[&str] = &["/v1/devices/search"];
+
+/// Whether the operation `method` `path` reads read models, and so takes
+/// the consistency token: every GET but the operators' reports (which say
+/// where the read models are, and wait for none), and the reads that go by
+/// POST. A command writes to the log, which is always current: a token
+/// sent with one means nothing and is ignored, as it is on the reports.
+pub fn takes_consistency_token(method: &Method, path: &str) -> bool {
+    let report = path.starts_with("/v1/admin/") || path == "/metrics";
+    match *method {
+        Method::GET | Method::HEAD => !report,
+        Method::POST => POSTED_READS.contains(&path),
+        _ => false,
+    }
+}
+
 /// The request context of `parts`, with the consistency token (`Herald-Min-
-/// Position` or `?min_position=`) and the client's preference about waiting
+/// Position` or `?min_position=`, where it applies: see
+/// [`takes_consistency_token`]) and the client's preference about waiting
 /// for read models (`Prefer: return=minimal`: don't).
 pub fn from_parts(parts: &Parts, actor: String) -> Result<RequestContext, ApiError> {
     let mut ctx = request_context(&parts.headers, actor);
+    ctx.wait_for_read_models = !prefers_minimal(&parts.headers);
+    if !takes_consistency_token(&parts.method, parts.uri.path()) {
+        return Ok(ctx);
+    }
     let from_query = parts.uri.query().into_iter().flat_map(|q| {
         form_urlencoded::parse(q.as_bytes())
             .filter(|(k, _)| k == "min_position")
@@ -43,7 +65,6 @@ pub fn from_parts(parts: &Parts, actor: String) -> Result<RequestContext, ApiErr
             })?;
         ctx.min_position = Some(position);
     }
-    ctx.wait_for_read_models = !prefers_minimal(&parts.headers);
     Ok(ctx)
 }
 

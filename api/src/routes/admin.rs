@@ -37,8 +37,8 @@ pub struct ProjectionsBody {
     skipped: Vec<Skipped>,
     /// The rebuild running (`herald projections rebuild`), or the last one
     /// interrupted: `{projections, started_at, updated_at, position, head,
-    /// events_read, events_total, percent, events_per_second, eta_seconds,
-    /// running}`; null if none.
+    /// events_read, events_total, percent, step, events_per_second,
+    /// eta_seconds, running, error}`; null if none.
     #[schema(value_type = Option<Object>)]
     rebuild: Option<RebuildReport>,
 }

@@ -7,8 +7,9 @@
 //! second rebuild is refused at once, naming where the first one is.
 //!
 //! A rebuild that switches its models in writes its progress to the live
-//! database's `rebuilds` row about every second, for `GET
-//! /v1/admin/projections`; the row goes when the switch is done. A row no
+//! database's `rebuilds` row from the moment it takes the lock and about
+//! every second after, for `GET /v1/admin/projections`; the row goes when
+//! the switch is done. A rebuild that fails says why in its row; a row no
 //! longer renewed is a rebuild that stopped (interrupted: run it again to
 //! resume).
 
@@ -93,13 +94,19 @@ pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError
             }
         }
     };
-    Ok(Guard {
+    let guard = Guard {
         db: live.clone(),
         held,
         projections: projections.join(","),
         started_at: SystemClock.now(),
         reported: None,
-    })
+    };
+    // Seen at once, before the shadow is opened (on PostgreSQL that takes
+    // seconds) and anything is counted.
+    if let Err(e) = guard.write(Progress::default()).await {
+        tracing::debug!(error = %e, "cannot record the rebuild's start");
+    }
+    Ok(guard)
 }
 
 fn internal(message: String) -> RuntimeError {
@@ -108,6 +115,11 @@ fn internal(message: String) -> RuntimeError {
 
 async fn busy(live: &Db) -> RuntimeError {
     let detail = match current(live).await {
+        Ok(Some(r)) if r.events_total == 0 => format!(
+            " ({}, started {}, still counting what it reads)",
+            r.projections.join(", "),
+            r.started_at.to_rfc3339(),
+        ),
         Ok(Some(r)) => format!(
             " ({}, started {}, {} of {} events read, at position {} of {})",
             r.projections.join(", "),
@@ -143,13 +155,13 @@ impl Guard {
         on_tx!(&mut tx, |c| {
             sqlx::query(
                 "INSERT INTO rebuilds (id, projections, started_at, position, head, \
-                 events_per_second, updated_at, events_read, events_total) \
-                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8) \
+                 events_per_second, updated_at, events_read, events_total, step, error) \
+                 VALUES (1, $1, $2, $3, $4, $5, $6, $7, $8, $9, NULL) \
                  ON CONFLICT (id) DO UPDATE SET projections = excluded.projections, \
                  started_at = excluded.started_at, position = excluded.position, \
                  head = excluded.head, events_per_second = excluded.events_per_second, \
                  updated_at = excluded.updated_at, events_read = excluded.events_read, \
-                 events_total = excluded.events_total",
+                 events_total = excluded.events_total, step = excluded.step, error = NULL",
             )
             .bind(&self.projections)
             .bind(self.started_at.timestamp_micros())
@@ -159,6 +171,7 @@ impl Guard {
             .bind(SystemClock.now().timestamp_micros())
             .bind(i64::try_from(p.applied).unwrap_or(i64::MAX))
             .bind(i64::try_from(p.total).unwrap_or(i64::MAX))
+            .bind(p.step)
             .execute(c)
             .await?;
         });
@@ -174,6 +187,28 @@ impl Guard {
         tx.commit().await?;
         self.release().await;
         Ok(())
+    }
+
+    /// The rebuild failed with `error`: its row says so (and that it no
+    /// longer runs), the lock is released. Its shadow stays: run it again
+    /// to resume.
+    pub async fn fail(self, error: &str) {
+        let written = async {
+            let mut tx = self.db.begin_relaxed().await?;
+            on_tx!(&mut tx, |c| {
+                sqlx::query("UPDATE rebuilds SET error = $1, updated_at = $2 WHERE id = 1")
+                    .bind(error)
+                    .bind(SystemClock.now().timestamp_micros())
+                    .execute(c)
+                    .await?;
+            });
+            tx.commit().await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::debug!(error = %e, "cannot record the rebuild's failure");
+        }
+        self.release().await;
     }
 
     /// Releases the lock, leaving the row (an interrupted rebuild).
@@ -207,29 +242,47 @@ pub struct RebuildReport {
     pub events_total: i64,
     /// `events_read` of `events_total`, 0 to 100.
     pub percent: f64,
+    /// What it is doing: `bulk load`, `indexes` (on SQLite `indexes and
+    /// copy into the live file`), `catch-up`, `switch`; empty while it
+    /// prepares.
+    pub step: String,
     pub events_per_second: f64,
-    /// What is left to read at the rate so far.
+    /// What is left to read at the rate so far, while it runs.
     pub eta_seconds: Option<f64>,
-    /// False once it has not reported for 15 s: it stopped (run it again to
-    /// resume from its checkpoints).
+    /// False once it failed, or has not reported for 15 s: it stopped (run
+    /// it again to resume from its checkpoints).
     pub running: bool,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
 }
 
 /// The rebuild running, or the last one interrupted, if any.
 pub async fn current(db: &Db) -> Result<Option<RebuildReport>, sqlx::Error> {
-    type Row = (String, i64, i64, i64, i64, f64, i64, i64);
+    type Row = (
+        String,
+        i64,
+        i64,
+        i64,
+        i64,
+        f64,
+        i64,
+        i64,
+        String,
+        Option<String>,
+    );
     let row: Option<Row> = on_db!(db, |pool| {
         sqlx::query_as(
             "SELECT projections, started_at, updated_at, position, head, events_per_second, \
-             events_read, events_total FROM rebuilds WHERE id = 1",
+             events_read, events_total, step, error FROM rebuilds WHERE id = 1",
         )
         .fetch_optional(pool)
         .await?
     });
     let at = |m: i64| DateTime::from_timestamp_micros(m).unwrap_or_default();
     Ok(row.map(
-        |(projections, started, updated, position, head, rate, read, total)| {
+        |(projections, started, updated, position, head, rate, read, total, step, error)| {
             let updated_at = at(updated);
+            let running = error.is_none() && SystemClock.now() - updated_at < RUNNING_WITHIN;
             RebuildReport {
                 projections: projections.split(',').map(str::to_owned).collect(),
                 started_at: at(started),
@@ -243,9 +296,12 @@ pub async fn current(db: &Db) -> Result<Option<RebuildReport>, sqlx::Error> {
                 } else {
                     0.0
                 },
+                step,
                 events_per_second: rate,
-                eta_seconds: (rate > 0.0).then(|| (total - read).max(0) as f64 / rate),
-                running: SystemClock.now() - updated_at < RUNNING_WITHIN,
+                eta_seconds: (running && rate > 0.0 && total > 0)
+                    .then(|| (total - read).max(0) as f64 / rate),
+                running,
+                error,
             }
         },
     ))

@@ -3,9 +3,10 @@
 //!
 //! - secured (it takes a bearer key): 401, 403, 429 (rate limit), and 503 (every such
 //!   operation reads the database, and waits, bounded, for the read models
-//!   it uses); and the consistency token every such operation reads
-//!   (`Herald-Min-Position` or `?min_position=`, see `extract::context`),
-//!   so 400 when that is malformed; a secured command (not a GET) also
+//!   it uses); and the consistency token on those that read read models
+//!   (`Herald-Min-Position` or `?min_position=`, see
+//!   `extract::context::takes_consistency_token`), so 400 when that is
+//!   malformed; a secured command (not a GET) also
 //!   takes `Prefer: return=minimal` (see `minimal.rs`), which turns its 200
 //!   into a 204;
 //!   a secured command also takes `Idempotency-Key` (see `idempotency.rs`):
@@ -18,7 +19,9 @@
 //! `application/problem+json` with the `Problem` schema. Responses a route
 //! declared without a description get the status's reason phrase.
 
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
+
+use crate::extract::context::takes_consistency_token;
 use serde_json::json;
 use utoipa::Modify;
 use utoipa::openapi::path::{Operation, Parameter};
@@ -164,32 +167,29 @@ fn add(doc: &mut OpenApi) {
         }
     }
     for (path, item) in doc.paths.paths.iter_mut() {
-        // Operators' reports say where the read models are; they wait for
-        // none of them.
-        let waits = !(path.starts_with("/v1/admin/") || path == "/metrics");
-        if let Some(op) = &mut item.get {
-            add_to(op, false, waits);
-        }
-        for op in [
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            add_to(op, true, waits);
+        for (method, op) in [
+            (Method::GET, &mut item.get),
+            (Method::PUT, &mut item.put),
+            (Method::POST, &mut item.post),
+            (Method::DELETE, &mut item.delete),
+            (Method::PATCH, &mut item.patch),
+        ] {
+            if let Some(op) = op {
+                let token = takes_consistency_token(&method, path);
+                add_to(op, method != Method::GET, token);
+            }
         }
     }
 }
 
-fn add_to(op: &mut Operation, command: bool, waits: bool) {
+/// `command`: not a GET (it takes `Prefer` and `Idempotency-Key`); `token`:
+/// it takes the consistency token.
+fn add_to(op: &mut Operation, command: bool, token: bool) {
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if secured {
         let parameters = op.parameters.get_or_insert_with(Vec::new);
         let mut names: Vec<&str> = Vec::new();
-        if waits {
+        if token {
             names.extend(token_parameters().iter().map(|(n, _)| *n));
         }
         if command {

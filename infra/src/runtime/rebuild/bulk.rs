@@ -122,7 +122,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
                                 stream: current.clone(),
                             })
                             .await?;
-                        run.report_read(progress.snapshot).await;
+                        run.tick().await;
                         since_commit = 0;
                     } else if ready.len() >= STREAMS_PER_HANDOFF {
                         hand_over(load.store, writer.as_mut(), &mut ready).await?;
@@ -134,7 +134,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
                     events.push(event);
                 }
             }
-            run.tick(progress.snapshot).await;
+            run.tick().await;
         }
         if !events.is_empty() {
             ready.push(events);
@@ -147,7 +147,7 @@ pub(super) async fn load<F: FnMut(Progress)>(
             at: crate::clock::SystemClock.now().timestamp_micros(),
         })
         .await?;
-    run.report_read(progress.snapshot).await;
+    run.tick().await;
     Ok(())
 }
 

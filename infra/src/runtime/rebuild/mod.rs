@@ -100,13 +100,13 @@ pub async fn rebuild_in_batches(
         let mut run = Run {
             started,
             head: store.head().await?,
+            position: 0,
+            step: "",
             read: 0,
             total: 0,
             guard: &mut guard,
             progress: &mut progress,
         };
-        // Seen from its first moment, before anything is read.
-        run.tick(0).await;
         let mut positions = Vec::with_capacity(models.len());
         for m in models {
             let position =
@@ -114,8 +114,10 @@ pub async fn rebuild_in_batches(
                     .await?;
             positions.push((m.as_ref(), position));
         }
+        run.position = lowest(&positions);
         let mut steps = Steps::starting();
         build_in_bulk(live, &shadow, store, &mut positions, batch, &mut run).await?;
+        run.report(lowest(&positions)).await;
         steps.done("bulk");
         let mut positions: Vec<(&dyn Projection, i64)> = positions
             .into_iter()
@@ -123,10 +125,13 @@ pub async fn rebuild_in_batches(
             .collect();
         let position = match (live, &shadow.location) {
             (Db::Postgres(p), Location::Schema(name)) => {
+                run.begin("indexes").await;
                 shadow.restore_indexes().await?;
                 steps.done("indexes");
-                catch_up(&shadow, store, &mut positions, batch, &mut run).await?;
+                run.begin("catch-up").await;
+                catch_up(live, &shadow, store, &mut positions, batch, &mut run).await?;
                 steps.done("catch-up");
+                run.begin("switch").await;
                 let held = Instant::now();
                 let position = switch::switch_postgres(p, store, name, &mut positions).await?;
                 steps.done("switch");
@@ -139,6 +144,7 @@ pub async fn rebuild_in_batches(
                     .iter()
                     .flat_map(|m| m.tables().iter().copied())
                     .collect();
+                run.begin("indexes and copy into the live file").await;
                 let side_by_side = Instant::now();
                 let (indexed, staging) = tokio::join!(
                     async {
@@ -152,8 +158,10 @@ pub async fn rebuild_in_batches(
                 let staging = staging?;
                 steps.took("indexes", indexes_took);
                 steps.done("copy");
-                catch_up(&shadow, store, &mut positions, batch, &mut run).await?;
+                run.begin("catch-up").await;
+                catch_up(live, &shadow, store, &mut positions, batch, &mut run).await?;
                 steps.done("catch-up");
+                run.begin("switch").await;
                 let switched = staging
                     .finish(live, store, &shadow.db, &mut positions)
                     .await?;
@@ -164,7 +172,9 @@ pub async fn rebuild_in_batches(
         };
         // All read: the last word says so, whatever the count foresaw.
         run.total = run.read;
-        let finished = run.at(position.0);
+        run.position = position.0;
+        run.step = "done";
+        let finished = run.at();
         (run.progress)(finished);
         Ok::<_, RunnerError>((position, run.read, steps.0))
     }
@@ -174,7 +184,7 @@ pub async fn rebuild_in_batches(
         Err(e) => {
             // Keep the shadow: the next run resumes from its checkpoints.
             shadow.db.close().await;
-            guard.release().await;
+            guard.fail(&e.to_string()).await;
             return Err(e);
         }
     };
@@ -212,6 +222,8 @@ pub async fn dry_run(
         let mut run = Run {
             started,
             head: store.head().await?,
+            position: 0,
+            step: "",
             read: 0,
             total: 0,
             guard: &mut guard,
@@ -224,15 +236,17 @@ pub async fn dry_run(
                     .await?;
             positions.push((p.as_ref(), position));
         }
-        catch_up(&shadow, store, &mut positions, BATCH, &mut run).await?;
+        catch_up(live, &shadow, store, &mut positions, BATCH, &mut run).await?;
         let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
         Ok::<_, RunnerError>((position, run.read))
     }
     .await;
     let removed = shadow.remove(live).await;
-    guard.release().await;
+    // Nothing to resume: the row goes with the scratch copy.
+    let finished = guard.finish().await;
     let (position, events) = result?;
     removed?;
+    finished?;
     Ok(Rebuilt {
         projections: names,
         position,
@@ -241,6 +255,11 @@ pub async fn dry_run(
         longest_lock: std::time::Duration::ZERO,
         steps: Vec::new(),
     })
+}
+
+/// The lowest of `positions` (0 for none).
+fn lowest<P>(positions: &[(P, i64)]) -> i64 {
+    positions.iter().map(|(_, p)| *p).min().unwrap_or(0)
 }
 
 /// Takes the rebuild guard of `names` (a second rebuild is refused) and
@@ -253,8 +272,9 @@ async fn guarded_shadow(
     match Shadow::open(live).await {
         Ok(shadow) => Ok((guard, shadow)),
         Err(e) => {
-            guard.release().await;
-            Err(e.into())
+            let e = RunnerError::from(e);
+            guard.fail(&e.to_string()).await;
+            Err(e)
         }
     }
 }
@@ -318,6 +338,7 @@ async fn build_in_bulk<F: FnMut(Progress)>(
         };
         run.total += range.count(live).await?;
     }
+    run.begin("bulk load").await;
     for (i, fold, progress, fresh) in bulk_loads {
         let (model, position) = &mut positions[i];
         if fresh {
@@ -336,17 +357,20 @@ async fn build_in_bulk<F: FnMut(Progress)>(
     Ok(())
 }
 
-/// Step 3: batches of events from the lowest checkpoint to the head.
+/// Step 3: batches of events from the lowest checkpoint to the head (the
+/// events after it, counted first, go into the run's total).
 async fn catch_up<F: FnMut(Progress)>(
+    live: &Db,
     shadow: &Shadow,
     store: &dyn EventStore,
     positions: &mut [(&dyn Projection, i64)],
     batch: usize,
     run: &mut Run<'_, F>,
 ) -> Result<(), RunnerError> {
+    let after = lowest(positions);
+    run.total = run.read + Range::All { after }.count(live).await?;
     loop {
-        let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
-        let events = store.read_all(lowest, batch).await?;
+        let events = store.read_all(lowest(positions), batch).await?;
         if events.is_empty() {
             return Ok(());
         }
@@ -354,8 +378,7 @@ async fn catch_up<F: FnMut(Progress)>(
         apply_batch(&mut tx, positions, &events).await?;
         tx.commit().await?;
         run.read += events.len() as u64;
-        let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
-        run.report(position).await;
+        run.report(lowest(positions)).await;
     }
 }
 

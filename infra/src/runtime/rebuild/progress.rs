@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::runtime::rebuild_guard;
 
 /// Where a rebuild is, for progress reports.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
     /// The lowest shadow checkpoint.
     pub position: i64,
@@ -21,12 +21,20 @@ pub struct Progress {
     /// the others take), and grown by what the catch-up finds after that.
     pub total: u64,
     pub events_per_second: f64,
+    /// What it is doing: `bulk load`, `indexes` (on SQLite `indexes and
+    /// copy into the live file`, which reads no events), `catch-up`,
+    /// `switch`; empty before it begins.
+    pub step: &'static str,
 }
 
 /// A rebuild under way: what it has read, and who hears of it.
 pub(super) struct Run<'a, F: FnMut(Progress)> {
     pub(super) started: Instant,
     pub(super) head: i64,
+    /// The lowest shadow checkpoint.
+    pub(super) position: i64,
+    /// The step under way (see [`Progress::step`]).
+    pub(super) step: &'static str,
     pub(super) read: u64,
     /// What the run expects to read in all (see [`Progress::total`]).
     pub(super) total: u64,
@@ -35,37 +43,38 @@ pub(super) struct Run<'a, F: FnMut(Progress)> {
 }
 
 impl<F: FnMut(Progress)> Run<'_, F> {
-    /// Tells the operator (and the rebuilds table) how far it is: the
-    /// lowest checkpoint, or while loading in bulk the events read so far.
+    /// The lowest checkpoint is now `position`: tells the operator (and
+    /// the rebuilds table) how far it is.
+    /// `step` begins: told at once.
+    pub(super) async fn begin(&mut self, step: &'static str) {
+        self.step = step;
+        self.tick().await;
+    }
+
     pub(super) async fn report(&mut self, position: i64) {
-        let now = self.at(position);
+        self.position = position;
+        self.tick().await;
+    }
+
+    /// Tells the operator and the rebuilds table (each at its own pace:
+    /// the table about every second, the CLI's line as it draws) the
+    /// events read so far; while loading in bulk, between the moves of a
+    /// checkpoint.
+    pub(super) async fn tick(&mut self) {
+        let now = self.at();
         self.guard.report(now).await;
         (self.progress)(now);
     }
 
-    pub(super) fn at(&self, position: i64) -> Progress {
+    pub(super) fn at(&self) -> Progress {
         Progress {
-            position,
+            position: self.position,
             head: self.head,
             applied: self.read,
             total: self.total.max(self.read),
             events_per_second: self.read as f64 / self.started.elapsed().as_secs_f64().max(1e-9),
+            step: self.step,
         }
-    }
-
-    /// While loading in bulk: the events read so far, at most `snapshot`.
-    pub(super) async fn report_read(&mut self, snapshot: i64) {
-        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
-        self.report(read.min(snapshot)).await;
-    }
-
-    /// Between the bulk load's commits: the rebuilds table only (at most
-    /// every second), so that `GET /v1/admin/projections` and a refused
-    /// second rebuild see it move.
-    pub(super) async fn tick(&mut self, snapshot: i64) {
-        let read = i64::try_from(self.read).unwrap_or(i64::MAX);
-        let now = self.at(read.min(snapshot));
-        self.guard.report(now).await;
     }
 }
 
