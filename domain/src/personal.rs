@@ -62,11 +62,11 @@ pub fn passes_on(event_type: &str) -> bool {
     )
 }
 
-/// The field of a device's `subject.forgotten` that names the former owner
-/// whose part alone was forgotten: the device had passed to someone else
-/// since it was theirs, and only what it still carried from their time
-/// reads as the placeholder (see `device::Carried`). Absent, the whole
-/// subject was forgotten.
+/// The field of a device's `subject.forgotten` that names the owner
+/// (former, or current) whose part alone was forgotten: the device had
+/// been someone else's (or no one's) too, and only what it still carried
+/// from their time reads as the placeholder (see `device::Carried`).
+/// Absent, the whole subject was forgotten.
 pub const FORMER_OWNER: &str = "former_owner";
 
 /// Of a `subject.forgotten` event's body: the former owner whose part of a

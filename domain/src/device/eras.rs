@@ -64,6 +64,20 @@ pub struct Eras {
     token: Option<UserId>,
     /// Whose time each property's value was set in (absent: no one's).
     properties: BTreeMap<String, UserId>,
+    /// Whose time every event of the stream was written in, while that is
+    /// one user's (or no one's) alone.
+    sole: Sole,
+}
+
+/// Whose time a stream's events were written in, all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Sole {
+    #[default]
+    NoEvents,
+    /// One owner's (or, `None`, no one's) alone.
+    One(Option<UserId>),
+    /// Several owners', or some owner's and no one's.
+    Mixed,
 }
 
 impl Eras {
@@ -119,6 +133,11 @@ impl Eras {
             }
             _ => {}
         }
+        self.sole = match std::mem::take(&mut self.sole) {
+            Sole::NoEvents => Sole::One(owner.cloned()),
+            Sole::One(only) if only.as_ref() == owner => Sole::One(only),
+            _ => Sole::Mixed,
+        };
         if let Some(owner) = owner {
             self.unforgotten.insert(owner.clone());
         }
@@ -127,20 +146,29 @@ impl Eras {
 
 impl Device {
     /// What forgetting `user_id` records in the device's stream, if
-    /// anything. Still theirs, all of it is forgotten (unless nothing was
-    /// written since the last time). Passed to someone else since, only
-    /// what it still carries from their time, the rest being the new
-    /// owner's; and nothing if nothing was written in their time since
-    /// they were last forgotten. A former owner's forget is recorded even
-    /// when it carries nothing of theirs any more: every node reading it
-    /// drops its copies of the keys just destroyed, and the feeds render
-    /// again what they kept of the events of their time.
+    /// anything. Theirs from its first event on, all of it is forgotten
+    /// (unless nothing was written since the last time). Otherwise —
+    /// passed to someone else since, or written in someone else's time (or
+    /// no one's) before it was theirs again — only what it still carries
+    /// from their time, the rest being others' (under keys this forget
+    /// leaves alone); and nothing if nothing was written in their time
+    /// since they were last forgotten. Such a part is recorded even when
+    /// it carries nothing of theirs any more: every node reading it drops
+    /// its copies of the keys just destroyed, and the feeds render again
+    /// what they kept of the events of their time.
     pub(super) fn forgetting(
         &self,
         external_id: ExternalId,
         user_id: UserId,
     ) -> Option<DeviceEvent> {
-        if self.eras.holder.as_ref() == Some(&user_id) {
+        // Every event theirs: all of it is theirs to forget. Otherwise the
+        // rest was written in someone else's time (or no one's), under
+        // keys this forget leaves alone, and stays readable: only what was
+        // written in theirs is forgotten, whether or not the device is
+        // still theirs.
+        if self.eras.holder.as_ref() == Some(&user_id)
+            && self.eras.sole == Sole::One(Some(user_id.clone()))
+        {
             return (!self.forgotten).then_some(DeviceEvent::Forgotten {
                 external_id,
                 former_owner: None,
@@ -266,10 +294,11 @@ mod tests {
         given::<Device>(history.clone())
             .when(forget("a"))
             .then([forgotten_part("a", true, &["city"])]);
-        // Still b's: all of it. Never c's: nothing.
+        // Still b's, but a's token and city are not b's to forget: only
+        // what b wrote. Never c's: nothing.
         given::<Device>(history.clone())
             .when(forget("b"))
-            .then([forgotten_all()]);
+            .then([forgotten_part("b", false, &["lang"])]);
         given::<Device>(history.clone()).when(forget("c")).then([]);
 
         let mut after = history.to_vec();
@@ -287,6 +316,25 @@ mod tests {
         given::<Device>(after.clone()).when(forget("a")).then([]);
         given::<Device>(after)
             .when(forget("b"))
+            .then([forgotten_part("b", false, &["lang"])]);
+    }
+
+    #[test]
+    fn a_device_that_is_theirs_again_keeps_what_others_wrote_between() {
+        // a, then b (who sets lang), then a again: b's lang is b's.
+        given::<Device>([
+            registered("a"),
+            set("city", "Paris"),
+            linked("b"),
+            set("lang", "en"),
+            linked("a"),
+            set("pet", "cat"),
+        ])
+        .when(forget("a"))
+        .then([forgotten_part("a", true, &["city", "pet"])]);
+        // Registered by a, and only ever a's: all of it, whole.
+        given::<Device>([registered("a"), set("city", "Paris")])
+            .when(forget("a"))
             .then([forgotten_all()]);
     }
 
@@ -311,7 +359,8 @@ mod tests {
         ])
         .when(forget("a"))
         .then([]);
-        // Unlinked, the device is still a's: all of it.
+        // Unlinked, what the device holds of a's time is still a's (the
+        // unlink itself holds nothing personal).
         given::<Device>([
             registered("a"),
             DeviceEvent::UserUnlinked {
@@ -321,7 +370,7 @@ mod tests {
             },
         ])
         .when(forget("a"))
-        .then([forgotten_all()]);
+        .then([forgotten_part("a", true, &[])]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! A device that passes to someone else (registered afresh after a delete,
 //! or linked to another user): forgetting its first owner forgets only
 //! what was written while it was theirs, including what the device still
-//! carries from their time, in its model as in a rebuild.
+//! carries from their time, in its model as in a rebuild; and a device
+//! that is theirs again keeps what someone else wrote in between.
 
 use herald_tests::receiver::Receiver;
 use herald_tests::{Backend, on_both};
@@ -241,4 +242,42 @@ async fn forget_what_a_relinked_device_carried(backend: Backend) {
     assert_eq!(patched.status, 200, "{answer}");
     assert_eq!(answer["properties"]["a"], PLACEHOLDER, "{answer}");
     assert_eq!(answer["push_token"], PLACEHOLDER, "{answer}");
+}
+
+on_both!(
+    a_device_that_is_theirs_again_keeps_what_someone_else_wrote_between,
+    forget_keeps_what_others_wrote
+);
+async fn forget_keeps_what_others_wrote(backend: Backend) {
+    let Some(h) = Hooked::spawn(backend).await else {
+        return;
+    };
+    // ada, then bob (his own token, his lang), then ada again.
+    device_of(&h, "back-d", TOKEN, "ada-back").await;
+    set_device_property(&h, "back-d", "home", CITY).await;
+    device_of(&h, "back-d", "BOBSOWNTOKEN", "bob-back").await;
+    set_device_property(&h, "back-d", "lang", "BOBS-OWN-LANG").await;
+    device_of(&h, "back-d", "ADASLATERTOKEN", "ada-back").await;
+    set_device_property(&h, "back-d", "pet", "ADAS-LATER-PET").await;
+
+    let forgot = forget_user(&h, "ada-back").await;
+    assert_eq!(
+        forgot["subjects"],
+        json!(["user:ada-back", "device:back-d"])
+    );
+    h.app.idle().await;
+    // Ada's values read as the placeholder; bob's lang stays his, in the
+    // model as in the log.
+    let d = h.app.get("/v1/devices/back-d", &h.key.token).await;
+    assert_eq!(d.body["push_token"], PLACEHOLDER, "{}", d.body);
+    assert_eq!(d.body["push_token_valid"], false, "{}", d.body);
+    assert_eq!(d.body["properties"]["home"], PLACEHOLDER, "{}", d.body);
+    assert_eq!(d.body["properties"]["pet"], PLACEHOLDER, "{}", d.body);
+    assert_eq!(d.body["properties"]["lang"], "BOBS-OWN-LANG", "{}", d.body);
+    let log = serde_json::to_string(&stream_events(&h, "device:back-d").await).unwrap_or_default();
+    assert!(log.contains("BOBS-OWN-LANG") && log.contains("BOBSOWNTOKEN"));
+    assert!(!log.contains(CITY) && !log.contains("ADAS-LATER-PET") && !log.contains(TOKEN));
+    let incremental = dump(h.app.herald.db()).await;
+    rebuild_all(&h.app).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(dump(h.app.herald.db()).await, incremental);
 }
