@@ -102,8 +102,11 @@ pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError
         reported: None,
     };
     // Seen at once, before the shadow is opened (on PostgreSQL that takes
-    // seconds) and anything is counted.
-    if let Err(e) = guard.write(Progress::default()).await {
+    // seconds) and anything is counted. (Taken for no model, it only
+    // keeps rebuilds out a moment: see `rebuild::discard_stopped`.)
+    if !projections.is_empty()
+        && let Err(e) = guard.write(Progress::default()).await
+    {
         tracing::debug!(error = %e, "cannot record the rebuild's start");
     }
     Ok(guard)
