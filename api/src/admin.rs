@@ -4,7 +4,7 @@
 
 #![allow(clippy::print_stdout)] // a command line: its output is the point
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use infra::vault::{self, Vault};
 use projections::db::Db;
 
 use crate::cli::{ChangesCommand, DatabaseArgs, ExportArgs, FaultArgs, RebuildArgs, VerifyArgs};
+use crate::progress_line::ProgressLine;
 use crate::pump::buffer::{Buffer, id_of, list_dead_letters};
 use crate::pump::client::ChangesClient;
 use crate::pump::{Pump, retry_dead_letters};
@@ -129,101 +130,6 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     db.close().await;
     anyhow::ensure!(broken == 0, "{broken} chain(s) broken");
     Ok(())
-}
-
-/// A progress line on stderr: on a terminal a bar with rate and ETA,
-/// redrawn in place; else a plain line at most every few seconds.
-struct ProgressLine {
-    terminal: bool,
-    last: Option<Instant>,
-    /// The latest state not yet shown (done, total, rate).
-    unshown: Option<(u64, u64, f64)>,
-    /// What the last line drawn said (done, total).
-    drawn: Option<(u64, u64)>,
-    /// The step under way, shown after the figures (a new one is drawn at
-    /// once).
-    step: &'static str,
-}
-
-impl ProgressLine {
-    fn new() -> Self {
-        Self {
-            terminal: std::io::stderr().is_terminal(),
-            last: None,
-            unshown: None,
-            drawn: None,
-            step: "",
-        }
-    }
-
-    /// `step` is under way: drawn with the next figures, at once if it is
-    /// a new one.
-    fn step(&mut self, step: &'static str) {
-        if step != self.step {
-            self.step = step;
-            self.last = None;
-            self.drawn = None;
-        }
-    }
-
-    fn show(&mut self, done: u64, total: u64, rate: f64) {
-        let every = if self.terminal {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(5)
-        };
-        if self.last.is_some_and(|l| l.elapsed() < every) || self.drawn == Some((done, total)) {
-            self.unshown = Some((done, total, rate));
-            return;
-        }
-        self.last = Some(Instant::now());
-        self.draw(done, total, rate);
-    }
-
-    fn draw(&mut self, done: u64, total: u64, rate: f64) {
-        self.unshown = None;
-        self.drawn = Some((done, total));
-        let percent = if total == 0 {
-            100.0
-        } else {
-            done as f64 * 100.0 / total as f64
-        };
-        let eta = if rate > 0.0 {
-            total.saturating_sub(done) as f64 / rate
-        } else {
-            0.0
-        };
-        let mut line =
-            format!("{done}/{total} events ({percent:.1} %), {rate:.0} events/s, ETA {eta:.0} s");
-        if !self.step.is_empty() {
-            line.push_str(&format!(" [{}]", self.step));
-        }
-        let mut err = std::io::stderr();
-        let _ = if self.terminal {
-            write!(err, "\r\x1b[2K{} {line}", bar(percent))
-        } else {
-            writeln!(err, "{line}")
-        };
-    }
-
-    /// Shows where it ended (if that was held back) and ends the line.
-    fn finish(&mut self) {
-        if let Some((done, total, rate)) = self.unshown
-            && self.drawn != Some((done, total))
-        {
-            self.draw(done, total, rate);
-        }
-        if self.terminal {
-            eprintln!();
-        }
-    }
-}
-
-/// `[#########-----------]`: 20 cells, one per 5 %.
-fn bar(percent: f64) -> String {
-    const CELLS: usize = 20;
-    let full = ((percent.clamp(0.0, 100.0) / 100.0) * CELLS as f64).round() as usize;
-    format!("[{}{}]", "#".repeat(full), "-".repeat(CELLS - full))
 }
 
 /// Writes the app's events as NDJSON, page by page.

@@ -18,6 +18,7 @@ pub mod metrics;
 pub(crate) mod minimal;
 mod node_client;
 mod position;
+mod progress_line;
 pub mod pump;
 pub mod rate_limit;
 pub mod routes;

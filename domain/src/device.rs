@@ -1,7 +1,9 @@
 //! The device aggregate: a push token on a platform, typed properties, and an
 //! optional link to a user.
 
+mod changes;
 mod eras;
+mod push_token;
 
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +14,9 @@ use crate::ids::{ExternalId, UserId};
 use crate::platform::{DevicePlatform, SendPlatform};
 use crate::properties::{Properties, PropertyPatch};
 
+pub use self::changes::client_may;
 pub use self::eras::{Carried, Eras};
+pub use self::push_token::{MAX_PUSH_TOKEN_BYTES, PushToken};
 
 pub fn stream(external_id: &ExternalId) -> String {
     format!("device:{external_id}")
@@ -22,45 +26,8 @@ pub fn stream(external_id: &ExternalId) -> String {
 /// so that no webhook or change queue subscribed to devices receives it.
 pub const SECRET_ISSUED: &str = "device_secret.issued";
 
-pub const MAX_PUSH_TOKEN_BYTES: usize = 4096;
 /// `random_bucket` is drawn from 1..=RANDOM_BUCKETS at registration.
 pub const RANDOM_BUCKETS: u16 = 10_000;
-
-/// A push token: 1 to 4096 bytes, no control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct PushToken(String);
-
-impl PushToken {
-    /// The token of a forgotten device (see `personal`).
-    pub fn forgotten() -> Self {
-        Self(crate::personal::PLACEHOLDER.to_owned())
-    }
-
-    pub fn parse(raw: impl Into<String>) -> Result<Self, DomainError> {
-        let raw = raw.into();
-        if raw.is_empty() {
-            return Err(DomainError::invalid("push_token", "must not be empty"));
-        }
-        if raw.len() > MAX_PUSH_TOKEN_BYTES {
-            return Err(DomainError::invalid(
-                "push_token",
-                format!("must be at most {MAX_PUSH_TOKEN_BYTES} bytes"),
-            ));
-        }
-        if raw.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "push_token",
-                "must not contain control characters",
-            ));
-        }
-        Ok(Self(raw))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// What to do with a device's user link.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -238,136 +205,6 @@ pub struct Device {
     pub secret_sha256: Option<String>,
     /// Whose time its values were written in.
     pub eras: Eras,
-}
-
-/// Whether a client key that sent the secret with SHA-256 `presented` may
-/// act on a registered device whose secret hashes to `secret` (`None`: the
-/// app's server registered it, and a client key may not touch it).
-pub fn client_may(secret: Option<&str>, presented: Option<&str>) -> Result<(), DomainError> {
-    let Some(secret) = secret else {
-        return Err(DomainError::Forbidden(
-            "this device was registered by the app's server; a client key cannot use it".into(),
-        ));
-    };
-    match presented {
-        None => Err(DomainError::Forbidden(
-            "this device is registered; send its secret in the Herald-Device-Secret header".into(),
-        )),
-        Some(p) if p != secret => Err(DomainError::Forbidden(
-            "the Herald-Device-Secret does not match this device".into(),
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
-fn changed<T: PartialEq>(old: &Option<T>, new: T) -> Option<T> {
-    if old.as_ref() == Some(&new) {
-        None
-    } else {
-        Some(new)
-    }
-}
-
-impl Device {
-    /// Whether `by` may change this device: the server always; a client key
-    /// a new device, or one it registered, with its secret.
-    fn admits(&self, by: &By) -> Result<(), DomainError> {
-        match by {
-            By::Server => Ok(()),
-            By::Client { .. } if !self.live => Ok(()),
-            By::Client { presented } => {
-                client_may(self.secret_sha256.as_deref(), presented.as_deref())
-            }
-        }
-    }
-
-    fn register(
-        &self,
-        external_id: ExternalId,
-        r: Registration,
-        bucket: u16,
-        by: &By,
-        new_secret: Option<String>,
-    ) -> Result<Vec<DeviceEvent>, DomainError> {
-        self.admits(by)?;
-        if matches!(by, By::Client { .. }) && matches!(r.user, UserLink::Link(_)) {
-            return Err(DomainError::Forbidden(
-                "a client key cannot link a device to a user (it cannot prove who the user is); \
-                 link it from the app's server with a write key"
-                    .into(),
-            ));
-        }
-        if !self.live {
-            let user_id = match r.user {
-                UserLink::Link(u) => Some(u),
-                UserLink::Keep | UserLink::Unlink => None,
-            };
-            let mut events = vec![DeviceEvent::Registered {
-                external_id: external_id.clone(),
-                push_token: r.push_token,
-                send_platform: r.send_platform,
-                device_platform: r.device_platform,
-                random_bucket: bucket,
-                user_id,
-                has_permission: r.has_permission.unwrap_or(true),
-            }];
-            if let (By::Client { .. }, Some(secret_sha256)) = (by, new_secret) {
-                events.push(DeviceEvent::SecretIssued {
-                    external_id,
-                    secret_sha256,
-                });
-            }
-            return Ok(events);
-        }
-        let mut events = Vec::new();
-        // The link first: a new token sent with it is the new owner's (a
-        // forget of the previous owner leaves it; see `personal`).
-        match (r.user, &self.user_id) {
-            (UserLink::Link(new), Some(old)) if &new == old => {}
-            (UserLink::Link(new), old) => {
-                if let Some(old) = old {
-                    events.push(DeviceEvent::UserUnlinked {
-                        external_id: external_id.clone(),
-                        user_id: old.clone(),
-                        reason: "request".into(),
-                    });
-                }
-                events.push(DeviceEvent::UserLinked {
-                    external_id: external_id.clone(),
-                    user_id: new,
-                });
-            }
-            (UserLink::Unlink, Some(old)) => events.push(DeviceEvent::UserUnlinked {
-                external_id: external_id.clone(),
-                user_id: old.clone(),
-                reason: "request".into(),
-            }),
-            (UserLink::Unlink | UserLink::Keep, _) => {}
-        }
-        // A re-registration of a token found dead revives it.
-        let push_token = if self.token_valid {
-            changed(&self.push_token, r.push_token)
-        } else {
-            Some(r.push_token)
-        };
-        let send_platform = changed(&self.send_platform, r.send_platform);
-        let device_platform = changed(&self.device_platform, r.device_platform);
-        let has_permission = r.has_permission.filter(|p| *p != self.has_permission);
-        if push_token.is_some()
-            || send_platform.is_some()
-            || device_platform.is_some()
-            || has_permission.is_some()
-        {
-            events.push(DeviceEvent::Updated {
-                external_id,
-                push_token,
-                send_platform,
-                device_platform,
-                has_permission,
-            });
-        }
-        Ok(events)
-    }
 }
 
 impl Aggregate for Device {
