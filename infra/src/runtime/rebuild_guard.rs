@@ -57,6 +57,19 @@ fn lock_key(schema: &str) -> i64 {
 
 /// Takes the lock, or says who holds it.
 pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError> {
+    let mut guard = exclude(live).await?;
+    guard.projections = projections.join(",");
+    // Seen at once, before the shadow is opened (on PostgreSQL that takes
+    // seconds) and anything is counted.
+    if let Err(e) = guard.write(Progress::default()).await {
+        tracing::debug!(error = %e, "cannot record the rebuild's start");
+    }
+    Ok(guard)
+}
+
+/// Takes the lock without a rebuild to report: keeps rebuilds out while
+/// it is held (see `rebuild::discard_stopped`), or says who holds it.
+pub async fn exclude(live: &Db) -> Result<Guard, RuntimeError> {
     let held = match live {
         Db::Postgres(p) => {
             let mut conn = sqlx::PgConnection::connect_with(&p.pool.connect_options()).await?;
@@ -94,22 +107,13 @@ pub async fn take(live: &Db, projections: &[&str]) -> Result<Guard, RuntimeError
             }
         }
     };
-    let guard = Guard {
+    Ok(Guard {
         db: live.clone(),
         held,
-        projections: projections.join(","),
+        projections: String::new(),
         started_at: SystemClock.now(),
         reported: None,
-    };
-    // Seen at once, before the shadow is opened (on PostgreSQL that takes
-    // seconds) and anything is counted. (Taken for no model, it only
-    // keeps rebuilds out a moment: see `rebuild::discard_stopped`.)
-    if !projections.is_empty()
-        && let Err(e) = guard.write(Progress::default()).await
-    {
-        tracing::debug!(error = %e, "cannot record the rebuild's start");
-    }
-    Ok(guard)
+    })
 }
 
 fn internal(message: String) -> RuntimeError {

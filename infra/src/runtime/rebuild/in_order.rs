@@ -84,7 +84,7 @@ async fn apply_stretch<F: FnMut(Progress)>(
     tx.commit().await?;
     run.read += events.len() as u64;
     events.clear();
-    let position = models.iter().map(|(_, p)| *p).min().unwrap_or(0);
+    let position = super::lowest(models);
     run.report(position).await;
     Ok(())
 }

@@ -237,7 +237,7 @@ pub async fn dry_run(
             positions.push((p.as_ref(), position));
         }
         catch_up(live, &shadow, store, &mut positions, BATCH, &mut run).await?;
-        let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+        let position = lowest(&positions);
         Ok::<_, RunnerError>((position, run.read))
     }
     .await;
@@ -258,7 +258,7 @@ pub async fn dry_run(
 }
 
 /// The lowest of `positions` (0 for none).
-fn lowest<P>(positions: &[(P, i64)]) -> i64 {
+pub(super) fn lowest<P>(positions: &[(P, i64)]) -> i64 {
     positions.iter().map(|(_, p)| *p).min().unwrap_or(0)
 }
 

@@ -251,7 +251,7 @@ async fn shadow_dir(live: &Db) -> Result<PathBuf, StoreError> {
 /// running rebuild keeps its own (it applies the forget before it switches
 /// in, then removes the copy).
 pub async fn discard_stopped(live: &Db) -> Result<(), StoreError> {
-    let guard = match crate::runtime::rebuild_guard::take(live, &[]).await {
+    let guard = match crate::runtime::rebuild_guard::exclude(live).await {
         Ok(guard) => guard,
         Err(crate::runtime::RuntimeError::Busy(_)) => return Ok(()),
         Err(crate::runtime::RuntimeError::Store(e)) => return Err(e),

@@ -40,7 +40,7 @@ pub(super) async fn switch_postgres(
     let Tx::Pg(t) = wrapped else { unreachable!() };
     tx = t;
     loop {
-        let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+        let lowest = super::lowest(positions);
         let found = sqlx::query(rows::READ_AFTER)
             .bind(lowest)
             .bind(BATCH as i64)
@@ -61,7 +61,7 @@ pub(super) async fn switch_postgres(
         tx = t;
         set_search_path(&mut tx, &live_schema).await?;
     }
-    let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+    let position = super::lowest(positions);
     for (projection, _) in positions.iter() {
         for table in projection.tables() {
             sqlx::query(&format!("DROP TABLE {live_schema}.{table}"))

@@ -303,7 +303,7 @@ async fn finish(
         .execute(&mut *tx)
         .await?;
     loop {
-        let lowest = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+        let lowest = super::lowest(positions);
         // Unqualified names resolve to `main` before attached files.
         let found = sqlx::query(rows::READ_AFTER)
             .bind(lowest)
@@ -342,7 +342,7 @@ async fn finish(
             .execute(&mut *tx)
             .await?;
     }
-    let position = positions.iter().map(|(_, p)| *p).min().unwrap_or(0);
+    let position = super::lowest(positions);
     // An offline operator tool: the switch is stamped by the system clock.
     let now = SystemClock.now().timestamp_micros();
     for (projection, _) in positions.iter() {
