@@ -135,6 +135,18 @@ pub(super) async fn caught_up(app: &TestApp) {
     );
 }
 
+/// Rebuilds every read model and checks it yields the rows the
+/// incremental models hold.
+pub(crate) async fn rebuild_keeps_the_models(app: &TestApp) {
+    let incremental = dump(app.herald.db()).await;
+    rebuild_all(app).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        dump(app.herald.db()).await,
+        incremental,
+        "rebuilt models differ"
+    );
+}
+
 /// Every rebuildable read model rebuilt and switched in, quietly.
 pub(crate) async fn rebuild_all(app: &TestApp) -> Result<Rebuilt, RuntimeError> {
     rebuild(
